@@ -1,0 +1,36 @@
+# Quick start: `make demo` (smoke suite on the bundled digits data, offline) and `make test`.
+# Each target creates the virtual environment it needs in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv demo test lint typecheck benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev,slurm,dask]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/bench run suites/smoke.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check cascade bench tests benchmarks
+	$(BIN)/ruff format --check cascade bench tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python -m pytest benchmarks -q --benchmark-only
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .tox

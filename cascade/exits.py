@@ -1,0 +1,194 @@
+"""Exit policies and real dynamic early-exit inference.
+
+A policy looks at one exit's logits for the samples still in the batch and
+says which of them leave. Policies are registered by name:
+
+* ``max-prob`` (the study): confidence = max_k softmax(z)_k; leave when
+  confidence > t. t = 0 sends every sample out at the first exit, t = 1 none.
+* ``entropy`` (BranchyNet, Teerapittayanon et al. 2016): confidence =
+  1 - H(softmax(z)) / log K, in [0, 1]; leave when confidence > t (low entropy).
+* ``patience`` (PABEE, Zhou et al. 2020): leave when the prediction has stayed
+  the same for ``patience`` consecutive exits (it never leaves at exit 1).
+
+:func:`dynamic_forward` really removes the samples that left from the batch
+before running the next segment, so later segments run only on the rest.
+Its predictions and exit choices equal those of :func:`masked_decisions`
+applied to the full computation (every exit on every sample); tests check it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from cascade._registry import Registry
+from cascade.models._base import MultiExitModel
+
+State = dict[str, torch.Tensor]
+
+
+class ExitPolicy:
+    """Decides, exit by exit, which samples leave. Subclasses are small dataclasses."""
+
+    name: ClassVar[str]
+    has_threshold: ClassVar[bool] = True
+
+    def init_state(self, batch: int, device: torch.device) -> State:
+        """Per-sample state carried from exit to exit (indexed by the batch dimension)."""
+        return {}
+
+    def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """(mask of samples that leave here, new state) for one intermediate exit."""
+        raise NotImplementedError
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        """The per-sample score compared with the threshold (threshold policies only)."""
+        raise NotImplementedError
+
+
+POLICIES: Registry[type[ExitPolicy]] = Registry("exit policy")
+
+
+def _check_threshold(t: float) -> None:
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {t}")
+
+
+@POLICIES.register("max-prob")
+@dataclass(frozen=True)
+class MaxProbPolicy(ExitPolicy):
+    name: ClassVar[str] = "max-prob"
+    threshold: float = 0.6  # leave when max softmax probability > threshold
+
+    def __post_init__(self) -> None:
+        _check_threshold(self.threshold)
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.softmax(logits, dim=1).amax(dim=1)
+
+    def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        return self.confidence(logits) > self.threshold, state
+
+
+@POLICIES.register("entropy")
+@dataclass(frozen=True)
+class EntropyPolicy(ExitPolicy):
+    name: ClassVar[str] = "entropy"
+    threshold: float = 0.6  # leave when 1 - H / log K > threshold
+
+    def __post_init__(self) -> None:
+        _check_threshold(self.threshold)
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits, dim=1)
+        entropy = -(log_p.exp() * log_p).sum(dim=1)
+        return 1.0 - entropy / math.log(logits.shape[1])
+
+    def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        return self.confidence(logits) > self.threshold, state
+
+
+@POLICIES.register("patience")
+@dataclass(frozen=True)
+class PatiencePolicy(ExitPolicy):
+    name: ClassVar[str] = "patience"
+    has_threshold: ClassVar[bool] = False
+    patience: int = 1  # consecutive exits that must agree with the previous one
+
+    def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+
+    def init_state(self, batch: int, device: torch.device) -> State:
+        return {
+            "pred": torch.full((batch,), -1, dtype=torch.long, device=device),
+            "count": torch.zeros(batch, dtype=torch.long, device=device),
+        }
+
+    def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        pred = logits.argmax(dim=1)
+        count = torch.where(pred == state["pred"], state["count"] + 1, torch.zeros_like(state["count"]))
+        return count >= self.patience, {"pred": pred, "count": count}
+
+
+def build_policy(name: str, **options: float) -> ExitPolicy:
+    """Build policy ``name``; threshold policies take ``threshold``, ``patience`` takes ``patience``."""
+    return POLICIES.get(name)(**options)
+
+
+@dataclass(frozen=True)
+class EarlyExitResult:
+    """Outcome of cascade inference on a batch."""
+
+    predictions: torch.Tensor  # (B,) predicted class of each sample
+    exit_index: torch.Tensor  # (B,) 0-based exit each sample left at
+    num_exits: int
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """(L,) number of samples that left at each exit."""
+        return torch.bincount(self.exit_index, minlength=self.num_exits)
+
+    @property
+    def early_share(self) -> float:
+        """Share of samples that left before the last exit."""
+        return float((self.exit_index < self.num_exits - 1).float().mean()) if len(self.exit_index) else 0.0
+
+
+@torch.no_grad()
+def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) -> EarlyExitResult:
+    """Cascade inference that really skips work: samples that left are dropped from the batch.
+
+    Args:
+        model: a multi-exit model in eval mode.
+        x: input batch (B, ...).
+        policy: the exit rule.
+    """
+    batch = x.shape[0]
+    num_exits = model.num_exits
+    predictions = torch.empty(batch, dtype=torch.long, device=x.device)
+    exit_index = torch.empty(batch, dtype=torch.long, device=x.device)
+    remaining = torch.arange(batch, device=x.device)  # original positions of the samples still running
+    state = policy.init_state(batch, x.device)
+    h = x
+    for level, (segment, head) in enumerate(zip(model.segments, model.heads)):
+        h = segment(h)
+        logits = head(h)  # (b, K) for the b samples still running
+        if level == num_exits - 1:
+            predictions[remaining] = logits.argmax(dim=1)
+            exit_index[remaining] = level
+            break
+        leave, state = policy.decide(logits, state)
+        left = remaining[leave]
+        predictions[left] = logits[leave].argmax(dim=1)
+        exit_index[left] = level
+        stay = ~leave
+        if not bool(stay.any()):
+            break
+        h, remaining = h[stay], remaining[stay]
+        state = {k: v[stay] for k, v in state.items()}
+    return EarlyExitResult(predictions, exit_index, num_exits)
+
+
+@torch.no_grad()
+def masked_decisions(logits: Sequence[torch.Tensor], policy: ExitPolicy) -> EarlyExitResult:
+    """The cascade's choices computed from every exit's logits on the full batch (reference)."""
+    num_exits = len(logits)
+    batch = logits[0].shape[0]
+    device = logits[0].device
+    exit_index = torch.full((batch,), num_exits - 1, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    state = policy.init_state(batch, device)
+    for level, z in enumerate(logits[:-1]):
+        leave, state = policy.decide(z, state)
+        first = leave & ~done
+        exit_index[first] = level
+        done |= leave
+    all_preds = torch.stack([z.argmax(dim=1) for z in logits], dim=1)  # (B, L)
+    predictions = all_preds.gather(1, exit_index[:, None]).squeeze(1)
+    return EarlyExitResult(predictions, exit_index, num_exits)

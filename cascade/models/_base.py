@@ -1,0 +1,85 @@
+"""The interface every multi-exit backbone implements.
+
+A multi-exit model is a chain of L *segments* and L *heads*: segment l maps
+the features at exit point l-1 (the input for l = 0) to the features at exit
+point l, and head l turns those into logits. Exits are numbered 0..L-1 in
+code and 1..L in reports; the last head is the network's own classifier.
+Exposing the chain (timm's ``forward_intermediates(..., stop_early=True)``
+idea) lets :mod:`cascade.exits` run only the segments that samples still
+need, and lets cost accounting run "everything up to exit l".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ExitOutputs:
+    """Logits of every exit for the whole batch, ordered from first to last exit."""
+
+    logits: tuple[torch.Tensor, ...]  # L tensors of shape (B, K)
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.logits)
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.logits[-1]
+
+
+class MultiExitModel(nn.Module):
+    """Base class: subclasses fill ``self._segments`` and ``self._heads`` (plain lists).
+
+    The lists are *not* registered as submodules (the modules they hold are
+    registered elsewhere under stable names), so a network with exits has the
+    same parameter names as the one without them plus its exit heads, and a
+    ``base`` checkpoint loads into it directly.
+    """
+
+    exit_names: tuple[str, ...]
+    num_classes: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._segments: list[nn.Module] = []
+        self._heads: list[nn.Module] = []
+
+    @property
+    def segments(self) -> list[nn.Module]:
+        return self._segments
+
+    @property
+    def heads(self) -> list[nn.Module]:
+        return self._heads
+
+    @property
+    def num_exits(self) -> int:
+        return len(self._heads)
+
+    def forward(self, x: torch.Tensor) -> ExitOutputs:
+        """Every exit's logits for the whole batch (the "all exits" mode)."""
+        return self.forward_until(x, self.num_exits - 1)
+
+    def forward_until(self, x: torch.Tensor, exit_index: int) -> ExitOutputs:
+        """Run segments and heads 0..``exit_index`` on the whole batch.
+
+        This is what it costs to obtain exit ``exit_index`` in a cascade: the
+        heads met on the way run too, because their outputs decide the exit.
+        """
+        if not 0 <= exit_index < self.num_exits:
+            raise IndexError(f"exit_index {exit_index} outside 0..{self.num_exits - 1}")
+        logits = []
+        h = x
+        for segment, head in zip(self._segments[: exit_index + 1], self._heads[: exit_index + 1]):
+            h = segment(h)
+            logits.append(head(h))
+        return ExitOutputs(tuple(logits))
+
+    def exit_parameter_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the intermediate exit heads (absent from a ``base`` model)."""
+        return ()

@@ -1,0 +1,182 @@
+"""Training loop for multi-exit models with the study's defaults.
+
+SGD (lr 0.001, momentum 0.5), batch 64, 20 epochs; training loss logged every
+``log_every`` iterations (mean over those iterations); per-exit validation and
+test accuracy after each epoch. Test accuracy is *recorded* (the study plots
+it per epoch) but nothing here selects anything with it.
+
+Seeded and deterministic on CPU: the global RNG (initialisation, dropout) is
+seeded with ``seed`` and the shuffling uses its own generator seeded with it.
+A non-finite loss stops training with :class:`NonFiniteLossError` naming the
+epoch and iteration.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from cascade.data import DataSplits, Split
+from cascade.losses import Loss
+from cascade.models._base import MultiExitModel
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and loop settings (defaults = the study's)."""
+
+    epochs: int = 20  # passes over the training split
+    lr: float = 0.001  # SGD learning rate
+    momentum: float = 0.5  # SGD momentum
+    batch_size: int = 64  # training mini-batch size
+    weight_decay: float = 0.0  # L2 penalty of SGD
+    log_every: int = 100  # log the mean training loss every this many iterations
+    eval_batch_size: int = 1000  # batch size for validation / test passes
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "log_every", "batch_size", "eval_batch_size"):
+            lower = 0 if name == "epochs" else 1
+            if getattr(self, name) < lower:
+                raise ValueError(f"{name} must be >= {lower}, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ValueError("need lr > 0, momentum in [0, 1) and weight_decay >= 0")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float  # mean training loss over the epoch
+    val_accuracy: list[float]  # per exit, in [0, 1]
+    test_accuracy: list[float]  # per exit, in [0, 1]
+    seconds: float  # wall-clock of the epoch's training steps
+
+
+@dataclass
+class TrainHistory:
+    log_iterations: list[int] = field(default_factory=list)  # global iteration of each logged loss
+    log_losses: list[float] = field(default_factory=list)  # mean loss over the preceding log_every iterations
+    epochs: list[EpochRecord] = field(default_factory=list)
+    steps: int = 0  # optimiser steps taken
+    samples: int = 0  # training samples seen
+    train_seconds: float = 0.0  # wall-clock of training steps only (no evaluation)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainCallback:
+    """Hooks for progress display; the default does nothing."""
+
+    def on_log(self, iteration: int, loss: float) -> None:
+        """After every ``log_every`` iterations."""
+
+    def on_batch(self, epoch: int, batch: int, num_batches: int) -> None:
+        """After each optimiser step."""
+
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        """After each epoch's evaluation."""
+
+
+@torch.no_grad()
+def exit_logits(model: MultiExitModel, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, ...]:
+    """Every exit's logits for all of ``x`` (eval mode, in batches); L tensors (N, K)."""
+    was_training = model.training
+    model.eval()
+    chunks = [model(x[i : i + batch_size]).logits for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return tuple(torch.cat([c[level] for c in chunks]) for level in range(model.num_exits))
+
+
+def exit_accuracies(model: MultiExitModel, split: Split, batch_size: int = 1000) -> list[float]:
+    """Accuracy of each exit on ``split`` (every sample goes through every exit)."""
+    if len(split) == 0:
+        return [float("nan")] * model.num_exits
+    return [float((z.argmax(1) == split.y).float().mean()) for z in exit_logits(model, split.x, batch_size)]
+
+
+def train(
+    model: MultiExitModel,
+    loss_fn: Loss,
+    data: DataSplits,
+    config: TrainConfig = TrainConfig(),
+    *,
+    seed: int = 0,
+    callback: TrainCallback | None = None,
+    evaluate: bool = True,
+) -> TrainHistory:
+    """Train ``model`` in place with ``loss_fn`` on ``data.train``.
+
+    Args:
+        model: the multi-exit model (already on the data's device).
+        loss_fn: a loss from :mod:`cascade.losses`.
+        data: splits; val and test are evaluated after each epoch when ``evaluate``.
+        config: optimiser and loop settings.
+        seed: seeds dropout and shuffling.
+        callback: progress hooks.
+        evaluate: evaluate per-exit accuracy on val and test after each epoch.
+
+    Returns:
+        The training history (logged losses, per-epoch accuracies, step counts).
+    """
+    loss_fn.check_exits(model.num_exits)
+    callback = callback or TrainCallback()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    x, y = data.train.x, data.train.y
+    n = len(y)
+    history = TrainHistory()
+    bs = config.batch_size
+    window = torch.zeros((), device=x.device)
+    window_count = 0
+    for epoch in range(config.epochs):
+        loss_fn.set_epoch(epoch)
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(x.device)
+        starts = [s for s in range(0, n, bs) if n - s > 1]  # a batch of one breaks BatchNorm's statistics
+        epoch_sum = torch.zeros((), device=x.device)
+        t0 = time.perf_counter()
+        for b, start in enumerate(starts):
+            idx = perm[start : start + bs]
+            out = model(x[idx])
+            loss = loss_fn(out.logits, y[idx])
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"training loss is {loss.item()} at epoch {epoch + 1}, iteration {history.steps + 1} "
+                    f"(loss {type(loss_fn).__name__}); lower the learning rate or alpha, or check the data"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            history.steps += 1
+            history.samples += len(idx)
+            detached = loss.detach()
+            window += detached
+            epoch_sum += detached
+            window_count += 1
+            if window_count == config.log_every:
+                mean = float(window) / window_count
+                history.log_iterations.append(history.steps)
+                history.log_losses.append(mean)
+                callback.on_log(history.steps, mean)
+                window.zero_()
+                window_count = 0
+            callback.on_batch(epoch, b + 1, len(starts))
+        seconds = time.perf_counter() - t0
+        history.train_seconds += seconds
+        record = EpochRecord(
+            epoch=epoch + 1,
+            train_loss=float(epoch_sum) / max(len(starts), 1),
+            val_accuracy=exit_accuracies(model, data.val, config.eval_batch_size) if evaluate else [],
+            test_accuracy=exit_accuracies(model, data.test, config.eval_batch_size) if evaluate else [],
+            seconds=seconds,
+        )
+        history.epochs.append(record)
+        callback.on_epoch_end(record)
+    model.eval()
+    return history

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def mnist_root() -> Path | None:
+    """The MNIST folder CI points at (``$CASCADE_DATA_DIR``), if it holds the raw files."""
+    env = os.environ.get("CASCADE_DATA_DIR")
+    if env and (Path(env) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        return Path(env)
+    return None
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from cascade import load_dataset
+
+    return load_dataset("digits")
+
+
+needs_mnist = pytest.mark.skipif(mnist_root() is None, reason="CASCADE_DATA_DIR does not hold MNIST/raw")

@@ -1,0 +1,78 @@
+"""Dynamic early exit equals the masked full computation; threshold edge cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cascade import StudyCNN, build_policy, dynamic_forward, masked_decisions
+from cascade.exits import POLICIES
+
+
+def tiny_model(exits: tuple[str, ...]) -> StudyCNN:
+    torch.manual_seed(0)
+    model = StudyCNN(channels=(4, 6, 8), hidden=16, exits=exits).double().eval()
+    # Random BN statistics so that eval mode is not the identity.
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def policies_for(model: StudyCNN, x: torch.Tensor) -> list:
+    """One policy per registered name, with thresholds that split the batch."""
+    with torch.no_grad():
+        first = model.forward_until(x, 0).logits[0]
+    out = []
+    for name in POLICIES.names():
+        if POLICIES.get(name).has_threshold:
+            conf = build_policy(name, threshold=0.5).confidence(first)
+            t = float(conf.median()) if len(conf) > 1 else float(conf[0]) - 1e-3
+            out.append(build_policy(name, threshold=min(max(t, 0.0), 1.0)))
+        else:
+            out.append(build_policy(name, patience=1))
+    return out
+
+
+@pytest.mark.parametrize("exits", [("p1",), ("p1", "p2")], ids=["2-exits", "3-exits"])
+@pytest.mark.parametrize("batch", [1, 257])
+def test_dynamic_equals_masked(exits: tuple[str, ...], batch: int) -> None:
+    model = tiny_model(exits)
+    x = torch.randn(batch, 1, 28, 28, dtype=torch.float64)
+    full = model(x).logits
+    for policy in policies_for(model, torch.randn(257, 1, 28, 28, dtype=torch.float64)):
+        dyn = dynamic_forward(model, x, policy)
+        ref = masked_decisions(full, policy)
+        assert torch.equal(dyn.exit_index, ref.exit_index), policy
+        assert torch.equal(dyn.predictions, ref.predictions), policy
+        assert int(dyn.counts.sum()) == batch
+    if batch == 257:  # the thresholds above really split the batch
+        res = dynamic_forward(model, x, policies_for(model, x)[0])
+        assert 0 < int(res.counts[0]) < batch
+
+
+@pytest.mark.parametrize("name", [n for n in POLICIES.names() if POLICIES.get(n).has_threshold])
+def test_threshold_zero_and_one(name: str) -> None:
+    model = tiny_model(("p1", "p2"))
+    x = torch.randn(50, 1, 28, 28, dtype=torch.float64)
+    all_first = dynamic_forward(model, x, build_policy(name, threshold=0.0))
+    assert all_first.counts.tolist() == [50, 0, 0]
+    assert all_first.early_share == 1.0
+    none_early = dynamic_forward(model, x, build_policy(name, threshold=1.0))
+    assert none_early.counts.tolist() == [0, 0, 50]
+    assert none_early.early_share == 0.0
+
+
+def test_patience_never_leaves_at_first_exit_and_needs_agreement() -> None:
+    policy = build_policy("patience", patience=1)
+    z_a = torch.tensor([[5.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    z_b = torch.tensor([[5.0, 0.0], [0.0, 5.0], [0.0, 5.0]])
+    res = masked_decisions([z_a, z_b, z_b], policy)
+    # sample 0: exits 1 and 2 agree -> leaves at exit 2 (index 1); sample 1 disagrees, then agrees at 3.
+    assert res.exit_index.tolist() == [1, 2, 1]
+
+
+def test_policy_rejects_bad_threshold() -> None:
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+        build_policy("max-prob", threshold=1.5)

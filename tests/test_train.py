@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from cascade import StudyCNN, TrainConfig, build_loss, train
+from cascade.data import DataSplits, Split
+from cascade.train import NonFiniteLossError, TrainCallback
+
+CFG = TrainConfig(epochs=2, batch_size=32, log_every=10, lr=0.05, momentum=0.9)
+
+
+def small(digits) -> DataSplits:
+    return dataclasses.replace(digits, train=Split(digits.train.x[:400], digits.train.y[:400]))
+
+
+def run(digits, seed: int):
+    torch.manual_seed(seed)
+    model = StudyCNN(channels=(8, 16, 16), hidden=32, exits=("p2",))
+    return train(model, build_loss("sum"), small(digits), CFG, seed=seed), model
+
+
+def test_same_seed_identical_metrics(digits) -> None:
+    (h1, m1), (h2, m2) = run(digits, 0), run(digits, 0)
+    assert h1.log_losses == h2.log_losses
+    assert [e.val_accuracy for e in h1.epochs] == [e.val_accuracy for e in h2.epochs]
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    h3, _ = run(digits, 1)
+    assert h3.log_losses != h1.log_losses
+
+
+def test_history_counts_and_logging(digits) -> None:
+    h, _ = run(digits, 0)
+    assert h.steps == 2 * 13 and h.samples == 800  # 400 samples / 32 = 12.5 -> 13 batches
+    assert h.log_iterations == [10, 20]
+    assert len(h.epochs) == 2 and len(h.epochs[0].val_accuracy) == 2 and len(h.epochs[0].test_accuracy) == 2
+    assert h.epochs[-1].val_accuracy[1] > 0.5  # it learns
+
+
+def test_nan_loss_stops_with_clear_error(digits) -> None:
+    class Exploding:
+        calls = 0
+
+        def check_exits(self, n: int) -> None: ...
+        def set_epoch(self, e: int) -> None: ...
+
+        def __call__(self, logits, y):
+            self.calls += 1
+            loss = torch.nn.functional.cross_entropy(logits[-1], y)
+            return loss * float("nan") if self.calls == 3 else loss
+
+    model = StudyCNN(channels=(4, 4, 4), hidden=8)
+    with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, iteration 3"):
+        train(model, Exploding(), small(digits), CFG, seed=0)  # type: ignore[arg-type]
+
+
+def test_callbacks_and_base_leaves_exit_heads_untouched(digits) -> None:
+    seen: list[int] = []
+
+    class Cb(TrainCallback):
+        def on_epoch_end(self, record) -> None:
+            seen.append(record.epoch)
+
+    torch.manual_seed(0)
+    model = StudyCNN(channels=(4, 4, 4), hidden=8, exits=("p1",))
+    head_before = model.exits["p1"][1].weight.clone()
+    train(model, build_loss("base"), small(digits), CFG, seed=0, callback=Cb())
+    assert seen == [1, 2]
+    assert torch.equal(model.exits["p1"][1].weight, head_before)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="epochs must be >= 0"):
+        TrainConfig(epochs=-1)
+    with pytest.raises(ValueError, match="lr > 0"):
+        TrainConfig(lr=0)
