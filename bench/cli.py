@@ -1,0 +1,203 @@
+"""``bench``: the command line. Argument parsing only; each subcommand calls one plain function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _executor_options(args: argparse.Namespace) -> dict[str, object]:
+    opts: dict[str, object] = {}
+    if args.executor == "slurm":
+        for name in ("partition", "time", "gpus_per_job", "cpus_per_job", "cluster"):
+            value = getattr(args, name)
+            if value is not None:
+                opts[name] = value
+    elif args.executor == "dask":
+        if args.cluster:
+            opts["address"] = args.cluster
+        if args.workers:
+            opts["workers"] = args.workers
+    return opts
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import run_suite
+
+    summary = run_suite(
+        args.suite,
+        out_dir=args.out,
+        overrides=args.set,
+        jobs=args.jobs,
+        force=args.force,
+        executor=args.executor,
+        executor_options=_executor_options(args),
+        progress=not args.no_progress,
+        report=not args.no_report,
+        log=console.print,
+    )
+    from bench.report import print_run_table
+
+    print_run_table(summary.out_dir, console)
+    console.print(
+        f"{summary.done} run(s) done, {summary.skipped} reused, {len(summary.failed)} failed "
+        f"in {summary.seconds:.1f} s -> {summary.out_dir}"
+    )
+    return 1 if summary.failed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bench.runner import expand_runs
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite, args.set)
+    runs = expand_runs(suite, args.set)
+    console.print(
+        f"[green]ok[/]: {args.suite}: suite {suite.name!r}, {len(suite.variants)} variant(s), "
+        f"{len(suite.suite.seeds)} seed(s), {len(runs)} run(s)"
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench.report import list_runs
+
+    list_runs(Path(args.dir), console)
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from bench.report import print_cost
+
+    print_cost(args.suite, args.set, variant=args.variant, table=args.energy_table, console=console)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import print_run_table, write_report
+
+    write_report(Path(args.dir), log=console.print)
+    print_run_table(Path(args.dir), console)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.report import compare
+
+    compare(Path(args.a), Path(args.b), console=console, out=args.out)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bench.check import run_check
+
+    result = run_check(
+        args.suite,
+        baseline=args.baseline,
+        out_dir=args.out,
+        overrides=args.set,
+        update=args.update,
+        jobs=args.jobs,
+        markdown=args.markdown,
+        console=console,
+        progress=not args.no_progress,
+    )
+    return 0 if result.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="Benchmark early-exit (cascade) networks.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_set(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a suite value, e.g. train.epochs=2, suite.seeds=[0,1], variants.firm-p2.epochs=3",
+        )
+
+    r = sub.add_parser("run", help="train and evaluate every run of a suite (skips completed runs)")
+    r.add_argument("suite", help="suite TOML file")
+    r.add_argument("--out", default=None, help="output folder (default results/<suite name>)")
+    add_set(r)
+    r.add_argument("--jobs", type=int, default=1, help="parallel local processes (default 1: in this process)")
+    r.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")
+    r.add_argument("--executor", choices=["local", "slurm", "dask"], default="local")
+    r.add_argument("--cluster", default=None, help="dask: scheduler address tcp://host:port; slurm: 'local' for submitit's local executor")
+    r.add_argument("--partition", default=None, help="slurm partition")
+    r.add_argument("--time", type=int, default=None, help="slurm time limit per job, minutes")
+    r.add_argument("--gpus-per-job", type=int, default=None, help="slurm GPUs per job")
+    r.add_argument("--cpus-per-job", type=int, default=None, help="slurm CPUs per job")
+    r.add_argument("--workers", type=int, default=None, help="dask: workers of the local cluster")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.set_defaults(fn=cmd_run)
+
+    v = sub.add_parser("validate", help="check a suite file without running it")
+    v.add_argument("suite")
+    add_set(v)
+    v.set_defaults(fn=cmd_validate)
+
+    ls = sub.add_parser("list", help="runs in a results folder and their status")
+    ls.add_argument("dir")
+    ls.set_defaults(fn=cmd_list)
+
+    c = sub.add_parser("cost", help="per-layer MACs, bytes and energy of a suite's models")
+    c.add_argument("suite")
+    c.add_argument("--variant", default=None, help="only this variant")
+    c.add_argument("--energy-table", default=None, help="energy table (default: the suite's)")
+    add_set(c)
+    c.set_defaults(fn=cmd_cost)
+
+    rp = sub.add_parser("report", help="statistics, tables and figures of a results folder")
+    rp.add_argument("dir")
+    rp.set_defaults(fn=cmd_report)
+
+    cp = sub.add_parser("compare", help="compare two results folders (e.g. before/after a change)")
+    cp.add_argument("a")
+    cp.add_argument("b")
+    cp.add_argument("--out", default=None, help="also write the comparison as markdown to this file")
+    cp.set_defaults(fn=cmd_compare)
+
+    ck = sub.add_parser("check", help="CI gate: fail when savings or accuracy regress against a baseline")
+    ck.add_argument("suite")
+    ck.add_argument("--baseline", required=True, help="baseline JSON (results/baselines/<suite>.json)")
+    ck.add_argument("--out", default=None, help="results folder (default results/<suite name>)")
+    ck.add_argument("--update", action="store_true", help="rewrite the baseline from this run, on purpose")
+    ck.add_argument("--markdown", default=None, help="write the table as markdown here (for CI logs)")
+    ck.add_argument("--jobs", type=int, default=1)
+    ck.add_argument("--no-progress", action="store_true")
+    add_set(ck)
+    ck.set_defaults(fn=cmd_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench.check import BaselineError
+    from bench.store import StoreError
+    from bench.suite import SuiteError
+    from cascade._registry import UnknownNameError
+    from cascade.data import DataNotFoundError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (SuiteError, StoreError, BaselineError, DataNotFoundError, UnknownNameError) as e:
+        err.print(f"[red]error[/]: {e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted: finished runs are saved; rerun the same command to continue")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

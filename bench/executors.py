@@ -1,0 +1,245 @@
+"""Executors: where the runs of a suite execute. One interface, several engines.
+
+* ``local`` (default): in this process (``--jobs 1``) or a local process pool
+  (``--jobs N``). Pool workers are started with ``spawn`` (forking a process
+  that has started OpenMP threads can deadlock) and each is pinned to
+  ``cores // N`` torch threads so parallel jobs do not oversubscribe the cores.
+* ``slurm``: submitit job arrays on a Slurm cluster (``pip install cascade-bench[slurm]``);
+  ``--set``-free options: partition, time (minutes), gpus per job, cpus per job.
+  ``cluster="local"`` uses submitit's local executor (for tests and laptops).
+* ``dask``: a Dask cluster (``pip install cascade-bench[dask]``); ``address``
+  of a running scheduler, or a ``LocalCluster`` when none is given.
+
+Every engine executes the same :func:`execute_task` and every run writes its own
+atomic result file, so a restarted driver skips what any engine finished.
+Tasks come in waves (pre-training, independent runs, runs that reuse a
+pre-training checkpoint); a wave starts when the previous one is done.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.runner import RunSpec, TrainJob, execute_run, pretrain_job
+from bench.suite import DatasetSpec
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit of work: a run, or a pre-training checkpoint that later runs reuse."""
+
+    run: RunSpec | None = None
+    job: TrainJob | None = None  # pre-training only
+    data: DatasetSpec | None = None
+    device: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        if self.run is not None:
+            return f"{self.run.variant} seed {self.run.seed}"
+        assert self.job is not None
+        return f"pretrain {self.job.loss} seed {self.job.seed}"
+
+
+def execute_task(task: Task, out_dir: str, force: bool = False, threads: int | None = None, callback: Any = None) -> dict[str, Any]:
+    """Run one task (top-level so every engine can pickle it)."""
+    if threads:
+        torch.set_num_threads(threads)
+    if task.run is not None:
+        return execute_run(task.run, out_dir, callback=callback, force=force)
+    assert task.job is not None and task.data is not None
+    return pretrain_job(task.job, task.data, task.device, out_dir)
+
+
+class Executor:
+    """Runs waves of tasks; yields each wave's results when the wave is done."""
+
+    name = "base"
+
+    def run_waves(
+        self, waves: Sequence[Sequence[Task]], out_dir: str | Path, *, force: bool = False, progress: bool = True
+    ) -> Iterator[list[dict[str, Any]]]:
+        from bench._progress import RichProgress
+
+        total = sum(len(w) for w in waves)
+        with RichProgress(total, enabled=progress) as bar:
+            for wave in waves:
+                if wave:
+                    yield self.run_wave(list(wave), str(out_dir), force, bar)
+
+    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+
+class InProcessExecutor(Executor):
+    name = "in-process"
+
+    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+        results = []
+        for task in tasks:
+            bar.start_run(task.label)
+            results.append(execute_task(task, out_dir, force, callback=bar))
+            bar.end_run()
+        return results
+
+
+class LocalPoolExecutor(Executor):
+    name = "local-pool"
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+
+    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+        results = []
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(execute_task, t, out_dir, force, self.threads): t for t in tasks}
+            for fut in cf.as_completed(futures):
+                bar.start_run(futures[fut].label)
+                results.append(fut.result())
+                bar.end_run()
+        return results
+
+
+class MissingExtraError(ImportError):
+    """An optional engine was requested but its extra is not installed."""
+
+
+class SubmititExecutor(Executor):
+    """Slurm job arrays through submitit (``cluster="local"``: submitit's local executor)."""
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        *,
+        cluster: str | None = None,
+        partition: str | None = None,
+        time: int = 60,
+        gpus_per_job: int = 0,
+        cpus_per_job: int = 2,
+        max_requeue: int = 3,
+        folder: str | None = None,
+        array_parallelism: int = 64,
+    ) -> None:
+        try:
+            import submitit
+        except ImportError as e:
+            raise MissingExtraError("the slurm executor needs submitit: pip install 'cascade-bench[slurm]'") from e
+        self.submitit = submitit
+        self.cluster, self.partition, self.time = cluster, partition, time
+        self.gpus, self.cpus, self.max_requeue = gpus_per_job, cpus_per_job, max_requeue
+        self.folder, self.array_parallelism = folder, array_parallelism
+
+    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+        folder = self.folder or str(Path(out_dir) / "submitit" / "%j")
+        ex = self.submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        params: dict[str, Any] = {
+            "timeout_min": self.time,
+            "cpus_per_task": self.cpus,
+            "tasks_per_node": 1,
+            "nodes": 1,
+        }
+        if self.cluster != "local":
+            params.update(slurm_array_parallelism=self.array_parallelism, slurm_max_num_timeout=self.max_requeue)
+            if self.partition:
+                params["slurm_partition"] = self.partition
+            if self.gpus:
+                params["gpus_per_node"] = self.gpus
+        ex.update_parameters(**params)
+        # A checkpointable callable: on preemption/timeout submitit requeues it; the run
+        # restarts from its checkpoints (training results are atomic files).
+        fn = _RequeueableTask()
+        with ex.batch():
+            jobs = [ex.submit(fn, t, out_dir, force, self.cpus) for t in tasks]
+        results = []
+        for job, t in zip(jobs, tasks):
+            bar.start_run(t.label)
+            try:
+                results.append(job.result())
+            except Exception as e:  # the job itself died (not a failing run, which returns normally)
+                results.append({"status": "failed", "variant": t.label, "seed": None, "error": f"job {job.job_id}: {e}"})
+            bar.end_run()
+        return results
+
+
+class _RequeueableTask:
+    """submitit ``Checkpointable``-style callable: requeue with the same arguments when preempted."""
+
+    def __call__(self, task: Task, out_dir: str, force: bool, threads: int) -> dict[str, Any]:
+        return execute_task(task, out_dir, force, threads)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+class DaskExecutor(Executor):
+    """Tasks on a Dask cluster: ``address`` of a scheduler, else a LocalCluster."""
+
+    name = "dask"
+
+    def __init__(self, *, address: str | None = None, workers: int = 2, threads_per_worker: int | None = None) -> None:
+        try:
+            import distributed
+        except ImportError as e:
+            raise MissingExtraError("the dask executor needs dask.distributed: pip install 'cascade-bench[dask]'") from e
+        self.distributed = distributed
+        self.address, self.workers = address, workers
+        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+
+    def run_waves(
+        self, waves: Sequence[Sequence[Task]], out_dir: str | Path, *, force: bool = False, progress: bool = True
+    ) -> Iterator[list[dict[str, Any]]]:
+        d = self.distributed
+        cluster = None
+        if self.address:
+            client = d.Client(self.address)
+        else:
+            cluster = d.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = d.Client(cluster)
+        self.client = client
+        try:
+            yield from super().run_waves(waves, out_dir, force=force, progress=progress)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+        futures = [self.client.submit(execute_task, t, out_dir, force, self.threads, pure=False) for t in tasks]
+        labels = {f.key: t.label for f, t in zip(futures, tasks)}
+        results = []
+        for fut in self.distributed.as_completed(futures):
+            bar.start_run(labels[fut.key])
+            results.append(fut.result())
+            bar.end_run()
+        return results
+
+
+EXECUTORS = ("local", "slurm", "dask")
+
+
+def make_executor(name: str, *, jobs: int = 1, **options: Any) -> Executor:
+    """Build an executor by name (``local``, ``slurm``, ``dask``)."""
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if name == "local":
+        if options:
+            raise ValueError(f"the local executor takes no options, got {sorted(options)}")
+        return InProcessExecutor() if jobs == 1 else LocalPoolExecutor(jobs)
+    if name == "slurm":
+        return SubmititExecutor(**options)
+    if name == "dask":
+        return DaskExecutor(**options)
+    raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")

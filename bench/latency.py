@@ -1,0 +1,255 @@
+"""Wall-clock of the real dynamic forward, and measured energy where a counter exists.
+
+Timing follows nanoGPT's ``bench.py`` and pytest-benchmark: warm up, then time
+``repeats`` runs, synchronising the device before reading the clock (CUDA
+events on GPU), keep the raw samples and report the median and the
+inter-quartile range. The thread count is recorded with every timing
+(``torch.utils.benchmark.Timer`` defaults to one thread; we use whatever
+``torch.get_num_threads()`` says and write it down).
+
+Measured energy: NVML's total-energy counter on NVIDIA GPUs (nvidia-ml-py),
+RAPL (``/sys/class/powercap/intel-rapl:*/energy_uj``) on CPUs that expose it.
+Where neither is readable the result is ``None`` with a reason, never 0.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cascade.exits import ExitPolicy, dynamic_forward
+from cascade.models._base import MultiExitModel
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Raw timing samples (seconds) of one measured callable and their summary."""
+
+    samples: list[float]  # seconds per repeat
+    warmup: int  # untimed runs before the samples
+    threads: int  # torch.get_num_threads() during the measurement
+    device: str  # device name
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def iqr(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        q = statistics.quantiles(self.samples, n=4, method="inclusive")
+        return q[2] - q[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "median": self.median, "iqr": self.iqr}
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def time_fn(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, device: str | torch.device = "cpu") -> Timing:
+    """Time ``fn`` (which should do a fixed amount of work) ``repeats`` times after ``warmup`` runs."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            samples.append(start.elapsed_time(end) / 1000.0)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+    return Timing(samples, warmup, torch.get_num_threads(), device_name(device))
+
+
+# --------------------------------------------------------------------------- energy counters
+
+
+@dataclass
+class EnergyReading:
+    """Joules measured around a block, or why it could not be measured."""
+
+    joules: float | None = None
+    source: str = "unavailable"  # nvml | rapl | unavailable
+    reason: str = ""  # why it is unavailable
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Rapl:
+    def __init__(self) -> None:
+        base = Path("/sys/class/powercap")
+        self.files = sorted(p / "energy_uj" for p in base.glob("intel-rapl:*") if ":" in p.name and p.name.count(":") == 1)
+        self.files = [f for f in self.files if f.is_file()]
+        if not self.files:
+            raise OSError("no RAPL domain under /sys/class/powercap")
+        self.read()  # raises PermissionError when not readable
+
+    def read(self) -> float:
+        return sum(int(f.read_text()) for f in self.files) / 1e6
+
+
+class _Nvml:
+    def __init__(self, index: int) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.pynvml = pynvml
+        self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        self.read()
+
+    def read(self) -> float:
+        return self.pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1000.0  # mJ -> J
+
+
+@dataclass
+class EnergyMeter:
+    """Measures energy of a block with NVML (CUDA) or RAPL (CPU) where available."""
+
+    device: str = "cpu"
+    _counter: Any = field(default=None, init=False, repr=False)
+    source: str = field(default="unavailable", init=False)
+    reason: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        dev = torch.device(self.device)
+        try:
+            if dev.type == "cuda":
+                self._counter = _Nvml(dev.index or 0)
+                self.source = "nvml"
+            else:
+                self._counter = _Rapl()
+                self.source = "rapl"
+        except ImportError:
+            self.reason = "nvidia-ml-py is not installed (pip install cascade-bench[nvml])"
+        except Exception as e:  # no counter, no permission, driver without the call
+            self.reason = f"{type(e).__name__}: {e}"
+
+    @property
+    def available(self) -> bool:
+        return self._counter is not None
+
+    def measure(self, fn: Callable[[], Any], repeats: int = 1) -> EnergyReading:
+        """Joules per call of ``fn`` averaged over ``repeats`` calls."""
+        if self._counter is None:
+            return EnergyReading(None, "unavailable", self.reason)
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.synchronize()
+        e0 = self._counter.read()
+        for _ in range(repeats):
+            fn()
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.synchronize()
+        return EnergyReading((self._counter.read() - e0) / repeats, self.source)
+
+
+# --------------------------------------------------------------------------- multi-exit latency
+
+
+def _batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    return [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+
+
+@torch.no_grad()
+def exit_path_latency(
+    model: MultiExitModel, x: torch.Tensor, batch_size: int, *, repeats: int, warmup: int
+) -> list[dict[str, Any]]:
+    """Per exit: time of running everything up to that exit on one batch of ``batch_size``."""
+    model.eval()
+    xb = x[:batch_size]
+    out = []
+    for level, name in enumerate(model.exit_names):
+        t = time_fn(lambda lv=level: model.forward_until(xb, lv), repeats=repeats, warmup=warmup, device=x.device)
+        out.append({"exit": name, "batch_size": len(xb), "per_batch": t.to_dict(), "per_sample_median": t.median / len(xb)})
+    return out
+
+
+@torch.no_grad()
+def cascade_latency(
+    model: MultiExitModel,
+    x: torch.Tensor,
+    policy: ExitPolicy,
+    batch_size: int,
+    *,
+    repeats: int,
+    warmup: int,
+    meter: EnergyMeter | None = None,
+) -> dict[str, Any]:
+    """Time the real dynamic forward over all of ``x`` in batches of ``batch_size``."""
+    model.eval()
+    batches = _batches(x, batch_size)
+
+    def run() -> None:
+        for xb in batches:
+            dynamic_forward(model, xb, policy)
+
+    def full() -> None:
+        for xb in batches:
+            model(xb)
+
+    t = time_fn(run, repeats=repeats, warmup=warmup, device=x.device)
+    t_full = time_fn(full, repeats=repeats, warmup=0, device=x.device)
+    result: dict[str, Any] = {
+        "batch_size": batch_size,
+        "samples": len(x),
+        "dynamic": t.to_dict(),
+        "full": t_full.to_dict(),
+        "per_sample_median": t.median / len(x),
+        "speedup_vs_full": t_full.median / t.median,
+    }
+    if meter is not None:
+        reading = meter.measure(run)
+        result["measured_energy_joules_per_sample"] = None if reading.joules is None else reading.joules / len(x)
+        result["measured_energy"] = reading.to_dict()
+    return result
+
+
+def latency_report(
+    model: MultiExitModel,
+    x: torch.Tensor,
+    policies: Sequence[tuple[float | None, ExitPolicy]],
+    *,
+    batch_sizes: Sequence[int],
+    samples_batch1: int,
+    repeats: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """Per-exit-path and per-threshold latency at every batch size, with provenance."""
+    meter = EnergyMeter(str(x.device))
+    report: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "device": device_name(x.device),
+        "measured_energy_source": meter.source,
+        "measured_energy_reason": meter.reason,
+        "exit_paths": [],
+        "cascade": [],
+    }
+    for bs in batch_sizes:
+        n = min(len(x), samples_batch1 if bs == 1 else max(bs, min(len(x), 4096)))
+        xs = x[:n]
+        report["exit_paths"] += exit_path_latency(model, xs, bs, repeats=repeats, warmup=warmup)
+        for threshold, policy in policies:
+            res = cascade_latency(model, xs, policy, bs, repeats=repeats, warmup=warmup, meter=meter)
+            report["cascade"].append({"threshold": threshold, **res})
+    return report

@@ -1,0 +1,573 @@
+"""Suites: TOML files validated into frozen dataclasses at load time.
+
+A suite declares a dataset, a backbone, training settings, a list of
+variants (loss, exit positions, exit policy, options, pre-training) and what
+to evaluate. Every value has a default matching the source study. Unknown
+keys (with a "did you mean"), wrong types, impossible values, unknown names
+and duplicate variants are :class:`SuiteError` naming the file, the key path
+and what is allowed; nothing runs on an invalid suite. The format is
+documented in ``suites/README.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import itertools
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from cascade.data import DATASETS
+from cascade.exits import POLICIES
+from cascade.losses import LOSSES, loss_option_names
+from cascade.models import MODELS
+from cascade.models.study_cnn import parse_position
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+STUDY_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+class SuiteError(ValueError):
+    """An invalid suite: names the file, the key path and what is allowed."""
+
+    def __init__(self, file: str | Path | None, key: str, message: str) -> None:
+        self.file, self.key, self.message = str(file or "<suite>"), key, message
+        super().__init__(f"{self.file}: {key}: {message}" if key else f"{self.file}: {message}")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class SuiteMeta:
+    """``[suite]``: what the suite is and what it runs on."""
+
+    name: str = ""  # required: names the output folder results/<name>/
+    description: str = ""  # free text, copied into the report
+    seeds: tuple[int, ...] = (0, 1, 2)  # one run per seed; runs are paired by seed
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto = cuda when available
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """``[dataset]``: a registered dataset and its options."""
+
+    name: str = "digits"  # mnist | noisy_mnist | fashion_mnist | digits
+    root: str | None = None  # data folder; default $CASCADE_DATA_DIR or the user cache
+    val_fraction: float = 0.1  # share of the training data held out for validation
+    split_seed: int = 0  # seed of the train/validation split (fixed across model seeds)
+    download: bool = True  # try to download missing files
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keys (sigma, salt_pepper, noise_seed)
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the data (the root folder does not)."""
+        return {"name": self.name, "val_fraction": self.val_fraction, "split_seed": self.split_seed, **self.options}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``[model]``: a registered backbone and its options."""
+
+    name: str = "study_cnn"  # registered model name
+    options: dict[str, Any] = field(default_factory=dict)  # e.g. channels, dropout, hidden
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """``[train]``: optimiser and loop settings (defaults = the study's)."""
+
+    epochs: int = 20  # passes over the training split
+    lr: float = 0.001  # SGD learning rate
+    momentum: float = 0.5  # SGD momentum
+    batch_size: int = 64  # mini-batch size
+    weight_decay: float = 0.0  # L2 penalty
+    log_every: int = 100  # log the training loss every N iterations
+    eval_batch_size: int = 1000  # batch size of validation/test passes
+    equal_budget: bool = False  # variants with pre-training train epochs - pretrain_epochs themselves
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """``[evaluation]``: operating points, cost and latency measurements."""
+
+    thresholds: tuple[float, ...] = STUDY_THRESHOLDS  # thresholds evaluated post hoc (study: 0, 0.1, ..., 1)
+    headline_threshold: float = 0.6  # the threshold of the main tables (study: 0.6)
+    energy_table: str = "eyeriss"  # energy cost table (bench/energy_tables/<name>.toml or a path)
+    count_macs: bool = True  # count MACs of the real dynamic forward at every threshold
+    latency: bool = True  # time the dynamic forward
+    latency_batch_sizes: tuple[int, ...] = (1, 256)  # batch sizes timed
+    latency_thresholds: tuple[float, ...] = ()  # thresholds timed; empty = the headline threshold
+    latency_samples: int = 256  # test samples timed at batch 1 (all at larger batches up to 4096)
+    latency_repeats: int = 5  # timed repeats (median and IQR reported)
+    latency_warmup: int = 1  # untimed warm-up repeats
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """``[report]``: which variants the statistics compare against."""
+
+    reference: str = "base"  # variant name: reference for accuracy and cost
+    cascade_reference: str = "sum"  # loss name: cascade variants are compared with this loss at the same exits
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """``[check]``: margins of ``bench check`` (percentage points)."""
+
+    max_accuracy_drop: float = 0.5  # fail when accuracy falls by more than this many points
+    max_savings_drop: float = 2.0  # fail when compute saved falls by more than this many points
+    threshold: float | None = None  # operating point checked; default the headline threshold
+    alpha: float = 0.05  # significance level of the paired one-sided tests
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """``[budget]``: per-sample compute budgets for thresholds chosen on validation."""
+
+    unit: Literal["fraction", "macs", "energy"] = "fraction"  # fraction of the base network's MACs, MACs, or energy
+    values: tuple[float, ...] = ()  # the budgets; empty = no budgeted evaluation
+    grid: int = 101  # candidate thresholds per exit searched on validation
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One ``[[variants]]`` entry: a model variant trained on every seed."""
+
+    name: str = ""  # required, unique
+    loss: str = "base"  # registered loss
+    exits: tuple[str, ...] = ()  # intermediate exit positions, e.g. ["p1"] or ["p1", "p2"]
+    policy: str = "max-prob"  # exit policy at test time
+    policy_options: dict[str, Any] = field(default_factory=dict)  # e.g. patience = 2
+    loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. alpha, lambda, penalty_at
+    pretrain: Literal["none", "base", "sum", "default"] = "default"  # firm: base, firm-gated: sum, others: none
+    pretrain_epochs: int | None = None  # epochs of pre-training; default the suite's train.epochs
+    epochs: int | None = None  # this variant's own epochs; default train.epochs
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of [train] for this variant
+    sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # key -> values; expands into runs
+
+    @property
+    def resolved_pretrain(self) -> str:
+        if self.pretrain != "default":
+            return self.pretrain
+        return {"firm": "base", "firm-gated": "sum"}.get(self.loss, "none")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A whole validated suite."""
+
+    suite: SuiteMeta
+    dataset: DatasetSpec
+    model: ModelSpec
+    train: TrainSpec
+    evaluation: EvaluationSpec
+    report: ReportSpec
+    check: CheckSpec
+    budget: BudgetSpec
+    variants: tuple[VariantSpec, ...]
+    path: str | None = None  # the file it came from
+
+    @property
+    def name(self) -> str:
+        return self.suite.name
+
+    def variant(self, name: str) -> VariantSpec:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"no variant {name!r}; variants: {', '.join(v.name for v in self.variants)}")
+
+
+# --------------------------------------------------------------------------- generic coercion
+
+_OPEN_TABLES = {"options", "policy_options", "loss_options", "train", "sweep"}  # checked by their own rules
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a table"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string", type(None): "nothing"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(value: Any, tp: Any, file: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        errors = []
+        for a in args:
+            try:
+                return _coerce(value, a, file, key)
+            except SuiteError as e:
+                errors.append(e)
+        raise SuiteError(file, key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise SuiteError(file, key, f"{value!r} is not allowed; allowed: {', '.join(map(repr, allowed))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise SuiteError(file, key, f"expected {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_coerce(v, item, file, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SuiteError(file, key, f"expected a table, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SuiteError(file, key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SuiteError(file, key, f"expected an integer, got {value!r}")
+        return value
+    if tp in (bool, str):
+        if not isinstance(value, tp):
+            raise SuiteError(file, key, f"expected {_type_name(tp)}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported type {tp}")  # pragma: no cover - programming error
+
+
+def _unknown_key(file: Any, key: str, name: str, allowed: Sequence[str]) -> SuiteError:
+    close = difflib.get_close_matches(name, list(allowed), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return SuiteError(file, key, f"unknown key{hint}; allowed: {', '.join(allowed)}")
+
+
+def _build(cls: type, data: Any, file: Any, prefix: str, *, extra_ok: Sequence[str] = ()) -> Any:
+    """Build dataclass ``cls`` from a TOML table; unknown keys (not in ``extra_ok``) are errors."""
+    if not isinstance(data, dict):
+        raise SuiteError(file, prefix, f"expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("options",)]
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if k in names:
+            kwargs[k] = _coerce(v, hints[k], file, key)
+        elif k in extra_ok:
+            extra[k] = v
+        else:
+            raise _unknown_key(file, key, k, [*names, *extra_ok])
+    if extra:
+        kwargs["options"] = extra
+    return cls(**kwargs)
+
+
+def _builder_options(obj: Any, reserved: Sequence[str]) -> list[str]:
+    sig = inspect.signature(obj)
+    return [p for p in sig.parameters if p not in reserved and p != "self"]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_range(file: Any, key: str, ok: bool, allowed: str, value: Any) -> None:
+    if not ok:
+        raise SuiteError(file, key, f"{value!r} is out of range; allowed: {allowed}")
+
+
+def _check_threshold(file: Any, key: str, t: float) -> None:
+    _check_range(file, key, 0.0 <= t <= 1.0, "a threshold in [0, 1]", t)
+
+
+def _check_name(file: Any, key: str, registry: Any, name: str) -> None:
+    if name not in registry:
+        raise SuiteError(file, key, registry.unknown_message(name))
+
+
+def _validate_train_overrides(file: Any, key: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainSpec)
+    out = {}
+    names = [f.name for f in dataclasses.fields(TrainSpec)]
+    for k, v in overrides.items():
+        if k not in names:
+            raise _unknown_key(file, f"{key}.{k}", k, names)
+        out[k] = _coerce(v, hints[k], file, f"{key}.{k}")
+    _check_train(file, key, dataclasses.replace(TrainSpec(), **out))
+    return out
+
+
+def _check_train(file: Any, key: str, t: TrainSpec) -> None:
+    _check_range(file, f"{key}.epochs", t.epochs >= 0, "an integer >= 0", t.epochs)
+    _check_range(file, f"{key}.lr", t.lr > 0, "a number > 0", t.lr)
+    _check_range(file, f"{key}.momentum", 0 <= t.momentum < 1, "a number in [0, 1)", t.momentum)
+    _check_range(file, f"{key}.batch_size", t.batch_size >= 2, "an integer >= 2", t.batch_size)
+    _check_range(file, f"{key}.weight_decay", t.weight_decay >= 0, "a number >= 0", t.weight_decay)
+    _check_range(file, f"{key}.log_every", t.log_every >= 1, "an integer >= 1", t.log_every)
+    _check_range(file, f"{key}.eval_batch_size", t.eval_batch_size >= 1, "an integer >= 1", t.eval_batch_size)
+
+
+def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec) -> None:
+    if not v.name:
+        raise SuiteError(file, f"{key}.name", "every variant needs a non-empty name")
+    _check_name(file, f"{key}.loss", LOSSES, v.loss)
+    _check_name(file, f"{key}.policy", POLICIES, v.policy)
+    allowed = loss_option_names(v.loss)
+    for opt in v.loss_options:
+        if opt not in allowed:
+            raise _unknown_key(file, f"{key}.loss_options.{opt}", opt, allowed)
+    if v.loss == "firm-gated" and "exit_costs" in v.loss_options:
+        raise SuiteError(
+            file, f"{key}.loss_options.exit_costs", "is computed by the harness from the counted MACs; remove it"
+        )
+    policy_allowed = [f.name for f in dataclasses.fields(POLICIES.get(v.policy)) if f.name != "threshold"]
+    for opt in v.policy_options:
+        if opt not in policy_allowed:
+            raise _unknown_key(file, f"{key}.policy_options.{opt}", opt, policy_allowed)
+    channels = suite_model.options.get("channels", (32, 64, 128))
+    for i, pos in enumerate(v.exits):
+        try:
+            parse_position(pos, len(channels))
+        except ValueError as e:
+            raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
+    if len(set(v.exits)) != len(v.exits):
+        raise SuiteError(file, f"{key}.exits", f"duplicate exit positions in {list(v.exits)}")
+    min_exits = LOSSES.get(v.loss).min_exits
+    if len(v.exits) + 1 < min_exits:
+        raise SuiteError(
+            file, f"{key}.exits", f"loss {v.loss!r} needs at least {min_exits - 1} intermediate exit(s), e.g. ['p1']"
+        )
+    if v.pretrain in ("base", "sum") and not v.exits:
+        raise SuiteError(file, f"{key}.pretrain", "pre-training only applies to variants with intermediate exits")
+    for name, val in (("pretrain_epochs", v.pretrain_epochs), ("epochs", v.epochs)):
+        if val is not None:
+            _check_range(file, f"{key}.{name}", val >= 0, "an integer >= 0", val)
+    for skey, values in v.sweep.items():
+        if not values:
+            raise SuiteError(file, f"{key}.sweep.{skey}", "needs at least one value")
+
+
+SWEEPABLE = ("epochs", "pretrain_epochs", "exits", "policy", "pretrain")
+
+
+def _apply(variant: VariantSpec, key: str, value: Any, file: Any, where: str) -> VariantSpec:
+    """Set dotted ``key`` (``loss_options.lambda``, ``train.lr``, ``epochs``) on a variant."""
+    head, _, tail = key.partition(".")
+    if head in ("loss_options", "policy_options", "train") and tail:
+        table = dict(getattr(variant, head))
+        table[tail] = value
+        return dataclasses.replace(variant, **{head: table})
+    if head in SWEEPABLE and not tail:
+        hints = typing.get_type_hints(VariantSpec)
+        return dataclasses.replace(variant, **{head: _coerce(value, hints[head], file, where)})
+    allowed = [*SWEEPABLE, "loss_options.<option>", "policy_options.<option>", "train.<field>"]
+    raise SuiteError(file, where, f"cannot sweep or set {key!r}; allowed: {', '.join(allowed)}")
+
+
+def sweep_points(variant: VariantSpec) -> list[dict[str, Any]]:
+    """The cartesian product of a variant's sweep (one empty point when there is none)."""
+    keys = list(variant.sweep)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(variant.sweep[k] for k in keys))]
+
+
+def expand_variant(variant: VariantSpec, file: Any = None) -> list[tuple[VariantSpec, dict[str, Any]]]:
+    """(resolved variant without sweep, its sweep values) for each sweep point."""
+    out = []
+    for point in sweep_points(variant):
+        v = dataclasses.replace(variant, sweep={})
+        for k, val in point.items():
+            v = _apply(v, k, val, file, f"sweep.{k}")
+        out.append((v, point))
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node: Any = data
+    for i, p in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = node[int(p)]
+        else:
+            node = node.setdefault(p, {})
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.epochs=2"`` -> ("train.epochs", 2); the value is parsed as TOML (bare words as strings)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SuiteError("--set", text, "expected KEY=VALUE, e.g. train.epochs=2 or suite.seeds=[0,1]")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``--set key=value`` overrides to raw TOML data; variants are addressed as ``variants.<name>.key``."""
+    for text in overrides:
+        key, value = parse_override(text)
+        parts = key.split(".")
+        if parts[0] == "variants" and len(parts) >= 3:
+            names = [v.get("name") for v in data.get("variants", [])]
+            if parts[1] not in names:
+                raise SuiteError("--set", key, f"no variant {parts[1]!r}; variants: {', '.join(map(str, names))}")
+            variant = data["variants"][names.index(parts[1])]
+            _set_dotted(variant, ".".join(parts[2:]), value)
+        else:
+            _set_dotted(data, key, value)
+    return data
+
+
+def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
+    """Read and validate a suite file; ``overrides`` are ``key=value`` strings validated like the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SuiteError(path, "", "file not found") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SuiteError(path, "", f"not valid TOML: {e}") from None
+    data = apply_overrides(data, overrides)
+    return parse_suite(data, file=path)
+
+
+def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
+    """Validate raw TOML data into a :class:`Suite`."""
+    tables = ("suite", "dataset", "model", "train", "evaluation", "report", "check", "budget", "variants")
+    for k in data:
+        if k not in tables:
+            raise _unknown_key(file, k, k, tables)
+
+    meta = _build(SuiteMeta, data.get("suite", {}), file, "suite")
+    if not meta.name:
+        raise SuiteError(file, "suite.name", "is required (it names the output folder)")
+    if not meta.name.replace("-", "").replace("_", "").isalnum():
+        raise SuiteError(file, "suite.name", f"{meta.name!r}: use letters, digits, '-' and '_' only")
+    if not meta.seeds:
+        raise SuiteError(file, "suite.seeds", "is empty; give at least one seed, e.g. [0, 1, 2]")
+    if len(set(meta.seeds)) != len(meta.seeds):
+        raise SuiteError(file, "suite.seeds", f"duplicate seeds in {list(meta.seeds)}")
+
+    ds_raw = dict(data.get("dataset", {}))
+    ds_name = ds_raw.get("name", DatasetSpec.name)
+    if not isinstance(ds_name, str):
+        raise SuiteError(file, "dataset.name", f"expected a string, got {ds_name!r}")
+    _check_name(file, "dataset.name", DATASETS, ds_name)
+    ds_opts = _builder_options(DATASETS.get(ds_name), ("root", "download"))
+    dataset = _build(DatasetSpec, ds_raw, file, "dataset", extra_ok=ds_opts)
+    _check_range(file, "dataset.val_fraction", 0 < dataset.val_fraction < 1, "a number in (0, 1)", dataset.val_fraction)
+    for k, v in dataset.options.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SuiteError(file, f"dataset.{k}", f"expected a number, got {v!r}")
+        _check_range(file, f"dataset.{k}", v >= 0, "a number >= 0", v)
+
+    m_raw = dict(data.get("model", {}))
+    m_name = m_raw.get("name", ModelSpec.name)
+    if not isinstance(m_name, str):
+        raise SuiteError(file, "model.name", f"expected a string, got {m_name!r}")
+    _check_name(file, "model.name", MODELS, m_name)
+    m_opts = _builder_options(MODELS.get(m_name), ("exits", "num_classes", "in_channels", "input_size"))
+    model = _build(ModelSpec, m_raw, file, "model", extra_ok=m_opts)
+    try:
+        MODELS.get(m_name)(**model.options)
+    except (TypeError, ValueError) as e:
+        raise SuiteError(file, "model", str(e)) from None
+
+    train = _build(TrainSpec, data.get("train", {}), file, "train")
+    _check_train(file, "train", train)
+
+    evaluation = _build(EvaluationSpec, data.get("evaluation", {}), file, "evaluation")
+    if not evaluation.thresholds:
+        raise SuiteError(file, "evaluation.thresholds", "is empty; give at least one threshold in [0, 1]")
+    for i, t in enumerate(evaluation.thresholds):
+        _check_threshold(file, f"evaluation.thresholds[{i}]", t)
+    _check_threshold(file, "evaluation.headline_threshold", evaluation.headline_threshold)
+    if evaluation.headline_threshold not in evaluation.thresholds:
+        raise SuiteError(
+            file, "evaluation.headline_threshold", f"{evaluation.headline_threshold} must be one of evaluation.thresholds"
+        )
+    for i, t in enumerate(evaluation.latency_thresholds):
+        _check_threshold(file, f"evaluation.latency_thresholds[{i}]", t)
+    for i, b in enumerate(evaluation.latency_batch_sizes):
+        _check_range(file, f"evaluation.latency_batch_sizes[{i}]", b >= 1, "an integer >= 1", b)
+    for name in ("latency_samples", "latency_repeats"):
+        _check_range(file, f"evaluation.{name}", getattr(evaluation, name) >= 1, "an integer >= 1", getattr(evaluation, name))
+    _check_range(file, "evaluation.latency_warmup", evaluation.latency_warmup >= 0, "an integer >= 0", evaluation.latency_warmup)
+    from bench.cost import energy_table_names, load_energy_table
+
+    try:
+        load_energy_table(evaluation.energy_table)
+    except (FileNotFoundError, ValueError) as e:
+        raise SuiteError(file, "evaluation.energy_table", f"{e}; shipped tables: {', '.join(energy_table_names())}") from None
+
+    report = _build(ReportSpec, data.get("report", {}), file, "report")
+    _check_name(file, "report.cascade_reference", LOSSES, report.cascade_reference)
+    check = _build(CheckSpec, data.get("check", {}), file, "check")
+    _check_range(file, "check.max_accuracy_drop", check.max_accuracy_drop >= 0, "points >= 0", check.max_accuracy_drop)
+    _check_range(file, "check.max_savings_drop", check.max_savings_drop >= 0, "points >= 0", check.max_savings_drop)
+    _check_range(file, "check.alpha", 0 < check.alpha < 1, "a number in (0, 1)", check.alpha)
+    if check.threshold is not None and check.threshold not in evaluation.thresholds:
+        raise SuiteError(file, "check.threshold", f"{check.threshold} must be one of evaluation.thresholds")
+    budget = _build(BudgetSpec, data.get("budget", {}), file, "budget")
+    for i, b in enumerate(budget.values):
+        ok = b > 0 and (budget.unit != "fraction" or b <= 1.5)
+        _check_range(file, f"budget.values[{i}]", ok, "> 0 (and <= 1.5 for unit 'fraction')", b)
+    _check_range(file, "budget.grid", budget.grid >= 3, "an integer >= 3", budget.grid)
+
+    raw_variants = data.get("variants")
+    if not isinstance(raw_variants, list) or not raw_variants:
+        raise SuiteError(file, "variants", "needs at least one [[variants]] entry")
+    variants: list[VariantSpec] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(raw_variants):
+        key = f"variants[{i}]"
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            key = f"variants[{i}] ({raw['name']})"
+        v = _build(VariantSpec, raw, file, key)
+        if v.train:
+            v = dataclasses.replace(v, train=_validate_train_overrides(file, f"{key}.train", v.train))
+        if v.name in seen:
+            raise SuiteError(file, f"{key}.name", f"duplicate variant name {v.name!r} (also variants[{seen[v.name]}])")
+        seen[v.name] = i
+        _check_variant(file, key, v, model)
+        for resolved, point in expand_variant(v, file):
+            where = f"{key} with {point}" if point else key
+            _check_variant(file, where, resolved, model)
+            if resolved.train:
+                _validate_train_overrides(file, f"{where}.train", resolved.train)
+            try:
+                from cascade.losses import build_loss
+
+                opts = dict(resolved.loss_options)
+                build_loss(resolved.loss, opts)
+                POLICIES.get(resolved.policy)(**resolved.policy_options)
+            except (TypeError, ValueError) as e:
+                raise SuiteError(file, f"{where}.loss_options", str(e)) from None
+        variants.append(v)
+    names = [v.name for v in variants]
+    if report.reference not in names and "report" in data and "reference" in data["report"]:
+        raise SuiteError(file, "report.reference", f"no variant {report.reference!r}; variants: {', '.join(names)}")
+    return Suite(meta, dataset, model, train, evaluation, report, check, budget, tuple(variants), str(file) if file else None)
