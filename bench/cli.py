@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _executor_options(args: argparse.Namespace) -> dict[str, object]:

@@ -225,6 +225,7 @@ def get_data(spec: DatasetSpec, device: str) -> DataSplits:
             val_fraction=spec.val_fraction,
             split_seed=spec.split_seed,
             download=spec.download,
+            train_size=spec.train_size,
             **spec.options,
         )
         _DATA_CACHE[key] = data.to(device)

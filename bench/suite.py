@@ -67,11 +67,15 @@ class DatasetSpec:
     val_fraction: float = 0.1  # share of the training data held out for validation
     split_seed: int = 0  # seed of the train/validation split (fixed across model seeds)
     download: bool = True  # try to download missing files
+    train_size: int = 0  # keep only this many training samples (0 = all); for quick suites
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keys (sigma, salt_pepper, noise_seed)
 
     def identity(self) -> dict[str, Any]:
         """What identifies the data (the root folder does not)."""
-        return {"name": self.name, "val_fraction": self.val_fraction, "split_seed": self.split_seed, **self.options}
+        ident = {"name": self.name, "val_fraction": self.val_fraction, "split_seed": self.split_seed, **self.options}
+        if self.train_size:
+            ident["train_size"] = self.train_size
+        return ident
 
 
 @dataclass(frozen=True)
@@ -479,6 +483,7 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     ds_opts = _builder_options(DATASETS.get(ds_name), ("root", "download"))
     dataset = _build(DatasetSpec, ds_raw, file, "dataset", extra_ok=ds_opts)
     _check_range(file, "dataset.val_fraction", 0 < dataset.val_fraction < 1, "a number in (0, 1)", dataset.val_fraction)
+    _check_range(file, "dataset.train_size", dataset.train_size >= 0, "an integer >= 0 (0 = all)", dataset.train_size)
     for k, v in dataset.options.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise SuiteError(file, f"dataset.{k}", f"expected a number, got {v!r}")

@@ -209,6 +209,7 @@ def load_dataset(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     download: bool = True,
+    train_size: int = 0,
     **options: Any,
 ) -> DataSplits:
     """Load dataset ``name`` into memory with a validation split held out from training.
@@ -219,6 +220,8 @@ def load_dataset(
         val_fraction: share of the training set held out for validation, in [0, 1).
         split_seed: seed of the train/validation split (fixed across model seeds).
         download: try to download missing files.
+        train_size: keep only this many training samples (after the validation split; 0 = all),
+            for quick runs. The validation and test splits are unchanged.
         **options: dataset options (e.g. ``sigma``, ``salt_pepper``, ``noise_seed``).
     """
     if not 0.0 <= val_fraction < 1.0:
@@ -229,6 +232,10 @@ def load_dataset(
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
     n_val = int(round(n * val_fraction))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if train_size < 0:
+        raise ValueError(f"train_size must be >= 0, got {train_size}")
+    if train_size:
+        train_idx = train_idx[:train_size]
     train_x = raw.train_x[train_idx]
     mean, std = train_x.mean(), train_x.std()
 
@@ -240,8 +247,9 @@ def load_dataset(
         "options": {k: v for k, v in sorted(options.items())},
         "val_fraction": val_fraction,
         "split_seed": split_seed,
+        "train_size": train_size,
         "fingerprint": fingerprint(raw.train_x, raw.train_y, raw.test_x, raw.test_y),
-        "sizes": {"train": n - n_val, "val": n_val, "test": len(raw.test_y)},
+        "sizes": {"train": len(train_idx), "val": n_val, "test": len(raw.test_y)},
     }
     return DataSplits(
         name=name,

@@ -1,0 +1,212 @@
+"""The runner: resume, reuse of pre-training, atomic files, failures, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bench.runner as runner
+from bench.runner import run_suite
+from bench.store import ResultStore, atomic_write_json
+
+from .conftest import REPO
+
+TINY = """
+[suite]
+name = "tiny"
+seeds = [0, 1]
+
+[dataset]
+name = "digits"
+train_size = 300
+
+[model]
+channels = [4, 8, 8]
+hidden = 16
+
+[train]
+epochs = 1
+lr = 0.05
+momentum = 0.9
+log_every = 2
+
+[evaluation]
+thresholds = [0.0, 0.6, 1.0]
+latency_batch_sizes = [1, 32]
+latency_samples = 4
+latency_repeats = 1
+latency_warmup = 0
+
+[[variants]]
+name = "base"
+loss = "base"
+
+[[variants]]
+name = "firm-p2"
+loss = "firm"
+exits = ["p2"]
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY)
+    return p
+
+
+@pytest.fixture
+def count_trainings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = runner.train
+
+    def counting(model, loss_fn, *a, **k):
+        calls.append(type(loss_fn).__name__)
+        return real(model, loss_fn, *a, **k)
+
+    monkeypatch.setattr(runner, "train", counting)
+    return calls
+
+
+def run(path: Path, out: Path, **kw) -> runner.RunSummary:
+    return run_suite(path, out_dir=out, progress=False, report=False, log=lambda s: None, **kw)
+
+
+def test_resume_skips_completed_and_firm_reuses_base(tiny: Path, tmp_path: Path, count_trainings: list[str]) -> None:
+    out = tmp_path / "out"
+    s1 = run(tiny, out)
+    assert (s1.total, s1.done, s1.skipped, s1.failed) == (4, 4, 0, [])
+    # base on 2 seeds + firm on 2 seeds; firm's base pre-training is the base run's checkpoint.
+    assert sorted(count_trainings) == ["BaseLoss", "BaseLoss", "FirmCascadeLoss", "FirmCascadeLoss"]
+    count_trainings.clear()
+    s2 = run(tiny, out)
+    assert (s2.done, s2.skipped) == (0, 4) and count_trainings == []
+    s3 = run(tiny, out, force=True)
+    assert s3.done == 4 and len(count_trainings) == 4
+    records = list(ResultStore(out).iter_runs())
+    firm = [r for r in records if r["loss"] == "firm"]
+    base = {r["seed"]: r for r in records if r["loss"] == "base"}
+    for r in firm:  # total steps count the pre-training
+        assert r["training"]["total_steps"] == r["training"]["steps"] + base[r["seed"]]["training"]["steps"]
+
+
+def test_evaluation_change_reuses_the_checkpoint(tiny: Path, tmp_path: Path, count_trainings: list[str]) -> None:
+    out = tmp_path / "out"
+    run(tiny, out)
+    count_trainings.clear()
+    s = run(tiny, out, overrides=["evaluation.thresholds=[0.0, 0.5, 0.6, 1.0]"])
+    assert s.done == 4 and count_trainings == []  # new run keys, same train keys
+
+
+def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(tiny, out)
+    rec = next(r for r in ResultStore(out).iter_runs() if r["variant"] == "firm-p2" and r["seed"] == 0)
+    prov = rec["provenance"]
+    for key in ("git_commit", "git_dirty", "torch", "python", "device", "threads", "results_version"):
+        assert key in prov
+    assert rec["schema"] == 1 and rec["status"] == "ok" and rec["started"] <= rec["finished"]
+    t0, t6, t1 = rec["thresholds"]
+    assert t0["exit_share"] == [1.0, 0.0] and t1["exit_share"] == [0.0, 1.0]
+    for t in rec["thresholds"]:
+        assert t["dynamic_matches_masked"]
+        assert t["macs_counted"] == pytest.approx(t["macs_expected"], rel=0.005)
+    assert rec["latency"]["threads"] >= 1
+    assert ResultStore(out).exits_path(rec["key"]).is_file()
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + 4 * 3  # header + runs x thresholds
+    assert "share_p2" in summary[0] and "macs" in summary[0] and "latency_s_per_sample_b1" in summary[0]
+
+
+def test_failing_run_is_recorded_and_others_go_on(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = runner.build_loss
+
+    def broken(name, *a, **k):
+        if name == "firm":
+            raise RuntimeError("boom in firm")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(runner, "build_loss", broken)
+    out = tmp_path / "out"
+    s = run(tiny, out)
+    assert s.done == 2 and len(s.failed) == 2 and all("boom in firm" in f["error"] for f in s.failed)
+    failed = [r for r in ResultStore(out).iter_runs() if r["status"] == "failed"]
+    assert len(failed) == 2 and failed[0]["error"]["type"] == "RuntimeError"
+    monkeypatch.setattr(runner, "build_loss", real)
+    s2 = run(tiny, out)  # failed runs are retried, finished ones skipped
+    assert s2.done == 2 and s2.skipped == 2
+
+
+@pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])
+def test_crash_between_write_and_rename_leaves_no_corrupt_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc) -> None:
+    path = tmp_path / "runs" / "v" / "k.json"
+    atomic_write_json(path, {"schema": 1, "status": "ok", "old": True})
+
+    def crash(src, dst):
+        raise exc
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(type(exc)):
+        atomic_write_json(path, {"schema": 1, "status": "ok", "old": False, "big": "x" * 100000})
+    monkeypatch.undo()
+    assert json.loads(path.read_text())["old"] is True  # the old file is intact
+    assert list(path.parent.iterdir()) == [path]  # and no temp file is left behind
+
+
+def test_interrupted_suite_resumes(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    real = runner.evaluate
+    calls = {"n": 0}
+
+    def interrupt_second(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "evaluate", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny, out)
+    monkeypatch.setattr(runner, "evaluate", real)
+    files = list((out / "runs").glob("*/*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["status"] == "ok"
+    s = run(tiny, out)
+    assert s.skipped == 1 and s.done == 3
+
+
+def test_local_pool_gives_the_same_results(tiny: Path, tmp_path: Path) -> None:
+    import torch
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    # CPU kernels reduce in a thread-count-dependent order: results are bitwise equal only at equal
+    # thread counts, so the in-process run uses the 1 thread each of the 2 pool workers gets here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        run(tiny, a, overrides=["suite.seeds=[0]"])
+    finally:
+        torch.set_num_threads(threads)
+    run(tiny, b, overrides=["suite.seeds=[0]"], jobs=2)
+
+    def accs(out: Path) -> dict:
+        return {(r["variant"], r["seed"]): [t["accuracy"] for t in r["thresholds"]] for r in ResultStore(out).iter_runs()}
+
+    assert accs(a) == accs(b) and len(accs(a)) == 2
+
+
+def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "smoke"
+    cmd = [sys.executable, "-m", "bench.cli", "run", str(REPO / "suites/smoke.toml"), "--out", str(out), "--no-progress",
+           "--set", "suite.seeds=[0]", "--set", "train.epochs=1", "--set", "variants.firm-p2.pretrain_epochs=1",
+           "--set", "variants.firm-p2.epochs=1", "--set", "evaluation.latency=false"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "4 run(s) done" in res.stdout
+    assert (out / "summary.csv").is_file() and (out / "report.md").is_file()
+    listed = subprocess.run([sys.executable, "-m", "bench.cli", "list", str(out)], capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stdout.count(" ok ") >= 4

@@ -1,0 +1,157 @@
+"""Suite validation: every error names the file, the key path and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.runner import expand_runs
+from bench.suite import SuiteError, load_suite
+
+from .conftest import REPO
+
+MINIMAL = """
+[suite]
+name = "t"
+seeds = [0, 1]
+
+[[variants]]
+name = "base"
+loss = "base"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "s.toml"
+    p.write_text(text)
+    return p
+
+
+def error_of(tmp_path: Path, text: str, overrides: tuple[str, ...] = ()) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(SuiteError) as info:
+        load_suite(path, overrides)
+    msg = str(info.value)
+    assert msg.startswith(str(path))  # names the file
+    return msg
+
+
+@pytest.mark.parametrize("suite", sorted((REPO / "suites").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_suites_are_valid(suite: Path) -> None:
+    s = load_suite(suite)
+    assert expand_runs(s)
+
+
+def test_defaults_match_the_study(tmp_path: Path) -> None:
+    s = load_suite(write(tmp_path, MINIMAL))
+    t = s.train
+    assert (t.epochs, t.lr, t.momentum, t.batch_size, t.log_every) == (20, 0.001, 0.5, 64, 100)
+    assert s.evaluation.headline_threshold == 0.6
+    assert s.evaluation.thresholds == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@pytest.mark.parametrize(
+    "extra, key, message",
+    [
+        ("[train]\nepochz = 3\n", "train.epochz", "did you mean 'epochs'"),
+        ("[train]\nepochs = -1\n", "train.epochs", "allowed: an integer >= 0"),
+        ("[train]\nepochs = 'ten'\n", "train.epochs", "expected an integer"),
+        ("[train]\nlr = 0\n", "train.lr", "a number > 0"),
+        ("[evaluation]\nthresholds = [0.5, 1.2]\nheadline_threshold = 0.5\n", "evaluation.thresholds[1]", "threshold in [0, 1]"),
+        ("[evaluation]\nheadline_threshold = 0.65\n", "evaluation.headline_threshold", "must be one of"),
+        ("[dataset]\nname = 'cifar'\n", "dataset.name", "known: digits, fashion_mnist, mnist, noisy_mnist"),
+        ("[dataset]\nname = 'noisy_mnist'\nsigmaa = 0.3\n", "dataset.sigmaa", "did you mean 'sigma'"),
+        ("[model]\nchanels = [8, 8]\n", "model.chanels", "did you mean 'channels'"),
+        ("[wat]\nx = 1\n", "wat", "allowed: suite, dataset"),
+        ("[evaluation]\nenergy_table = 'nope'\n", "evaluation.energy_table", "shipped tables: eyeriss, horowitz45"),
+    ],
+)
+def test_table_errors(tmp_path: Path, extra: str, key: str, message: str) -> None:
+    msg = error_of(tmp_path, MINIMAL + extra)
+    assert f": {key}: " in msg and message in msg, msg
+
+
+@pytest.mark.parametrize(
+    "variant, key, message",
+    [
+        ('name = "x"\nloss = "firn"', "variants[1] (x).loss", "unknown loss 'firn' (did you mean 'firm'?); known: base, firm, firm-gated, soft, sum"),
+        ('name = "x"\nloss = "soft"', "variants[1] (x).exits", "needs at least 1 intermediate exit"),
+        ('name = "x"\nloss = "sum"\nexits = ["p9"]', "variants[1] (x).exits[0]", "blocks 1..3"),
+        ('name = "x"\nloss = "firm"\nexits = ["p1"]\nloss_options = { lamda = 1 }', "variants[1] (x).loss_options.lamda", "did you mean 'lambda'"),
+        ('name = "x"\nloss = "sum"\nexits = ["p1"]\npolicy = "greedy"', "variants[1] (x).policy", "known: entropy, max-prob, patience"),
+        ('name = "base"\nloss = "sum"\nexits = ["p1"]', "variants[1] (base).name", "duplicate variant name 'base'"),
+        ('name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "loss_options.alpha" = [] }', "sweep.loss_options.alpha", "at least one value"),
+        ('name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "suite.seeds" = [1] }', "sweep.suite.seeds", "cannot sweep"),
+        ('name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "loss_options.lambda" = [0.5, -1.0] }', "loss_options", "lambda must be >= 0"),
+        ('name = "x"\nloss = "sum"\nexits = ["p1"]\ntrain = { momentum = 1.5 }', "variants[1] (x).train.momentum", "[0, 1)"),
+    ],
+)
+def test_variant_errors(tmp_path: Path, variant: str, key: str, message: str) -> None:
+    msg = error_of(tmp_path, MINIMAL + "\n[[variants]]\n" + variant + "\n")
+    assert key in msg and message in msg, msg
+
+
+def test_empty_seed_list(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, MINIMAL.replace("seeds = [0, 1]", "seeds = []"))
+    assert "suite.seeds: is empty" in msg
+
+
+def test_overrides_are_validated_like_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_suite(path, ["train.epochs=3"]).train.epochs == 3
+    with pytest.raises(SuiteError, match="train.epochs: -2 is out of range"):
+        load_suite(path, ["train.epochs=-2"])
+    with pytest.raises(SuiteError, match="did you mean 'epochs'"):
+        load_suite(path, ["train.epoch=2"])
+    with pytest.raises(SuiteError, match="no variant 'nope'"):
+        load_suite(path, ["variants.nope.epochs=2"])
+    assert load_suite(path, ["variants.base.epochs=7"]).variant("base").epochs == 7
+
+
+def test_sweep_expands_to_runs(tmp_path: Path) -> None:
+    text = MINIMAL + """
+[[variants]]
+name = "firm"
+loss = "firm"
+exits = ["p1"]
+sweep = { "loss_options.lambda" = [0.2, 0.6, 1.0] }
+"""
+    runs = [r for r in expand_runs(load_suite(write(tmp_path, text))) if r.variant_base == "firm"]
+    assert [(r.variant, r.seed) for r in runs] == [
+        ("firm[lambda=0.2]", 0), ("firm[lambda=0.2]", 1),
+        ("firm[lambda=0.6]", 0), ("firm[lambda=0.6]", 1),
+        ("firm[lambda=1.0]", 0), ("firm[lambda=1.0]", 1),
+    ]  # fmt: skip
+    assert [r.job.loss_options["lambda"] for r in runs] == [0.2, 0.2, 0.6, 0.6, 1.0, 1.0]
+    assert len({r.key for r in runs}) == 6
+    # firm pre-trains with base by default: the same job as the base variant's run of that seed
+    base_runs = {r.seed: r for r in expand_runs(load_suite(write(tmp_path, text))) if r.variant == "base"}
+    assert all(r.job.pretrain is not None and r.job.pretrain.key == base_runs[r.seed].job.key for r in runs)
+
+
+def test_equal_budget_splits_epochs(tmp_path: Path) -> None:
+    text = MINIMAL.replace("seeds = [0, 1]", "seeds = [0]") + """
+[train]
+epochs = 4
+equal_budget = true
+
+[[variants]]
+name = "g"
+loss = "firm-gated"
+exits = ["p1"]
+pretrain_epochs = 1
+"""
+    (run,) = [r for r in expand_runs(load_suite(write(tmp_path, text))) if r.variant == "g"]
+    assert run.job.train["epochs"] == 3 and run.job.pretrain.train["epochs"] == 1 and run.job.total_epochs == 4
+
+
+def test_cli_validate(tmp_path: Path) -> None:
+    good = subprocess.run([sys.executable, "-m", "bench.cli", "validate", str(REPO / "suites/smoke.toml")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert good.returncode == 0 and "8 run(s)" in good.stdout
+    bad = write(tmp_path, MINIMAL + "[train]\nepochs = -1\n")
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "validate", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2 and "train.epochs" in out.stderr
