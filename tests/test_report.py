@@ -1,0 +1,101 @@
+"""Reports and comparisons from the committed fixture results."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bench.report import build_tables, compare, load_results, main_display, write_report
+
+from .conftest import REPO
+
+FIX = REPO / "tests" / "fixtures"
+GOLDEN = REPO / "tests" / "golden"
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rep") / "results_a"
+    shutil.copytree(FIX / "results_a", out)
+    write_report(out, log=lambda s: None)
+    return out
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; rerun with UPDATE_GOLDEN=1 if the change is intended"
+
+
+def test_main_table_golden(report_dir: Path) -> None:
+    check_golden("main.md", (report_dir / "tables" / "main.md").read_text())
+    check_golden("vs_reference.md", (report_dir / "tables" / "vs_reference.md").read_text())
+
+
+def test_report_sections_and_tables(report_dir: Path) -> None:
+    text = (report_dir / "report.md").read_text()
+    for heading in ("## Main results at threshold 0.6", "## Paired differences vs the reference variant",
+                    "## Cumulative cost per exit", "## Figures", "## Warnings"):  # fmt: skip
+        assert heading in text
+    assert "n = 3 seeds (< 5)" in text
+    for name in ("main", "vs_reference", "vs_cascade_reference", "exit_costs"):
+        for ext in ("md", "csv", "tex"):
+            assert (report_dir / "tables" / f"{name}.{ext}").stat().st_size > 0
+    assert "\\begin{table}" in (report_dir / "tables" / "main.tex").read_text()
+
+
+def test_every_figure_is_written(report_dir: Path) -> None:
+    names = ["loss_curves", "accuracy_per_epoch", "accuracy_vs_threshold", "early_vs_threshold", "lambda_sweep",
+             "headline_bars", "accuracy_vs_macs", "accuracy_vs_energy"]  # fmt: skip
+    for name in names:
+        for ext in ("png", "pdf"):
+            f = report_dir / "figures" / f"{name}.{ext}"
+            assert f.is_file() and f.stat().st_size > 1000, f
+        assert f"figures/{name}.png" in (report_dir / "report.md").read_text()
+
+
+def test_statistics_follow_the_runs() -> None:
+    res = load_results(FIX / "results_a")
+    tables = build_tables(res)
+    main = tables.main.set_index("variant")
+    # the mean over seeds of the run files, recomputed here from the tidy summary
+    frame = res.frame[res.frame["threshold"] == 0.6]
+    for variant in main.index:
+        assert main.loc[variant, "accuracy"] == pytest.approx(frame[frame["variant"] == variant]["accuracy"].mean())
+    vs = tables.vs_reference
+    assert set(vs["reference"]) == {"base"} and len(vs) == 2 * (len(main) - 1)
+    assert (vs["p_holm"] >= vs["p"]).all()
+    casc = tables.vs_cascade_reference
+    assert set(casc["reference"]) == {"sum-p2"}
+    display = main_display(res, tables)
+    assert display.columns[4] == "accuracy (%)" and "±" in display.iloc[0, 4]
+
+
+def test_compare_two_folders(tmp_path: Path) -> None:
+    out = tmp_path / "cmp.md"
+    frame = compare(FIX / "results_a", FIX / "results_b", console=Console(file=open(os.devnull, "w")), out=str(out))
+    soft = frame[(frame["variant"] == "soft-p2") & (frame["metric"] == "accuracy")].iloc[0]
+    assert soft["test"] == "paired" and soft["ratio B/A"] == pytest.approx(soft["B"] / soft["A"])
+    base = frame[(frame["variant"] == "base") & (frame["metric"] == "accuracy")].iloc[0]
+    assert base["ratio B/A"] == pytest.approx(1.0) and base["p"] == 1.0  # unchanged variant
+    check_golden("compare.md", out.read_text())
+
+
+def test_cli_report_and_compare(tmp_path: Path) -> None:
+    folder = tmp_path / "a"
+    shutil.copytree(FIX / "results_a", folder)
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "report", str(folder)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (folder / "report.md").is_file()
+    c = subprocess.run([sys.executable, "-m", "bench.cli", "compare", str(FIX / "results_a"), str(FIX / "results_b")],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert c.returncode == 0 and "soft-p2" in c.stdout
+    bad = subprocess.run([sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no runs/ folder" in bad.stderr
