@@ -352,6 +352,21 @@ def comparison_display(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def budget_display(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "variant": frame["variant"],
+            f"budget ({frame['unit'].iloc[0]})": frame["budget"],
+            "n": frame["n"],
+            "test accuracy (%)": [_fmt(m, lo, hi, 100, 2) for m, lo, hi in zip(frame["test_accuracy"], frame["acc_low"], frame["acc_high"])],
+            "test cost (% of base MACs)": [
+                _fmt(m, lo, hi, 100, 1) for m, lo, hi in zip(frame["test_cost_fraction"], frame["cost_low"], frame["cost_high"])
+            ],
+            "feasible": ["yes" if f else "no (cheapest point)" for f in frame["feasible"]],
+        }
+    )
+
+
 def _p(p: float) -> str:
     if p is None or math.isnan(p):
         return "n/a"
@@ -408,6 +423,11 @@ def write_report(out_dir: str | Path, log: Callable[[str], None] = print) -> Pat
         ),
         "exit_costs": (tables.exit_costs, tables.exit_costs, "Cumulative cost per exit (exact, per sample)"),
     }
+    from bench.budget import budget_frame
+
+    budget = budget_frame(results)
+    if not budget.empty:
+        displays["budget"] = (budget_display(budget), budget, "Accuracy under compute budgets (thresholds chosen on validation)")
     for name, (display, data, caption) in displays.items():
         atomic_write_bytes(tdir / f"{name}.md", (_markdown(display) + "\n").encode())
         atomic_write_bytes(tdir / f"{name}.csv", data.to_csv(index=False).encode())

@@ -210,3 +210,27 @@ def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
     assert (out / "summary.csv").is_file() and (out / "report.md").is_file()
     listed = subprocess.run([sys.executable, "-m", "bench.cli", "list", str(out)], capture_output=True, text=True)
     assert listed.returncode == 0 and listed.stdout.count(" ok ") >= 4
+
+
+def test_budget_suite_end_to_end(tmp_path: Path) -> None:
+    from bench.report import write_report
+
+    text = TINY.replace('name = "firm-p2"\nloss = "firm"\nexits = ["p2"]', 'name = "sum-3"\nloss = "sum"\nexits = ["p1", "p2"]')
+    text = text.replace("[[variants]]\nname = \"base\"", "[budget]\nvalues = [0.2, 0.5, 1.0]\n\n[[variants]]\nname = \"base\"")
+    p = tmp_path / "b.toml"
+    p.write_text(text)
+    out = tmp_path / "out"
+    run(p, out, overrides=["evaluation.latency=false"])
+    rec = next(r for r in ResultStore(out).iter_runs() if r["variant"] == "sum-3")
+    pts = rec["budget"]["points"]
+    assert [q["budget"] for q in pts] == [0.2, 0.5, 1.0] and rec["budget"]["search"].startswith("coordinate")
+    for q in pts:
+        assert len(q["thresholds"]) == 2
+        if q["feasible"]:
+            assert q["val_cost"] <= q["budget_absolute"] + 1e-6
+    base = next(r for r in ResultStore(out).iter_runs() if r["variant"] == "base")
+    assert "budget" not in base  # a single exit has nothing to choose
+    write_report(out, log=lambda s: None)
+    assert (out / "figures" / "budget_curves.png").stat().st_size > 1000
+    assert (out / "figures" / "anytime.png").stat().st_size > 1000
+    assert "Accuracy under compute budgets" in (out / "report.md").read_text()
