@@ -56,7 +56,9 @@ def cascade_outcome(conf: np.ndarray, correct: np.ndarray, thresholds: Sequence[
     return exit_index
 
 
-def operating_point(conf: np.ndarray, correct: np.ndarray, costs: Sequence[float], thresholds: Sequence[float]) -> dict[str, Any]:
+def operating_point(
+    conf: np.ndarray, correct: np.ndarray, costs: Sequence[float], thresholds: Sequence[float]
+) -> dict[str, Any]:
     """Accuracy, expected cost and exit shares of the cascade at ``thresholds``."""
     idx = cascade_outcome(conf, correct, thresholds)
     n = correct.shape[1]
@@ -68,7 +70,9 @@ def operating_point(conf: np.ndarray, correct: np.ndarray, costs: Sequence[float
     }
 
 
-def search_two_exits(conf: np.ndarray, correct: np.ndarray, costs: Sequence[float], budget: float) -> tuple[list[float], bool]:
+def search_two_exits(
+    conf: np.ndarray, correct: np.ndarray, costs: Sequence[float], budget: float
+) -> tuple[list[float], bool]:
     """Exact best threshold for L = 2 under ``budget`` on the given (validation) data."""
     c1, c2 = conf[0], correct
     n = len(c1)
@@ -95,10 +99,14 @@ def search_two_exits(conf: np.ndarray, correct: np.ndarray, costs: Sequence[floa
     return [float(sorted_conf[best])], True  # leave when conf > the (k+1)-th largest confidence
 
 
-def search_coordinate(conf: np.ndarray, correct: np.ndarray, costs: Sequence[float], budget: float, grid: int) -> tuple[list[float], bool]:
+def search_coordinate(
+    conf: np.ndarray, correct: np.ndarray, costs: Sequence[float], budget: float, grid: int
+) -> tuple[list[float], bool]:
     """Coordinate search over per-exit thresholds (L > 2); see the module docstring."""
     levels = conf.shape[0]
-    candidates = [np.unique(np.concatenate([[0.0, 1.0], np.quantile(conf[lv], np.linspace(0, 1, grid))])) for lv in range(levels)]
+    candidates = [
+        np.unique(np.concatenate([[0.0, 1.0], np.quantile(conf[lv], np.linspace(0, 1, grid))])) for lv in range(levels)
+    ]
     current = [0.0] * levels
     point = operating_point(conf, correct, costs, current)
     if point["cost"] > budget + 1e-9 * abs(budget):
@@ -120,7 +128,9 @@ def search_coordinate(conf: np.ndarray, correct: np.ndarray, costs: Sequence[flo
     return current, True
 
 
-def choose_thresholds(conf: np.ndarray, correct: np.ndarray, costs: Sequence[float], budget: float, grid: int = 101) -> tuple[list[float], bool]:
+def choose_thresholds(
+    conf: np.ndarray, correct: np.ndarray, costs: Sequence[float], budget: float, grid: int = 101
+) -> tuple[list[float], bool]:
     """Per-exit thresholds maximising accuracy on the given data subject to expected cost <= budget."""
     if conf.shape[0] == 1:
         return search_two_exits(conf, correct, costs, budget)
@@ -217,7 +227,7 @@ def budget_figures(results: Results, out: Path) -> list[tuple[str, Path]]:
     """Budget curves (accuracy vs budget) and anytime per-exit accuracy vs cumulative cost."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import _clip_percent, _finish, _line, _style
+    from bench.figures import _clip_percent, _finish, _line
 
     frame = budget_frame(results)
     figs: list[tuple[str, Path]] = []
@@ -227,8 +237,22 @@ def budget_figures(results: Results, out: Path) -> list[tuple[str, Path]]:
             recs = [r for r in results.records_of(variant) if r.get("budget", {}).get("points")]
             pts = recs[0]["budget"]["points"]
             xs = [p["budget"] for p in pts]
-            _line(axes[0], xs, [[r["budget"]["points"][j]["test_accuracy"] for r in recs] for j in range(len(pts))], variant, i, 100)
-            _line(axes[1], xs, [[r["budget"]["points"][j]["test_cost_fraction"] for r in recs] for j in range(len(pts))], variant, i, 100)
+            _line(
+                axes[0],
+                xs,
+                [[r["budget"]["points"][j]["test_accuracy"] for r in recs] for j in range(len(pts))],
+                variant,
+                i,
+                100,
+            )
+            _line(
+                axes[1],
+                xs,
+                [[r["budget"]["points"][j]["test_cost_fraction"] for r in recs] for j in range(len(pts))],
+                variant,
+                i,
+                100,
+            )
         unit = frame["unit"].iloc[0]
         xlabel = {"fraction": "budget (fraction of the base network's MACs)", "macs": "budget (MACs per sample)",
                   "energy": "budget (energy per sample)"}[unit]  # fmt: skip

@@ -76,8 +76,14 @@ def read_baseline(path: Path, suite_name: str) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise BaselineError(f"baseline {path} is not valid JSON ({e}); regenerate it with --update") from None
-    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA or not isinstance(data.get("variants"), dict):
-        raise BaselineError(f"baseline {path}: expected schema {BASELINE_SCHEMA} with a 'variants' table; regenerate it with --update")
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != BASELINE_SCHEMA
+        or not isinstance(data.get("variants"), dict)
+    ):
+        raise BaselineError(
+            f"baseline {path}: expected schema {BASELINE_SCHEMA} with a 'variants' table; regenerate it with --update"
+        )
     if data.get("suite") != suite_name:
         raise BaselineError(f"baseline {path} is for suite {data.get('suite')!r}, not {suite_name!r}")
     for name, v in data["variants"].items():
@@ -149,7 +155,7 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
             r.status = "worse"
         elif pb < spec.alpha:
             r.status = "better"
-        elif r.diff == 0 and r.low == r.high or (-r.margin <= r.low and r.high <= r.margin):
+        elif (r.diff == 0 and r.low == r.high) or (-r.margin <= r.low and r.high <= r.margin):
             r.status = "unchanged"
         else:
             r.status = "not significant"
@@ -223,7 +229,8 @@ def run_check(
     verdict = "PASSED" if passed else "FAILED"
     header = (
         f"### bench check {suite.name}: {verdict}\n\n"
-        f"Threshold {threshold} (baseline: {base['threshold']}); margins: accuracy {suite.check.max_accuracy_drop} points, "
+        f"Threshold {threshold} (baseline: {base['threshold']}); "
+        f"margins: accuracy {suite.check.max_accuracy_drop} points, "
         f"savings {suite.check.max_savings_drop} points; one-sided paired t-tests over seeds, Holm-corrected, "
         f"alpha {suite.check.alpha}. Baseline made by `{base.get('command', '?')}`.\n\n"
     )

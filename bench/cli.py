@@ -132,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1, help="parallel local processes (default 1: in this process)")
     r.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")
     r.add_argument("--executor", choices=["local", "slurm", "dask"], default="local")
-    r.add_argument("--cluster", default=None, help="dask: scheduler address tcp://host:port; slurm: 'local' for submitit's local executor")
+    r.add_argument(
+        "--cluster",
+        default=None,
+        help="dask: scheduler address tcp://host:port; slurm: 'local' for submitit's local executor",
+    )
     r.add_argument("--partition", default=None, help="slurm partition")
     r.add_argument("--time", type=int, default=None, help="slurm time limit per job, minutes")
     r.add_argument("--gpus-per-job", type=int, default=None, help="slurm GPUs per job")

@@ -49,7 +49,9 @@ class Task:
         return f"pretrain {self.job.loss} seed {self.job.seed}"
 
 
-def execute_task(task: Task, out_dir: str, force: bool = False, threads: int | None = None, callback: Any = None) -> dict[str, Any]:
+def execute_task(
+    task: Task, out_dir: str, force: bool = False, threads: int | None = None, callback: Any = None
+) -> dict[str, Any]:
     """Run one task (top-level so every engine can pickle it)."""
     if threads:
         torch.set_num_threads(threads)
@@ -158,7 +160,7 @@ class SubmititExecutor(Executor):
         ex.update_parameters(**params)
         # A checkpointable callable: on preemption/timeout submitit requeues it; the run
         # restarts from its checkpoints (training results are atomic files).
-        fn = _RequeueableTask()
+        fn = _requeueable_task()
         with ex.batch():
             jobs = [ex.submit(fn, t, out_dir, force, self.cpus) for t in tasks]
         results = []
@@ -167,21 +169,27 @@ class SubmititExecutor(Executor):
             try:
                 results.append(job.result())
             except Exception as e:  # the job itself died (not a failing run, which returns normally)
-                results.append({"status": "failed", "variant": t.label, "seed": None, "error": f"job {job.job_id}: {e}"})
+                results.append(
+                    {"status": "failed", "variant": t.label, "seed": None, "error": f"job {job.job_id}: {e}"}
+                )
             bar.end_run()
         return results
 
 
-class _RequeueableTask:
-    """submitit ``Checkpointable``-style callable: requeue with the same arguments when preempted."""
+def _requeueable_task() -> Any:
+    """A ``submitit.helpers.Checkpointable`` that reruns the same task when Slurm preempts or times it out.
 
-    def __call__(self, task: Task, out_dir: str, force: bool, threads: int) -> dict[str, Any]:
-        return execute_task(task, out_dir, force, threads)
+    submitit calls ``checkpoint`` on preemption/timeout and requeues the returned submission (up to
+    ``slurm_max_num_timeout`` times). The requeued task starts over, but ``execute_task`` skips nothing
+    it must redo: finished pre-training checkpoints are reused and each run file is written atomically.
+    """
+    import submitit
 
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        import submitit
+    class RequeueableTask(submitit.helpers.Checkpointable):
+        def __call__(self, task: Task, out_dir: str, force: bool, threads: int) -> dict[str, Any]:
+            return execute_task(task, out_dir, force, threads)
 
-        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+    return RequeueableTask()
 
 
 class DaskExecutor(Executor):
@@ -193,7 +201,9 @@ class DaskExecutor(Executor):
         try:
             import distributed
         except ImportError as e:
-            raise MissingExtraError("the dask executor needs dask.distributed: pip install 'cascade-bench[dask]'") from e
+            raise MissingExtraError(
+                "the dask executor needs dask.distributed: pip install 'cascade-bench[dask]'"
+            ) from e
         self.distributed = distributed
         self.address, self.workers = address, workers
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
@@ -206,7 +216,9 @@ class DaskExecutor(Executor):
         if self.address:
             client = d.Client(self.address)
         else:
-            cluster = d.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            cluster = d.LocalCluster(
+                n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
             client = d.Client(cluster)
         self.client = client
         try:

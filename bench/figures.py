@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from bench import stats  # noqa: E402
+from bench import stats
 
 if TYPE_CHECKING:
     from bench.report import Results
@@ -42,10 +42,14 @@ def _mean_band(values: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarra
     return np.array(means), np.array(lows), np.array(highs)
 
 
-def _line(ax: Any, x: Sequence[float], values: Sequence[Sequence[float]], label: str, i: int, scale: float = 1.0) -> None:
+def _line(
+    ax: Any, x: Sequence[float], values: Sequence[Sequence[float]], label: str, i: int, scale: float = 1.0
+) -> None:
     m, lo, hi = _mean_band(values)
     st = _style(i)
-    ax.plot(x, m * scale, label=label, color=st["color"], marker=st["marker"], markersize=st["markersize"], linewidth=1.4)
+    ax.plot(
+        x, m * scale, label=label, color=st["color"], marker=st["marker"], markersize=st["markersize"], linewidth=1.4
+    )
     ax.fill_between(x, lo * scale, hi * scale, color=st["color"], alpha=0.18, linewidth=0)
 
 
@@ -121,7 +125,12 @@ def threshold_curves(results: Results, out: Path) -> list[tuple[str, Path]]:
     figs = []
     for key, label, name, title in (
         ("accuracy", "cascade test accuracy (%)", "accuracy_vs_threshold", "Cascade accuracy against threshold"),
-        ("early_share", "early predictions (% of test samples)", "early_vs_threshold", "Early predictions against threshold"),
+        (
+            "early_share",
+            "early predictions (% of test samples)",
+            "early_vs_threshold",
+            "Early predictions against threshold",
+        ),
     ):
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         for i, variant in enumerate(results.variants):
@@ -167,7 +176,9 @@ def headline_bars(results: Results, out: Path) -> list[tuple[str, Path]]:
     thr = results.headline
     variants = results.variants
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.9 * len(variants) + 3), 3.8))
-    for ax, key, label in zip(axes, ("accuracy", "early_share"), ("cascade test accuracy (%)", "early predictions (%)")):
+    for ax, key, label in zip(
+        axes, ("accuracy", "early_share"), ("cascade test accuracy (%)", "early predictions (%)")
+    ):
         for i, v in enumerate(variants):
             iv = stats.t_interval([_at(r, thr)[key] for r in results.records_of(v)])
             err = 0.0 if math.isnan(iv.low) else iv.half_width * 100
@@ -201,12 +212,10 @@ def accuracy_vs_cost(results: Results, out: Path) -> list[tuple[str, Path]]:
         for i, variant in enumerate(results.variants):
             recs = results.records_of(variant)
             xs, ys, xe, ye = [], [], [], []
-            for j, t in enumerate(recs[0]["thresholds"]):
-                def val(r: dict[str, Any]) -> float:
-                    row = r["thresholds"][j]
-                    return row["energy_expected"][table] if key == "energy" else row[key]
-
-                cx = stats.t_interval([val(r) / 1e6 for r in recs])
+            for j in range(len(recs[0]["thresholds"])):
+                rows = [r["thresholds"][j] for r in recs]
+                costs = [row["energy_expected"][table] if key == "energy" else row[key] for row in rows]
+                cx = stats.t_interval([c / 1e6 for c in costs])
                 cy = stats.t_interval([r["thresholds"][j]["accuracy"] * 100 for r in recs])
                 xs.append(cx.mean)
                 ys.append(cy.mean)

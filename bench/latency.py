@@ -100,7 +100,9 @@ class EnergyReading:
 class _Rapl:
     def __init__(self) -> None:
         base = Path("/sys/class/powercap")
-        self.files = sorted(p / "energy_uj" for p in base.glob("intel-rapl:*") if ":" in p.name and p.name.count(":") == 1)
+        self.files = sorted(
+            p / "energy_uj" for p in base.glob("intel-rapl:*") if ":" in p.name and p.name.count(":") == 1
+        )
         self.files = [f for f in self.files if f.is_file()]
         if not self.files:
             raise OSError("no RAPL domain under /sys/class/powercap")
@@ -180,8 +182,14 @@ def exit_path_latency(
     xb = x[:batch_size]
     out = []
     for level, name in enumerate(model.exit_names):
-        t = time_fn(lambda lv=level: model.forward_until(xb, lv), repeats=repeats, warmup=warmup, device=x.device)
-        out.append({"exit": name, "batch_size": len(xb), "per_batch": t.to_dict(), "per_sample_median": t.median / len(xb)})
+
+        def up_to_exit(lv: int = level) -> None:
+            model.forward_until(xb, lv)
+
+        t = time_fn(up_to_exit, repeats=repeats, warmup=warmup, device=x.device)
+        out.append(
+            {"exit": name, "batch_size": len(xb), "per_batch": t.to_dict(), "per_sample_median": t.median / len(xb)}
+        )
     return out
 
 

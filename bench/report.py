@@ -191,7 +191,9 @@ def comparison_frame(
         if ref is None:
             continue
         for metric, scale in metrics:
-            test = stats.paired_test(metric_by_seed(results, variant, metric, thr), metric_by_seed(results, ref, metric, thr))
+            test = stats.paired_test(
+                metric_by_seed(results, variant, metric, thr), metric_by_seed(results, ref, metric, thr)
+            )
             rows.append(
                 {
                     "variant": variant,
@@ -270,7 +272,9 @@ def warnings_for(results: Results) -> list[str]:
             if early >= 0.999:
                 out.append(f"{variant}: {early:.1%} of samples leave early at t = {thr}: the last exit is never used")
             elif early <= 0.001:
-                out.append(f"{variant}: {early:.1%} of samples leave early at t = {thr}: the early exits are never used")
+                out.append(
+                    f"{variant}: {early:.1%} of samples leave early at t = {thr}: the early exits are never used"
+                )
     for r in results.failed:
         out.append(f"{r['variant']} seed {r['seed']} FAILED: {r.get('error', {}).get('message', '?')}")
     return out
@@ -326,14 +330,18 @@ def main_display(results: Results, tables: Tables) -> pd.DataFrame:
             cols.setdefault(label, []).append(text)
         for b in latency_batches(results):
             m = f"latency_b{b}"
-            cols.setdefault(f"latency b{b} (µs/sample)", []).append(_fmt(row[m], row[f"{m}_low"], row[f"{m}_high"], 1e6, 1))
+            cols.setdefault(f"latency b{b} (µs/sample)", []).append(
+                _fmt(row[m], row[f"{m}_low"], row[f"{m}_high"], 1e6, 1)
+            )
         cols.setdefault("train steps", []).append(f"{row['total_steps']:.0f}")
     return pd.DataFrame(cols)
 
 
 def comparison_display(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
-        return pd.DataFrame(columns=["variant", "reference", "metric", "n", "Δ (points)", "95% CI", "p", "p (Holm)", "sig."])
+        return pd.DataFrame(
+            columns=["variant", "reference", "metric", "n", "Δ (points)", "95% CI", "p", "p (Holm)", "sig."]
+        )
     out = pd.DataFrame(
         {
             "variant": frame["variant"],
@@ -342,7 +350,8 @@ def comparison_display(frame: pd.DataFrame) -> pd.DataFrame:
             "n": frame["n"],
             "Δ (points)": [f"{d:+.2f}" for d in frame["diff"]],
             "95% CI": [
-                "n/a" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(frame["diff_low"], frame["diff_high"])
+                "n/a" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
+                for lo, hi in zip(frame["diff_low"], frame["diff_high"])
             ],
             "p": [_p(p) for p in frame["p"]],
             "p (Holm)": [_p(p) for p in frame["p_holm"]],
@@ -358,9 +367,13 @@ def budget_display(frame: pd.DataFrame) -> pd.DataFrame:
             "variant": frame["variant"],
             f"budget ({frame['unit'].iloc[0]})": frame["budget"],
             "n": frame["n"],
-            "test accuracy (%)": [_fmt(m, lo, hi, 100, 2) for m, lo, hi in zip(frame["test_accuracy"], frame["acc_low"], frame["acc_high"])],
+            "test accuracy (%)": [
+                _fmt(m, lo, hi, 100, 2)
+                for m, lo, hi in zip(frame["test_accuracy"], frame["acc_low"], frame["acc_high"])
+            ],
             "test cost (% of base MACs)": [
-                _fmt(m, lo, hi, 100, 1) for m, lo, hi in zip(frame["test_cost_fraction"], frame["cost_low"], frame["cost_high"])
+                _fmt(m, lo, hi, 100, 1)
+                for m, lo, hi in zip(frame["test_cost_fraction"], frame["cost_low"], frame["cost_high"])
             ],
             "feasible": ["yes" if f else "no (cheapest point)" for f in frame["feasible"]],
         }
@@ -415,7 +428,11 @@ def write_report(out_dir: str | Path, log: Callable[[str], None] = print) -> Pat
     main = main_display(results, tables)
     displays = {
         "main": (main, tables.main, f"Main results at threshold {results.headline}"),
-        "vs_reference": (comparison_display(tables.vs_reference), tables.vs_reference, "Paired differences vs the reference variant"),
+        "vs_reference": (
+            comparison_display(tables.vs_reference),
+            tables.vs_reference,
+            "Paired differences vs the reference variant",
+        ),
         "vs_cascade_reference": (
             comparison_display(tables.vs_cascade_reference),
             tables.vs_cascade_reference,
@@ -427,7 +444,11 @@ def write_report(out_dir: str | Path, log: Callable[[str], None] = print) -> Pat
 
     budget = budget_frame(results)
     if not budget.empty:
-        displays["budget"] = (budget_display(budget), budget, "Accuracy under compute budgets (thresholds chosen on validation)")
+        displays["budget"] = (
+            budget_display(budget),
+            budget,
+            "Accuracy under compute budgets (thresholds chosen on validation)",
+        )
     for name, (display, data, caption) in displays.items():
         atomic_write_bytes(tdir / f"{name}.md", (_markdown(display) + "\n").encode())
         atomic_write_bytes(tdir / f"{name}.csv", data.to_csv(index=False).encode())
@@ -468,7 +489,7 @@ def _provenance_lines(results: Results) -> list[str]:
     ]
     if overrides:
         lines.append(f"- overrides applied (`--set`): {', '.join(f'`{o}`' for o in overrides)}")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def print_run_table(out_dir: str | Path, console: Console) -> None:
@@ -479,9 +500,15 @@ def print_run_table(out_dir: str | Path, console: Console) -> None:
         return
     tables = build_tables(results)
     display = main_display(results, tables)
-    compact = [c for c in display.columns if c.split(" ")[0] in ("variant", "n", "accuracy", "early", "MACs", "latency")]
-    compact = [c for c in compact if not c.startswith("MACs saved")] + [c for c in display.columns if c.startswith("MACs saved")]
-    console.print(rich_table(display[compact], f"{out_dir}: threshold {results.headline} (full tables: tables/main.md)"))
+    compact = [
+        c for c in display.columns if c.split(" ")[0] in ("variant", "n", "accuracy", "early", "MACs", "latency")
+    ]
+    compact = [c for c in compact if not c.startswith("MACs saved")] + [
+        c for c in display.columns if c.startswith("MACs saved")
+    ]
+    console.print(
+        rich_table(display[compact], f"{out_dir}: threshold {results.headline} (full tables: tables/main.md)")
+    )
     for w in tables.warnings:
         console.print(f"[yellow]warning[/]: {w}", highlight=False)
 
@@ -605,4 +632,6 @@ def print_cost(
         if prof.unsupported:
             console.print(f"[yellow]operators without a cost formula (not counted)[/]: {prof.unsupported}")
     if not seen:
-        raise SuiteError(suite_path, "--variant", f"no variant {variant!r}; variants: {', '.join(v.name for v in suite.variants)}")
+        raise SuiteError(
+            suite_path, "--variant", f"no variant {variant!r}; variants: {', '.join(v.name for v in suite.variants)}"
+        )

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 import cascade
-from bench.cost import exit_costs, expected_cost, load_energy_table, counting, profile
+from bench.cost import counting, exit_costs, expected_cost, load_energy_table
 from bench.latency import latency_report
-from bench.store import ResultStore, atomic_torch_save, config_hash, now, provenance, SCHEMA_VERSION
+from bench.store import SCHEMA_VERSION, ResultStore, atomic_torch_save, config_hash, now, provenance
 from bench.suite import (
     BudgetSpec,
     DatasetSpec,
@@ -359,16 +359,20 @@ def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> 
             "val_exit_share": _shares(val.counts),
             "exit_accuracy": [
                 _accuracy(test.predictions[test.exit_index == i], data.test.y[test.exit_index == i])
-                if int(test.counts[i]) else None
+                if int(test.counts[i])
+                else None
                 for i in range(model.num_exits)
             ],
             "macs_expected": exp_macs,
             "flops_expected": 2 * exp_macs,
-            "energy_expected": {t.name: expected_cost(shares, [c.energy[t.name]["total"] for c in costs]) for t in tables},
+            "energy_expected": {
+                t.name: expected_cost(shares, [c.energy[t.name]["total"] for c in costs]) for t in tables
+            },
             "saved_vs_base": 1 - exp_macs / base["macs"],
             "saved_vs_full": 1 - exp_macs / macs[-1],
             "energy_saved_vs_base": {
-                t.name: 1 - expected_cost(shares, [c.energy[t.name]["total"] for c in costs]) / base["energy"][t.name]["total"]
+                t.name: 1
+                - expected_cost(shares, [c.energy[t.name]["total"] for c in costs]) / base["energy"][t.name]["total"]
                 for t in tables
             },
         }
@@ -381,11 +385,14 @@ def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> 
                     dyn = dynamic_forward(model, xb, policy)
                 counted += prof.macs
                 ref = masked_decisions(tuple(z[i : i + 1000] for z in test_logits), policy)
-                match &= bool(torch.equal(dyn.exit_index, ref.exit_index) and torch.equal(dyn.predictions, ref.predictions))
+                match &= bool(
+                    torch.equal(dyn.exit_index, ref.exit_index) and torch.equal(dyn.predictions, ref.predictions)
+                )
             row["macs_counted"] = counted / len(data.test)
             row["dynamic_matches_masked"] = match
         out["thresholds"].append(row)
     if ev.latency:
+        t_lat = time.perf_counter()
         chosen = ev.latency_thresholds or (ev.headline_threshold,)
         pols = [(t, p) for t, p in _policies(spec) if t is None or t in chosen]
         out["latency"] = latency_report(
@@ -397,6 +404,7 @@ def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> 
             repeats=ev.latency_repeats,
             warmup=ev.latency_warmup,
         )
+        out["latency"]["seconds"] = time.perf_counter() - t_lat
     if spec.budget.values and model.num_exits > 1:
         from bench.budget import budget_evaluation
 
@@ -421,7 +429,7 @@ def save_exit_outputs(path: Path, val_logits: Sequence[torch.Tensor], val_y: tor
         arrays[f"{split}_pred"] = torch.stack([p.argmax(1) for p in probs], 1).cpu().numpy().astype(np.int16)
         arrays[f"{split}_maxprob"] = torch.stack([p.amax(1) for p in probs], 1).cpu().numpy().astype(np.float32)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -452,9 +460,17 @@ def execute_run(
         data = get_data(spec.data, spec.device)
         record["data_fingerprint"] = data.identity.get("fingerprint")
         record["data_sizes"] = data.identity.get("sizes")
+        t_train = time.perf_counter()
         model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force)
         record["training"] = {**history, "reused_checkpoint": not trained_now}
+        t_eval = time.perf_counter()
         result = evaluate(spec, model, data)
+        record["phase_seconds"] = {
+            "data": t_train - t0,
+            "training": t_eval - t_train,
+            "evaluation": time.perf_counter() - t_eval,
+            "latency": result.get("latency", {}).get("seconds", 0.0),
+        }
         val_logits, test_logits = result.pop("_logits")
         save_exit_outputs(store.exits_path(spec.key), val_logits, data.val.y, test_logits, data.test.y)
         record.update(result)
@@ -488,7 +504,8 @@ class RunSummary:
 
 def plan(suite: Suite, store: ResultStore, runs: Sequence[RunSpec], force: bool) -> tuple[list[RunSpec], list[RunSpec]]:
     """(runs to do, runs already complete)."""
-    todo, done = [], []
+    todo: list[RunSpec] = []
+    done: list[RunSpec] = []
     for r in runs:
         (done if (not force and store.completed(r.variant, r.key)) else todo).append(r)
     return todo, done

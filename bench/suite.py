@@ -21,7 +21,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, cast
 
 from cascade.data import DATASETS
 from cascade.exits import POLICIES
@@ -336,7 +336,7 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec) 
         raise SuiteError(
             file, f"{key}.loss_options.exit_costs", "is computed by the harness from the counted MACs; remove it"
         )
-    policy_allowed = [f.name for f in dataclasses.fields(POLICIES.get(v.policy)) if f.name != "threshold"]
+    policy_allowed = [f.name for f in dataclasses.fields(cast(Any, POLICIES.get(v.policy))) if f.name != "threshold"]
     for opt in v.policy_options:
         if opt not in policy_allowed:
             raise _unknown_key(file, f"{key}.policy_options.{opt}", opt, policy_allowed)
@@ -372,7 +372,8 @@ def _apply(variant: VariantSpec, key: str, value: Any, file: Any, where: str) ->
     if head in ("loss_options", "policy_options", "train") and tail:
         table = dict(getattr(variant, head))
         table[tail] = value
-        return dataclasses.replace(variant, **{head: table})
+        changes: dict[str, Any] = {head: table}
+        return dataclasses.replace(variant, **changes)
     if head in SWEEPABLE and not tail:
         hints = typing.get_type_hints(VariantSpec)
         return dataclasses.replace(variant, **{head: _coerce(value, hints[head], file, where)})
@@ -403,7 +404,7 @@ def expand_variant(variant: VariantSpec, file: Any = None) -> list[tuple[Variant
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node: Any = data
-    for i, p in enumerate(parts[:-1]):
+    for p in parts[:-1]:
         if isinstance(node, list):
             node = node[int(p)]
         else:
@@ -512,21 +513,29 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     _check_threshold(file, "evaluation.headline_threshold", evaluation.headline_threshold)
     if evaluation.headline_threshold not in evaluation.thresholds:
         raise SuiteError(
-            file, "evaluation.headline_threshold", f"{evaluation.headline_threshold} must be one of evaluation.thresholds"
+            file,
+            "evaluation.headline_threshold",
+            f"{evaluation.headline_threshold} must be one of evaluation.thresholds",
         )
     for i, t in enumerate(evaluation.latency_thresholds):
         _check_threshold(file, f"evaluation.latency_thresholds[{i}]", t)
     for i, b in enumerate(evaluation.latency_batch_sizes):
         _check_range(file, f"evaluation.latency_batch_sizes[{i}]", b >= 1, "an integer >= 1", b)
     for name in ("latency_samples", "latency_repeats"):
-        _check_range(file, f"evaluation.{name}", getattr(evaluation, name) >= 1, "an integer >= 1", getattr(evaluation, name))
-    _check_range(file, "evaluation.latency_warmup", evaluation.latency_warmup >= 0, "an integer >= 0", evaluation.latency_warmup)
+        _check_range(
+            file, f"evaluation.{name}", getattr(evaluation, name) >= 1, "an integer >= 1", getattr(evaluation, name)
+        )
+    _check_range(
+        file, "evaluation.latency_warmup", evaluation.latency_warmup >= 0, "an integer >= 0", evaluation.latency_warmup
+    )
     from bench.cost import energy_table_names, load_energy_table
 
     try:
         load_energy_table(evaluation.energy_table)
     except (FileNotFoundError, ValueError) as e:
-        raise SuiteError(file, "evaluation.energy_table", f"{e}; shipped tables: {', '.join(energy_table_names())}") from None
+        raise SuiteError(
+            file, "evaluation.energy_table", f"{e}; shipped tables: {', '.join(energy_table_names())}"
+        ) from None
 
     report = _build(ReportSpec, data.get("report", {}), file, "report")
     _check_name(file, "report.cascade_reference", LOSSES, report.cascade_reference)
@@ -575,4 +584,6 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     names = [v.name for v in variants]
     if report.reference not in names and "report" in data and "reference" in data["report"]:
         raise SuiteError(file, "report.reference", f"no variant {report.reference!r}; variants: {', '.join(names)}")
-    return Suite(meta, dataset, model, train, evaluation, report, check, budget, tuple(variants), str(file) if file else None)
+    return Suite(
+        meta, dataset, model, train, evaluation, report, check, budget, tuple(variants), str(file) if file else None
+    )

@@ -230,7 +230,7 @@ def load_dataset(
     raw = builder(root=Path(root) if root is not None else None, download=download, **options)
     n = len(raw.train_y)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     if train_size < 0:
         raise ValueError(f"train_size must be >= 0, got {train_size}")

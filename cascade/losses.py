@@ -43,7 +43,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +101,7 @@ class Loss:
         if num_exits < self.min_exits:
             raise ValueError(f"loss {self.name!r} needs at least {self.min_exits} exits, the model has {num_exits}")
 
-    def set_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook, no-op by default
+    def set_epoch(self, epoch: int) -> None:
         """Called by the trainer before each epoch (0-based)."""
 
 
@@ -261,7 +261,7 @@ def loss_option_names(name: str) -> list[str]:
     """The option names (TOML spelling) that loss ``name`` accepts."""
     cls = LOSSES.get(name)
     inverse = {v: k for k, v in cls.aliases.items()}
-    return [inverse.get(f.name, f.name) for f in dataclasses.fields(cls) if f.init]
+    return [inverse.get(f.name, f.name) for f in dataclasses.fields(cast(Any, cls)) if f.init]
 
 
 def build_loss(name: str, options: Mapping[str, Any] | None = None, *, num_exits: int | None = None) -> Loss:

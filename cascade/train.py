@@ -125,9 +125,7 @@ def train(
     callback = callback or TrainCallback()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     x, y = data.train.x, data.train.y
     n = len(y)
     history = TrainHistory()

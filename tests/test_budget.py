@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -33,7 +35,9 @@ def exhaustive_two_exits(conf: np.ndarray, correct: np.ndarray, costs, budget: f
     best = None
     for t in np.unique(np.concatenate([[0.0, 1.0], conf[0]])):
         p = operating_point(conf, correct, costs, [float(t)])
-        if p["cost"] <= budget and (best is None or (p["accuracy"], -p["cost"]) > (best[1]["accuracy"], -best[1]["cost"])):
+        if p["cost"] <= budget and (
+            best is None or (p["accuracy"], -p["cost"]) > (best[1]["accuracy"], -best[1]["cost"])
+        ):
             best = (float(t), p)
     return best
 
@@ -111,5 +115,5 @@ def test_budget_curve_is_monotone_when_later_exits_are_better(levels: int, costs
     budgets = np.linspace(costs[0], costs[-1], 12)
     accs = [operating_point(conf, correct, costs, choose_thresholds(conf, correct, costs, b, grid=41)[0])["accuracy"]
             for b in budgets]  # fmt: skip
-    assert all(b >= a - 1e-12 for a, b in zip(accs, accs[1:])), accs
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(accs)), accs
     assert accs[-1] > accs[0] + 0.1  # more compute buys accuracy here

@@ -141,7 +141,18 @@ def test_worse_operating_point_fails_with_a_clear_row(gate, tmp_path: Path) -> N
 
 def test_cli_exit_codes(gate, tmp_path: Path) -> None:
     suite, baseline, out = gate
-    cmd = [sys.executable, "-m", "bench.cli", "check", str(suite), "--baseline", str(baseline), "--out", str(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "check",
+        str(suite),
+        "--baseline",
+        str(baseline),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
     worse = subprocess.run([*cmd, "--set", "check.threshold=1.0"], capture_output=True, text=True)
     assert worse.returncode == 1 and "FAILED" in worse.stdout

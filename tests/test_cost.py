@@ -116,6 +116,7 @@ def test_agrees_with_fvcore_on_conv_and_linear(name: str) -> None:
 
     if name == "study_cnn":
         model, x = StudyCNN(exits=("p1", "p2")).eval(), torch.zeros(1, 1, 28, 28)
+
         # fvcore traces the all-exits forward, which returns a dataclass; trace a tuple instead
         class Tuple(nn.Module):
             def __init__(self, m):

@@ -114,7 +114,10 @@ def test_gradients_finite_at_alpha_128(name: str, scale: float) -> None:
 def test_log_gate_matches_naive_formula_where_naive_is_safe() -> None:
     p = torch.linspace(0.01, 0.99, 50, dtype=torch.float64)
     for alpha in (2.0, 16.0, 40.0):
-        f = lambda q: torch.sigmoid(alpha * (q - 0.5))  # noqa: E731
+
+        def f(q: torch.Tensor, alpha: float = alpha) -> torch.Tensor:
+            return torch.sigmoid(alpha * (q - 0.5))
+
         zero, one = torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
         naive = (f(p) - f(zero)) / (f(one) - f(zero))
         assert torch.allclose(gate(p, alpha=alpha), naive, rtol=1e-9, atol=1e-12)

@@ -97,5 +97,7 @@ def test_cli_report_and_compare(tmp_path: Path) -> None:
     c = subprocess.run([sys.executable, "-m", "bench.cli", "compare", str(FIX / "results_a"), str(FIX / "results_b")],
                        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
     assert c.returncode == 0 and "soft-p2" in c.stdout
-    bad = subprocess.run([sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "no runs/ folder" in bad.stderr

@@ -111,7 +111,7 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
     for key in ("git_commit", "git_dirty", "torch", "python", "device", "threads", "results_version"):
         assert key in prov
     assert rec["schema"] == 1 and rec["status"] == "ok" and rec["started"] <= rec["finished"]
-    t0, t6, t1 = rec["thresholds"]
+    t0, _, t1 = rec["thresholds"]
     assert t0["exit_share"] == [1.0, 0.0] and t1["exit_share"] == [0.0, 1.0]
     for t in rec["thresholds"]:
         assert t["dynamic_matches_masked"]
@@ -143,7 +143,9 @@ def test_failing_run_is_recorded_and_others_go_on(tiny: Path, tmp_path: Path, mo
 
 
 @pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])
-def test_crash_between_write_and_rename_leaves_no_corrupt_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc) -> None:
+def test_crash_between_write_and_rename_leaves_no_corrupt_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc
+) -> None:
     path = tmp_path / "runs" / "v" / "k.json"
     atomic_write_json(path, {"schema": 1, "status": "ok", "old": True})
 
@@ -194,14 +196,17 @@ def test_local_pool_gives_the_same_results(tiny: Path, tmp_path: Path) -> None:
     run(tiny, b, overrides=["suite.seeds=[0]"], jobs=2)
 
     def accs(out: Path) -> dict:
-        return {(r["variant"], r["seed"]): [t["accuracy"] for t in r["thresholds"]] for r in ResultStore(out).iter_runs()}
+        return {
+            (r["variant"], r["seed"]): [t["accuracy"] for t in r["thresholds"]] for r in ResultStore(out).iter_runs()
+        }
 
     assert accs(a) == accs(b) and len(accs(a)) == 2
 
 
 def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    cmd = [sys.executable, "-m", "bench.cli", "run", str(REPO / "suites/smoke.toml"), "--out", str(out), "--no-progress",
+    cmd = [sys.executable, "-m", "bench.cli", "run", str(REPO / "suites/smoke.toml"), "--out", str(out),
+           "--no-progress",
            "--set", "suite.seeds=[0]", "--set", "train.epochs=1", "--set", "variants.firm-p2.pretrain_epochs=1",
            "--set", "variants.firm-p2.epochs=1", "--set", "evaluation.latency=false"]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
@@ -215,8 +220,12 @@ def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
 def test_budget_suite_end_to_end(tmp_path: Path) -> None:
     from bench.report import write_report
 
-    text = TINY.replace('name = "firm-p2"\nloss = "firm"\nexits = ["p2"]', 'name = "sum-3"\nloss = "sum"\nexits = ["p1", "p2"]')
-    text = text.replace("[[variants]]\nname = \"base\"", "[budget]\nvalues = [0.2, 0.5, 1.0]\n\n[[variants]]\nname = \"base\"")
+    text = TINY.replace(
+        'name = "firm-p2"\nloss = "firm"\nexits = ["p2"]', 'name = "sum-3"\nloss = "sum"\nexits = ["p1", "p2"]'
+    )
+    text = text.replace(
+        '[[variants]]\nname = "base"', '[budget]\nvalues = [0.2, 0.5, 1.0]\n\n[[variants]]\nname = "base"'
+    )
     p = tmp_path / "b.toml"
     p.write_text(text)
     out = tmp_path / "out"

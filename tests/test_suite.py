@@ -60,7 +60,11 @@ def test_defaults_match_the_study(tmp_path: Path) -> None:
         ("[train]\nepochs = -1\n", "train.epochs", "allowed: an integer >= 0"),
         ("[train]\nepochs = 'ten'\n", "train.epochs", "expected an integer"),
         ("[train]\nlr = 0\n", "train.lr", "a number > 0"),
-        ("[evaluation]\nthresholds = [0.5, 1.2]\nheadline_threshold = 0.5\n", "evaluation.thresholds[1]", "threshold in [0, 1]"),
+        (
+            "[evaluation]\nthresholds = [0.5, 1.2]\nheadline_threshold = 0.5\n",
+            "evaluation.thresholds[1]",
+            "threshold in [0, 1]",
+        ),
         ("[evaluation]\nheadline_threshold = 0.65\n", "evaluation.headline_threshold", "must be one of"),
         ("[dataset]\nname = 'cifar'\n", "dataset.name", "known: digits, fashion_mnist, mnist, noisy_mnist"),
         ("[dataset]\nname = 'noisy_mnist'\nsigmaa = 0.3\n", "dataset.sigmaa", "did you mean 'sigma'"),
@@ -77,16 +81,44 @@ def test_table_errors(tmp_path: Path, extra: str, key: str, message: str) -> Non
 @pytest.mark.parametrize(
     "variant, key, message",
     [
-        ('name = "x"\nloss = "firn"', "variants[1] (x).loss", "unknown loss 'firn' (did you mean 'firm'?); known: base, firm, firm-gated, soft, sum"),
+        (
+            'name = "x"\nloss = "firn"',
+            "variants[1] (x).loss",
+            "unknown loss 'firn' (did you mean 'firm'?); known: base, firm, firm-gated, soft, sum",
+        ),
         ('name = "x"\nloss = "soft"', "variants[1] (x).exits", "needs at least 1 intermediate exit"),
         ('name = "x"\nloss = "sum"\nexits = ["p9"]', "variants[1] (x).exits[0]", "blocks 1..3"),
-        ('name = "x"\nloss = "firm"\nexits = ["p1"]\nloss_options = { lamda = 1 }', "variants[1] (x).loss_options.lamda", "did you mean 'lambda'"),
-        ('name = "x"\nloss = "sum"\nexits = ["p1"]\npolicy = "greedy"', "variants[1] (x).policy", "known: entropy, max-prob, patience"),
+        (
+            'name = "x"\nloss = "firm"\nexits = ["p1"]\nloss_options = { lamda = 1 }',
+            "variants[1] (x).loss_options.lamda",
+            "did you mean 'lambda'",
+        ),
+        (
+            'name = "x"\nloss = "sum"\nexits = ["p1"]\npolicy = "greedy"',
+            "variants[1] (x).policy",
+            "known: entropy, max-prob, patience",
+        ),
         ('name = "base"\nloss = "sum"\nexits = ["p1"]', "variants[1] (base).name", "duplicate variant name 'base'"),
-        ('name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "loss_options.alpha" = [] }', "sweep.loss_options.alpha", "at least one value"),
-        ('name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "suite.seeds" = [1] }', "sweep.suite.seeds", "cannot sweep"),
-        ('name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "loss_options.lambda" = [0.5, -1.0] }', "loss_options", "lambda must be >= 0"),
-        ('name = "x"\nloss = "sum"\nexits = ["p1"]\ntrain = { momentum = 1.5 }', "variants[1] (x).train.momentum", "[0, 1)"),
+        (
+            'name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "loss_options.alpha" = [] }',
+            "sweep.loss_options.alpha",
+            "at least one value",
+        ),
+        (
+            'name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "suite.seeds" = [1] }',
+            "sweep.suite.seeds",
+            "cannot sweep",
+        ),
+        (
+            'name = "x"\nloss = "firm"\nexits = ["p1"]\nsweep = { "loss_options.lambda" = [0.5, -1.0] }',
+            "loss_options",
+            "lambda must be >= 0",
+        ),
+        (
+            'name = "x"\nloss = "sum"\nexits = ["p1"]\ntrain = { momentum = 1.5 }',
+            "variants[1] (x).train.momentum",
+            "[0, 1)",
+        ),
     ],
 )
 def test_variant_errors(tmp_path: Path, variant: str, key: str, message: str) -> None:
@@ -112,13 +144,16 @@ def test_overrides_are_validated_like_the_file(tmp_path: Path) -> None:
 
 
 def test_sweep_expands_to_runs(tmp_path: Path) -> None:
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 [[variants]]
 name = "firm"
 loss = "firm"
 exits = ["p1"]
 sweep = { "loss_options.lambda" = [0.2, 0.6, 1.0] }
 """
+    )
     runs = [r for r in expand_runs(load_suite(write(tmp_path, text))) if r.variant_base == "firm"]
     assert [(r.variant, r.seed) for r in runs] == [
         ("firm[lambda=0.2]", 0), ("firm[lambda=0.2]", 1),
@@ -133,7 +168,9 @@ sweep = { "loss_options.lambda" = [0.2, 0.6, 1.0] }
 
 
 def test_equal_budget_splits_epochs(tmp_path: Path) -> None:
-    text = MINIMAL.replace("seeds = [0, 1]", "seeds = [0]") + """
+    text = (
+        MINIMAL.replace("seeds = [0, 1]", "seeds = [0]")
+        + """
 [train]
 epochs = 4
 equal_budget = true
@@ -144,6 +181,7 @@ loss = "firm-gated"
 exits = ["p1"]
 pretrain_epochs = 1
 """
+    )
     (run,) = [r for r in expand_runs(load_suite(write(tmp_path, text))) if r.variant == "g"]
     assert run.job.train["epochs"] == 3 and run.job.pretrain.train["epochs"] == 1 and run.job.total_epochs == 4
 

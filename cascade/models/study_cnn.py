@@ -13,6 +13,7 @@ block 3.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import nn
@@ -95,7 +96,7 @@ class StudyCNN(MultiExitModel):
         self.classifier = Classifier(numel(block_shapes[-1]), hidden, num_classes)
 
         bounds = [0, *positions, len(channels)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             self._segments.append(nn.Sequential(*self.blocks[a:b]))
         self._heads = [*(self.exits[f"p{k}"] for k in positions), self.classifier]
         self.exit_names = (*(f"p{k}" for k in positions), "final")

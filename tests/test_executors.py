@@ -1,0 +1,98 @@
+"""Executors: submitit's local executor and a Dask LocalCluster give the in-process results."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.executors import MissingExtraError, make_executor
+from bench.runner import run_suite
+from bench.store import ResultStore
+
+from .test_runner import TINY
+
+
+def results_of(out: Path) -> dict:
+    return {
+        (r["variant"], r["seed"]): (
+            [t["accuracy"] for t in r["thresholds"]],
+            [t["early_share"] for t in r["thresholds"]],
+        )
+        for r in ResultStore(out).iter_runs()
+    }
+
+
+@pytest.fixture(scope="module")
+def suite_and_reference(tmp_path_factory) -> tuple[Path, dict, Path]:
+    d = tmp_path_factory.mktemp("ex")
+    suite = d / "tiny.toml"
+    suite.write_text(TINY)
+    ref = d / "ref"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the remote workers below run with 1 thread each: compare like with like
+    try:
+        run_suite(
+            suite, out_dir=ref, progress=False, report=False, log=lambda s: None, overrides=["evaluation.latency=false"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return suite, results_of(ref), d
+
+
+def test_submitit_local_executor(suite_and_reference) -> None:
+    suite, reference, d = suite_and_reference
+    out = d / "submitit"
+    s = run_suite(suite, out_dir=out, progress=False, report=False, log=lambda s: None, executor="slurm",
+                  executor_options={"cluster": "local", "cpus_per_job": 1, "time": 10},
+                  overrides=["evaluation.latency=false"])  # fmt: skip
+    assert s.done == 4 and not s.failed
+    assert results_of(out) == reference
+    assert (out / "summary.csv").read_text().count("\n") == 1 + 4 * 3
+    assert any((out / "submitit").iterdir())  # submitit's logs live beside the results
+
+
+def test_dask_local_cluster(suite_and_reference) -> None:
+    suite, reference, d = suite_and_reference
+    out = d / "dask"
+    s = run_suite(suite, out_dir=out, progress=False, report=False, log=lambda s: None, executor="dask",
+                  executor_options={"workers": 2, "threads_per_worker": 1},
+                  overrides=["evaluation.latency=false"])  # fmt: skip
+    assert s.done == 4 and not s.failed
+    assert results_of(out) == reference
+    # a restarted driver skips what is done, whichever engine did it
+    again = run_suite(
+        suite, out_dir=out, progress=False, report=False, log=lambda s: None, overrides=["evaluation.latency=false"]
+    )
+    assert again.skipped == 4 and again.done == 0
+
+
+def test_missing_extra_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_submitit(name, *a, **k):
+        if name in ("submitit", "distributed"):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_submitit)
+    with pytest.raises(MissingExtraError, match=r"pip install 'cascade-bench\[slurm\]'"):
+        make_executor("slurm")
+    with pytest.raises(MissingExtraError, match=r"pip install 'cascade-bench\[dask\]'"):
+        make_executor("dask")
+
+
+def test_unknown_executor_and_bad_jobs() -> None:
+    with pytest.raises(ValueError, match="known: local, slurm, dask"):
+        make_executor("ray")
+    with pytest.raises(ValueError, match="--jobs must be >= 1"):
+        make_executor("local", jobs=0)
+
+
+def test_local_pool_pins_threads() -> None:
+    ex = make_executor("local", jobs=2)
+    assert ex.threads == max(1, (os.cpu_count() or 1) // 2)
