@@ -30,7 +30,7 @@ typecheck: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
-	$(BIN)/python -m pytest benchmarks -q --benchmark-only
+	$(BIN)/python -m pytest benchmarks -q -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .tox

@@ -403,6 +403,7 @@ def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> 
             samples_batch1=ev.latency_samples,
             repeats=ev.latency_repeats,
             warmup=ev.latency_warmup,
+            optimised=ev.latency_optimised,
         )
         out["latency"]["seconds"] = time.perf_counter() - t_lat
     if spec.budget.values and model.num_exits > 1:

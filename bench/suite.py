@@ -114,6 +114,7 @@ class EvaluationSpec:
     latency_samples: int = 256  # test samples timed at batch 1 (all at larger batches up to 4096)
     latency_repeats: int = 5  # timed repeats (median and IQR reported)
     latency_warmup: int = 1  # untimed warm-up repeats
+    latency_optimised: bool = True  # time an inference copy: BN folded, NHWC on CPU (see cascade.exits)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,107 @@
+"""Real dynamic early exit vs the full network, and profiling cost (pytest-benchmark).
+
+    pytest benchmarks/test_bench_dynamic.py -q -s        (make benchmark)
+
+For an exit at p1 and at p2, at batch 256 and at batch 1 (over 256 samples), this times
+the full network (every segment and head on every sample) and the dynamic forward at a
+threshold where about 70 % of samples leave early, on the inference copy that latency
+reports use (``optimise_for_inference``: BN folded, NHWC on CPU). It prints:
+
+* measured speedup = time(full) / time(dynamic);
+* MAC-predicted speedup = MACs(full) / MACs counted in the dynamic forward;
+* their ratio (the issue's target: >= 0.9 at batch 256);
+* the speedup predicted from the measured per-exit path times (how much the dynamic
+  bookkeeping itself costs: ratio ~1 means no overhead beyond the layers that ran).
+
+Nothing here asserts on time; the numbers are printed and written to benchmarks/.results.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.cost import counting, exit_costs, profile
+from cascade import StudyCNN, build_policy, dynamic_forward
+from cascade.exits import optimise_for_inference
+
+MEDIANS: dict[tuple[str, str, int], float] = {}
+INFO: dict[tuple[str, int], dict[str, float]] = {}
+SAMPLES = 256
+
+
+@pytest.fixture(scope="module", params=["p1", "p2"])
+def setup(request):
+    torch.manual_seed(0)
+    model = StudyCNN(exits=(request.param,)).eval()
+    with torch.no_grad():  # give the exit head a confidence spread, as training does
+        model.exits[request.param][1].weight.mul_(30)
+    x = torch.randn(SAMPLES, 1, 28, 28)
+    with torch.no_grad():
+        conf = torch.softmax(model.forward_until(x, 0).logits[0], 1).amax(1)
+    policy = build_policy("max-prob", threshold=float(conf.quantile(0.3)))  # ~70 % leave early
+    fast = optimise_for_inference(model)
+    xs = x.contiguous(memory_format=torch.channels_last)
+    return request.param, model, fast, xs, policy
+
+
+def run_batches(fn, x: torch.Tensor, batch: int) -> None:
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            fn(x[i : i + batch])
+
+
+@pytest.mark.parametrize("batch", [256, 1])
+@pytest.mark.parametrize("mode", ["full", "dynamic", "path0", "path1"])
+def test_forward(benchmark, setup, mode: str, batch: int) -> None:
+    pos, model, fast, x, policy = setup
+    fns = {
+        "full": fast,
+        "dynamic": lambda xb: dynamic_forward(fast, xb, policy),
+        "path0": lambda xb: fast.forward_until(xb, 0),
+        "path1": lambda xb: fast.forward_until(xb, 1),
+    }
+    benchmark.pedantic(run_batches, args=(fns[mode], x, batch), rounds=7 if batch == 256 else 3, warmup_rounds=1)
+    MEDIANS[(pos, mode, batch)] = benchmark.stats.stats.median
+    if mode == "dynamic":
+        full_macs = exit_costs(model, (1, 28, 28), [])[-1].macs
+        with counting(model) as prof:
+            res = dynamic_forward(model, x.contiguous(), policy)
+        INFO[(pos, batch)] = {"early_share": res.early_share, "mac_predicted": full_macs * len(x) / prof.macs}
+
+
+def test_profile_study_cnn(benchmark) -> None:
+    model = StudyCNN(exits=("p1", "p2")).eval()
+    benchmark.pedantic(profile, args=(model, torch.zeros(1, 1, 28, 28)), rounds=5, warmup_rounds=1)
+    MEDIANS[("-", "profile", 1)] = benchmark.stats.stats.median
+
+
+def test_zz_summary() -> None:
+    rows: dict[str, object] = {}
+    for pos in ("p1", "p2"):
+        for batch in (256, 1):
+            if (pos, "dynamic", batch) not in MEDIANS:
+                continue
+            full, dyn = MEDIANS[(pos, "full", batch)], MEDIANS[(pos, "dynamic", batch)]
+            info = INFO[(pos, batch)]
+            share = info["early_share"]
+            path_pred = full / (share * MEDIANS[(pos, "path0", batch)] + (1 - share) * MEDIANS[(pos, "path1", batch)])
+            rows[f"{pos}_batch_{batch}"] = {
+                "early_share": share,
+                "full_s": full,
+                "dynamic_s": dyn,
+                "measured_speedup": full / dyn,
+                "mac_predicted_speedup": info["mac_predicted"],
+                "ratio_measured_over_mac_predicted": full / dyn / info["mac_predicted"],
+                "path_latency_predicted_speedup": path_pred,
+                "ratio_measured_over_path_predicted": full / dyn / path_pred,
+            }
+    if ("-", "profile", 1) in MEDIANS:
+        rows["profile_study_cnn_s"] = MEDIANS[("-", "profile", 1)]
+    rows["threads"] = torch.get_num_threads()
+    text = json.dumps(rows, indent=1)
+    print("\n" + text)
+    (Path(__file__).parent / ".results.json").write_text(text)
