@@ -83,7 +83,7 @@ def load_results(out_dir: str | Path) -> Results:
     if not (out / "runs").is_dir():
         raise StoreError(f"{out}: no runs/ folder; is this a results folder written by `bench run`?")
     store = ResultStore(out)
-    records = list(store.iter_runs())
+    records = store.latest_runs()
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") != "ok"]
     order = {}
@@ -520,7 +520,9 @@ def list_runs(out_dir: Path, console: Console) -> None:
     table = Table(title=f"runs in {out_dir}")
     for col in ("variant", "seed", "status", "test acc @ headline", "early", "seconds", "key"):
         table.add_column(col)
-    for rec in ResultStore(out_dir).iter_runs():
+    store = ResultStore(out_dir)
+    current = {r["key"] for r in store.latest_runs()}
+    for rec in store.iter_runs():
         acc = early = ""
         if rec.get("status") == "ok":
             t = _at(rec, rec["config"]["evaluation"]["headline_threshold"])
@@ -528,6 +530,8 @@ def list_runs(out_dir: Path, console: Console) -> None:
             status = "ok"
         else:
             status = f"[red]{rec['status']}: {rec.get('error', {}).get('message', '')[:60]}[/]"
+        if rec["key"] not in current:
+            status = f"[dim]superseded ({status})[/]"
         table.add_row(rec["variant"], str(rec["seed"]), status, acc, early, f"{rec.get('seconds', 0):.1f}", rec["key"])
     console.print(table)
 

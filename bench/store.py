@@ -162,6 +162,19 @@ class ResultStore:
         for path in sorted(runs.glob("*/*.json")):
             yield self.read_run(path)
 
+    def latest_runs(self) -> list[dict[str, Any]]:
+        """One record per (variant, seed): the most recently finished.
+
+        A folder keeps the files of runs made with earlier settings (a changed threshold list, say);
+        reports and ``summary.csv`` describe the latest run of each variant and seed.
+        """
+        latest: dict[tuple[str, int], dict[str, Any]] = {}
+        for rec in self.iter_runs():
+            k = (rec["variant"], rec["seed"])
+            if k not in latest or rec.get("finished", "") >= latest[k].get("finished", ""):
+                latest[k] = rec
+        return list(latest.values())
+
     def completed(self, variant: str, key: str) -> dict[str, Any] | None:
         path = self.run_path(variant, key)
         if not path.is_file():
@@ -230,7 +243,7 @@ def summary_frame(store: ResultStore) -> Any:
     """All finished runs of a folder as one tidy DataFrame (one row per run x threshold)."""
     import pandas as pd
 
-    rows = [row for rec in store.iter_runs() if rec.get("status") == "ok" for row in tidy_rows(rec)]
+    rows = [row for rec in store.latest_runs() if rec.get("status") == "ok" for row in tidy_rows(rec)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=SUMMARY_FIRST)

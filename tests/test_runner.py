@@ -243,3 +243,17 @@ def test_budget_suite_end_to_end(tmp_path: Path) -> None:
     assert (out / "figures" / "budget_curves.png").stat().st_size > 1000
     assert (out / "figures" / "anytime.png").stat().st_size > 1000
     assert "Accuracy under compute budgets" in (out / "report.md").read_text()
+
+
+def test_reports_use_the_latest_run_of_each_variant_and_seed(tiny: Path, tmp_path: Path) -> None:
+    from bench.report import load_results
+
+    out = tmp_path / "out"
+    run(tiny, out, overrides=["suite.seeds=[0]", "evaluation.latency=false"])
+    run(tiny, out, overrides=["suite.seeds=[0]", "evaluation.latency=false", "evaluation.thresholds=[0.0, 0.6]"])
+    store = ResultStore(out)
+    assert len(list(store.iter_runs())) == 4  # both generations stay on disk
+    latest = store.latest_runs()
+    assert len(latest) == 2 and all(len(r["thresholds"]) == 2 for r in latest)
+    assert len(load_results(out).records) == 2
+    assert (out / "summary.csv").read_text().count("\n") == 1 + 2 * 2
