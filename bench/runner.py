@@ -376,7 +376,7 @@ def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> 
                 for t in tables
             },
         }
-        if ev.count_macs:
+        if ev.count_macs == "all" or (ev.count_macs == "headline" and threshold in (None, ev.headline_threshold)):
             counted = 0
             match = True
             for i in range(0, len(data.test), 1000):

@@ -37,6 +37,7 @@ log_every = 2
 
 [evaluation]
 thresholds = [0.0, 0.6, 1.0]
+count_macs = "all"
 latency_batch_sizes = [1, 32]
 latency_samples = 4
 latency_repeats = 1
