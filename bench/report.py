@@ -605,13 +605,14 @@ def print_cost(
     import torch
 
     from bench.cost import energy_breakdown, layer_energy_rows, load_energy_table, profile
-    from bench.runner import build_for, expand_runs, get_data
+    from bench.runner import build_for, expand_runs
+    from cascade.data import dataset_shape
 
     suite = load_suite(suite_path, overrides)
     energy = load_energy_table(table or suite.evaluation.energy_table)
     runs = expand_runs(suite, overrides)
     seen = set()
-    data = get_data(suite.dataset, "cpu")
+    shape = dataset_shape(suite.dataset.name, **suite.dataset.options)
     for run in runs:
         if variant and run.variant_base != variant:
             continue
@@ -619,8 +620,8 @@ def print_cost(
         if arch in seen:
             continue
         seen.add(arch)
-        model = build_for(run.job, data).eval()
-        prof = profile(model, torch.zeros(1, *data.input_shape))
+        model = build_for(run.job, shape).eval()
+        prof = profile(model, torch.zeros(1, *shape[0]))
         frame = prof.to_frame()
         e_rows = {r["module"]: r for r in layer_energy_rows(prof, energy)}
         frame[f"energy ({energy.unit})"] = [f"{e_rows[m]['total']:.4g}" for m in frame["module"]]

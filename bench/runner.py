@@ -232,14 +232,16 @@ def get_data(spec: DatasetSpec, device: str) -> DataSplits:
     return _DATA_CACHE[key]
 
 
-def build_for(job: TrainJob, data: DataSplits) -> cascade.MultiExitModel:
+def build_for(job: TrainJob, data: DataSplits | tuple[tuple[int, ...], int]) -> cascade.MultiExitModel:
+    """The job's model for ``data`` (loaded splits, or (input shape, number of classes))."""
+    shape, classes = (data.input_shape, data.num_classes) if isinstance(data, DataSplits) else data
     return build_model(
         job.model,
         **job.model_options,
         exits=list(job.exits),
-        num_classes=data.num_classes,
-        in_channels=data.input_shape[0],
-        input_size=data.input_shape[-1],
+        num_classes=classes,
+        in_channels=shape[0],
+        input_size=shape[-1],
     )
 
 

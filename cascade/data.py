@@ -194,6 +194,24 @@ def digits(*, root: Path | None = None, download: bool = True, size: int = 28) -
     return RawData(x[train], y[train], x[test], y[test], 10)
 
 
+#: Input shape (C, H, W) and number of classes of each dataset, known without loading it.
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "noisy_mnist": ((1, 28, 28), 10),
+    "digits": ((1, 28, 28), 10),
+}
+
+
+def dataset_shape(name: str, **options: Any) -> tuple[tuple[int, ...], int]:
+    """(input shape, number of classes) of dataset ``name`` without loading it."""
+    DATASETS.get(name)  # unknown names raise with the list of known ones
+    shape, classes = DATASET_SHAPES[name]
+    if name == "digits" and "size" in options:
+        shape = (1, int(options["size"]), int(options["size"]))
+    return shape, classes
+
+
 def fingerprint(*tensors: torch.Tensor) -> str:
     """Short sha256 of the tensors' bytes: identifies the exact data a run saw."""
     h = hashlib.sha256()

@@ -193,3 +193,19 @@ def test_expected_cost_matches_counted_dynamic_forward(exits) -> None:
     shares = (res.counts.float() / len(x)).tolist()
     assert 0.3 < shares[0] < 0.7
     assert prof.macs / len(x) == pytest.approx(expected_cost(shares, per_exit), rel=0.005)
+
+
+def test_cli_cost_needs_no_data(tmp_path, monkeypatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    env = {**os.environ, "CASCADE_DATA_DIR": str(tmp_path), "COLUMNS": "200"}  # empty: MNIST is not there
+    cmd = [sys.executable, "-m", "bench.cli", "cost", str(REPO / "suites/mnist.toml"), "--variant", "firm-p1"]
+    out = subprocess.run([*cmd, "--energy-table", "horowitz45"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    # backbone + classifier 21,039,232 MACs, plus exit head p1: 32 x 14 x 14 x 10 = 62,720
+    assert "exits.p1.1" in out.stdout
+    assert "21,101,952 MACs = 42,203,904 FLOPs" in out.stdout
