@@ -198,7 +198,7 @@ def run_check(
     out_dir: str | Path | None = None,
     overrides: Sequence[str] = (),
     update: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
     markdown: str | Path | None = None,
     console: Console | None = None,
     progress: bool = True,

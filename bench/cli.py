@@ -13,19 +13,10 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _executor_options(args: argparse.Namespace) -> dict[str, object]:
-    opts: dict[str, object] = {}
-    if args.executor == "slurm":
-        for name in ("partition", "time", "gpus_per_job", "cpus_per_job", "cluster"):
-            value = getattr(args, name)
-            if value is not None:
-                opts[name] = value
-    elif args.executor == "dask":
-        if args.cluster:
-            opts["address"] = args.cluster
-        if args.workers:
-            opts["workers"] = args.workers
-    return opts
+def _executor_flags(args: argparse.Namespace) -> dict[str, object]:
+    """Executor flags that were given; the suite's [executor] table supplies the rest."""
+    names = ("partition", "time", "gpus_per_job", "cpus_per_job", "cluster", "workers")
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -38,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         force=args.force,
         executor=args.executor,
-        executor_options=_executor_options(args),
+        executor_options=_executor_flags(args),
         progress=not args.no_progress,
         report=not args.no_report,
         log=console.print,
@@ -129,9 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("suite", help="suite TOML file")
     r.add_argument("--out", default=None, help="output folder (default results/<suite name>)")
     add_set(r)
-    r.add_argument("--jobs", type=int, default=1, help="parallel local processes (default 1: in this process)")
+    r.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     r.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")
-    r.add_argument("--executor", choices=["local", "slurm", "dask"], default="local")
+    r.add_argument(
+        "--executor",
+        choices=["local", "slurm", "dask"],
+        default=None,
+        help="where runs execute (default: the suite's [executor] name, else local)",
+    )
     r.add_argument(
         "--cluster",
         default=None,
@@ -178,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--out", default=None, help="results folder (default results/<suite name>)")
     ck.add_argument("--update", action="store_true", help="rewrite the baseline from this run, on purpose")
     ck.add_argument("--markdown", default=None, help="write the table as markdown here (for CI logs)")
-    ck.add_argument("--jobs", type=int, default=1)
+    ck.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     ck.add_argument("--no-progress", action="store_true")
     add_set(ck)
     ck.set_defaults(fn=cmd_check)

@@ -240,6 +240,26 @@ class DaskExecutor(Executor):
 
 
 EXECUTORS = ("local", "slurm", "dask")
+_FLAGS = {
+    "slurm": {"partition": "partition", "time": "time", "gpus_per_job": "gpus_per_job",
+              "cpus_per_job": "cpus_per_job", "cluster": "cluster"},
+    "dask": {"cluster": "address", "workers": "workers"},
+    "local": {},
+}  # fmt: skip
+
+
+def engine_options(engine: str, flags: dict[str, Any]) -> dict[str, Any]:
+    """Map command-line executor flags to the options of ``engine``; a flag it does not take is an error."""
+    if engine not in _FLAGS:
+        raise ValueError(f"unknown executor {engine!r}; known: {', '.join(EXECUTORS)}")
+    table = _FLAGS[engine]
+    wrong = sorted(set(flags) - set(table))
+    if wrong:
+        allowed = ", ".join(f"--{k.replace('_', '-')}" for k in table) or "none"
+        raise ValueError(
+            f"--{wrong[0].replace('_', '-')} does not apply to the {engine} executor (it takes: {allowed})"
+        )
+    return {table[k]: v for k, v in flags.items()}
 
 
 def make_executor(name: str, *, jobs: int = 1, **options: Any) -> Executor:

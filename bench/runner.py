@@ -519,9 +519,9 @@ def run_suite(
     *,
     out_dir: str | Path | None = None,
     overrides: Sequence[str] = (),
-    jobs: int = 1,
+    jobs: int | None = None,
     force: bool = False,
-    executor: str = "local",
+    executor: str | None = None,
     executor_options: dict[str, Any] | None = None,
     progress: bool = True,
     report: bool = True,
@@ -533,10 +533,12 @@ def run_suite(
         path: the suite TOML file.
         out_dir: output folder; default ``results/<suite name>``.
         overrides: ``key=value`` strings applied to the suite before validation.
-        jobs: parallel processes of the local executor (1 = in this process).
+        jobs: parallel processes of the local executor (1 = in this process); default the suite's.
         force: rerun runs that are already complete (and retrain their checkpoints).
-        executor: ``local``, ``slurm`` or ``dask``.
-        executor_options: options of the executor (partition, cluster address...).
+        executor: ``local``, ``slurm`` or ``dask``; default the suite's ``[executor] name``.
+        executor_options: executor flags (``partition``, ``time``, ``gpus_per_job``, ``cpus_per_job``,
+            ``cluster``, ``workers``), mapped to the engine by :func:`bench.executors.engine_options`;
+            they override the suite's ``[executor]`` table.
         progress: show rich progress bars.
         report: write the report when done.
     """
@@ -553,7 +555,12 @@ def run_suite(
     t0 = time.perf_counter()
     log(f"suite {suite.name}: {len(runs)} runs ({len(done)} already complete, {len(todo)} to do) -> {out}")
     if todo:
-        ex = make_executor(executor, jobs=jobs, **(executor_options or {}))
+        from bench.executors import engine_options
+
+        name = executor or suite.executor.name
+        options = suite.executor.options() if name == suite.executor.name else {}
+        options.update(engine_options(name, executor_options or {}))
+        ex = make_executor(name, jobs=jobs if jobs is not None else suite.executor.jobs, **options)
         waves = make_waves(todo, store)
         for results in ex.run_waves(waves, out, force=force, progress=progress):
             for res in results:

@@ -145,6 +145,35 @@ class BudgetSpec:
 
 
 @dataclass(frozen=True)
+class ExecutorSpec:
+    """``[executor]``: where runs execute by default (command-line flags override it)."""
+
+    name: Literal["local", "slurm", "dask"] = "local"  # local process(es), Slurm via submitit, or Dask
+    jobs: int = 1  # local: parallel processes (1 = in the driver process)
+    partition: str | None = None  # slurm: partition
+    time: int = 60  # slurm: time limit per job, minutes
+    gpus_per_job: int = 0  # slurm: GPUs per job
+    cpus_per_job: int = 2  # slurm: CPUs per job (also torch threads)
+    address: str | None = None  # dask: scheduler address tcp://host:port (none: a LocalCluster)
+    workers: int = 2  # dask: workers of the LocalCluster
+
+    def options(self) -> dict[str, Any]:
+        """Keyword options of :func:`bench.executors.make_executor` for this engine."""
+        if self.name == "slurm":
+            opts: dict[str, Any] = {
+                "time": self.time,
+                "gpus_per_job": self.gpus_per_job,
+                "cpus_per_job": self.cpus_per_job,
+            }
+            if self.partition:
+                opts["partition"] = self.partition
+            return opts
+        if self.name == "dask":
+            return {"workers": self.workers, **({"address": self.address} if self.address else {})}
+        return {}
+
+
+@dataclass(frozen=True)
 class VariantSpec:
     """One ``[[variants]]`` entry: a model variant trained on every seed."""
 
@@ -181,6 +210,7 @@ class Suite:
     budget: BudgetSpec
     variants: tuple[VariantSpec, ...]
     path: str | None = None  # the file it came from
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     @property
     def name(self) -> str:
@@ -462,7 +492,7 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
 
 def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     """Validate raw TOML data into a :class:`Suite`."""
-    tables = ("suite", "dataset", "model", "train", "evaluation", "report", "check", "budget", "variants")
+    tables = ("suite", "dataset", "model", "train", "evaluation", "report", "check", "budget", "executor", "variants")
     for k in data:
         if k not in tables:
             raise _unknown_key(file, k, k, tables)
@@ -551,6 +581,10 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
         ok = b > 0 and (budget.unit != "fraction" or b <= 1.5)
         _check_range(file, f"budget.values[{i}]", ok, "> 0 (and <= 1.5 for unit 'fraction')", b)
     _check_range(file, "budget.grid", budget.grid >= 3, "an integer >= 3", budget.grid)
+    executor = _build(ExecutorSpec, data.get("executor", {}), file, "executor")
+    for name in ("jobs", "time", "cpus_per_job", "workers"):
+        _check_range(file, f"executor.{name}", getattr(executor, name) >= 1, "an integer >= 1", getattr(executor, name))
+    _check_range(file, "executor.gpus_per_job", executor.gpus_per_job >= 0, "an integer >= 0", executor.gpus_per_job)
 
     raw_variants = data.get("variants")
     if not isinstance(raw_variants, list) or not raw_variants:
@@ -586,5 +620,15 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     if report.reference not in names and "report" in data and "reference" in data["report"]:
         raise SuiteError(file, "report.reference", f"no variant {report.reference!r}; variants: {', '.join(names)}")
     return Suite(
-        meta, dataset, model, train, evaluation, report, check, budget, tuple(variants), str(file) if file else None
+        meta,
+        dataset,
+        model,
+        train,
+        evaluation,
+        report,
+        check,
+        budget,
+        tuple(variants),
+        str(file) if file else None,
+        executor,
     )

@@ -46,7 +46,7 @@ def test_submitit_local_executor(suite_and_reference) -> None:
     suite, reference, d = suite_and_reference
     out = d / "submitit"
     s = run_suite(suite, out_dir=out, progress=False, report=False, log=lambda s: None, executor="slurm",
-                  executor_options={"cluster": "local", "cpus_per_job": 1, "time": 10},
+                  executor_options={"cluster": "local", "cpus_per_job": 1, "time": 10},  # the CLI's flags
                   overrides=["evaluation.latency=false"])  # fmt: skip
     assert s.done == 4 and not s.failed
     assert results_of(out) == reference
@@ -58,7 +58,7 @@ def test_dask_local_cluster(suite_and_reference) -> None:
     suite, reference, d = suite_and_reference
     out = d / "dask"
     s = run_suite(suite, out_dir=out, progress=False, report=False, log=lambda s: None, executor="dask",
-                  executor_options={"workers": 2, "threads_per_worker": 1},
+                  executor_options={"workers": 2},
                   overrides=["evaluation.latency=false"])  # fmt: skip
     assert s.done == 4 and not s.failed
     assert results_of(out) == reference
@@ -96,3 +96,20 @@ def test_unknown_executor_and_bad_jobs() -> None:
 def test_local_pool_pins_threads() -> None:
     ex = make_executor("local", jobs=2)
     assert ex.threads == max(1, (os.cpu_count() or 1) // 2)
+
+
+def test_executor_from_the_suite_and_flags(tmp_path: Path) -> None:
+    from bench.executors import engine_options
+    from bench.suite import SuiteError, load_suite
+
+    p = tmp_path / "s.toml"
+    p.write_text(TINY + '\n[executor]\nname = "slurm"\npartition = "gpu"\ngpus_per_job = 1\ntime = 30\n')
+    suite = load_suite(p)
+    assert suite.executor.options() == {"time": 30, "gpus_per_job": 1, "cpus_per_job": 2, "partition": "gpu"}
+    assert engine_options("slurm", {"partition": "debug", "time": 5}) == {"partition": "debug", "time": 5}
+    assert engine_options("dask", {"cluster": "tcp://h:8786"}) == {"address": "tcp://h:8786"}
+    with pytest.raises(ValueError, match="--partition does not apply to the dask executor"):
+        engine_options("dask", {"partition": "gpu"})
+    p.write_text(TINY + '\n[executor]\nname = "ray"\n')
+    with pytest.raises(SuiteError, match="executor.name: 'ray' is not allowed"):
+        load_suite(p)
