@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cascade.train import EpochRecord, TrainCallback
@@ -37,7 +38,7 @@ class RichProgress(TrainCallback):
         self.progress.__exit__(*exc)
 
     def start_run(self, label: str) -> None:
-        self.progress.update(self.runs, description=f"runs  [bold]{label}[/]")
+        self.progress.update(self.runs, description=f"runs  [bold]{escape(label)}[/]")
 
     def end_run(self) -> None:
         self.progress.advance(self.runs)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -32,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor_options=_executor_flags(args),
         progress=not args.no_progress,
         report=not args.no_report,
-        log=console.print,
+        log=lambda s: console.print(escape(s)),
     )
     from bench.report import print_run_table
 
@@ -192,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except (SuiteError, StoreError, BaselineError, DataNotFoundError, UnknownNameError) as e:
-        err.print(f"[red]error[/]: {e}", highlight=False)
+        err.print(f"[red]error[/]: {escape(str(e))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted: finished runs are saved; rerun the same command to continue")

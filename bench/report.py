@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench import stats
@@ -401,7 +402,7 @@ def rich_table(frame: pd.DataFrame, title: str) -> Table:
     for col in frame.columns:
         table.add_column(str(col), overflow="fold")
     for _, row in frame.iterrows():
-        table.add_row(*[str(v) for v in row])
+        table.add_row(*[escape(str(v)) for v in row])  # variant names like "firm[lambda=0.2]" are not markup
     return table
 
 
@@ -510,7 +511,7 @@ def print_run_table(out_dir: str | Path, console: Console) -> None:
         rich_table(display[compact], f"{out_dir}: threshold {results.headline} (full tables: tables/main.md)")
     )
     for w in tables.warnings:
-        console.print(f"[yellow]warning[/]: {w}", highlight=False)
+        console.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
 
 
 def list_runs(out_dir: Path, console: Console) -> None:
@@ -529,10 +530,11 @@ def list_runs(out_dir: Path, console: Console) -> None:
             acc, early = f"{t['accuracy']:.2%}", f"{t['early_share']:.1%}"
             status = "ok"
         else:
-            status = f"[red]{rec['status']}: {rec.get('error', {}).get('message', '')[:60]}[/]"
+            status = f"[red]{rec['status']}: {escape(rec.get('error', {}).get('message', '')[:60])}[/]"
         if rec["key"] not in current:
             status = f"[dim]superseded ({status})[/]"
-        table.add_row(rec["variant"], str(rec["seed"]), status, acc, early, f"{rec.get('seconds', 0):.1f}", rec["key"])
+        seconds = f"{rec.get('seconds', 0):.1f}"
+        table.add_row(escape(rec["variant"]), str(rec["seed"]), status, acc, early, seconds, rec["key"])
     console.print(table)
 
 
