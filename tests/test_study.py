@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from bench.report import load_results
-from bench.study import Claim, _verdicts, claims_for, render
+from bench.study import Claim, _verdicts, claims_for, render, tradeoff_auc
 
 from .conftest import REPO
 
@@ -12,23 +16,27 @@ def claim(claim: str, comparison: str, metric: str, diff: float, p_holm: float) 
     return Claim("d", claim, comparison, metric, diff, diff - 1, diff + 1, 3, p_holm, p_holm)
 
 
-def test_tradeoff_verdicts() -> None:
+def test_verdicts() -> None:
     rows = [
-        claim("1 trade-off", "a vs b", "accuracy", +2.0, 0.01),  # better accuracy
-        claim("1 trade-off", "a vs b", "early_share", -1.0, 0.40),  # early not significantly lower
-        claim("1 trade-off", "c vs d", "accuracy", -3.0, 0.01),  # worse accuracy
-        claim("1 trade-off", "c vs d", "early_share", +1.0, 0.50),
-        claim("1 trade-off", "e vs f", "accuracy", +2.0, 0.01),  # mixed: better accuracy, fewer early exits
-        claim("1 trade-off", "e vs f", "early_share", -9.0, 0.01),
+        claim("1 trade-off", "a vs b", "accuracy-vs-early AUC", +2.0, 0.01),
+        claim("1 trade-off", "c vs d", "accuracy-vs-early AUC", -3.0, 0.01),
         claim("2 p2 beats p1", "x", "accuracy", +1.0, 0.2),
-        claim("3 early falls with t", "y", "early_share", +30.0, 0.001),
         claim("4 early rises with lambda", "z", "early_share", -5.0, 0.01),
     ]
     _verdicts(rows)
-    assert [r.verdict for r in rows] == [
-        "confirmed", "confirmed", "refuted", "refuted", "not significant (or mixed)", "not significant (or mixed)",
-        "not significant", "confirmed", "refuted",
-    ]  # fmt: skip
+    assert [r.verdict for r in rows] == ["confirmed", "refuted", "not significant", "refuted"]
+
+
+def test_tradeoff_auc_by_hand() -> None:
+    # early share 0 -> accuracy 0.9, 0.5 -> 0.8, 1 -> 0.4: trapezoids 0.5 * 0.85 + 0.5 * 0.6 = 0.725
+    rec = {"thresholds": [
+        {"threshold": 1.0, "early_share": 0.0, "accuracy": 0.9},
+        {"threshold": 0.5, "early_share": 0.5, "accuracy": 0.8},
+        {"threshold": 0.0, "early_share": 1.0, "accuracy": 0.4},
+    ]}  # fmt: skip
+    assert tradeoff_auc(rec) == pytest.approx(0.725)
+    rec["thresholds"] = rec["thresholds"][:2]  # the sweep does not reach 100 % early
+    assert math.isnan(tradeoff_auc(rec))
 
 
 def test_claims_on_fixture_results() -> None:
