@@ -28,7 +28,14 @@ if TYPE_CHECKING:
 def _style(i: int) -> dict[str, Any]:
     from bench.report import MARKERS, PALETTE
 
-    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)], "markersize": 4}
+    # colours and markers cycle every 8; each cycle gets its own line style, so 32 series stay distinct
+    linestyle = ["-", "--", ":", "-."][(i // len(PALETTE)) % 4]
+    return {
+        "color": PALETTE[i % len(PALETTE)],
+        "marker": MARKERS[i % len(MARKERS)],
+        "markersize": 4,
+        "linestyle": linestyle,
+    }
 
 
 def _mean_band(values: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,9 +54,7 @@ def _line(
 ) -> None:
     m, lo, hi = _mean_band(values)
     st = _style(i)
-    ax.plot(
-        x, m * scale, label=label, color=st["color"], marker=st["marker"], markersize=st["markersize"], linewidth=1.4
-    )
+    ax.plot(x, m * scale, label=label, linewidth=1.4, **st)
     ax.fill_between(x, lo * scale, hi * scale, color=st["color"], alpha=0.18, linewidth=0)
 
 
@@ -223,8 +228,7 @@ def accuracy_vs_cost(results: Results, out: Path) -> list[tuple[str, Path]]:
                 ye.append(0 if math.isnan(cy.low) else cy.half_width)
                 points.append((cx.mean, cy.mean))
             st = _style(i)
-            ax.errorbar(xs, ys, xerr=xe, yerr=ye, label=variant, color=st["color"], marker=st["marker"],
-                        markersize=4, linewidth=1, capsize=2)  # fmt: skip
+            ax.errorbar(xs, ys, xerr=xe, yerr=ye, label=variant, linewidth=1, capsize=2, **st)
         front = pareto_front(points)
         if front:
             fx, fy = zip(*front)
