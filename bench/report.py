@@ -282,7 +282,8 @@ def warnings_for(results: Results) -> list[str]:
 
 
 def _num_classes(record: dict[str, Any]) -> int:
-    return 10
+    """Classes of the run's dataset (run files before this field existed: the 10 of every shipped dataset)."""
+    return int(record.get("num_classes", 10))
 
 
 @dataclass

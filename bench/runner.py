@@ -20,7 +20,6 @@ finished runs. Changes that do change results bump ``RESULTS_VERSION``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -463,6 +462,7 @@ def execute_run(
         data = get_data(spec.data, spec.device)
         record["data_fingerprint"] = data.identity.get("fingerprint")
         record["data_sizes"] = data.identity.get("sizes")
+        record["num_classes"] = data.num_classes
         t_train = time.perf_counter()
         model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force)
         record["training"] = {**history, "reused_checkpoint": not trained_now}
@@ -619,7 +619,3 @@ def _write_suite_copy(suite: Suite, path: str | Path, overrides: Sequence[str], 
     if overrides:
         text += "\n# --set overrides applied to this run:\n" + "".join(f"#   {o}\n" for o in overrides)
     atomic_write_bytes(out / "suite.toml", text.encode())
-
-
-def _finite(x: float) -> bool:
-    return x is not None and math.isfinite(x)
