@@ -416,7 +416,8 @@ def exit_costs(model: Any, input_shape: Sequence[int], tables: Sequence[EnergyTa
     must run to decide that the sample goes on.
     """
     model.eval()
-    x = torch.zeros(1, *input_shape)
+    param = next(iter(model.parameters()), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else None)
     out = []
     for level, name in enumerate(model.exit_names):
         prof = profile(model, x, forward=lambda inp, lv=level: model.forward_until(inp, lv))

@@ -152,18 +152,36 @@ class EnergyMeter:
     def available(self) -> bool:
         return self._counter is not None
 
-    def measure(self, fn: Callable[[], Any], repeats: int = 1) -> EnergyReading:
-        """Joules per call of ``fn`` averaged over ``repeats`` calls."""
+    def measure(self, fn: Callable[[], Any], repeats: int = 1, min_seconds: float = 0.0) -> EnergyReading:
+        """Joules per call of ``fn``: at least ``repeats`` calls, and more until ``min_seconds`` have passed.
+
+        Energy counters advance in steps (NVML's every few tens of milliseconds, RAPL's every
+        millisecond or so), so a short block is repeated until the clock says enough time has passed
+        for the reading to mean something. A counter that did not advance gives ``None`` with the
+        reason, never 0 J. The reading is the device's whole energy (idle power included) while
+        ``fn`` ran, divided by the number of calls.
+        """
         if self._counter is None:
             return EnergyReading(None, "unavailable", self.reason)
-        if torch.device(self.device).type == "cuda":
+        cuda = torch.device(self.device).type == "cuda"
+        if cuda:
             torch.cuda.synchronize()
         e0 = self._counter.read()
-        for _ in range(repeats):
+        t0 = time.perf_counter()
+        calls = 0
+        while calls < repeats or time.perf_counter() - t0 < min_seconds:
             fn()
-        if torch.device(self.device).type == "cuda":
+            calls += 1
+            if cuda and calls >= repeats:
+                torch.cuda.synchronize()  # the clock must see the work finish
+        if cuda:
             torch.cuda.synchronize()
-        return EnergyReading((self._counter.read() - e0) / repeats, self.source)
+        delta = self._counter.read() - e0
+        if delta <= 0:
+            return EnergyReading(
+                None, self.source, f"the {self.source} counter did not advance in {calls} calls; lengthen the block"
+            )
+        return EnergyReading(delta / calls, self.source)
 
 
 # --------------------------------------------------------------------------- multi-exit latency
@@ -203,8 +221,13 @@ def cascade_latency(
     repeats: int,
     warmup: int,
     meter: EnergyMeter | None = None,
+    energy_seconds: float = 0.5,
 ) -> dict[str, Any]:
-    """Time the real dynamic forward over all of ``x`` in batches of ``batch_size``."""
+    """Time the real dynamic forward over all of ``x`` in batches of ``batch_size``.
+
+    With ``meter`` the energy of the dynamic forward is measured too, repeating it for at
+    least ``energy_seconds`` so that the counter advances.
+    """
     model.eval()
     batches = _batches(x, batch_size)
 
@@ -227,7 +250,7 @@ def cascade_latency(
         "speedup_vs_full": t_full.median / t.median,
     }
     if meter is not None:
-        reading = meter.measure(run)
+        reading = meter.measure(run, min_seconds=energy_seconds)
         result["measured_energy_joules_per_sample"] = None if reading.joules is None else reading.joules / len(x)
         result["measured_energy"] = reading.to_dict()
     return result

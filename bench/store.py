@@ -89,17 +89,28 @@ def _git(*args: str) -> str | None:
 
 
 def code_version() -> dict[str, Any]:
-    """Package version, results version, git commit and dirty flag of the running code."""
+    """Package version, results version, git commit and dirty flag of the running code.
+
+    Where the code runs from a copy without ``.git`` (a cluster's staging folder, a lent GPU
+    machine), the commit is read from ``$CASCADE_GIT_COMMIT`` if the launcher set it, and
+    ``git_commit_source`` says so; the dirty flag is then unknown (``None``).
+    """
     commit = _git("rev-parse", "HEAD")
     dirty = None
+    source = "git"
     if commit is not None:
         status = _git("status", "--porcelain", "--untracked-files=no", "--", "cascade", "bench")
         dirty = bool(status) if status is not None else None
+    elif os.environ.get("CASCADE_GIT_COMMIT"):
+        commit, source = os.environ["CASCADE_GIT_COMMIT"].strip(), "env CASCADE_GIT_COMMIT"
+    else:
+        source = "unavailable"
     return {
         "cascade_bench": cascade.__version__,
         "results_version": cascade.RESULTS_VERSION,
         "git_commit": commit,
         "git_dirty": dirty,
+        "git_commit_source": source,
     }
 
 

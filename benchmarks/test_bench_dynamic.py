@@ -14,11 +14,15 @@ reports use (``optimise_for_inference``: BN folded, NHWC on CPU). It prints:
   bookkeeping itself costs: ratio ~1 means no overhead beyond the layers that ran).
 
 Nothing here asserts on time; the numbers are printed and written to benchmarks/.results.json.
+
+``BENCH_DEVICE=cuda`` runs the same measurement on a GPU (NCHW, the device synchronised
+after each timed pass) and writes ``benchmarks/.results-cuda.json``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -31,20 +35,22 @@ from cascade.exits import optimise_for_inference
 MEDIANS: dict[tuple[str, str, int], float] = {}
 INFO: dict[tuple[str, int], dict[str, float]] = {}
 SAMPLES = 256
+DEVICE = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
 
 
 @pytest.fixture(scope="module", params=["p1", "p2"])
 def setup(request):
     torch.manual_seed(0)
-    model = StudyCNN(exits=(request.param,)).eval()
+    model = StudyCNN(exits=(request.param,)).eval().to(DEVICE)
     with torch.no_grad():  # give the exit head a confidence spread, as training does
         model.exits[request.param][1].weight.mul_(30)
-    x = torch.randn(SAMPLES, 1, 28, 28)
+    x = torch.randn(SAMPLES, 1, 28, 28, device=DEVICE)
     with torch.no_grad():
         conf = torch.softmax(model.forward_until(x, 0).logits[0], 1).amax(1)
     policy = build_policy("max-prob", threshold=float(conf.quantile(0.3)))  # ~70 % leave early
-    fast = optimise_for_inference(model)
-    xs = x.contiguous(memory_format=torch.channels_last)
+    nhwc = DEVICE.type == "cpu"
+    fast = optimise_for_inference(model, channels_last=nhwc)
+    xs = x.contiguous(memory_format=torch.channels_last) if nhwc else x
     return request.param, model, fast, xs, policy
 
 
@@ -52,6 +58,8 @@ def run_batches(fn, x: torch.Tensor, batch: int) -> None:
     with torch.no_grad():
         for i in range(0, len(x), batch):
             fn(x[i : i + batch])
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 @pytest.mark.parametrize("batch", [256, 1])
@@ -102,6 +110,8 @@ def test_zz_summary() -> None:
     if ("-", "profile", 1) in MEDIANS:
         rows["profile_study_cnn_s"] = MEDIANS[("-", "profile", 1)]
     rows["threads"] = torch.get_num_threads()
+    rows["device"] = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu"
     text = json.dumps(rows, indent=1)
     print("\n" + text)
-    (Path(__file__).parent / ".results.json").write_text(text)
+    name = ".results.json" if DEVICE.type == "cpu" else f".results-{DEVICE.type}.json"
+    (Path(__file__).parent / name).write_text(text)

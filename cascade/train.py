@@ -34,8 +34,14 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty of SGD
     log_every: int = 100  # log the mean training loss every this many iterations
     eval_batch_size: int = 1000  # batch size for validation / test passes
+    # Check the loss for NaN/inf every this many iterations (0 = every iteration on CPU, every
+    # log_every on GPU, where a per-step check would stall the launch queue with a host sync).
+    # The error names the first bad iteration either way.
+    finite_check_every: int = 0
 
     def __post_init__(self) -> None:
+        if self.finite_check_every < 0:
+            raise ValueError(f"finite_check_every must be >= 0, got {self.finite_check_every}")
         for name in ("epochs", "log_every", "batch_size", "eval_batch_size"):
             lower = 0 if name == "epochs" else 1
             if getattr(self, name) < lower:
@@ -97,6 +103,14 @@ def exit_accuracies(model: MultiExitModel, split: Split, batch_size: int = 1000)
     return [float((z.argmax(1) == split.y).float().mean()) for z in exit_logits(model, split.x, batch_size)]
 
 
+def _raise_nonfinite(value: float, step: int, steps_per_epoch: int, loss_fn: Loss) -> None:
+    """``step`` is 0-based and global; the message gives 1-based epoch and iteration."""
+    raise NonFiniteLossError(
+        f"training loss is {value} at epoch {step // steps_per_epoch + 1}, iteration {step + 1} "
+        f"(loss {type(loss_fn).__name__}); lower the learning rate or alpha, or check the data"
+    )
+
+
 def train(
     model: MultiExitModel,
     loss_fn: Loss,
@@ -132,6 +146,9 @@ def train(
     bs = config.batch_size
     window = torch.zeros((), device=x.device)
     window_count = 0
+    check_every = config.finite_check_every or (1 if x.device.type == "cpu" else config.log_every)
+    first_bad = torch.full((), -1, dtype=torch.long, device=x.device)  # 0-based step of the first bad loss
+    bad_value = torch.zeros((), device=x.device)
     for epoch in range(config.epochs):
         loss_fn.set_epoch(epoch)
         model.train()
@@ -143,11 +160,15 @@ def train(
             idx = perm[start : start + bs]
             out = model(x[idx])
             loss = loss_fn(out.logits, y[idx])
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"training loss is {loss.item()} at epoch {epoch + 1}, iteration {history.steps + 1} "
-                    f"(loss {type(loss_fn).__name__}); lower the learning rate or alpha, or check the data"
-                )
+            if check_every == 1:
+                if not torch.isfinite(loss):
+                    _raise_nonfinite(float(loss), history.steps, len(starts), loss_fn)
+            else:  # record the first bad step on the device; look at it every check_every steps
+                new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
+                first_bad = torch.where(new_bad, history.steps, first_bad)
+                bad_value = torch.where(new_bad, loss.detach(), bad_value)
+                if (history.steps + 1) % check_every == 0 and int(first_bad) >= 0:
+                    _raise_nonfinite(float(bad_value), int(first_bad), len(starts), loss_fn)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -165,6 +186,8 @@ def train(
                 window.zero_()
                 window_count = 0
             callback.on_batch(epoch, b + 1, len(starts))
+        if check_every > 1 and int(first_bad) >= 0:
+            _raise_nonfinite(float(bad_value), int(first_bad), len(starts), loss_fn)
         seconds = time.perf_counter() - t0
         history.train_seconds += seconds
         record = EpochRecord(

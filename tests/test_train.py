@@ -54,6 +54,19 @@ def test_nan_loss_stops_with_clear_error(digits) -> None:
     model = StudyCNN(channels=(4, 4, 4), hidden=8)
     with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, iteration 3"):
         train(model, Exploding(), small(digits), CFG, seed=0)  # type: ignore[arg-type]
+    # Deferred check (the GPU default): still the first bad iteration, found at the next check.
+    loss = Exploding()
+    with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, iteration 3"):
+        train(StudyCNN(channels=(4, 4, 4), hidden=8), loss, small(digits),
+              dataclasses.replace(CFG, finite_check_every=5), seed=0)  # fmt: skip  # type: ignore[arg-type]
+    assert loss.calls == 5
+    # A check interval longer than the epoch: caught at the epoch's end.
+    loss = Exploding()
+    steps = len(range(0, len(small(digits).train), CFG.batch_size))
+    with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, iteration 3"):
+        train(StudyCNN(channels=(4, 4, 4), hidden=8), loss, small(digits),
+              dataclasses.replace(CFG, finite_check_every=10_000), seed=0)  # fmt: skip  # type: ignore[arg-type]
+    assert loss.calls == steps
 
 
 def test_callbacks_and_base_leaves_exit_heads_untouched(digits) -> None:

@@ -1,0 +1,160 @@
+"""Timing, measured energy and provenance; the CUDA half runs only where a GPU is present."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+import bench.store as store
+from bench.latency import EnergyMeter, Timing, latency_report, time_fn
+from cascade import StudyCNN, build_policy, dynamic_forward, masked_decisions
+
+from .test_exits import policies_for, tiny_model
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device (run on a GPU machine)")
+
+
+def test_timing_summary_matches_statistics() -> None:
+    t = Timing([0.4, 0.1, 0.3, 0.2, 0.9], warmup=1, threads=2, device="cpu")
+    assert t.median == 0.3
+    q = statistics.quantiles(t.samples, n=4, method="inclusive")  # 0.2 and 0.4
+    assert t.iqr == pytest.approx(q[2] - q[0]) == pytest.approx(0.2)
+    d = t.to_dict()
+    assert d["median"] == 0.3 and d["threads"] == 2 and d["warmup"] == 1
+
+
+def test_time_fn_runs_warmup_plus_repeats() -> None:
+    calls = []
+    t = time_fn(lambda: calls.append(1), repeats=4, warmup=2)
+    assert len(calls) == 6 and len(t.samples) == 4 and t.threads == torch.get_num_threads()
+
+
+class _FakeCounter:
+    """An energy counter that advances ``step`` joules per read (0 = stuck)."""
+
+    def __init__(self, step: float) -> None:
+        self.value, self.step = 100.0, step
+
+    def read(self) -> float:
+        self.value += self.step
+        return self.value
+
+
+def _meter(step: float) -> EnergyMeter:
+    m = EnergyMeter("cpu")
+    m._counter, m.source = _FakeCounter(step), "rapl"
+    return m
+
+
+def test_energy_is_per_call_and_repeats_until_min_seconds() -> None:
+    calls = []
+    reading = _meter(6.0).measure(lambda: calls.append(1), repeats=3)
+    assert len(calls) == 3 and reading.joules == pytest.approx(2.0) and reading.source == "rapl"
+    calls.clear()
+    _meter(6.0).measure(lambda: calls.append(1), repeats=1, min_seconds=0.05)
+    assert len(calls) > 1  # a near-instant block is repeated until the counter has had time to move
+
+
+def test_energy_counter_that_does_not_advance_gives_none_not_zero() -> None:
+    reading = _meter(0.0).measure(lambda: None, repeats=2)
+    assert reading.joules is None and "did not advance" in reading.reason
+
+
+def test_unavailable_energy_says_why() -> None:
+    m = EnergyMeter("cpu")
+    m._counter, m.reason = None, "no RAPL domain"
+    r = m.measure(lambda: None)
+    assert r.joules is None and r.source == "unavailable" and r.reason == "no RAPL domain"
+
+
+def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -> None:
+    model = tiny_model(("p1",)).float()
+    x = torch.randn(64, 1, 28, 28)
+    rep = latency_report(model, x, [(0.5, build_policy("max-prob", threshold=0.5))],
+                         batch_sizes=[1, 32], samples_batch1=4, repeats=2, warmup=0)  # fmt: skip
+    assert rep["threads"] == torch.get_num_threads()
+    assert {p["batch_size"] for p in rep["exit_paths"]} == {1, 32}
+    for c in rep["cascade"]:
+        assert c["dynamic"]["median"] > 0 and sum(c["exit_share"]) == pytest.approx(1.0)
+        e = c["measured_energy_joules_per_sample"]
+        assert (e is None and c["measured_energy"]["reason"]) or e > 0
+
+
+def test_commit_from_environment_when_the_copy_has_no_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "_git", lambda *a: None)
+    monkeypatch.delenv("CASCADE_GIT_COMMIT", raising=False)
+    v = store.code_version()
+    assert v["git_commit"] is None and v["git_commit_source"] == "unavailable"
+    monkeypatch.setenv("CASCADE_GIT_COMMIT", "abc123\n")
+    v = store.code_version()
+    assert v["git_commit"] == "abc123" and v["git_dirty"] is None and v["git_commit_source"] == "env CASCADE_GIT_COMMIT"
+
+
+def test_commit_from_git_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCADE_GIT_COMMIT", "not-this")
+    v = store.code_version()
+    if v["git_commit_source"] == "git":  # this checkout has .git
+        assert v["git_commit"] != "not-this" and len(v["git_commit"]) == 40
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+@needs_cuda
+@pytest.mark.parametrize("exits", [("p1",), ("p1", "p2")], ids=["2-exits", "3-exits"])
+@pytest.mark.parametrize("batch", [1, 257])
+def test_cuda_dynamic_equals_masked(exits: tuple[str, ...], batch: int) -> None:
+    model = tiny_model(exits).cuda()
+    x = torch.randn(batch, 1, 28, 28, dtype=torch.float64, device="cuda")
+    full = model(x).logits
+    for policy in policies_for(model, torch.randn(257, 1, 28, 28, dtype=torch.float64, device="cuda")):
+        dyn = dynamic_forward(model, x, policy)
+        ref = masked_decisions(full, policy)
+        assert torch.equal(dyn.exit_index.cpu(), ref.exit_index.cpu()), policy
+        assert torch.equal(dyn.predictions.cpu(), ref.predictions.cpu()), policy
+        assert int(dyn.counts.sum()) == batch
+
+
+@needs_cuda
+def test_cuda_timing_uses_events_and_waits_for_the_work() -> None:
+    a = torch.randn(2048, 2048, device="cuda")
+    t = time_fn(lambda: a @ a, repeats=3, warmup=1, device="cuda")
+    assert t.device == torch.cuda.get_device_name() and min(t.samples) > 0
+    # 20 products take longer than 1, which an unsynchronised clock would not see
+    t20 = time_fn(lambda: [a @ a for _ in range(20)], repeats=3, warmup=1, device="cuda")
+    assert t20.median > 5 * t.median
+
+
+@needs_cuda
+def test_cuda_latency_report_and_nvml_energy() -> None:
+    pytest.importorskip("pynvml", reason="nvidia-ml-py not installed")
+    torch.manual_seed(0)
+    model = StudyCNN(exits=("p1",)).cuda().eval()
+    x = torch.randn(512, 1, 28, 28, device="cuda")
+    rep = latency_report(model, x, [(0.6, build_policy("max-prob", threshold=0.6))],
+                         batch_sizes=[1, 256], samples_batch1=16, repeats=3, warmup=1)  # fmt: skip
+    assert rep["device"] == torch.cuda.get_device_name()
+    assert rep["layout"]["channels_last"] is False
+    assert rep["measured_energy_source"] == "nvml", rep["measured_energy_reason"]
+    for c in rep["cascade"]:
+        assert c["measured_energy_joules_per_sample"] is not None and c["measured_energy_joules_per_sample"] > 0
+
+
+@needs_cuda
+def test_cuda_run_end_to_end(tmp_path: Path) -> None:
+    from bench.runner import run_suite
+
+    from .test_runner import TINY
+
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY.replace("seeds = [0, 1]", 'seeds = [0]\ndevice = "cuda"'))
+    summary = run_suite(suite, out_dir=tmp_path / "out", progress=False, report=False, log=lambda s: None)
+    assert summary.done == 2 and not summary.failed
+    rec = next(iter(store.ResultStore(tmp_path / "out").latest_runs()))
+    assert rec["provenance"]["device"] == "cuda"
+    assert rec["provenance"]["device_name"] == torch.cuda.get_device_name()
+    assert rec["latency"]["device"] == torch.cuda.get_device_name()
