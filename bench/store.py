@@ -91,27 +91,30 @@ def _git(*args: str) -> str | None:
 def code_version() -> dict[str, Any]:
     """Package version, results version, git commit and dirty flag of the running code.
 
-    Where the code runs from a copy without ``.git`` (a cluster's staging folder, a lent GPU
-    machine), the commit is read from ``$CASCADE_GIT_COMMIT`` if the launcher set it, and
-    ``git_commit_source`` says so; the dirty flag is then unknown (``None``).
+    A launcher that copies the code elsewhere (a cluster's staging folder, a lent GPU machine)
+    sets ``$CASCADE_GIT_COMMIT`` to the commit it copied; that value wins, because a ``.git``
+    travelling with such a copy can be stale, and the dirty flag is then unknown (``None``).
+    ``git_commit_source`` says where the commit came from; where git there disagrees, its
+    answer is kept as ``git_commit_local``.
     """
     commit = _git("rev-parse", "HEAD")
     dirty = None
-    source = "git"
     if commit is not None:
         status = _git("status", "--porcelain", "--untracked-files=no", "--", "cascade", "bench")
         dirty = bool(status) if status is not None else None
-    elif os.environ.get("CASCADE_GIT_COMMIT"):
-        commit, source = os.environ["CASCADE_GIT_COMMIT"].strip(), "env CASCADE_GIT_COMMIT"
-    else:
-        source = "unavailable"
-    return {
+    out: dict[str, Any] = {
         "cascade_bench": cascade.__version__,
         "results_version": cascade.RESULTS_VERSION,
         "git_commit": commit,
         "git_dirty": dirty,
-        "git_commit_source": source,
+        "git_commit_source": "git" if commit is not None else "unavailable",
     }
+    env = os.environ.get("CASCADE_GIT_COMMIT", "").strip()
+    if env:
+        out.update(git_commit=env, git_dirty=None, git_commit_source="env CASCADE_GIT_COMMIT")
+        if commit is not None and commit != env:
+            out["git_commit_local"] = commit
+    return out
 
 
 def provenance(device: str) -> dict[str, Any]:

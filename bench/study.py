@@ -219,7 +219,8 @@ def render(folders: Sequence[Path]) -> str:
     settings = []
     for folder in folders:
         res = load_results(folder)
-        name = res.suite.name if res.suite else folder.name
+        # the suite's name, or the folder's where they differ (two folders of one suite side by side)
+        name = res.suite.name if res.suite and res.suite.name == folder.name else folder.name
         all_claims += claims_for(res, name)
         costs += cost_rows(res, name)
         overrides = sorted({o for r in res.records for o in r["config"].get("overrides", [])})

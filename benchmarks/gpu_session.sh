@@ -7,6 +7,9 @@
 #      runs share the device,
 #   4. if time is left: the seed-0 runs again with latency timed, one at a time, reusing the
 #      checkpoints of step 3 (evaluation only).
+# Measured on one H200 with 9 jobs per suite under MPS: 20-epoch base 108 s, firm 160 s per run;
+# both suites (84 runs) need about 14 minutes, more than one 10-minute call: rerun the script
+# on the same machine (finished runs are skipped) or raise the deadline where you can.
 # Results (run JSONs, summary.csv, exit outputs; no checkpoints) are packed into
 # OUT_DIR/study.tgz; unpack them into results/ and run `bench report` there.
 #

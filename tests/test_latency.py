@@ -94,11 +94,15 @@ def test_commit_from_environment_when_the_copy_has_no_git(monkeypatch: pytest.Mo
     assert v["git_commit"] == "abc123" and v["git_dirty"] is None and v["git_commit_source"] == "env CASCADE_GIT_COMMIT"
 
 
-def test_commit_from_git_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CASCADE_GIT_COMMIT", "not-this")
+def test_commit_from_environment_wins_over_a_stale_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "_git", lambda *a: "1111111" if a[0] == "rev-parse" else "")
+    monkeypatch.setenv("CASCADE_GIT_COMMIT", "2222222")
     v = store.code_version()
-    if v["git_commit_source"] == "git":  # this checkout has .git
-        assert v["git_commit"] != "not-this" and len(v["git_commit"]) == 40
+    assert v["git_commit"] == "2222222" and v["git_commit_local"] == "1111111" and v["git_dirty"] is None
+    monkeypatch.delenv("CASCADE_GIT_COMMIT")
+    v = store.code_version()
+    assert v["git_commit"] == "1111111" and v["git_dirty"] is False and v["git_commit_source"] == "git"
+    assert "git_commit_local" not in v
 
 
 # --------------------------------------------------------------------------- CUDA

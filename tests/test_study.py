@@ -48,3 +48,18 @@ def test_claims_on_fixture_results() -> None:
     assert all(c.diff >= 0 for c in early)  # early exits can only fall as t rises (max-prob)
     text = render([REPO / "tests" / "fixtures" / "results_a"])
     assert "## Claims" in text and "## Cost view at t = 0.6" in text and "firm-gated-p2" in text
+
+
+def test_two_folders_of_one_suite_are_told_apart_by_folder_name(tmp_path) -> None:
+    import shutil
+
+    src = REPO / "tests" / "fixtures" / "results_a"
+    suite = load_results(src).suite
+    assert suite is not None
+    same = tmp_path / suite.name
+    other = tmp_path / f"{suite.name}_2ep"
+    shutil.copytree(src, same)
+    shutil.copytree(src, other)
+    text = render([same, other])
+    claims = [line for line in text.splitlines() if "| 1 trade-off |" in line]
+    assert {line.split("|")[1].strip() for line in claims} == {suite.name, f"{suite.name}_2ep"}
