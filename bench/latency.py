@@ -173,9 +173,7 @@ class EnergyMeter:
             fn()
             calls += 1
             if cuda and calls >= repeats:
-                torch.cuda.synchronize()  # the clock must see the work finish
-        if cuda:
-            torch.cuda.synchronize()
+                torch.cuda.synchronize()  # the clock (and the counter read below) must see the work finish
         delta = self._counter.read() - e0
         if delta <= 0:
             return EnergyReading(

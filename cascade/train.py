@@ -160,15 +160,12 @@ def train(
             idx = perm[start : start + bs]
             out = model(x[idx])
             loss = loss_fn(out.logits, y[idx])
-            if check_every == 1:
-                if not torch.isfinite(loss):
-                    _raise_nonfinite(float(loss), history.steps, len(starts), loss_fn)
-            else:  # record the first bad step on the device; look at it every check_every steps
-                new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
-                first_bad = torch.where(new_bad, history.steps, first_bad)
-                bad_value = torch.where(new_bad, loss.detach(), bad_value)
-                if (history.steps + 1) % check_every == 0 and int(first_bad) >= 0:
-                    _raise_nonfinite(float(bad_value), int(first_bad), len(starts), loss_fn)
+            # record the first bad step on the device; look at it (a host sync) every check_every steps
+            new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
+            first_bad = torch.where(new_bad, history.steps, first_bad)
+            bad_value = torch.where(new_bad, loss.detach(), bad_value)
+            if (history.steps + 1) % check_every == 0 and int(first_bad) >= 0:
+                _raise_nonfinite(float(bad_value), int(first_bad), len(starts), loss_fn)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -186,7 +183,7 @@ def train(
                 window.zero_()
                 window_count = 0
             callback.on_batch(epoch, b + 1, len(starts))
-        if check_every > 1 and int(first_bad) >= 0:
+        if int(first_bad) >= 0:  # a bad step after the last look of the epoch
             _raise_nonfinite(float(bad_value), int(first_bad), len(starts), loss_fn)
         seconds = time.perf_counter() - t0
         history.train_seconds += seconds

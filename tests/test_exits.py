@@ -35,13 +35,20 @@ def policies_for(model: StudyCNN, x: torch.Tensor) -> list:
     return out
 
 
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("exits", [("p1",), ("p1", "p2")], ids=["2-exits", "3-exits"])
 @pytest.mark.parametrize("batch", [1, 257])
-def test_dynamic_equals_masked(exits: tuple[str, ...], batch: int) -> None:
-    model = tiny_model(exits)
-    x = torch.randn(batch, 1, 28, 28, dtype=torch.float64)
+def test_dynamic_equals_masked(exits: tuple[str, ...], batch: int, device: str) -> None:
+    model = tiny_model(exits).to(device)
+    x = torch.randn(batch, 1, 28, 28, dtype=torch.float64, device=device)
     full = model(x).logits
-    for policy in policies_for(model, torch.randn(257, 1, 28, 28, dtype=torch.float64)):
+    for policy in policies_for(model, torch.randn(257, 1, 28, 28, dtype=torch.float64, device=device)):
         dyn = dynamic_forward(model, x, policy)
         ref = masked_decisions(full, policy)
         assert torch.equal(dyn.exit_index, ref.exit_index), policy

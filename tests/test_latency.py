@@ -1,4 +1,7 @@
-"""Timing, measured energy and provenance; the CUDA half runs only where a GPU is present."""
+"""Timing, measured energy and provenance; the CUDA half runs only where a GPU is present.
+
+Dynamic exit == masked computation on CUDA is tests/test_exits.py, parametrised by device.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ import torch
 
 import bench.store as store
 from bench.latency import EnergyMeter, Timing, latency_report, time_fn
-from cascade import StudyCNN, build_policy, dynamic_forward, masked_decisions
+from cascade import StudyCNN, build_policy
 
-from .test_exits import policies_for, tiny_model
+from .test_exits import tiny_model
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device (run on a GPU machine)")
@@ -106,21 +109,6 @@ def test_commit_from_environment_wins_over_a_stale_git(monkeypatch: pytest.Monke
 
 
 # --------------------------------------------------------------------------- CUDA
-
-
-@needs_cuda
-@pytest.mark.parametrize("exits", [("p1",), ("p1", "p2")], ids=["2-exits", "3-exits"])
-@pytest.mark.parametrize("batch", [1, 257])
-def test_cuda_dynamic_equals_masked(exits: tuple[str, ...], batch: int) -> None:
-    model = tiny_model(exits).cuda()
-    x = torch.randn(batch, 1, 28, 28, dtype=torch.float64, device="cuda")
-    full = model(x).logits
-    for policy in policies_for(model, torch.randn(257, 1, 28, 28, dtype=torch.float64, device="cuda")):
-        dyn = dynamic_forward(model, x, policy)
-        ref = masked_decisions(full, policy)
-        assert torch.equal(dyn.exit_index.cpu(), ref.exit_index.cpu()), policy
-        assert torch.equal(dyn.predictions.cpu(), ref.predictions.cpu()), policy
-        assert int(dyn.counts.sum()) == batch
 
 
 @needs_cuda
