@@ -27,15 +27,14 @@ infeasible: that point is reported with ``feasible = false``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from bench.report import Results
-    from bench.runner import RunSpec
+from bench.record import BudgetPoint, BudgetRecord
+from bench.suite import BudgetSpec
+from cascade.exits import POLICIES, build_policy
 
 
 def cascade_outcome(conf: np.ndarray, correct: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
@@ -144,136 +143,54 @@ def _arrays(policy: Any, logits: Sequence[torch.Tensor], y: torch.Tensor) -> tup
 
 
 def budget_evaluation(
-    spec: RunSpec,
+    policy_name: str,
+    policy_options: dict[str, Any],
+    spec: BudgetSpec,
     val_logits: Sequence[torch.Tensor],
     val_y: torch.Tensor,
     test_logits: Sequence[torch.Tensor],
     test_y: torch.Tensor,
-    exit_costs: Sequence[Any],
-    base: dict[str, Any],
-    energy_table: str,
-) -> dict[str, Any]:
-    """Thresholds chosen on validation for every budget of the suite; test accuracy and cost at them."""
-    from cascade.exits import POLICIES, build_policy
+    costs: Sequence[float],
+    base_cost: float,
+    cost_unit: str,
+) -> BudgetRecord:
+    """Thresholds chosen on validation for every budget of ``spec``; test accuracy and cost at them.
 
-    if not POLICIES.get(spec.policy).has_threshold:
-        return {"skipped": f"policy {spec.policy!r} has no threshold to choose"}
-    policy = build_policy(spec.policy, **spec.policy_options)
-    unit = spec.budget.unit
-    if unit == "energy":
-        costs = [c.energy[energy_table]["total"] for c in exit_costs]
-        base_cost = base["energy"][energy_table]["total"]
-    else:
-        costs = [float(c.macs) for c in exit_costs]
-        base_cost = float(base["macs"])
+    Args:
+        costs: cumulative cost of each exit in the budget's unit (MACs, or energy for unit "energy").
+        base_cost: cost of the base network in the same unit.
+        cost_unit: what ``costs`` are in ("MACs" or the energy table's name).
+    """
+    if not POLICIES.get(policy_name).has_threshold:
+        return BudgetRecord(skipped=f"policy {policy_name!r} has no threshold to choose")
+    policy = build_policy(policy_name, **policy_options)
     v_conf, v_correct = _arrays(policy, val_logits, val_y)
     t_conf, t_correct = _arrays(policy, test_logits, test_y)
     points = []
-    for value in spec.budget.values:
-        absolute = value * base_cost if unit == "fraction" else value
-        thresholds, feasible = choose_thresholds(v_conf, v_correct, costs, absolute, spec.budget.grid)
+    for value in spec.values:
+        absolute = value * base_cost if spec.unit == "fraction" else value
+        thresholds, feasible = choose_thresholds(v_conf, v_correct, costs, absolute, spec.grid)
         val = operating_point(v_conf, v_correct, costs, thresholds)
         test = operating_point(t_conf, t_correct, costs, thresholds)
         points.append(
-            {
-                "budget": value,
-                "budget_absolute": absolute,
-                "feasible": feasible,
-                "thresholds": thresholds,
-                "val_accuracy": val["accuracy"],
-                "val_cost": val["cost"],
-                "test_accuracy": test["accuracy"],
-                "test_cost": test["cost"],
-                "test_cost_fraction": test["cost"] / base_cost,
-                "test_exit_share": test["exit_share"],
-            }
+            BudgetPoint(
+                budget=value,
+                budget_absolute=absolute,
+                feasible=feasible,
+                thresholds=thresholds,
+                val_accuracy=val["accuracy"],
+                val_cost=val["cost"],
+                test_accuracy=test["accuracy"],
+                test_cost=test["cost"],
+                test_cost_fraction=test["cost"] / base_cost,
+                test_exit_share=test["exit_share"],
+            )
         )
-    return {
-        "unit": unit,
-        "cost_unit": energy_table if unit == "energy" else "MACs",
-        "base_cost": base_cost,
-        "exit_costs": costs,
-        "search": "exact 1-D" if len(costs) == 2 else f"coordinate search, grid {spec.budget.grid}",
-        "points": points,
-    }
-
-
-# --------------------------------------------------------------------------- report parts
-
-
-def budget_frame(results: Results) -> Any:
-    """Per variant and budget: mean and CI of test accuracy and test cost (fraction of base)."""
-    import pandas as pd
-
-    from bench import stats
-
-    rows = []
-    for variant in results.variants:
-        recs = [r for r in results.records_of(variant) if r.get("budget", {}).get("points")]
-        if not recs:
-            continue
-        for j, p in enumerate(recs[0]["budget"]["points"]):
-            acc = stats.t_interval([r["budget"]["points"][j]["test_accuracy"] for r in recs])
-            cost = stats.t_interval([r["budget"]["points"][j]["test_cost_fraction"] for r in recs])
-            feasible = all(r["budget"]["points"][j]["feasible"] for r in recs)
-            rows.append({"variant": variant, "budget": p["budget"], "unit": recs[0]["budget"]["unit"], "n": acc.n,
-                         "test_accuracy": acc.mean, "acc_low": acc.low, "acc_high": acc.high,
-                         "test_cost_fraction": cost.mean, "cost_low": cost.low, "cost_high": cost.high,
-                         "feasible": feasible})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def budget_figures(results: Results, out: Path) -> list[tuple[str, Path]]:
-    """Budget curves (accuracy vs budget) and anytime per-exit accuracy vs cumulative cost."""
-    import matplotlib.pyplot as plt
-
-    from bench.figures import _clip_percent, _finish, _line
-
-    frame = budget_frame(results)
-    figs: list[tuple[str, Path]] = []
-    if not frame.empty:
-        fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
-        for i, variant in enumerate(frame["variant"].unique()):
-            recs = [r for r in results.records_of(variant) if r.get("budget", {}).get("points")]
-            pts = recs[0]["budget"]["points"]
-            xs = [p["budget"] for p in pts]
-            _line(
-                axes[0],
-                xs,
-                [[r["budget"]["points"][j]["test_accuracy"] for r in recs] for j in range(len(pts))],
-                variant,
-                i,
-                100,
-            )
-            _line(
-                axes[1],
-                xs,
-                [[r["budget"]["points"][j]["test_cost_fraction"] for r in recs] for j in range(len(pts))],
-                variant,
-                i,
-                100,
-            )
-        unit = frame["unit"].iloc[0]
-        xlabel = {"fraction": "budget (fraction of the base network's MACs)", "macs": "budget (MACs per sample)",
-                  "energy": "budget (energy per sample)"}[unit]  # fmt: skip
-        axes[0].set_ylabel("test accuracy at thresholds chosen on validation (%)")
-        axes[1].set_ylabel("test cost (% of base network MACs)")
-        for ax in axes:
-            ax.set_xlabel(xlabel)
-        _clip_percent(axes[0])
-        figs += _finish(fig, list(axes), out / "budget_curves", "Budgeted accuracy (thresholds chosen on validation)")
-    fig, ax = plt.subplots(figsize=(6.8, 3.8))
-    for i, variant in enumerate(results.variants):
-        recs = results.records_of(variant)
-        per_exit = recs[0]["cost"]["per_exit"]
-        if len(per_exit) < 2:
-            continue
-        base_macs = recs[0]["cost"]["base"]["macs"]
-        xs = [c["macs"] / base_macs * 100 for c in per_exit]
-        vals = [[r["exits"]["test_accuracy"][j] for r in recs] for j in range(len(per_exit))]
-        _line(ax, xs, vals, variant, i, 100)
-    ax.set_xlabel("cumulative cost of the exit (% of base network MACs)")
-    ax.set_ylabel("exit test accuracy, all samples (%)")
-    _clip_percent(ax)
-    figs += _finish(fig, [ax], out / "anytime", "Anytime prediction: each exit's accuracy against its cost")
-    return figs
+    return BudgetRecord(
+        unit=spec.unit,
+        cost_unit=cost_unit,
+        base_cost=base_cost,
+        exit_costs=list(costs),
+        search="exact 1-D" if len(costs) == 2 else f"coordinate search, grid {spec.grid}",
+        points=points,
+    )

@@ -34,11 +34,15 @@ from rich.console import Console
 from scipy import stats as st
 
 from bench import stats
-from bench.report import _at, load_results, rich_table
+from bench.record import METRICS as ALL_METRICS
+from bench.report import rich_table
+from bench.results import load_results
+from bench.runner import run_suite
 from bench.store import atomic_write_bytes, atomic_write_json, code_version, now
 from bench.suite import CheckSpec, load_suite
 
 BASELINE_SCHEMA = 1
+#: (metric in bench.record.METRICS, the [check] margin that applies to it)
 METRICS = (("accuracy", "max_accuracy_drop"), ("saved_vs_base", "max_savings_drop"))
 
 
@@ -53,8 +57,7 @@ def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict
     for variant in results.variants:
         seeds = {}
         for rec in results.records_of(variant):
-            row = _at(rec, threshold)
-            seeds[str(rec["seed"])] = {m: row[m] for m, _ in METRICS}
+            seeds[str(rec.seed)] = {m: ALL_METRICS[m].value_at(rec, threshold) for m, _ in METRICS}
         variants[variant] = {"seeds": seeds}
     return {
         "schema": BASELINE_SCHEMA,
@@ -204,8 +207,6 @@ def run_check(
     progress: bool = True,
 ) -> CheckResult:
     """Run (or reuse) the suite, then compare it with the baseline; ``update`` rewrites the baseline."""
-    from bench.runner import run_suite
-
     console = console or Console()
     suite = load_suite(suite_path, overrides)
     threshold = suite.check.threshold if suite.check.threshold is not None else suite.evaluation.headline_threshold
@@ -213,7 +214,7 @@ def run_check(
     if not update:
         base = read_baseline(base_path, suite.name)  # fail before spending time on runs
     summary = run_suite(suite_path, out_dir=out_dir, overrides=overrides, jobs=jobs, progress=progress,
-                        report=False, log=console.print)  # fmt: skip
+                        log=console.print)  # fmt: skip
     command = " ".join(["bench check", str(suite_path), "--baseline", str(base_path), "--update",
                         *(f"--set {o}" for o in overrides)])  # fmt: skip
     current = baseline_from_results(summary.out_dir, threshold, command)

@@ -10,6 +10,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from bench.check import BaselineError, run_check
+from bench.compare import compare
+from bench.executors import EXECUTORS
+from bench.plan import expand_runs
+from bench.record import StoreError
+from bench.report import cost_views, rich_table, run_summary, runs_frame, write_report
+from bench.runner import run_suite
+from bench.suite import SuiteError, load_suite
+from cascade._registry import UnknownNameError
+from cascade.data import DataNotFoundError
+
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -20,9 +31,18 @@ def _executor_flags(args: argparse.Namespace) -> dict[str, object]:
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import run_suite
+def print_summary(out_dir: Path) -> None:
+    """The compact main table of a results folder, and its warnings."""
+    summary = run_summary(out_dir)
+    if summary is None:
+        console.print("no finished runs")
+        return
+    console.print(rich_table(summary.frame, summary.title))
+    for w in summary.warnings:
+        console.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
 
+
+def cmd_run(args: argparse.Namespace) -> int:
     summary = run_suite(
         args.suite,
         out_dir=args.out,
@@ -32,12 +52,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         executor_options=_executor_flags(args),
         progress=not args.no_progress,
-        report=not args.no_report,
         log=lambda s: console.print(escape(s)),
     )
-    from bench.report import print_run_table
-
-    print_run_table(summary.out_dir, console)
+    if not args.no_report:
+        try:
+            write_report(summary.out_dir, log=console.print)
+        except Exception as e:  # a report problem must not lose the runs
+            console.print(f"report not written: {type(e).__name__}: {escape(str(e))}")
+    print_summary(summary.out_dir)
     console.print(
         f"{summary.done} run(s) done, {summary.skipped} reused, {len(summary.failed)} failed "
         f"in {summary.seconds:.1f} s -> {summary.out_dir}"
@@ -46,9 +68,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bench.runner import expand_runs
-    from bench.suite import load_suite
-
     suite = load_suite(args.suite, args.set)
     runs = expand_runs(suite, args.set)
     console.print(
@@ -59,37 +78,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from bench.report import list_runs
-
-    list_runs(Path(args.dir), console)
+    console.print(rich_table(runs_frame(Path(args.dir)), f"runs in {args.dir}"))
     return 0
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from bench.report import print_cost
-
-    print_cost(args.suite, args.set, variant=args.variant, table=args.energy_table, console=console)
+    for view in cost_views(args.suite, args.set, variant=args.variant, table=args.energy_table):
+        console.print(rich_table(view.frame, view.title))
+        console.print(view.totals)
+        if view.unsupported:
+            console.print(f"[yellow]operators without a cost formula (not counted)[/]: {view.unsupported}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import print_run_table, write_report
-
     write_report(Path(args.dir), log=console.print)
-    print_run_table(Path(args.dir), console)
+    print_summary(Path(args.dir))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.report import compare
-
     compare(Path(args.a), Path(args.b), console=console, out=args.out)
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.check import run_check
-
     result = run_check(
         args.suite,
         baseline=args.baseline,
@@ -125,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")
     r.add_argument(
         "--executor",
-        choices=["local", "slurm", "dask"],
+        choices=EXECUTORS.names(),
         default=None,
         help="where runs execute (default: the suite's [executor] name, else local)",
     )
@@ -183,12 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bench.check import BaselineError
-    from bench.store import StoreError
-    from bench.suite import SuiteError
-    from cascade._registry import UnknownNameError
-    from cascade.data import DataNotFoundError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -58,6 +59,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 LEVELS = ("dram", "glb", "array", "rf")
+#: Tables every run reports besides the suite's ``energy_table``: the SPEC's absolute-pJ table.
+ALWAYS_REPORTED_TABLES = ("horowitz45",)
 TABLE_DIR = Path(__file__).parent / "energy_tables"
 TOP = "(top)"  # operators that ran outside any module (e.g. the exit decision)
 
@@ -159,9 +162,7 @@ class Profile:
             out.append(row)
         return out
 
-    def to_frame(self) -> Any:
-        import pandas as pd
-
+    def to_frame(self) -> pd.DataFrame:
         cols = ["module", "op_type", "calls", "macs", "flops", "other_ops", "params",
                 "input_bytes", "weight_bytes", "output_bytes"]  # fmt: skip
         return pd.DataFrame(self.rows(), columns=cols)
@@ -403,6 +404,7 @@ class ExitCost:
     params: int
     bytes: int  # input + weight + output bytes of every operator that ran
     energy: dict[str, dict[str, float]]  # table name -> breakdown (mac, levels, total)
+    unsupported: dict[str, int] = field(default_factory=dict)  # operators without a formula -> calls
 
     @property
     def flops(self) -> int:
@@ -429,6 +431,7 @@ def exit_costs(model: Any, input_shape: Sequence[int], tables: Sequence[EnergyTa
                 params=prof.params,
                 bytes=total_bytes,
                 energy={t.name: energy_breakdown(prof, t) for t in tables},
+                unsupported=dict(prof.unsupported),
             )
         )
     return out

@@ -21,44 +21,24 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import torch
-
-from bench.runner import RunSpec, TrainJob, execute_run, pretrain_job
-from bench.suite import DatasetSpec
+from bench._progress import RichProgress
+from cascade._registry import Registry
 
 
-@dataclass(frozen=True)
-class Task:
-    """A unit of work: a run, or a pre-training checkpoint that later runs reuse."""
-
-    run: RunSpec | None = None
-    job: TrainJob | None = None  # pre-training only
-    data: DatasetSpec | None = None
-    device: str = "cpu"
+class TaskLike(Protocol):
+    """What an executor needs of a task (``bench.plan.Task``): a label for progress."""
 
     @property
-    def label(self) -> str:
-        if self.run is not None:
-            return f"{self.run.variant} seed {self.run.seed}"
-        assert self.job is not None
-        return f"pretrain {self.job.loss} seed {self.job.seed}"
+    def label(self) -> str: ...
 
 
-def execute_task(
-    task: Task, out_dir: str, force: bool = False, threads: int | None = None, callback: Any = None
-) -> dict[str, Any]:
-    """Run one task (top-level so every engine can pickle it)."""
-    if threads:
-        torch.set_num_threads(threads)
-    if task.run is not None:
-        return execute_run(task.run, out_dir, callback=callback, force=force)
-    assert task.job is not None and task.data is not None
-    return pretrain_job(task.job, task.data, task.device, out_dir)
+#: ``fn(task, out_dir, force, threads, callback)`` -> result dict: ``bench.runner.execute_task``.
+TaskFn = Callable[..., dict[str, Any]]
 
 
 class Executor:
@@ -67,28 +47,33 @@ class Executor:
     name = "base"
 
     def run_waves(
-        self, waves: Sequence[Sequence[Task]], out_dir: str | Path, *, force: bool = False, progress: bool = True
+        self,
+        waves: Sequence[Sequence[Any]],
+        fn: TaskFn,
+        out_dir: str | Path,
+        *,
+        force: bool = False,
+        progress: bool = True,
     ) -> Iterator[list[dict[str, Any]]]:
-        from bench._progress import RichProgress
-
+        """Run ``fn`` on every task, wave after wave; yield each wave's results."""
         total = sum(len(w) for w in waves)
         with RichProgress(total, enabled=progress) as bar:
             for wave in waves:
                 if wave:
-                    yield self.run_wave(list(wave), str(out_dir), force, bar)
+                    yield self.run_wave(list(wave), fn, str(out_dir), force, bar)
 
-    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+    def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
 
 
 class InProcessExecutor(Executor):
     name = "in-process"
 
-    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+    def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
         results = []
         for task in tasks:
             bar.start_run(task.label)
-            results.append(execute_task(task, out_dir, force, callback=bar))
+            results.append(fn(task, out_dir, force, callback=bar))
             bar.end_run()
         return results
 
@@ -100,11 +85,11 @@ class LocalPoolExecutor(Executor):
         self.jobs = jobs
         self.threads = max(1, (os.cpu_count() or 1) // jobs)
 
-    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+    def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
         results = []
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(execute_task, t, out_dir, force, self.threads): t for t in tasks}
+            futures = {pool.submit(fn, t, out_dir, force, self.threads): t for t in tasks}
             for fut in cf.as_completed(futures):
                 bar.start_run(futures[fut].label)
                 results.append(fut.result())
@@ -134,7 +119,7 @@ class SubmititExecutor(Executor):
         array_parallelism: int = 64,
     ) -> None:
         try:
-            import submitit
+            import submitit  # noqa: PLC0415  # optional extra [slurm]
         except ImportError as e:
             raise MissingExtraError("the slurm executor needs submitit: pip install 'cascade-bench[slurm]'") from e
         self.submitit = submitit
@@ -142,7 +127,7 @@ class SubmititExecutor(Executor):
         self.gpus, self.cpus, self.max_requeue = gpus_per_job, cpus_per_job, max_requeue
         self.folder, self.array_parallelism = folder, array_parallelism
 
-    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+    def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
         folder = self.folder or str(Path(out_dir) / "submitit" / "%j")
         ex = self.submitit.AutoExecutor(folder=folder, cluster=self.cluster)
         params: dict[str, Any] = {
@@ -160,9 +145,9 @@ class SubmititExecutor(Executor):
         ex.update_parameters(**params)
         # A checkpointable callable: on preemption/timeout submitit requeues it; the run
         # restarts from its checkpoints (training results are atomic files).
-        fn = _requeueable_task()
+        task = _requeueable_task(fn)
         with ex.batch():
-            jobs = [ex.submit(fn, t, out_dir, force, self.cpus) for t in tasks]
+            jobs = [ex.submit(task, t, out_dir, force, self.cpus) for t in tasks]
         results = []
         for job, t in zip(jobs, tasks):
             bar.start_run(t.label)
@@ -176,20 +161,23 @@ class SubmititExecutor(Executor):
         return results
 
 
-def _requeueable_task() -> Any:
+def _requeueable_task(fn: TaskFn) -> Any:
     """A ``submitit.helpers.Checkpointable`` that reruns the same task when Slurm preempts or times it out.
 
     submitit calls ``checkpoint`` on preemption/timeout and requeues the returned submission (up to
     ``slurm_max_num_timeout`` times). The requeued task starts over, but ``execute_task`` skips nothing
     it must redo: finished pre-training checkpoints are reused and each run file is written atomically.
     """
-    import submitit
+    import submitit  # noqa: PLC0415  # optional extra [slurm]
 
     class RequeueableTask(submitit.helpers.Checkpointable):
-        def __call__(self, task: Task, out_dir: str, force: bool, threads: int) -> dict[str, Any]:
-            return execute_task(task, out_dir, force, threads)
+        def __init__(self, fn: TaskFn) -> None:
+            self.fn = fn
 
-    return RequeueableTask()
+        def __call__(self, task: Any, out_dir: str, force: bool, threads: int) -> dict[str, Any]:
+            return self.fn(task, out_dir, force, threads)
+
+    return RequeueableTask(fn)
 
 
 class DaskExecutor(Executor):
@@ -199,7 +187,7 @@ class DaskExecutor(Executor):
 
     def __init__(self, *, address: str | None = None, workers: int = 2, threads_per_worker: int | None = None) -> None:
         try:
-            import distributed
+            import distributed  # noqa: PLC0415  # optional extra [dask]
         except ImportError as e:
             raise MissingExtraError(
                 "the dask executor needs dask.distributed: pip install 'cascade-bench[dask]'"
@@ -209,7 +197,13 @@ class DaskExecutor(Executor):
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
 
     def run_waves(
-        self, waves: Sequence[Sequence[Task]], out_dir: str | Path, *, force: bool = False, progress: bool = True
+        self,
+        waves: Sequence[Sequence[Any]],
+        fn: TaskFn,
+        out_dir: str | Path,
+        *,
+        force: bool = False,
+        progress: bool = True,
     ) -> Iterator[list[dict[str, Any]]]:
         d = self.distributed
         cluster = None
@@ -222,14 +216,14 @@ class DaskExecutor(Executor):
             client = d.Client(cluster)
         self.client = client
         try:
-            yield from super().run_waves(waves, out_dir, force=force, progress=progress)
+            yield from super().run_waves(waves, fn, out_dir, force=force, progress=progress)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
 
-    def run_wave(self, tasks: list[Task], out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
-        futures = [self.client.submit(execute_task, t, out_dir, force, self.threads, pure=False) for t in tasks]
+    def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
+        futures = [self.client.submit(fn, t, out_dir, force, self.threads, pure=False) for t in tasks]
         labels = {f.key: t.label for f, t in zip(futures, tasks)}
         results = []
         for fut in self.distributed.as_completed(futures):
@@ -239,20 +233,77 @@ class DaskExecutor(Executor):
         return results
 
 
-EXECUTORS = ("local", "slurm", "dask")
-_FLAGS = {
-    "slurm": {"partition": "partition", "time": "time", "gpus_per_job": "gpus_per_job",
-              "cpus_per_job": "cpus_per_job", "cluster": "cluster"},
-    "dask": {"cluster": "address", "workers": "workers"},
-    "local": {},
-}  # fmt: skip
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class ExecutorOption:
+    """One option an executor takes, settable in the suite's ``[executor]`` table and by a CLI flag."""
+
+    name: str  # key in [executor] and keyword of the executor's constructor
+    type: type  # int or str
+    default: Any  # None: not passed unless set
+    help: str
+    flag: str = ""  # CLI flag name (without --, underscores) when it differs from ``name``
+    minimum: int = 1  # smallest allowed value of an integer option
+
+    @property
+    def cli(self) -> str:
+        return self.flag or self.name
+
+
+@dataclass(frozen=True)
+class ExecutorEntry:
+    """A registered executor: how to build it and the options it declares."""
+
+    build: Callable[..., Executor]  # (jobs=..., **options) -> Executor
+    options: tuple[ExecutorOption, ...] = ()
+    uses_jobs: bool = False  # takes --jobs (parallel local processes)
+
+    def option(self, name: str) -> ExecutorOption | None:
+        return next((o for o in self.options if o.name == name), None)
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Declared defaults, overridden by ``values``; options left at None are not passed."""
+        out = {o.name: values.get(o.name, o.default) for o in self.options}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+EXECUTORS: Registry[ExecutorEntry] = Registry("executor")
+
+
+def _local(*, jobs: int = 1) -> Executor:
+    return InProcessExecutor() if jobs == 1 else LocalPoolExecutor(jobs)
+
+
+EXECUTORS.register("local")(ExecutorEntry(_local, (), uses_jobs=True))
+EXECUTORS.register("slurm")(
+    ExecutorEntry(
+        lambda *, jobs=1, **o: SubmititExecutor(**o),
+        (
+            ExecutorOption("partition", str, None, "Slurm partition"),
+            ExecutorOption("time", int, 60, "time limit per job, minutes"),
+            ExecutorOption("gpus_per_job", int, 0, "GPUs per job", minimum=0),
+            ExecutorOption("cpus_per_job", int, 2, "CPUs per job (also torch threads)"),
+            ExecutorOption("cluster", str, None, "'local' for submitit's local executor (tests, laptops)"),
+        ),
+    )
+)
+EXECUTORS.register("dask")(
+    ExecutorEntry(
+        lambda *, jobs=1, **o: DaskExecutor(**o),
+        (
+            ExecutorOption("address", str, None, "scheduler address tcp://host:port (none: a LocalCluster)", "cluster"),
+            ExecutorOption("workers", int, 2, "workers of the LocalCluster"),
+        ),
+    )
+)
 
 
 def engine_options(engine: str, flags: dict[str, Any]) -> dict[str, Any]:
     """Map command-line executor flags to the options of ``engine``; a flag it does not take is an error."""
-    if engine not in _FLAGS:
-        raise ValueError(f"unknown executor {engine!r}; known: {', '.join(EXECUTORS)}")
-    table = _FLAGS[engine]
+    entry = EXECUTORS.get(engine)
+    table = {o.cli: o.name for o in entry.options}
     wrong = sorted(set(flags) - set(table))
     if wrong:
         allowed = ", ".join(f"--{k.replace('_', '-')}" for k in table) or "none"
@@ -263,15 +314,31 @@ def engine_options(engine: str, flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_executor(name: str, *, jobs: int = 1, **options: Any) -> Executor:
-    """Build an executor by name (``local``, ``slurm``, ``dask``)."""
+    """Build a registered executor by name with its options (declared defaults fill the rest)."""
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    if name == "local":
-        if options:
-            raise ValueError(f"the local executor takes no options, got {sorted(options)}")
-        return InProcessExecutor() if jobs == 1 else LocalPoolExecutor(jobs)
-    if name == "slurm":
-        return SubmititExecutor(**options)
-    if name == "dask":
-        return DaskExecutor(**options)
-    raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
+    entry = EXECUTORS.get(name)
+    unknown = sorted(k for k in options if entry.option(k) is None)
+    if unknown:
+        takes = ", ".join(o.name for o in entry.options) or "no options"
+        raise ValueError(f"the {name} executor has no option {unknown[0]!r}; it takes {takes}")
+    return entry.build(jobs=jobs, **entry.resolve(options))
+
+
+def build_executor(
+    suite_name: str,
+    suite_options: dict[str, Any],
+    suite_jobs: int,
+    *,
+    name: str | None = None,
+    jobs: int | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Executor:
+    """The executor a run uses: the suite's ``[executor]`` table, overridden by command-line flags.
+
+    The suite's options apply only when the flags do not switch to another engine.
+    """
+    engine = name or suite_name
+    options = dict(suite_options) if engine == suite_name else {}
+    options.update(engine_options(engine, flags or {}))
+    return make_executor(engine, jobs=jobs if jobs is not None else suite_jobs, **options)

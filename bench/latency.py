@@ -114,7 +114,7 @@ class _Rapl:
 
 class _Nvml:
     def __init__(self, index: int) -> None:
-        import pynvml
+        import pynvml  # noqa: PLC0415  # optional extra [nvml]
 
         pynvml.nvmlInit()
         self.pynvml = pynvml

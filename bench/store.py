@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import platform
@@ -24,25 +25,26 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 import cascade
+from bench.record import SCHEMA_VERSION, RunRecord, StoreError
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "ResultStore", "StoreError"]
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class StoreError(ValueError):
-    """A results folder or file that cannot be read."""
-
-
 def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    """Sorted, compact JSON; a value JSON cannot represent raises ``TypeError`` (never hashed as a repr)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def config_hash(obj: Any, n: int = 16) -> str:
@@ -71,8 +73,6 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    import io
-
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -138,10 +138,16 @@ def now() -> str:
 
 
 class ResultStore:
-    """One output folder."""
+    """One output folder.
+
+    Run files that cannot be read (corrupt, another schema) are skipped by :meth:`iter_runs`
+    and :meth:`completed` (a rerun replaces them); each is described once in :attr:`problems`,
+    which ``bench run`` and the report show.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.problems: dict[Path, str] = {}
 
     def run_path(self, variant: str, key: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in variant)
@@ -153,51 +159,70 @@ class ResultStore:
     def exits_path(self, key: str) -> Path:
         return self.root / "exits" / f"{key}.npz"
 
-    def write_run(self, record: dict[str, Any]) -> Path:
-        path = self.run_path(record["variant"], record["key"])
-        atomic_write_json(path, record)
+    def write_run(self, record: RunRecord) -> Path:
+        path = self.run_path(record.variant, record.key)
+        atomic_write_json(path, record.to_json())
         return path
 
-    def read_run(self, path: Path) -> dict[str, Any]:
+    def read_run(self, path: Path) -> RunRecord:
+        """The record in ``path``; :class:`StoreError` naming the file when it cannot be read."""
         try:
             data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise StoreError(f"{path}: not valid JSON ({e}); delete it to rerun that run") from None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
-            raise StoreError(f"{path}: schema {data.get('schema') if isinstance(data, dict) else '?'} "
-                             f"is not {SCHEMA_VERSION}")  # fmt: skip
-        return data
+        return RunRecord.from_json(data, str(path))
 
-    def iter_runs(self) -> Iterator[dict[str, Any]]:
-        """Every run record in the folder (temporary files skipped)."""
+    def _read_or_note(self, path: Path) -> RunRecord | None:
+        try:
+            return self.read_run(path)
+        except StoreError as e:
+            self.problems[path] = str(e)
+            return None
+
+    def iter_runs(self) -> Iterator[RunRecord]:
+        """Every readable run record in the folder (temporary files skipped; unreadable ones noted)."""
         runs = self.root / "runs"
         if not runs.is_dir():
             return
         for path in sorted(runs.glob("*/*.json")):
-            yield self.read_run(path)
+            record = self._read_or_note(path)
+            if record is not None:
+                yield record
 
-    def latest_runs(self) -> list[dict[str, Any]]:
+    def latest_runs(self) -> list[RunRecord]:
         """One record per (variant, seed): the most recently finished.
 
         A folder keeps the files of runs made with earlier settings (a changed threshold list, say);
         reports and ``summary.csv`` describe the latest run of each variant and seed.
         """
-        latest: dict[tuple[str, int], dict[str, Any]] = {}
+        latest: dict[tuple[str, int], RunRecord] = {}
         for rec in self.iter_runs():
-            k = (rec["variant"], rec["seed"])
-            if k not in latest or rec.get("finished", "") >= latest[k].get("finished", ""):
+            k = (rec.variant, rec.seed)
+            if k not in latest or rec.finished >= latest[k].finished:
                 latest[k] = rec
         return list(latest.values())
 
-    def completed(self, variant: str, key: str) -> dict[str, Any] | None:
+    def completed(self, variant: str, key: str) -> RunRecord | None:
+        """The finished record of this run, else None (missing, failed, or unreadable: noted, then rerun)."""
         path = self.run_path(variant, key)
         if not path.is_file():
             return None
-        try:
-            record = self.read_run(path)
-        except StoreError:
-            return None
-        return record if record.get("status") == "ok" else None
+        record = self._read_or_note(path)
+        return record if record is not None and record.ok else None
+
+
+def save_exit_outputs(path: Path, val_logits: Sequence[torch.Tensor], val_y: torch.Tensor,
+                      test_logits: Sequence[torch.Tensor], test_y: torch.Tensor) -> None:  # fmt: skip
+    """Per-sample, per-exit predictions and confidences for re-analysis (not committed)."""
+    arrays: dict[str, np.ndarray] = {}
+    for split, logits, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
+        probs = [torch.softmax(z.float(), 1) for z in logits]
+        arrays[f"{split}_y"] = y.cpu().numpy().astype(np.int16)
+        arrays[f"{split}_pred"] = torch.stack([p.argmax(1) for p in probs], 1).cpu().numpy().astype(np.int16)
+        arrays[f"{split}_maxprob"] = torch.stack([p.amax(1) for p in probs], 1).cpu().numpy().astype(np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
+    atomic_write_bytes(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- the tidy table
@@ -208,56 +233,9 @@ SUMMARY_FIRST = [
 ]  # fmt: skip
 
 
-def tidy_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per threshold of a finished run (the columns of ``summary.csv``)."""
-    rows = []
-    names = record["exits"]["names"]
-    latency: dict[tuple[Any, int], float] = {}
-    for item in (record.get("latency") or {}).get("cascade", []):
-        latency[(item["threshold"], item["batch_size"])] = item["per_sample_median"]
-    for t in record["thresholds"]:
-        row: dict[str, Any] = {
-            "suite": record["suite"],
-            "variant": record["variant"],
-            "variant_base": record["variant_base"],
-            "loss": record["loss"],
-            "exits": "+".join(record["exits_at"]) or "none",
-            "dataset": record["dataset"],
-            "policy": record["policy"],
-            "seed": record["seed"],
-            "threshold": t["threshold"],
-            "accuracy": t["accuracy"],
-            "val_accuracy": t["val_accuracy"],
-            "early_share": t["early_share"],
-        }
-        for name, share in zip(names, t["exit_share"]):
-            row[f"share_{name}"] = share
-        for name, acc in zip(names, record["exits"]["test_accuracy"]):
-            row[f"exit_accuracy_{name}"] = acc
-        row["macs"] = t["macs_expected"]
-        row["flops"] = t["flops_expected"]
-        row["macs_counted"] = t.get("macs_counted")
-        for table, value in t["energy_expected"].items():
-            row[f"energy_{table}"] = value
-        row["saved_vs_base"] = t["saved_vs_base"]
-        row["saved_vs_full"] = t["saved_vs_full"]
-        for table, value in t["energy_saved_vs_base"].items():
-            row[f"energy_saved_vs_base_{table}"] = value
-        for (thr, bs), value in latency.items():
-            if thr == t["threshold"]:
-                row[f"latency_s_per_sample_b{bs}"] = value
-        row["params"] = record["cost"]["per_exit"][-1]["params"]
-        row["total_steps"] = record["training"].get("total_steps")
-        row["key"] = record["key"]
-        rows.append(row)
-    return rows
-
-
-def summary_frame(store: ResultStore) -> Any:
-    """All finished runs of a folder as one tidy DataFrame (one row per run x threshold)."""
-    import pandas as pd
-
-    rows = [row for rec in store.latest_runs() if rec.get("status") == "ok" for row in tidy_rows(rec)]
+def summary_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """Finished runs as one tidy DataFrame (one row per run x threshold): ``RunRecord.rows`` stacked."""
+    rows = [row for rec in records if rec.ok for row in rec.rows()]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=SUMMARY_FIRST)
@@ -267,7 +245,7 @@ def summary_frame(store: ResultStore) -> Any:
 
 def write_summary(store: ResultStore) -> Path:
     """Write ``summary.csv`` atomically and return its path."""
-    frame = summary_frame(store)
+    frame = summary_frame(store.latest_runs())
     path = store.root / "summary.csv"
     atomic_write_bytes(path, frame.to_csv(index=False).encode())
     return path

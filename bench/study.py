@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
-from bench.report import Results, _at, load_results, metric_by_seed
+from bench.record import RunRecord
+from bench.results import Results, load_results, metric_by_seed
 
 
 @dataclass
@@ -48,20 +49,20 @@ class Claim:
     verdict: str = ""
 
 
-def tradeoff_auc(record: dict[str, Any]) -> float:
+def tradeoff_auc(record: RunRecord) -> float:
     """Area under accuracy against early-exit share over the threshold sweep (trapezoids on [0, 1])."""
-    pts = sorted((t["early_share"], t["accuracy"]) for t in record["thresholds"] if t["threshold"] is not None)
+    pts = sorted((t.early_share, t.accuracy) for t in record.thresholds or [] if t.threshold is not None)
     if len(pts) < 2 or pts[0][0] > 1e-9 or pts[-1][0] < 1 - 1e-9:
         return math.nan  # the sweep must run from nobody to everybody leaving early
     return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(pts))
 
 
 def _auc_by_seed(results: Results, variant: str) -> dict[int, float]:
-    return {int(r["seed"]): tradeoff_auc(r) for r in results.records_of(variant)}
+    return {int(r.seed): tradeoff_auc(r) for r in results.records_of(variant)}
 
 
 def _by_seed_at(results: Results, variant: str, key: str, threshold: float) -> dict[int, float]:
-    return {int(r["seed"]): float(_at(r, threshold)[key]) for r in results.records_of(variant)}
+    return results.by_seed(variant, key, threshold)
 
 
 def _claim(dataset: str, claim: str, comparison: str, metric: str, a: dict[int, float], b: dict[int, float]) -> Claim:
@@ -75,12 +76,12 @@ def _variant(results: Results, loss: str, exits: Sequence[str], lam: float | Non
     """The variant with this loss and exits (the study's firm: pretrained with base, lambda as given)."""
     for v in results.variants:
         r = results.records_of(v)[0]
-        if r["loss"] != loss or r["exits_at"] != list(exits):
+        if r.loss != loss or r.exits_at != list(exits):
             continue
-        pre = r["config"]["job"].get("pretrain")
+        pre = r.config["job"].get("pretrain")
         if loss == "firm" and (pre is None or pre["loss"] != "base"):
             continue
-        if lam is not None and float(r["config"]["job"]["loss_options"].get("lambda", 0.6)) != lam:
+        if lam is not None and float(r.config["job"]["loss_options"].get("lambda", 0.6)) != lam:
             continue
         return v
     return None
@@ -123,7 +124,7 @@ def claims_for(results: Results, dataset: str) -> list[Claim]:
                 )
             )
     for v in results.variants:
-        if results.records_of(v)[0]["exits_at"] and "[" not in v:
+        if results.records_of(v)[0].exits_at and "[" not in v:
             out.append(
                 _claim(
                     dataset,
@@ -137,9 +138,9 @@ def claims_for(results: Results, dataset: str) -> list[Claim]:
     sweeps: dict[str, dict[float, str]] = {}
     for v in results.variants:
         r = results.records_of(v)[0]
-        lam = next((val for k, val in r["sweep"].items() if k.endswith("lambda")), None)
+        lam = next((val for k, val in r.sweep.items() if k.endswith("lambda")), None)
         if lam is not None:
-            sweeps.setdefault(r["variant_base"], {})[float(lam)] = v
+            sweeps.setdefault(r.variant_base, {})[float(lam)] = v
     for base, by_lam in sweeps.items():
         lo, hi = min(by_lam), max(by_lam)
         out.append(
@@ -179,7 +180,7 @@ def cost_rows(results: Results, dataset: str) -> list[dict[str, Any]]:
         esaved = stats.t_interval(list(metric_by_seed(results, v, "energy_saved", thr).values()))
         lat: dict[int, list[float]] = {}
         for r in recs:
-            for item in (r.get("latency") or {}).get("cascade", []):
+            for item in r.latency.cascade if r.latency else []:
                 if item["threshold"] is None or math.isclose(item["threshold"], thr):
                     lat.setdefault(item["batch_size"], []).append(
                         1 - item["dynamic"]["median"] / item["full"]["median"]
@@ -223,8 +224,8 @@ def render(folders: Sequence[Path]) -> str:
         name = res.suite.name if res.suite and res.suite.name == folder.name else folder.name
         all_claims += claims_for(res, name)
         costs += cost_rows(res, name)
-        overrides = sorted({o for r in res.records for o in r["config"].get("overrides", [])})
-        seeds = sorted({r["seed"] for r in res.records})
+        overrides = sorted({o for r in res.records for o in r.config.get("overrides", [])})
+        seeds = sorted({r.seed for r in res.records})
         settings.append(f"- `{folder}`: {len(res.records)} runs, seeds {seeds}, overrides {overrides or 'none'}")
     lines += [
         "## Claims",

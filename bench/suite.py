@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import itertools
 import sys
 import types
@@ -23,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, cast
 
+from bench.cost import energy_table_names, load_energy_table
+from bench.executors import EXECUTORS
 from cascade.data import DATASETS
 from cascade.exits import POLICIES
-from cascade.losses import LOSSES, loss_option_names
+from cascade.losses import LOSSES, build_loss, loss_option_names
 from cascade.models import MODELS
-from cascade.models.study_cnn import parse_position
+from cascade.train import ConfigError, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,16 +88,10 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class TrainSpec:
-    """``[train]``: optimiser and loop settings (defaults = the study's)."""
+class TrainSpec(TrainConfig):
+    """``[train]``: the trainer's :class:`cascade.train.TrainConfig` (one definition, validated there) plus
+    what only the harness knows."""
 
-    epochs: int = 20  # passes over the training split
-    lr: float = 0.001  # SGD learning rate
-    momentum: float = 0.5  # SGD momentum
-    batch_size: int = 64  # mini-batch size
-    weight_decay: float = 0.0  # L2 penalty
-    log_every: int = 100  # log the training loss every N iterations
-    eval_batch_size: int = 1000  # batch size of validation/test passes
     equal_budget: bool = False  # variants with pre-training train epochs - pretrain_epochs themselves
 
 
@@ -146,31 +141,20 @@ class BudgetSpec:
 
 @dataclass(frozen=True)
 class ExecutorSpec:
-    """``[executor]``: where runs execute by default (command-line flags override it)."""
+    """``[executor]``: where runs execute by default (command-line flags override it).
 
-    name: Literal["local", "slurm", "dask"] = "local"  # local process(es), Slurm via submitit, or Dask
+    Besides ``name`` and ``jobs``, the table takes the options that the named executor declares in
+    :data:`bench.executors.EXECUTORS` (e.g. slurm: partition, time, gpus_per_job, cpus_per_job;
+    dask: address, workers).
+    """
+
+    name: str = "local"  # a registered executor: local process(es), Slurm via submitit, or Dask
     jobs: int = 1  # local: parallel processes (1 = in the driver process)
-    partition: str | None = None  # slurm: partition
-    time: int = 60  # slurm: time limit per job, minutes
-    gpus_per_job: int = 0  # slurm: GPUs per job
-    cpus_per_job: int = 2  # slurm: CPUs per job (also torch threads)
-    address: str | None = None  # dask: scheduler address tcp://host:port (none: a LocalCluster)
-    workers: int = 2  # dask: workers of the LocalCluster
+    values: dict[str, Any] = field(default_factory=dict)  # the executor's own options, as given
 
     def options(self) -> dict[str, Any]:
-        """Keyword options of :func:`bench.executors.make_executor` for this engine."""
-        if self.name == "slurm":
-            opts: dict[str, Any] = {
-                "time": self.time,
-                "gpus_per_job": self.gpus_per_job,
-                "cpus_per_job": self.cpus_per_job,
-            }
-            if self.partition:
-                opts["partition"] = self.partition
-            return opts
-        if self.name == "dask":
-            return {"workers": self.workers, **({"address": self.address} if self.address else {})}
-        return {}
+        """Keyword options of the executor: its declared defaults, overridden by the suite's values."""
+        return EXECUTORS.get(self.name).resolve(self.values)
 
 
 @dataclass(frozen=True)
@@ -183,7 +167,7 @@ class VariantSpec:
     policy: str = "max-prob"  # exit policy at test time
     policy_options: dict[str, Any] = field(default_factory=dict)  # e.g. patience = 2
     loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. alpha, lambda, penalty_at
-    pretrain: Literal["none", "base", "sum", "default"] = "default"  # firm: base, firm-gated: sum, others: none
+    pretrain: Literal["none", "base", "sum", "default"] = "default"  # default: the loss's declared default_pretrain
     pretrain_epochs: int | None = None  # epochs of pre-training; default the suite's train.epochs
     epochs: int | None = None  # this variant's own epochs; default train.epochs
     train: dict[str, Any] = field(default_factory=dict)  # overrides of [train] for this variant
@@ -191,9 +175,10 @@ class VariantSpec:
 
     @property
     def resolved_pretrain(self) -> str:
+        """The pre-training mode: the variant's own, else the loss's declared default."""
         if self.pretrain != "default":
             return self.pretrain
-        return {"firm": "base", "firm-gated": "sum"}.get(self.loss, "none")
+        return LOSSES.get(self.loss).default_pretrain
 
 
 @dataclass(frozen=True)
@@ -247,12 +232,11 @@ def _coerce(value: Any, tp: Any, file: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        errors = []
         for a in args:
             try:
                 return _coerce(value, a, file, key)
-            except SuiteError as e:
-                errors.append(e)
+            except SuiteError:
+                continue  # try the next member of the union; the message below names them all
         raise SuiteError(file, key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         allowed = typing.get_args(tp)
@@ -310,11 +294,6 @@ def _build(cls: type, data: Any, file: Any, prefix: str, *, extra_ok: Sequence[s
     return cls(**kwargs)
 
 
-def _builder_options(obj: Any, reserved: Sequence[str]) -> list[str]:
-    sig = inspect.signature(obj)
-    return [p for p in sig.parameters if p not in reserved and p != "self"]
-
-
 # --------------------------------------------------------------------------- checks
 
 
@@ -335,26 +314,28 @@ def _check_name(file: Any, key: str, registry: Any, name: str) -> None:
 def _validate_train_overrides(file: Any, key: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     hints = typing.get_type_hints(TrainSpec)
     out = {}
-    names = [f.name for f in dataclasses.fields(TrainSpec)]
+    names = _train_keys()
     for k, v in overrides.items():
         if k not in names:
             raise _unknown_key(file, f"{key}.{k}", k, names)
         out[k] = _coerce(v, hints[k], file, f"{key}.{k}")
-    _check_train(file, key, dataclasses.replace(TrainSpec(), **out))
+    _check_train(file, key, out)
     return out
 
 
-def _check_train(file: Any, key: str, t: TrainSpec) -> None:
-    _check_range(file, f"{key}.epochs", t.epochs >= 0, "an integer >= 0", t.epochs)
-    _check_range(file, f"{key}.lr", t.lr > 0, "a number > 0", t.lr)
-    _check_range(file, f"{key}.momentum", 0 <= t.momentum < 1, "a number in [0, 1)", t.momentum)
-    _check_range(file, f"{key}.batch_size", t.batch_size >= 2, "an integer >= 2", t.batch_size)
-    _check_range(file, f"{key}.weight_decay", t.weight_decay >= 0, "a number >= 0", t.weight_decay)
-    _check_range(file, f"{key}.log_every", t.log_every >= 1, "an integer >= 1", t.log_every)
-    _check_range(file, f"{key}.eval_batch_size", t.eval_batch_size >= 1, "an integer >= 1", t.eval_batch_size)
+def _train_keys() -> list[str]:
+    return [*TrainConfig.run_fields(), "equal_budget"]
 
 
-def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec) -> None:
+def _check_train(file: Any, key: str, values: Mapping[str, Any]) -> TrainSpec:
+    """Build a :class:`TrainSpec` from coerced values; the trainer's own checks name the key."""
+    try:
+        return TrainSpec(**values)
+    except ConfigError as e:
+        raise SuiteError(file, f"{key}.{e.field}", e.message) from None
+
+
+def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, model_args: dict[str, Any]) -> None:
     if not v.name:
         raise SuiteError(file, f"{key}.name", "every variant needs a non-empty name")
     _check_name(file, f"{key}.loss", LOSSES, v.loss)
@@ -363,22 +344,21 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec) 
     for opt in v.loss_options:
         if opt not in allowed:
             raise _unknown_key(file, f"{key}.loss_options.{opt}", opt, allowed)
-    if v.loss == "firm-gated" and "exit_costs" in v.loss_options:
-        raise SuiteError(
-            file, f"{key}.loss_options.exit_costs", "is computed by the harness from the counted MACs; remove it"
-        )
+    for opt in LOSSES.get(v.loss).harness_options:
+        if opt in v.loss_options:
+            raise SuiteError(file, f"{key}.loss_options.{opt}", "is computed by the harness; remove it")
     policy_allowed = [f.name for f in dataclasses.fields(cast(Any, POLICIES.get(v.policy))) if f.name != "threshold"]
     for opt in v.policy_options:
         if opt not in policy_allowed:
             raise _unknown_key(file, f"{key}.policy_options.{opt}", opt, policy_allowed)
-    channels = suite_model.options.get("channels", (32, 64, 128))
-    for i, pos in enumerate(v.exits):
-        try:
-            parse_position(pos, len(channels))
-        except ValueError as e:
-            raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
     if len(set(v.exits)) != len(v.exits):
         raise SuiteError(file, f"{key}.exits", f"duplicate exit positions in {list(v.exits)}")
+    model_cls = MODELS.get(suite_model.name)
+    for i in range(len(v.exits)):  # one exit more at a time, so the error names the exit that is wrong
+        try:
+            model_cls.check(exits=v.exits[: i + 1], **suite_model.options, **model_args)
+        except (TypeError, ValueError) as e:
+            raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
     min_exits = LOSSES.get(v.loss).min_exits
     if len(v.exits) + 1 < min_exits:
         raise SuiteError(
@@ -490,6 +470,32 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
     return parse_suite(data, file=path)
 
 
+def _parse_executor(file: Any, raw: Any) -> ExecutorSpec:
+    """``[executor]``: ``name`` and ``jobs``, plus the options the named executor declares."""
+    if not isinstance(raw, dict):
+        raise SuiteError(file, "executor", f"expected a table, got {raw!r}")
+    name = raw.get("name", ExecutorSpec.name)
+    if not isinstance(name, str):
+        raise SuiteError(file, "executor.name", f"expected a string, got {name!r}")
+    _check_name(file, "executor.name", EXECUTORS, name)
+    entry = EXECUTORS.get(name)
+    jobs = _coerce(raw.get("jobs", 1), int, file, "executor.jobs")
+    _check_range(file, "executor.jobs", jobs >= 1, "an integer >= 1", jobs)
+    allowed = ["name", "jobs", *(o.name for o in entry.options)]
+    values: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k in ("name", "jobs"):
+            continue
+        option = entry.option(k)
+        if option is None:
+            raise _unknown_key(file, f"executor.{k}", k, allowed)
+        values[k] = _coerce(v, option.type, file, f"executor.{k}")
+        if option.type is int:
+            low = option.minimum
+            _check_range(file, f"executor.{k}", values[k] >= low, f"an integer >= {low}", values[k])
+    return ExecutorSpec(name, jobs, values)
+
+
 def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     """Validate raw TOML data into a :class:`Suite`."""
     tables = ("suite", "dataset", "model", "train", "evaluation", "report", "check", "budget", "executor", "variants")
@@ -512,8 +518,8 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     if not isinstance(ds_name, str):
         raise SuiteError(file, "dataset.name", f"expected a string, got {ds_name!r}")
     _check_name(file, "dataset.name", DATASETS, ds_name)
-    ds_opts = _builder_options(DATASETS.get(ds_name), ("root", "download"))
-    dataset = _build(DatasetSpec, ds_raw, file, "dataset", extra_ok=ds_opts)
+    ds_entry = DATASETS.get(ds_name)
+    dataset = _build(DatasetSpec, ds_raw, file, "dataset", extra_ok=ds_entry.option_names())
     _check_range(file, "dataset.val_fraction", 0 < dataset.val_fraction < 1, "a number in (0, 1)", dataset.val_fraction)
     _check_range(file, "dataset.train_size", dataset.train_size >= 0, "an integer >= 0 (0 = all)", dataset.train_size)
     for k, v in dataset.options.items():
@@ -526,15 +532,19 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     if not isinstance(m_name, str):
         raise SuiteError(file, "model.name", f"expected a string, got {m_name!r}")
     _check_name(file, "model.name", MODELS, m_name)
-    m_opts = _builder_options(MODELS.get(m_name), ("exits", "num_classes", "in_channels", "input_size"))
-    model = _build(ModelSpec, m_raw, file, "model", extra_ok=m_opts)
+    model_cls = MODELS.get(m_name)
+    model = _build(ModelSpec, m_raw, file, "model", extra_ok=model_cls.option_names())
+    shape = ds_entry.shape(**dataset.options)
+    model_args = {"num_classes": ds_entry.num_classes, "in_channels": shape[0], "input_size": shape[-1]}
     try:
-        MODELS.get(m_name)(**model.options)
+        model_cls.check(exits=(), **model.options, **model_args)
     except (TypeError, ValueError) as e:
         raise SuiteError(file, "model", str(e)) from None
 
-    train = _build(TrainSpec, data.get("train", {}), file, "train")
-    _check_train(file, "train", train)
+    train_raw = data.get("train", {})
+    if not isinstance(train_raw, dict):
+        raise SuiteError(file, "train", f"expected a table, got {train_raw!r}")
+    train = _check_train(file, "train", _validate_train_overrides(file, "train", train_raw))
 
     evaluation = _build(EvaluationSpec, data.get("evaluation", {}), file, "evaluation")
     if not evaluation.thresholds:
@@ -559,8 +569,6 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     _check_range(
         file, "evaluation.latency_warmup", evaluation.latency_warmup >= 0, "an integer >= 0", evaluation.latency_warmup
     )
-    from bench.cost import energy_table_names, load_energy_table
-
     try:
         load_energy_table(evaluation.energy_table)
     except (FileNotFoundError, ValueError) as e:
@@ -581,10 +589,7 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
         ok = b > 0 and (budget.unit != "fraction" or b <= 1.5)
         _check_range(file, f"budget.values[{i}]", ok, "> 0 (and <= 1.5 for unit 'fraction')", b)
     _check_range(file, "budget.grid", budget.grid >= 3, "an integer >= 3", budget.grid)
-    executor = _build(ExecutorSpec, data.get("executor", {}), file, "executor")
-    for name in ("jobs", "time", "cpus_per_job", "workers"):
-        _check_range(file, f"executor.{name}", getattr(executor, name) >= 1, "an integer >= 1", getattr(executor, name))
-    _check_range(file, "executor.gpus_per_job", executor.gpus_per_job >= 0, "an integer >= 0", executor.gpus_per_job)
+    executor = _parse_executor(file, data.get("executor", {}))
 
     raw_variants = data.get("variants")
     if not isinstance(raw_variants, list) or not raw_variants:
@@ -601,20 +606,20 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
         if v.name in seen:
             raise SuiteError(file, f"{key}.name", f"duplicate variant name {v.name!r} (also variants[{seen[v.name]}])")
         seen[v.name] = i
-        _check_variant(file, key, v, model)
+        _check_variant(file, key, v, model, model_args)
         for resolved, point in expand_variant(v, file):
             where = f"{key} with {point}" if point else key
-            _check_variant(file, where, resolved, model)
+            _check_variant(file, where, resolved, model, model_args)
             if resolved.train:
                 _validate_train_overrides(file, f"{where}.train", resolved.train)
             try:
-                from cascade.losses import build_loss
-
-                opts = dict(resolved.loss_options)
-                build_loss(resolved.loss, opts)
-                POLICIES.get(resolved.policy)(**resolved.policy_options)
+                build_loss(resolved.loss, dict(resolved.loss_options), num_exits=len(resolved.exits) + 1)
             except (TypeError, ValueError) as e:
                 raise SuiteError(file, f"{where}.loss_options", str(e)) from None
+            try:
+                POLICIES.get(resolved.policy)(**resolved.policy_options)
+            except (TypeError, ValueError) as e:
+                raise SuiteError(file, f"{where}.policy_options", str(e)) from None
         variants.append(v)
     names = [v.name for v in variants]
     if report.reference not in names and "report" in data and "reference" in data["report"]:

@@ -43,6 +43,12 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (for tests and plugins that register temporarily); returns what was registered."""
+        if name not in self._items:
+            raise UnknownNameError(self.unknown_message(name))
+        return self._items.pop(name)
+
     def get(self, name: str) -> T:
         """Return the object registered under ``name`` or raise listing the known names."""
         try:

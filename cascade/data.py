@@ -23,6 +23,7 @@ tensor operations; nothing runs per sample in Python.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torchvision
 
 from cascade._registry import Registry
 
@@ -93,7 +95,38 @@ class RawData:
 
 
 DatasetBuilder = Callable[..., RawData]
-DATASETS: Registry[DatasetBuilder] = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: its builder and what is known about it without loading it."""
+
+    builder: DatasetBuilder  # (root=..., download=..., **options) -> RawData
+    input_shape: tuple[int, ...] | Callable[..., tuple[int, ...]]  # (C, H, W), or a function of the options
+    num_classes: int
+
+    def shape(self, **options: Any) -> tuple[int, ...]:
+        """Input shape (C, H, W) for these dataset options."""
+        return tuple(self.input_shape(**options)) if callable(self.input_shape) else tuple(self.input_shape)
+
+    def option_names(self) -> list[str]:
+        """The builder's own keyword options (what a suite may set besides the common keys)."""
+        return [p for p in inspect.signature(self.builder).parameters if p not in ("root", "download")]
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def register_dataset(
+    name: str, *, input_shape: tuple[int, ...] | Callable[..., tuple[int, ...]], num_classes: int
+) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Decorator: register a builder under ``name`` with its input shape and number of classes."""
+
+    def deco(builder: DatasetBuilder) -> DatasetBuilder:
+        DATASETS.register(name)(DatasetEntry(builder, input_shape, num_classes))
+        return builder
+
+    return deco
 
 
 def default_root() -> Path:
@@ -106,7 +139,6 @@ def default_root() -> Path:
 
 
 def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bool) -> RawData:
-    import torchvision
 
     root = Path(root) if root is not None else default_root()
     raw = root / folder / "raw"
@@ -138,12 +170,12 @@ def _missing_message(folder: str, raw: Path, missing: list[str], why: str) -> st
     )
 
 
-@DATASETS.register("mnist")
+@register_dataset("mnist", input_shape=(1, 28, 28), num_classes=10)
 def mnist(*, root: Path | None = None, download: bool = True) -> RawData:
     return _torchvision_idx("MNIST", "MNIST", root, download)
 
 
-@DATASETS.register("fashion_mnist")
+@register_dataset("fashion_mnist", input_shape=(1, 28, 28), num_classes=10)
 def fashion_mnist(*, root: Path | None = None, download: bool = True) -> RawData:
     return _torchvision_idx("FashionMNIST", "FashionMNIST", root, download)
 
@@ -160,7 +192,7 @@ def add_noise(x: torch.Tensor, *, sigma: float, salt_pepper: float, seed: int) -
     return noisy.clamp_(0.0, 1.0)
 
 
-@DATASETS.register("noisy_mnist")
+@register_dataset("noisy_mnist", input_shape=(1, 28, 28), num_classes=10)
 def noisy_mnist(
     *,
     root: Path | None = None,
@@ -179,10 +211,10 @@ def noisy_mnist(
     )
 
 
-@DATASETS.register("digits")
+@register_dataset("digits", input_shape=lambda size=28, **_: (1, size, size), num_classes=10)
 def digits(*, root: Path | None = None, download: bool = True, size: int = 28) -> RawData:
     """scikit-learn's 1,797 8x8 digits (values 0..16), upsampled; fixed 20 % test split."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # noqa: PLC0415  # heavy (~1 s); only the digits dataset needs it
 
     bunch = load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).div_(16.0).unsqueeze(1)  # (N, 1, 8, 8)
@@ -194,22 +226,10 @@ def digits(*, root: Path | None = None, download: bool = True, size: int = 28) -
     return RawData(x[train], y[train], x[test], y[test], 10)
 
 
-#: Input shape (C, H, W) and number of classes of each dataset, known without loading it.
-DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "mnist": ((1, 28, 28), 10),
-    "fashion_mnist": ((1, 28, 28), 10),
-    "noisy_mnist": ((1, 28, 28), 10),
-    "digits": ((1, 28, 28), 10),
-}
-
-
 def dataset_shape(name: str, **options: Any) -> tuple[tuple[int, ...], int]:
     """(input shape, number of classes) of dataset ``name`` without loading it."""
-    DATASETS.get(name)  # unknown names raise with the list of known ones
-    shape, classes = DATASET_SHAPES[name]
-    if name == "digits" and "size" in options:
-        shape = (1, int(options["size"]), int(options["size"]))
-    return shape, classes
+    entry = DATASETS.get(name)  # unknown names raise with the list of known ones
+    return entry.shape(**options), entry.num_classes
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:
@@ -244,7 +264,7 @@ def load_dataset(
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    builder = DATASETS.get(name)
+    builder = DATASETS.get(name).builder
     raw = builder(root=Path(root) if root is not None else None, download=download, **options)
     n = len(raw.train_y)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))

@@ -18,6 +18,7 @@ applied to the full computation (every exit on every sample); tests check it.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from cascade._registry import Registry
 from cascade.models._base import MultiExitModel
@@ -55,43 +58,40 @@ class ExitPolicy:
 POLICIES: Registry[type[ExitPolicy]] = Registry("exit policy")
 
 
-def _check_threshold(t: float) -> None:
-    if not 0.0 <= t <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {t}")
-
-
-@POLICIES.register("max-prob")
 @dataclass(frozen=True)
-class MaxProbPolicy(ExitPolicy):
-    name: ClassVar[str] = "max-prob"
-    threshold: float = 0.6  # leave when max softmax probability > threshold
+class ThresholdPolicy(ExitPolicy):
+    """Leave when the policy's confidence score exceeds ``threshold``."""
+
+    threshold: float = 0.6  # leave when confidence > threshold
 
     def __post_init__(self) -> None:
-        _check_threshold(self.threshold)
-
-    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
-        return F.softmax(logits, dim=1).amax(dim=1)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
 
     def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         return self.confidence(logits) > self.threshold, state
 
 
+@POLICIES.register("max-prob")
+@dataclass(frozen=True)
+class MaxProbPolicy(ThresholdPolicy):
+    name: ClassVar[str] = "max-prob"
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.softmax(logits, dim=1).amax(dim=1)
+
+
 @POLICIES.register("entropy")
 @dataclass(frozen=True)
-class EntropyPolicy(ExitPolicy):
-    name: ClassVar[str] = "entropy"
-    threshold: float = 0.6  # leave when 1 - H / log K > threshold
+class EntropyPolicy(ThresholdPolicy):
+    """confidence = 1 - H / log K."""
 
-    def __post_init__(self) -> None:
-        _check_threshold(self.threshold)
+    name: ClassVar[str] = "entropy"
 
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(logits, dim=1)
         entropy = -(log_p.exp() * log_p).sum(dim=1)
         return 1.0 - entropy / math.log(logits.shape[1])
-
-    def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        return self.confidence(logits) > self.threshold, state
 
 
 @POLICIES.register("patience")
@@ -210,11 +210,6 @@ def optimise_for_inference(model: MultiExitModel, *, channels_last: bool | None 
     stores activations NHWC, which makes pooling and small-channel convolutions several times faster
     on CPUs. MAC counts are always taken on the unfused model.
     """
-    import copy
-
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
-
     fused = copy.deepcopy(model).eval()
     for module in fused.modules():
         if not isinstance(module, nn.Sequential):

@@ -93,6 +93,15 @@ class Loss:
     min_exits: ClassVar[int] = 1
     #: TOML spelling -> field name, for options whose natural name is a Python keyword.
     aliases: ClassVar[dict[str, str]] = {}
+    #: Pre-training a variant with this loss gets unless the suite says otherwise ("none", "base", "sum").
+    default_pretrain: ClassVar[str] = "none"
+    #: Options the harness computes and passes in (not settable in a suite), e.g. per-exit costs.
+    harness_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def harness_values(cls, *, relative_exit_costs: Sequence[float]) -> dict[str, Any]:
+        """Values of :attr:`harness_options` from what the harness knows (C_l / C_L in MACs)."""
+        return {}
 
     def __call__(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -167,6 +176,9 @@ class _GatedLoss(Loss):
     _alpha_now: float = field(default=float("nan"), init=False, repr=False)
 
     def __post_init__(self) -> None:
+        for name in ("alpha", "lam", "centre", "alpha_start"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{self.aliases_inverse().get(name, name)} must be finite, got {getattr(self, name)}")
         if self.alpha <= 0 or self.alpha_start <= 0:
             raise ValueError(f"alpha and alpha_start must be > 0, got {self.alpha}, {self.alpha_start}")
         if not 0.0 < self.centre < 1.0:
@@ -176,6 +188,10 @@ class _GatedLoss(Loss):
         if self.alpha_warmup_epochs < 0:
             raise ValueError(f"alpha_warmup_epochs must be >= 0, got {self.alpha_warmup_epochs}")
         self._alpha_now = self.alpha_at(0)
+
+    @classmethod
+    def aliases_inverse(cls) -> dict[str, str]:
+        return {v: k for k, v in cls.aliases.items()}
 
     def alpha_at(self, epoch: int) -> float:
         """alpha_start * (alpha / alpha_start) ** (epoch / N), capped at alpha."""
@@ -197,6 +213,7 @@ class FirmCascadeLoss(_GatedLoss):
     """The study's element-wise firm cascade (see the module docstring)."""
 
     name: ClassVar[str] = "firm"
+    default_pretrain: ClassVar[str] = "base"  # the study pre-trains backbone and final exit with base
     penalty_at: Literal["label", "max"] = "label"  # how the vector penalty (1 - g(V_1)) is reduced
 
     def __post_init__(self) -> None:
@@ -226,7 +243,13 @@ class GatedCascadeLoss(_GatedLoss):
     """Exit-probability mixture with an expected-cost penalty (see the module docstring)."""
 
     name: ClassVar[str] = "firm-gated"
+    default_pretrain: ClassVar[str] = "sum"  # the gate needs trained exit heads to open
+    harness_options: ClassVar[tuple[str, ...]] = ("exit_costs",)
     exit_costs: list[float] | None = None  # C_l / C_L per exit (cumulative cost share); None = all 1
+
+    @classmethod
+    def harness_values(cls, *, relative_exit_costs: Sequence[float]) -> dict[str, Any]:
+        return {"exit_costs": list(relative_exit_costs)}
 
     def check_exits(self, num_exits: int) -> None:
         super().check_exits(num_exits)

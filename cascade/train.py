@@ -13,6 +13,8 @@ epoch and iteration.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -23,31 +25,59 @@ from cascade.losses import Loss
 from cascade.models._base import MultiExitModel
 
 
+class ConfigError(ValueError):
+    """An impossible training setting; ``field`` names it (the suite reports it under ``train.<field>``)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        self.field, self.message = field_name, message
+        super().__init__(f"{field_name}: {message}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser and loop settings (defaults = the study's)."""
+    """Optimiser and loop settings (defaults = the study's).
+
+    This is the one definition of the training settings: the suite's ``[train]`` table is this
+    dataclass (plus the harness's ``equal_budget``), validated here. Fields marked
+    ``loop_only`` decide only *when* something is noticed, not what is trained; they stay out of
+    the suite format and of the run keys.
+    """
 
     epochs: int = 20  # passes over the training split
     lr: float = 0.001  # SGD learning rate
     momentum: float = 0.5  # SGD momentum
-    batch_size: int = 64  # training mini-batch size
+    batch_size: int = 64  # training mini-batch size (>= 2: a batch of one breaks BatchNorm's statistics)
     weight_decay: float = 0.0  # L2 penalty of SGD
     log_every: int = 100  # log the mean training loss every this many iterations
     eval_batch_size: int = 1000  # batch size for validation / test passes
     # Check the loss for NaN/inf every this many iterations (0 = every iteration on CPU, every
     # log_every on GPU, where a per-step check would stall the launch queue with a host sync).
     # The error names the first bad iteration either way.
-    finite_check_every: int = 0
+    finite_check_every: int = field(default=0, metadata={"loop_only": True})
 
     def __post_init__(self) -> None:
-        if self.finite_check_every < 0:
-            raise ValueError(f"finite_check_every must be >= 0, got {self.finite_check_every}")
-        for name in ("epochs", "log_every", "batch_size", "eval_batch_size"):
-            lower = 0 if name == "epochs" else 1
-            if getattr(self, name) < lower:
-                raise ValueError(f"{name} must be >= {lower}, got {getattr(self, name)}")
-        if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise ValueError("need lr > 0, momentum in [0, 1) and weight_decay >= 0")
+        for name, ok, allowed in self.checks():
+            if not ok:
+                raise ConfigError(name, f"{getattr(self, name)!r} is out of range; allowed: {allowed}")
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """(field, holds, what is allowed) for every constraint."""
+        finite = math.isfinite
+        return [
+            ("epochs", self.epochs >= 0, "an integer >= 0"),
+            ("lr", finite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
+            ("batch_size", self.batch_size >= 2, "an integer >= 2"),
+            ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+            ("log_every", self.log_every >= 1, "an integer >= 1"),
+            ("eval_batch_size", self.eval_batch_size >= 1, "an integer >= 1"),
+            ("finite_check_every", self.finite_check_every >= 0, "an integer >= 0"),
+        ]
+
+    @classmethod
+    def run_fields(cls) -> list[str]:
+        """The fields that decide what is trained (part of the suite format and of the run keys)."""
+        return [f.name for f in dataclasses.fields(cls) if not f.metadata.get("loop_only")]
 
 
 @dataclass

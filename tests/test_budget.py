@@ -80,8 +80,6 @@ def test_infeasible_budget_reports_the_cheapest_point() -> None:
 @pytest.mark.parametrize("levels, costs", [(2, COSTS2), (3, COSTS3)])
 def test_selection_never_reads_test_data(levels: int, costs) -> None:
     """Thresholds depend only on validation: shuffled test labels or test outputs change nothing."""
-    from types import SimpleNamespace
-
     import torch
 
     from bench.budget import budget_evaluation
@@ -92,21 +90,18 @@ def test_selection_never_reads_test_data(levels: int, costs) -> None:
     val_y = torch.randint(0, 10, (300,), generator=g)
     test_logits = [torch.randn(200, 10, generator=g) * (1 + lv) for lv in range(levels)]
     test_y = torch.randint(0, 10, (200,), generator=g)
-    spec = SimpleNamespace(policy="max-prob", policy_options={},
-                           budget=BudgetSpec(unit="fraction", values=(0.4, 0.7, 1.0), grid=21))  # fmt: skip
-    exit_costs = [SimpleNamespace(macs=c, energy={"eyeriss": {"total": 10 * c}}) for c in costs]
-    base = {"macs": costs[-1] * 0.95, "energy": {"eyeriss": {"total": 10 * costs[-1]}}}
+    spec = BudgetSpec(unit="fraction", values=(0.4, 0.7, 1.0), grid=21)
 
     def chosen(tl, ty):
-        res = budget_evaluation(spec, val_logits, val_y, tl, ty, exit_costs, base, "eyeriss")
-        return [p["thresholds"] for p in res["points"]], res
+        res = budget_evaluation("max-prob", {}, spec, val_logits, val_y, tl, ty, costs, costs[-1] * 0.95, "MACs")
+        return [p.thresholds for p in res.points], res
 
     reference, res = chosen(test_logits, test_y)
     perm = torch.randperm(200, generator=g)
     assert chosen(test_logits, test_y[perm])[0] == reference  # shuffled test labels
     assert chosen([z[perm] for z in test_logits], test_y)[0] == reference  # shuffled test outputs
     assert chosen([torch.randn(50, 10) for _ in range(levels)], torch.zeros(50, dtype=torch.long))[0] == reference
-    assert all(p["val_cost"] <= p["budget_absolute"] + 1e-9 for p in res["points"] if p["feasible"])
+    assert all(p.val_cost <= p.budget_absolute + 1e-9 for p in res.points if p.feasible)
 
 
 @pytest.mark.parametrize("levels, costs", [(2, COSTS2), (3, COSTS3)])

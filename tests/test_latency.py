@@ -144,9 +144,9 @@ def test_cuda_run_end_to_end(tmp_path: Path) -> None:
 
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY.replace("seeds = [0, 1]", 'seeds = [0]\ndevice = "cuda"'))
-    summary = run_suite(suite, out_dir=tmp_path / "out", progress=False, report=False, log=lambda s: None)
+    summary = run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None)
     assert summary.done == 2 and not summary.failed
     rec = next(iter(store.ResultStore(tmp_path / "out").latest_runs()))
-    assert rec["provenance"]["device"] == "cuda"
-    assert rec["provenance"]["device_name"] == torch.cuda.get_device_name()
-    assert rec["latency"]["device"] == torch.cuda.get_device_name()
+    assert rec.provenance["device"] == "cuda"
+    assert rec.provenance["device_name"] == torch.cuda.get_device_name()
+    assert rec.latency.device == torch.cuda.get_device_name()

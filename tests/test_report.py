@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.report import build_tables, compare, load_results, main_display, write_report
+from bench.compare import compare
+from bench.report import build_tables, main_display, write_report
+from bench.results import load_results
 
 from .conftest import REPO
 
@@ -101,3 +103,40 @@ def test_cli_report_and_compare(tmp_path: Path) -> None:
         [sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "no runs/ folder" in bad.stderr
+
+
+def test_report_content_follows_the_run_files(report_dir: Path) -> None:
+    """Tables carry values recomputed here from the run records; the report names its figures' axes."""
+    import pandas as pd
+
+    from bench.store import ResultStore
+
+    records = ResultStore(FIX / "results_a").latest_runs()
+    base = [r for r in records if r.variant == "base"]
+    costs = pd.read_csv(report_dir / "tables" / "exit_costs.csv")
+    row = costs[(costs["variant"] == "base") & (costs["exit"] == "final")].iloc[0]
+    assert row["MACs"] == base[0].cost.per_exit[-1].macs and row["FLOPs"] == 2 * row["MACs"]
+    main = pd.read_csv(report_dir / "tables" / "main.csv").set_index("variant")
+    acc = sum(r.at(0.6).accuracy for r in base) / len(base)
+    assert main.loc["base", "accuracy"] == pytest.approx(acc)
+    assert main.loc["base", "total_steps"] == base[0].training.total_steps
+    md = (report_dir / "tables" / "main.md").read_text()
+    assert f"{100 * acc:.2f} ±" in md
+
+
+def test_figures_carry_axis_labels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bench import figures
+
+    closed = []
+    monkeypatch.setattr(figures.plt, "close", closed.append)
+    res = load_results(FIX / "results_a")
+    figures.threshold_curves(res, tmp_path)
+    figures.accuracy_vs_cost(res, tmp_path)
+    labels = [(ax.get_xlabel(), ax.get_ylabel()) for fig in closed for ax in fig.axes]
+    assert ("threshold t (max softmax probability)", "cascade test accuracy (%)") in labels
+    assert ("expected MACs per sample (M; 1 MAC = 2 FLOPs)", "cascade test accuracy (%)") in labels
+    legend = [t.get_text() for fig in closed for t in (fig.legends[0].get_texts() if fig.legends else [])]
+    assert set(res.variants) <= set(legend) and "Pareto front" in legend
+    monkeypatch.undo()
+    for fig in closed:
+        figures.plt.close(fig)

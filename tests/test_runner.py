@@ -75,7 +75,7 @@ def count_trainings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def run(path: Path, out: Path, **kw) -> runner.RunSummary:
-    return run_suite(path, out_dir=out, progress=False, report=False, log=lambda s: None, **kw)
+    return run_suite(path, out_dir=out, progress=False, log=lambda s: None, **kw)
 
 
 def test_resume_skips_completed_and_firm_reuses_base(tiny: Path, tmp_path: Path, count_trainings: list[str]) -> None:
@@ -90,10 +90,10 @@ def test_resume_skips_completed_and_firm_reuses_base(tiny: Path, tmp_path: Path,
     s3 = run(tiny, out, force=True)
     assert s3.done == 4 and len(count_trainings) == 4
     records = list(ResultStore(out).iter_runs())
-    firm = [r for r in records if r["loss"] == "firm"]
-    base = {r["seed"]: r for r in records if r["loss"] == "base"}
+    firm = [r for r in records if r.loss == "firm"]
+    base = {r.seed: r for r in records if r.loss == "base"}
     for r in firm:  # total steps count the pre-training
-        assert r["training"]["total_steps"] == r["training"]["steps"] + base[r["seed"]]["training"]["steps"]
+        assert r.training.total_steps == r.training.steps + base[r.seed].training.steps
 
 
 def test_evaluation_change_reuses_the_checkpoint(tiny: Path, tmp_path: Path, count_trainings: list[str]) -> None:
@@ -107,18 +107,18 @@ def test_evaluation_change_reuses_the_checkpoint(tiny: Path, tmp_path: Path, cou
 def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run(tiny, out)
-    rec = next(r for r in ResultStore(out).iter_runs() if r["variant"] == "firm-p2" and r["seed"] == 0)
-    prov = rec["provenance"]
+    rec = next(r for r in ResultStore(out).iter_runs() if r.variant == "firm-p2" and r.seed == 0)
+    prov = rec.provenance
     for key in ("git_commit", "git_dirty", "torch", "python", "device", "threads", "results_version"):
         assert key in prov
-    assert rec["schema"] == 1 and rec["status"] == "ok" and rec["started"] <= rec["finished"]
-    t0, _, t1 = rec["thresholds"]
-    assert t0["exit_share"] == [1.0, 0.0] and t1["exit_share"] == [0.0, 1.0]
-    for t in rec["thresholds"]:
-        assert t["dynamic_matches_masked"]
-        assert t["macs_counted"] == pytest.approx(t["macs_expected"], rel=0.005)
-    assert rec["latency"]["threads"] >= 1
-    assert ResultStore(out).exits_path(rec["key"]).is_file()
+    assert rec.schema == 1 and rec.status == "ok" and rec.started <= rec.finished
+    t0, _, t1 = rec.thresholds
+    assert t0.exit_share == [1.0, 0.0] and t1.exit_share == [0.0, 1.0]
+    for t in rec.thresholds:
+        assert t.dynamic_matches_masked
+        assert t.macs_counted == pytest.approx(t.macs_expected, rel=0.005)
+    assert rec.latency.threads >= 1
+    assert ResultStore(out).exits_path(rec.key).is_file()
     summary = (out / "summary.csv").read_text().splitlines()
     assert len(summary) == 1 + 4 * 3  # header + runs x thresholds
     assert "share_p2" in summary[0] and "macs" in summary[0] and "latency_s_per_sample_b1" in summary[0]
@@ -136,8 +136,8 @@ def test_failing_run_is_recorded_and_others_go_on(tiny: Path, tmp_path: Path, mo
     out = tmp_path / "out"
     s = run(tiny, out)
     assert s.done == 2 and len(s.failed) == 2 and all("boom in firm" in f["error"] for f in s.failed)
-    failed = [r for r in ResultStore(out).iter_runs() if r["status"] == "failed"]
-    assert len(failed) == 2 and failed[0]["error"]["type"] == "RuntimeError"
+    failed = [r for r in ResultStore(out).iter_runs() if r.status == "failed"]
+    assert len(failed) == 2 and failed[0].error.type == "RuntimeError"
     monkeypatch.setattr(runner, "build_loss", real)
     s2 = run(tiny, out)  # failed runs are retried, finished ones skipped
     assert s2.done == 2 and s2.skipped == 2
@@ -197,9 +197,7 @@ def test_local_pool_gives_the_same_results(tiny: Path, tmp_path: Path) -> None:
     run(tiny, b, overrides=["suite.seeds=[0]"], jobs=2)
 
     def accs(out: Path) -> dict:
-        return {
-            (r["variant"], r["seed"]): [t["accuracy"] for t in r["thresholds"]] for r in ResultStore(out).iter_runs()
-        }
+        return {(r.variant, r.seed): [t.accuracy for t in r.thresholds] for r in ResultStore(out).iter_runs()}
 
     assert accs(a) == accs(b) and len(accs(a)) == 2
 
@@ -231,15 +229,15 @@ def test_budget_suite_end_to_end(tmp_path: Path) -> None:
     p.write_text(text)
     out = tmp_path / "out"
     run(p, out, overrides=["evaluation.latency=false"])
-    rec = next(r for r in ResultStore(out).iter_runs() if r["variant"] == "sum-3")
-    pts = rec["budget"]["points"]
-    assert [q["budget"] for q in pts] == [0.2, 0.5, 1.0] and rec["budget"]["search"].startswith("coordinate")
+    rec = next(r for r in ResultStore(out).iter_runs() if r.variant == "sum-3")
+    pts = rec.budget.points
+    assert [q.budget for q in pts] == [0.2, 0.5, 1.0] and rec.budget.search.startswith("coordinate")
     for q in pts:
-        assert len(q["thresholds"]) == 2
-        if q["feasible"]:
-            assert q["val_cost"] <= q["budget_absolute"] + 1e-6
-    base = next(r for r in ResultStore(out).iter_runs() if r["variant"] == "base")
-    assert "budget" not in base  # a single exit has nothing to choose
+        assert len(q.thresholds) == 2
+        if q.feasible:
+            assert q.val_cost <= q.budget_absolute + 1e-6
+    base = next(r for r in ResultStore(out).iter_runs() if r.variant == "base")
+    assert base.budget is None  # a single exit has nothing to choose
     write_report(out, log=lambda s: None)
     assert (out / "figures" / "budget_curves.png").stat().st_size > 1000
     assert (out / "figures" / "anytime.png").stat().st_size > 1000
@@ -247,7 +245,7 @@ def test_budget_suite_end_to_end(tmp_path: Path) -> None:
 
 
 def test_reports_use_the_latest_run_of_each_variant_and_seed(tiny: Path, tmp_path: Path) -> None:
-    from bench.report import load_results
+    from bench.results import load_results
 
     out = tmp_path / "out"
     run(tiny, out, overrides=["suite.seeds=[0]", "evaluation.latency=false"])
@@ -255,6 +253,6 @@ def test_reports_use_the_latest_run_of_each_variant_and_seed(tiny: Path, tmp_pat
     store = ResultStore(out)
     assert len(list(store.iter_runs())) == 4  # both generations stay on disk
     latest = store.latest_runs()
-    assert len(latest) == 2 and all(len(r["thresholds"]) == 2 for r in latest)
+    assert len(latest) == 2 and all(len(r.thresholds) == 2 for r in latest)
     assert len(load_results(out).records) == 2
     assert (out / "summary.csv").read_text().count("\n") == 1 + 2 * 2

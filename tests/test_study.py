@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
-from bench.report import load_results
+from bench.results import load_results
 from bench.study import Claim, _verdicts, claims_for, render, tradeoff_auc
 
 from .conftest import REPO
@@ -29,14 +30,11 @@ def test_verdicts() -> None:
 
 def test_tradeoff_auc_by_hand() -> None:
     # early share 0 -> accuracy 0.9, 0.5 -> 0.8, 1 -> 0.4: trapezoids 0.5 * 0.85 + 0.5 * 0.6 = 0.725
-    rec = {"thresholds": [
-        {"threshold": 1.0, "early_share": 0.0, "accuracy": 0.9},
-        {"threshold": 0.5, "early_share": 0.5, "accuracy": 0.8},
-        {"threshold": 0.0, "early_share": 1.0, "accuracy": 0.4},
-    ]}  # fmt: skip
-    assert tradeoff_auc(rec) == pytest.approx(0.725)
-    rec["thresholds"] = rec["thresholds"][:2]  # the sweep does not reach 100 % early
-    assert math.isnan(tradeoff_auc(rec))
+    points = [SimpleNamespace(threshold=t, early_share=e, accuracy=a)
+              for t, e, a in ((1.0, 0.0, 0.9), (0.5, 0.5, 0.8), (0.0, 1.0, 0.4))]  # fmt: skip
+    assert tradeoff_auc(SimpleNamespace(thresholds=points)) == pytest.approx(0.725)
+    # the sweep does not reach 100 % early
+    assert math.isnan(tradeoff_auc(SimpleNamespace(thresholds=points[:2])))
 
 
 def test_claims_on_fixture_results() -> None:

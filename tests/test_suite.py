@@ -59,7 +59,9 @@ def test_defaults_match_the_study(tmp_path: Path) -> None:
         ("[train]\nepochz = 3\n", "train.epochz", "did you mean 'epochs'"),
         ("[train]\nepochs = -1\n", "train.epochs", "allowed: an integer >= 0"),
         ("[train]\nepochs = 'ten'\n", "train.epochs", "expected an integer"),
-        ("[train]\nlr = 0\n", "train.lr", "a number > 0"),
+        ("[train]\nlr = 0\n", "train.lr", "a finite number > 0"),
+        ("[train]\nlr = inf\n", "train.lr", "a finite number > 0"),
+        ("[train]\nbatch_size = 1\n", "train.batch_size", "an integer >= 2"),
         (
             "[evaluation]\nthresholds = [0.5, 1.2]\nheadline_threshold = 0.5\n",
             "evaluation.thresholds[1]",

@@ -85,7 +85,13 @@ def test_callbacks_and_base_leaves_exit_heads_untouched(digits) -> None:
 
 
 def test_config_validation() -> None:
-    with pytest.raises(ValueError, match="epochs must be >= 0"):
+    from cascade.train import ConfigError
+
+    with pytest.raises(ValueError, match="epochs: -1 is out of range; allowed: an integer >= 0"):
         TrainConfig(epochs=-1)
-    with pytest.raises(ValueError, match="lr > 0"):
+    with pytest.raises(ConfigError, match="lr: 0 is out of range; allowed: a finite number > 0") as info:
         TrainConfig(lr=0)
+    assert info.value.field == "lr"
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig(batch_size=1)  # one definition with the suite: a batch of one breaks BatchNorm
+    assert "finite_check_every" not in TrainConfig.run_fields()

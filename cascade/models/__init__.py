@@ -1,4 +1,9 @@
-"""Multi-exit backbones, one family per file, registered by name."""
+"""Multi-exit backbones, one family per file, registered by name.
+
+An entry is a :class:`MultiExitModel` subclass: its keyword-only constructor options are what a
+suite's ``[model]`` table may set (:meth:`MultiExitModel.option_names`), and its
+:meth:`MultiExitModel.check` validates options and exit positions, so the harness knows no model.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,10 @@ need, and lets cost accounting run "everything up to exit l".
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,6 +46,25 @@ class MultiExitModel(nn.Module):
 
     exit_names: tuple[str, ...]
     num_classes: int
+    #: Constructor arguments the harness fills from the data and the variant, not the suite's [model] table.
+    HARNESS_ARGS: tuple[str, ...] = ("exits", "num_classes", "in_channels", "input_size")
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Keyword options a suite's ``[model]`` table may set."""
+        params = inspect.signature(cls.__init__).parameters
+        keyword_only = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+        return [p for p in keyword_only if p not in cls.HARNESS_ARGS]
+
+    @classmethod
+    def check(cls, *, exits: Sequence[Any] = (), **options: Any) -> None:
+        """Raise ``ValueError``/``TypeError`` naming what is wrong with these options and exits.
+
+        The default builds the model (cheap for the registered ones); a model whose construction
+        is expensive overrides this with direct checks.
+        """
+        build: Any = cls  # subclasses take exits and their options as keywords; the base class takes none
+        build(exits=exits, **options)
 
     def __init__(self) -> None:
         super().__init__()

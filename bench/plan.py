@@ -1,0 +1,258 @@
+"""Planning: a validated suite -> training jobs, runs, their keys, and waves of tasks.
+
+Runs = variants x sweep points x seeds. Each run has two keys:
+
+* ``train_key``: hash of what training depends on (dataset identity, model
+  and exits, loss and options, training settings, seed, the pre-training job's
+  key, and ``cascade.RESULTS_VERSION``). It names the checkpoint, so the same
+  training is never done twice: a ``firm`` variant that pre-trains with
+  ``base`` for as many epochs as the suite's ``base`` variant reuses that run's
+  weights instead of training again.
+* ``key``: hash of the train key plus everything evaluation depends on
+  (policy, thresholds, latency and budget settings). It names the run file; a
+  rerun skips runs whose file says ``"status": "ok"``.
+
+The git commit is recorded in each run's provenance but is deliberately not
+part of the keys: a commit that does not change results must not invalidate
+finished runs. Changes that do change results bump ``RESULTS_VERSION``.
+
+Nothing here trains or evaluates: execution is :mod:`bench.runner`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import cascade
+from bench.store import ResultStore, config_hash
+from bench.suite import BudgetSpec, DatasetSpec, EvaluationSpec, Suite, SuiteError, expand_variant
+from cascade.data import DataSplits
+from cascade.models import build_model
+from cascade.train import TrainConfig
+
+#: TrainConfig fields that decide what is trained (loop-only settings stay out of the run keys).
+TRAIN_FIELDS = TrainConfig.run_fields()
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything a trained checkpoint depends on."""
+
+    dataset: dict[str, Any]  # DatasetSpec.identity()
+    model: str
+    model_options: dict[str, Any]
+    exits: tuple[str, ...]
+    loss: str
+    loss_options: dict[str, Any]
+    train: dict[str, Any]  # TrainConfig fields
+    seed: int
+    pretrain: TrainJob | None = None
+
+    @property
+    def key(self) -> str:
+        return config_hash({**self.describe(), "results_version": cascade.RESULTS_VERSION})
+
+    def describe(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["pretrain"] = None if self.pretrain is None else {"key": self.pretrain.key, **self.pretrain.describe()}
+        return d
+
+    @property
+    def total_epochs(self) -> int:
+        own = int(self.train["epochs"])
+        return own + (self.pretrain.total_epochs if self.pretrain else 0)
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig(**self.train)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a training job on one seed plus how to evaluate it."""
+
+    suite: str
+    variant: str  # display name (with sweep values)
+    variant_base: str  # the [[variants]] name
+    sweep: dict[str, Any]
+    seed: int
+    job: TrainJob
+    policy: str
+    policy_options: dict[str, Any]
+    evaluation: EvaluationSpec
+    budget: BudgetSpec
+    data: DatasetSpec
+    device: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return config_hash(
+            {
+                "train_key": self.job.key,
+                "policy": self.policy,
+                "policy_options": self.policy_options,
+                "evaluation": dataclasses.asdict(self.evaluation),
+                "budget": dataclasses.asdict(self.budget),
+            }
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "variant": self.variant,
+            "sweep": self.sweep,
+            "seed": self.seed,
+            "job": self.job.describe(),
+            "policy": self.policy,
+            "policy_options": self.policy_options,
+            "evaluation": dataclasses.asdict(self.evaluation),
+            "budget": dataclasses.asdict(self.budget),
+            "dataset_root": self.data.root,
+            "overrides": list(self.overrides),
+        }
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit of work for an executor: a run, or a pre-training checkpoint that later runs reuse."""
+
+    run: RunSpec | None = None
+    job: TrainJob | None = None  # pre-training only
+    data: DatasetSpec | None = None
+    device: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        if self.run is not None:
+            return f"{self.run.variant} seed {self.run.seed}"
+        assert self.job is not None
+        return f"pretrain {self.job.loss} seed {self.job.seed}"
+
+
+def sweep_label(name: str, point: dict[str, Any]) -> str:
+    """``firm-p1`` + {loss_options.lambda: 0.2} -> ``firm-p1[lambda=0.2]``."""
+    if not point:
+        return name
+    parts = [f"{k.split('.')[-1]}={v}" for k, v in point.items()]
+    return f"{name}[{','.join(parts)}]"
+
+
+def resolve_device(device: str, file: Any = None) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SuiteError(file, "suite.device", "'cuda' requested but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return device
+
+
+def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
+    """variants x sweep points x seeds, in suite order."""
+    device = resolve_device(suite.suite.device, suite.path)
+    base_train = {k: getattr(suite.train, k) for k in TRAIN_FIELDS}
+    data_id = suite.dataset.identity()
+    runs = []
+    for variant in suite.variants:
+        for resolved, point in expand_variant(variant, suite.path):
+            train_cfg = {**base_train, **{k: v for k, v in resolved.train.items() if k in TRAIN_FIELDS}}
+            equal_budget = resolved.train.get("equal_budget", suite.train.equal_budget)
+            epochs = resolved.epochs if resolved.epochs is not None else train_cfg["epochs"]
+            mode = resolved.resolved_pretrain
+            pretrain = None
+            if mode in ("base", "sum") and resolved.exits:
+                pre_epochs = resolved.pretrain_epochs if resolved.pretrain_epochs is not None else base_train["epochs"]
+                pretrain = TrainJob(
+                    dataset=data_id,
+                    model=suite.model.name,
+                    model_options=dict(suite.model.options),
+                    exits=() if mode == "base" else tuple(resolved.exits),
+                    loss=mode,
+                    loss_options={},
+                    train={**base_train, "epochs": pre_epochs},
+                    seed=0,  # replaced per seed below
+                )
+                if equal_budget:
+                    epochs -= pre_epochs
+                    if epochs < 0:
+                        raise SuiteError(
+                            suite.path,
+                            f"variants ({variant.name}).pretrain_epochs",
+                            f"equal_budget leaves {epochs} epochs after {pre_epochs} pre-training epochs; "
+                            f"use pretrain_epochs <= {epochs + pre_epochs}",
+                        )
+            train_cfg["epochs"] = epochs
+            for seed in suite.suite.seeds:
+                job = TrainJob(
+                    dataset=data_id,
+                    model=suite.model.name,
+                    model_options=dict(suite.model.options),
+                    exits=tuple(resolved.exits),
+                    loss=resolved.loss,
+                    loss_options=dict(resolved.loss_options),
+                    train=dict(train_cfg),
+                    seed=seed,
+                    pretrain=None if pretrain is None else dataclasses.replace(pretrain, seed=seed),
+                )
+                runs.append(
+                    RunSpec(
+                        suite=suite.name,
+                        variant=sweep_label(variant.name, point),
+                        variant_base=variant.name,
+                        sweep=point,
+                        seed=seed,
+                        job=job,
+                        policy=resolved.policy,
+                        policy_options=dict(resolved.policy_options),
+                        evaluation=suite.evaluation,
+                        budget=suite.budget,
+                        data=suite.dataset,
+                        device=device,
+                        overrides=tuple(overrides),
+                    )
+                )
+    return runs
+
+
+def pending(store: ResultStore, runs: Sequence[RunSpec], force: bool) -> tuple[list[RunSpec], list[RunSpec]]:
+    """(runs to do, runs already complete)."""
+    todo: list[RunSpec] = []
+    done: list[RunSpec] = []
+    for r in runs:
+        (done if (not force and store.completed(r.variant, r.key)) else todo).append(r)
+    return todo, done
+
+
+def make_waves(todo: Sequence[RunSpec], store: ResultStore) -> list[list[Task]]:
+    """[pre-training-only tasks, runs without pre-training, runs that reuse a pre-training checkpoint].
+
+    A pre-training job that a first-wave run produces anyway (the suite's own
+    ``base`` variant, same seed and epochs) is not trained separately.
+    """
+    first = [r for r in todo if r.job.pretrain is None]
+    second = [r for r in todo if r.job.pretrain is not None]
+    produced = {r.job.key for r in first}
+    pre: dict[str, Task] = {}
+    for r in second:
+        job = r.job.pretrain
+        assert job is not None
+        if job.key not in produced and not store.checkpoint_path(job.key).is_file():
+            pre[job.key] = Task(job=job, data=r.data, device=r.device)
+    return [list(pre.values()), [Task(run=r) for r in first], [Task(run=r) for r in second]]
+
+
+def build_for(job: TrainJob, data: DataSplits | tuple[tuple[int, ...], int]) -> cascade.MultiExitModel:
+    """The job's model for ``data`` (loaded splits, or (input shape, number of classes))."""
+    shape, classes = (data.input_shape, data.num_classes) if isinstance(data, DataSplits) else data
+    return build_model(
+        job.model,
+        **job.model_options,
+        exits=list(job.exits),
+        num_classes=classes,
+        in_channels=shape[0],
+        input_size=shape[-1],
+    )

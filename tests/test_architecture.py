@@ -1,0 +1,233 @@
+"""The structure the architecture relies on: no import cycles, registries as the only extension
+point, typed run records that survive bad files, inference copies equal to the trained model."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bench.runner as runner
+from bench.record import SCHEMA_VERSION, RunRecord, StoreError
+from bench.report import write_report
+from bench.results import load_results
+from bench.runner import run_suite
+from bench.store import ResultStore
+from bench.suite import load_suite
+from cascade import StudyCNN, build_policy, dynamic_forward
+from cascade.exits import optimise_for_inference
+from cascade.losses import LOSSES, Loss
+
+from .conftest import REPO
+from .test_runner import TINY
+
+PACKAGES = ("cascade", "bench")
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Project module -> project modules it imports anywhere (imports inside functions count)."""
+    modules = {}
+    for pkg in PACKAGES:
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            rel = path.relative_to(REPO).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for t in targets:
+                while t and t not in modules:
+                    t = t.rpartition(".")[0]
+                if t and t != name and t.split(".")[0] in PACKAGES:
+                    deps.add(t)
+        graph[name] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle as a list of modules (first == last), or None."""
+    colour: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if colour.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in colour and (found := visit(dep)):
+                return found
+        stack.pop()
+        colour[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in colour and (found := visit(node)):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycles_and_cascade_never_imports_bench() -> None:
+    graph = module_imports()
+    assert len(graph) > 20 and "bench.runner" in graph["bench.cli"]  # the walk sees the real modules
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph) or [])}"
+    wrong = sorted(f"{m} -> {d}" for m, deps in graph.items() if m.startswith("cascade") for d in deps
+                   if d.startswith("bench"))  # fmt: skip
+    assert not wrong, wrong
+    # the runner executes; rendering happens above it
+    assert not {d for d in graph["bench.runner"] if d in ("bench.report", "bench.figures", "bench.cli")}
+
+
+# --------------------------------------------------------------------------- a loss from a test file
+
+
+@dataclass
+class LastTwoLoss(Loss):
+    """Toy loss: CE of the last two exits, weighted by ``w`` (registered by this test only)."""
+
+    name: ClassVar[str] = "toy-last-two"
+    min_exits: ClassVar[int] = 2
+    default_pretrain: ClassVar[str] = "sum"
+    w: float = 0.5  # weight of the second-to-last exit
+
+    def __call__(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits[-1], target) + self.w * F.cross_entropy(logits[-2], target)
+
+
+def test_a_loss_registered_in_a_test_file_runs_from_toml(tmp_path: Path) -> None:
+    LOSSES.register("toy-last-two")(LastTwoLoss)
+    try:
+        suite = tmp_path / "toy.toml"
+        suite.write_text(TINY.replace('name = "firm-p2"\nloss = "firm"', 'name = "toy"\nloss = "toy-last-two"')
+                         + "loss_options = { w = 0.25 }\n")  # fmt: skip
+        spec = load_suite(suite, ["suite.seeds=[0]"])
+        toy = spec.variant("toy")
+        assert toy.resolved_pretrain == "sum" and toy.loss_options == {"w": 0.25}
+        s = run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None,
+                      overrides=["suite.seeds=[0]", "evaluation.latency=false"])  # fmt: skip
+        assert s.done == 2 and not s.failed
+        rec = next(r for r in ResultStore(tmp_path / "out").iter_runs() if r.variant == "toy")
+        assert rec.loss == "toy-last-two" and rec.training is not None
+        assert rec.training.pretrain_steps > 0  # its declared default pre-training ran
+        bad = tmp_path / "bad.toml"
+        bad.write_text(suite.read_text().replace("w = 0.25", "v = 0.25"))
+        with pytest.raises(ValueError, match=r"loss_options.v: unknown key.*allowed: w"):
+            load_suite(bad)
+    finally:
+        LOSSES.unregister("toy-last-two")
+
+
+# --------------------------------------------------------------------------- firm-gated end to end
+
+
+def test_firm_gated_runs_end_to_end_with_harness_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, dict] = {}
+    real = runner.build_loss
+
+    def spy(name, options=None, **kw):
+        seen[name] = dict(options or {})
+        return real(name, options, **kw)
+
+    monkeypatch.setattr(runner, "build_loss", spy)
+    suite = tmp_path / "fg.toml"
+    suite.write_text(TINY.replace('name = "firm-p2"\nloss = "firm"\nexits = ["p2"]',
+                                  'name = "fg"\nloss = "firm-gated"\nexits = ["p1", "p2"]'))  # fmt: skip
+    s = run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None,
+                  overrides=["suite.seeds=[0]", "evaluation.latency=false"])  # fmt: skip
+    assert s.done == 2 and not s.failed
+    rec = next(r for r in ResultStore(tmp_path / "out").iter_runs() if r.variant == "fg")
+    assert rec.config["job"]["pretrain"]["loss"] == "sum"  # firm-gated's declared default
+    costs = seen["firm-gated"]["exit_costs"]  # computed by the harness from counted MACs: C_l / C_L
+    per_exit = [c.macs for c in rec.cost.per_exit]
+    assert costs == pytest.approx([m / per_exit[-1] for m in per_exit]) and costs[-1] == 1.0
+    assert rec.training.total_steps == rec.training.steps + rec.training.pretrain_steps
+    assert rec.cost.unsupported == {}  # recorded: every operator of the study CNN has a formula
+
+
+# --------------------------------------------------------------------------- bad run files
+
+
+def test_corrupt_and_old_run_files_are_named_and_skipped(tmp_path: Path) -> None:
+    suite = tmp_path / "t.toml"
+    suite.write_text(TINY)
+    out = tmp_path / "out"
+    overrides = ["suite.seeds=[0]", "evaluation.latency=false"]
+    run_suite(suite, out_dir=out, progress=False, log=lambda s: None, overrides=overrides)
+    store = ResultStore(out)
+    base, firm = sorted(store.iter_runs(), key=lambda r: r.variant)
+    store.run_path(base.variant, base.key).write_text('{"schema": 1, "key": ')  # truncated
+    old = base.to_json() | {"schema": 0}
+    store.run_path(firm.variant, firm.key).write_text(json.dumps(old))
+    with pytest.raises(StoreError, match="schema 0 is not 1"):
+        RunRecord.from_json(old, "old.json")
+    logs: list[str] = []
+    s = run_suite(suite, out_dir=out, progress=False, log=logs.append, overrides=overrides)
+    assert s.done == 2 and len(s.problems) == 2  # both rerun, and said so
+    assert any("not valid JSON" in line for line in logs) and any("schema 0" in line for line in logs)
+    # a report over a folder with a bad file names it and goes on
+    (out / "runs" / "base" / "junk.json").write_text("not json")
+    results = load_results(out)
+    assert len(results.records) == 2 and len(results.problems) == 1
+    write_report(out, log=lambda s: None)
+    assert "unreadable run file skipped" in (out / "report.md").read_text()
+
+
+def test_record_round_trip_keeps_field_order() -> None:
+    path = next((REPO / "tests" / "fixtures" / "results_a" / "runs").glob("*/*.json"))
+    data = json.loads(path.read_text())
+    rec = RunRecord.from_json(data, str(path))
+    assert rec.schema == SCHEMA_VERSION and rec.ok
+    assert rec.to_json() == data and list(rec.to_json()) == list(data)
+    assert dataclasses.replace(rec, latency=None).to_json().keys() == data.keys() - {"latency"}
+
+
+# --------------------------------------------------------------------------- inference copies
+
+
+@pytest.mark.parametrize("exits", [("p2",), ("p1", "p2", "p3")])
+def test_optimised_copy_equals_the_model(exits: tuple[str, ...]) -> None:
+    torch.manual_seed(0)
+    model = StudyCNN(channels=(4, 6, 8), hidden=16, exits=exits, dropout=0.2).eval()
+    for m in model.modules():  # trained-looking BN statistics, so folding them matters
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    fast = optimise_for_inference(model, channels_last=True)
+    assert any(isinstance(m, torch.nn.Identity) for m in fast.modules())  # BN really folded
+    x = torch.randn(64, 1, 28, 28)
+    with torch.no_grad():
+        ref, got = model(x).logits, fast(x.contiguous(memory_format=torch.channels_last)).logits
+    for a, b in zip(ref, got):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    # a threshold that splits the batch but sits in the widest gap between confidences of any exit,
+    # so float rounding (1e-7) cannot move a sample across it
+    conf = torch.cat([F.softmax(z, 1).amax(1) for z in ref[:-1]]).sort().values
+    gaps = conf[1:] - conf[:-1]
+    inner = (conf[:-1] > conf[len(conf) // 4]) & (conf[1:] < conf[3 * len(conf) // 4])
+    i = int(torch.argmax(torch.where(inner, gaps, torch.zeros_like(gaps))))
+    assert gaps[i] > 1e-4
+    policy = build_policy("max-prob", threshold=float(conf[i] + conf[i + 1]) / 2)
+    d_ref, d_fast = dynamic_forward(model, x, policy), dynamic_forward(fast, x, policy)
+    assert torch.equal(d_ref.exit_index, d_fast.exit_index) and torch.equal(d_ref.predictions, d_fast.predictions)
