@@ -231,3 +231,24 @@ def test_optimised_copy_equals_the_model(exits: tuple[str, ...]) -> None:
     policy = build_policy("max-prob", threshold=float(conf[i] + conf[i + 1]) / 2)
     d_ref, d_fast = dynamic_forward(model, x, policy), dynamic_forward(fast, x, policy)
     assert torch.equal(d_ref.exit_index, d_fast.exit_index) and torch.equal(d_ref.predictions, d_fast.predictions)
+
+
+def test_small_defects_stay_fixed(tmp_path: Path) -> None:
+    from bench.store import config_hash
+    from bench.suite import SuiteError
+
+    with pytest.raises(TypeError):  # never hash a repr silently
+        config_hash({"x": object()})
+    p = tmp_path / "s.toml"
+    p.write_text(TINY + 'policy = "patience"\npolicy_options = { patience = 0 }\n')
+    with pytest.raises(SuiteError, match=r"variants\[1\] \(firm-p2\)\.policy_options: patience must be >= 1"):
+        load_suite(p)
+    p.write_text(TINY.replace('loss = "firm"', 'loss = "sum"') + "loss_options = { weights = [1.0] }\n")
+    with pytest.raises(SuiteError, match="weights has 1 entries, the model has 2 exits"):
+        load_suite(p)
+    p.write_text(TINY + "loss_options = { alpha = nan }\n")
+    with pytest.raises(SuiteError, match="alpha must be finite"):
+        load_suite(p)
+    p.write_text(TINY + "[executor]\nname = 'dask'\npartition = 'gpu'\n")
+    with pytest.raises(SuiteError, match=r"executor.partition: unknown key.*allowed: name, jobs, address, workers"):
+        load_suite(p)
