@@ -459,7 +459,7 @@ def cost_views(suite_path: str, overrides: Sequence[str], *, variant: str | None
     suite = load_suite(suite_path, overrides)
     energy = load_energy_table(table or suite.evaluation.energy_table)
     seen = set()
-    shape = dataset_shape(suite.dataset.name, **suite.dataset.options)
+    shape = dataset_shape(suite.dataset.name, suite.dataset.root, **suite.dataset.options)
     views = []
     for run in expand_runs(suite, overrides):
         if variant and run.variant_base != variant:

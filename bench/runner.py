@@ -45,15 +45,7 @@ def get_data(spec: DatasetSpec, device: str) -> DataSplits:
     """Load (once per process) the suite's dataset onto ``device``."""
     key = config_hash([spec.identity(), spec.root, device])
     if key not in _DATA_CACHE:
-        data = load_dataset(
-            spec.name,
-            root=spec.root,
-            val_fraction=spec.val_fraction,
-            split_seed=spec.split_seed,
-            download=spec.download,
-            train_size=spec.train_size,
-            **spec.options,
-        )
+        data = load_dataset(spec.name, **spec.load_options())
         _DATA_CACHE[key] = data.to(device)
     return _DATA_CACHE[key]
 

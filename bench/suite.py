@@ -63,20 +63,31 @@ class SuiteMeta:
 class DatasetSpec:
     """``[dataset]``: a registered dataset and its options."""
 
-    name: str = "digits"  # mnist | noisy_mnist | fashion_mnist | digits
+    name: str = "digits"  # a registered dataset (mnist, noisy_mnist, fashion_mnist, digits, cifar10, ...)
     root: str | None = None  # data folder; default $CASCADE_DATA_DIR or the user cache
     val_fraction: float = 0.1  # share of the training data held out for validation
     split_seed: int = 0  # seed of the train/validation split (fixed across model seeds)
     download: bool = True  # try to download missing files
     train_size: int = 0  # keep only this many training samples (0 = all); for quick suites
+    normalize: Literal["global", "per-channel", "none"] = "global"  # standardisation fitted on the training part
+    random_crop: int = 0  # training augmentation: padding of a random crop (0 = none; CIFAR: 4)
+    random_flip: bool = False  # training augmentation: random horizontal flip
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keys (sigma, salt_pepper, noise_seed)
 
     def identity(self) -> dict[str, Any]:
-        """What identifies the data (the root folder does not)."""
+        """What identifies the data (the root folder does not); settings at their defaults are left out."""
         ident = {"name": self.name, "val_fraction": self.val_fraction, "split_seed": self.split_seed, **self.options}
         if self.train_size:
             ident["train_size"] = self.train_size
+        for key in ("normalize", "random_crop", "random_flip"):
+            if getattr(self, key) != getattr(DatasetSpec, key):
+                ident[key] = getattr(self, key)
         return ident
+
+    def load_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`cascade.data.load_dataset`."""
+        common = ("val_fraction", "split_seed", "download", "train_size", "normalize", "random_crop", "random_flip")
+        return {"root": self.root, **{k: getattr(self, k) for k in common}, **self.options}
 
 
 @dataclass(frozen=True)
@@ -522,10 +533,14 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     dataset = _build(DatasetSpec, ds_raw, file, "dataset", extra_ok=ds_entry.option_names())
     _check_range(file, "dataset.val_fraction", 0 < dataset.val_fraction < 1, "a number in (0, 1)", dataset.val_fraction)
     _check_range(file, "dataset.train_size", dataset.train_size >= 0, "an integer >= 0 (0 = all)", dataset.train_size)
+    _check_range(file, "dataset.random_crop", dataset.random_crop >= 0, "an integer >= 0", dataset.random_crop)
+    defaults = ds_entry.option_defaults()
     for k, v in dataset.options.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise SuiteError(file, f"dataset.{k}", f"expected a number, got {v!r}")
-        _check_range(file, f"dataset.{k}", v >= 0, "a number >= 0", v)
+        default = defaults[k]
+        kind = type(default) if default is not None else float
+        value = _coerce(v, float if kind is int and isinstance(v, float) else kind, file, f"dataset.{k}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_range(file, f"dataset.{k}", value >= 0, "a number >= 0", value)
 
     m_raw = dict(data.get("model", {}))
     m_name = m_raw.get("name", ModelSpec.name)
@@ -534,8 +549,12 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     _check_name(file, "model.name", MODELS, m_name)
     model_cls = MODELS.get(m_name)
     model = _build(ModelSpec, m_raw, file, "model", extra_ok=model_cls.option_names())
-    shape = ds_entry.shape(**dataset.options)
-    model_args = {"num_classes": ds_entry.num_classes, "in_channels": shape[0], "input_size": shape[-1]}
+    try:
+        shape = ds_entry.shape(**dataset.options)
+        classes = ds_entry.classes(dataset.root, **dataset.options)
+    except (OSError, ValueError) as e:
+        raise SuiteError(file, "dataset", str(e)) from None
+    model_args = {"num_classes": classes, "in_channels": shape[0], "input_size": shape[-1]}
     try:
         model_cls.check(exits=(), **model.options, **model_args)
     except (TypeError, ValueError) as e:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from cascade.data import DATASETS, DataNotFoundError, DataSplits, Split, load_dataset
 from cascade.exits import POLICIES, EarlyExitResult, build_policy, dynamic_forward, masked_decisions
+from cascade.heads import HEADS
 from cascade.losses import LOSSES, build_loss
-from cascade.models import MODELS, ExitOutputs, MultiExitModel, StudyCNN, build_model
+from cascade.models import MODELS, AttachedExits, ExitOutputs, MultiExitModel, StudyCNN, attach_exits, build_model
 from cascade.train import TrainConfig, TrainHistory, exit_accuracies, exit_logits, train
 
 __version__ = "0.1.0"
@@ -19,10 +20,12 @@ RESULTS_VERSION = "1"
 
 __all__ = [
     "DATASETS",
+    "HEADS",
     "LOSSES",
     "MODELS",
     "POLICIES",
     "RESULTS_VERSION",
+    "AttachedExits",
     "DataNotFoundError",
     "DataSplits",
     "EarlyExitResult",
@@ -32,6 +35,7 @@ __all__ = [
     "StudyCNN",
     "TrainConfig",
     "TrainHistory",
+    "attach_exits",
     "build_loss",
     "build_model",
     "build_policy",

@@ -31,6 +31,16 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._prefixes: dict[str, Callable[[str], T]] = {}
+
+    def register_prefix(self, prefix: str, resolve: Callable[[str], T]) -> None:
+        """Resolve every name ``prefix<rest>`` with ``resolve(rest)`` (e.g. ``torchvision:resnet18``).
+
+        ``resolve`` raises ``UnknownNameError`` (or ``KeyError``) for a ``rest`` it does not know.
+        """
+        if prefix in self._prefixes:
+            raise ValueError(f"{self.kind} prefix {prefix!r} is already registered")
+        self._prefixes[prefix] = resolve
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers ``obj`` under ``name``."""
@@ -51,21 +61,35 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the object registered under ``name`` or raise listing the known names."""
-        try:
+        if name in self._items:
             return self._items[name]
-        except KeyError:
-            raise UnknownNameError(self.unknown_message(name)) from None
+        for prefix, resolve in self._prefixes.items():
+            if name.startswith(prefix):
+                try:
+                    return resolve(name[len(prefix) :])
+                except KeyError as e:
+                    raise UnknownNameError(f"unknown {self.kind} {name!r}: {e.args[0] if e.args else e}") from None
+        raise UnknownNameError(self.unknown_message(name))
 
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, list(self._items), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; known: {', '.join(sorted(self._items))}"
+        known = [*sorted(self._items), *(f"{p}<name>" for p in self._prefixes)]
+        return f"unknown {self.kind} {name!r}{hint}; known: {', '.join(known)}"
 
     def names(self) -> list[str]:
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        if name in self._items:
+            return True
+        if not isinstance(name, str) or not any(name.startswith(p) for p in self._prefixes):
+            return False
+        try:
+            self.get(name)
+        except UnknownNameError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))

@@ -9,6 +9,14 @@ Registered datasets:
   sees the same noisy images. Defaults sigma = 0.5, p = 0.2 on the [0, 1] scale.
 * ``digits``: scikit-learn's bundled 8x8 digits, bilinearly upsampled to 28x28,
   with a fixed test split (20 %). Works offline.
+* ``cifar10``, ``cifar100``: torchvision's readers over the python pickles
+  (``<root>/cifar-10-batches-py``, ``<root>/cifar-100-python``), 3 x 32 x 32.
+* ``imagefolder``: a folder of class sub-folders (torchvision's ``ImageFolder`` convention),
+  ``<root>/train/<class>/*`` and ``<root>/test/<class>/*``, or one ``<root>/<class>/*`` tree split
+  with a fixed seed (``test_fraction``); images resized to ``image_size`` once, at load time.
+
+The IDX readers read the four files uncompressed or gzipped as published (``*.gz``), and check
+each file's header and size against the IDX format before using it.
 
 The data root is the ``root`` argument, else ``$CASCADE_DATA_DIR``, else
 ``$XDG_CACHE_HOME/cascade-bench`` (``~/.cache/cascade-bench``). Missing files
@@ -16,12 +24,18 @@ are downloaded when ``download`` is true; when that fails (offline) a
 :class:`DataNotFoundError` names the files and the folder to put them in.
 
 Images are standardised with the mean and standard deviation of the training
-part (after the validation split is removed). All transforms are batched
-tensor operations; nothing runs per sample in Python.
+part (after the validation split is removed): one global mean and std
+(``normalize = "global"``, the default), per channel (``"per-channel"``, the
+CIFAR convention) or not at all (``"none"``). Training batches can be
+augmented (``random_crop`` = padding of a random crop, ``random_flip`` = random
+horizontal flip), drawn from the trainer's shuffling generator. All transforms
+are batched tensor operations; nothing runs per sample in Python.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import hashlib
 import inspect
 import os
@@ -30,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -72,20 +87,21 @@ class DataSplits:
     test: Split
     num_classes: int
     identity: dict[str, Any] = field(default_factory=dict)  # name, options, fingerprint of the tensors
+    augment: Augment | None = None  # applied by the trainer to each training batch
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
     def to(self, device: str | torch.device) -> DataSplits:
-        return DataSplits(
-            self.name, self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes, self.identity
+        return dataclasses.replace(
+            self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
         )
 
 
 @dataclass(frozen=True)
 class RawData:
-    """What a dataset builder returns: images in [0, 1] as (N, 1, H, W) float32."""
+    """What a dataset builder returns: images in [0, 1] as (N, C, H, W) float32."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -103,22 +119,33 @@ class DatasetEntry:
 
     builder: DatasetBuilder  # (root=..., download=..., **options) -> RawData
     input_shape: tuple[int, ...] | Callable[..., tuple[int, ...]]  # (C, H, W), or a function of the options
-    num_classes: int
+    num_classes: int | Callable[..., int]  # or a function of (root, **options), e.g. counting class folders
 
     def shape(self, **options: Any) -> tuple[int, ...]:
         """Input shape (C, H, W) for these dataset options."""
         return tuple(self.input_shape(**options)) if callable(self.input_shape) else tuple(self.input_shape)
 
+    def classes(self, root: str | Path | None = None, **options: Any) -> int:
+        """Number of classes for these options (and data folder, where it depends on it)."""
+        return int(self.num_classes(root, **options)) if callable(self.num_classes) else self.num_classes
+
+    def option_defaults(self) -> dict[str, Any]:
+        """The builder's own keyword options and their defaults (what a suite may set besides the common keys)."""
+        params = inspect.signature(self.builder).parameters
+        return {p: v.default for p, v in params.items() if p not in ("root", "download")}
+
     def option_names(self) -> list[str]:
-        """The builder's own keyword options (what a suite may set besides the common keys)."""
-        return [p for p in inspect.signature(self.builder).parameters if p not in ("root", "download")]
+        return list(self.option_defaults())
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
 def register_dataset(
-    name: str, *, input_shape: tuple[int, ...] | Callable[..., tuple[int, ...]], num_classes: int
+    name: str,
+    *,
+    input_shape: tuple[int, ...] | Callable[..., tuple[int, ...]],
+    num_classes: int | Callable[..., int],
 ) -> Callable[[DatasetBuilder], DatasetBuilder]:
     """Decorator: register a builder under ``name`` with its input shape and number of classes."""
 
@@ -138,34 +165,74 @@ def default_root() -> Path:
     return cache / "cascade-bench"
 
 
-def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bool) -> RawData:
+class DataFormatError(ValueError):
+    """A data file exists but is not what its format says (truncated, wrong header)."""
 
+
+_IDX_TYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
+}  # fmt: skip
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX file (LeCun's MNIST format), uncompressed or ``.gz``; check header and size.
+
+    Raises:
+        DataFormatError: naming the file and what is wrong with it.
+    """
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+        raise DataFormatError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataFormatError(f"{path}: truncated IDX header")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = _IDX_TYPES[data[2]]
+    expected = 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize
+    if len(data) != expected:
+        raise DataFormatError(f"{path}: {len(data)} bytes, the header {dims} says {expected}; the file is damaged")
+    array = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
+    return torch.from_numpy(array.astype(array.dtype.newbyteorder("="), copy=True))
+
+
+def _idx_file(raw: Path, name: str) -> Path | None:
+    for candidate in (raw / name, raw / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bool) -> RawData:
     root = Path(root) if root is not None else default_root()
     raw = root / folder / "raw"
-    missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
-    cls = getattr(torchvision.datasets, cls_name)
+    missing = [f for f in MNIST_FILES if _idx_file(raw, f) is None]
     if missing and download:
         try:
+            cls = getattr(torchvision.datasets, cls_name)
             cls(str(root), train=True, download=True)
             cls(str(root), train=False, download=True)
         except Exception as exc:  # offline, proxy, checksum: all end in the same advice
             raise DataNotFoundError(_missing_message(folder, raw, missing, f"download failed: {exc}")) from exc
-        missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+        missing = [f for f in MNIST_FILES if _idx_file(raw, f) is None]
     if missing:
         raise DataNotFoundError(_missing_message(folder, raw, missing, "download disabled"))
-    train = cls(str(root), train=True, download=False)
-    test = cls(str(root), train=False, download=False)
+    files = [_idx_file(raw, f) for f in MNIST_FILES]
+    tr_x, tr_y, te_x, te_y = (read_idx(f) for f in files if f is not None)
+    for xs, ys, name in ((tr_x, tr_y, MNIST_FILES[0]), (te_x, te_y, MNIST_FILES[2])):
+        if xs.dim() != 3 or ys.dim() != 1 or len(xs) != len(ys):
+            raise DataFormatError(f"{raw / name}: {tuple(xs.shape)} images for {tuple(ys.shape)} labels")
 
-    def images(ds: Any) -> torch.Tensor:
-        return ds.data.unsqueeze(1).float().div_(255.0)  # (N, 1, 28, 28) in [0, 1]
+    def images(x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(1).float().div_(255.0)  # (N, 1, 28, 28) in [0, 1]
 
-    return RawData(images(train), train.targets.long(), images(test), test.targets.long(), 10)
+    return RawData(images(tr_x), tr_y.long(), images(te_x), te_y.long(), 10)
 
 
 def _missing_message(folder: str, raw: Path, missing: list[str], why: str) -> str:
     return (
         f"{folder} data not found ({why}). Missing in {raw}: {', '.join(missing)}. "
-        f"Put the four uncompressed IDX files ({', '.join(MNIST_FILES)}) in {raw}, "
+        f"Put the four IDX files ({', '.join(MNIST_FILES)}; uncompressed or .gz) in {raw}, "
         f"or point CASCADE_DATA_DIR (or the suite's dataset.root) at the folder that holds {folder}/raw."
     )
 
@@ -226,10 +293,155 @@ def digits(*, root: Path | None = None, download: bool = True, size: int = 28) -
     return RawData(x[train], y[train], x[test], y[test], 10)
 
 
-def dataset_shape(name: str, **options: Any) -> tuple[tuple[int, ...], int]:
+CIFAR_FILES = {
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                                                   "data_batch_5", "test_batch", "batches.meta")),
+    "cifar100": ("CIFAR100", "cifar-100-python", ("train", "test", "meta")),
+}  # fmt: skip
+
+
+def _cifar(name: str, root: Path | None, download: bool) -> RawData:
+    cls_name, folder, files = CIFAR_FILES[name]
+    root = Path(root) if root is not None else default_root()
+    cls = getattr(torchvision.datasets, cls_name)
+    missing = [f for f in files if not (root / folder / f).is_file()]
+    if missing and download:
+        try:
+            cls(str(root), train=True, download=True)
+        except Exception as exc:  # offline, proxy, checksum: all end in the same advice
+            missing = [f for f in files if not (root / folder / f).is_file()]
+            raise DataNotFoundError(_cifar_message(name, root / folder, missing, f"download failed: {exc}")) from exc
+        missing = [f for f in files if not (root / folder / f).is_file()]
+    if missing:
+        raise DataNotFoundError(_cifar_message(name, root / folder, missing, "download disabled"))
+    train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
+
+    def images(ds: Any) -> torch.Tensor:
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0).contiguous()  # (N, 3, 32, 32)
+
+    classes = 10 if name == "cifar10" else 100
+    return RawData(images(train), torch.tensor(train.targets), images(test), torch.tensor(test.targets), classes)
+
+
+def _cifar_message(name: str, folder: Path, missing: list[str], why: str) -> str:
+    return (
+        f"{name} data not found ({why}). Missing in {folder}: {', '.join(missing)}. Unpack the python version of "
+        f"the dataset (the {folder.name} folder of {folder.name.split('-python')[0]}-python.tar.gz) into "
+        f"{folder.parent}, or point CASCADE_DATA_DIR (or the suite's dataset.root) at the folder that holds it."
+    )
+
+
+@register_dataset("cifar10", input_shape=(3, 32, 32), num_classes=10)
+def cifar10(*, root: Path | None = None, download: bool = True) -> RawData:
+    return _cifar("cifar10", root, download)
+
+
+@register_dataset("cifar100", input_shape=(3, 32, 32), num_classes=100)
+def cifar100(*, root: Path | None = None, download: bool = True) -> RawData:
+    return _cifar("cifar100", root, download)
+
+
+def _image_folders(root: Path | None) -> tuple[Path, Path | None]:
+    """(train folder, test folder or None) of an ``imagefolder`` root."""
+    if root is None:
+        raise DataNotFoundError("dataset imagefolder needs dataset.root: a folder of class sub-folders")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataNotFoundError(f"imagefolder root {root} is not a folder")
+    if (root / "train").is_dir():
+        test = next((root / t for t in ("test", "val") if (root / t).is_dir()), None)
+        return root / "train", test
+    return root, None
+
+
+def _class_names(folder: Path) -> list[str]:
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not names:
+        raise DataNotFoundError(f"imagefolder: {folder} holds no class sub-folders (expected {folder}/<class>/*.png)")
+    return names
+
+
+def _imagefolder_classes(root: Path | None, **_: Any) -> int:
+    return len(_class_names(_image_folders(root)[0]))
+
+
+@register_dataset(
+    "imagefolder",
+    input_shape=lambda image_size=32, channels=3, **_: (channels, image_size, image_size),
+    num_classes=_imagefolder_classes,
+)
+def imagefolder(
+    *,
+    root: Path | None = None,
+    download: bool = True,
+    image_size: int = 32,
+    channels: int = 3,
+    test_fraction: float = 0.2,
+) -> RawData:
+    """Images in class sub-folders, resized to ``image_size`` once at load time (``channels``: 1 or 3).
+
+    With ``<root>/train`` (and ``<root>/test`` or ``<root>/val``) those are the splits; otherwise
+    ``test_fraction`` of ``<root>`` is held out as the test split with a fixed seed.
+    """
+    if channels not in (1, 3) or image_size < 1 or not 0.0 < test_fraction < 1.0:
+        raise ValueError("imagefolder: channels must be 1 or 3, image_size >= 1, test_fraction in (0, 1)")
+    train_dir, test_dir = _image_folders(root)
+    classes = _class_names(train_dir)
+    steps = [torchvision.transforms.Resize((image_size, image_size))]
+    if channels == 1:
+        steps.append(torchvision.transforms.Grayscale(1))
+    transform = torchvision.transforms.Compose([*steps, torchvision.transforms.ToTensor()])
+
+    def load(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        ds = torchvision.datasets.ImageFolder(str(folder), transform=transform)
+        if ds.classes != classes:
+            raise DataFormatError(f"imagefolder: {folder} has classes {ds.classes}, the training folder {classes}")
+        xs, ys = zip(*(ds[i] for i in range(len(ds))))  # once, at load time; training reads the tensors
+        return torch.stack(xs).float(), torch.tensor(ys)
+
+    x, y = load(train_dir)
+    if test_dir is not None:
+        tx, ty = load(test_dir)
+        return RawData(x, y, tx, ty, len(classes))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(20240601))
+    n_test = max(1, round(len(y) * test_fraction))
+    test, train = perm[:n_test], perm[n_test:]
+    return RawData(x[train], y[train], x[test], y[test], len(classes))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Batched training augmentation: random crop with ``crop_padding`` zero padding, random horizontal flip."""
+
+    crop_padding: int = 0  # 0 = no random crop
+    flip: bool = False
+
+    def __bool__(self) -> bool:
+        return self.crop_padding > 0 or self.flip
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Augment a batch (B, C, H, W); the random draws come from ``gen`` (CPU) for reproducibility."""
+        b, _, h, w = x.shape
+        if self.crop_padding:
+            p = self.crop_padding
+            padded = F.pad(x, (p, p, p, p))  # (B, C, H + 2p, W + 2p)
+            dy = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(x.device)
+            dx = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(x.device)
+            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+            batch = torch.arange(b, device=x.device)[:, None, None, None]
+            chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+            x = padded[batch, chan, rows, cols]  # (B, C, H, W)
+        if self.flip:
+            mask = (torch.rand(b, generator=gen) < 0.5).to(x.device)[:, None, None, None]
+            x = torch.where(mask, x.flip(3), x)
+        return x
+
+
+def dataset_shape(name: str, root: str | Path | None = None, **options: Any) -> tuple[tuple[int, ...], int]:
     """(input shape, number of classes) of dataset ``name`` without loading it."""
     entry = DATASETS.get(name)  # unknown names raise with the list of known ones
-    return entry.shape(**options), entry.num_classes
+    return entry.shape(**options), entry.classes(root, **options)
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:
@@ -248,6 +460,9 @@ def load_dataset(
     split_seed: int = 0,
     download: bool = True,
     train_size: int = 0,
+    normalize: str = "global",
+    random_crop: int = 0,
+    random_flip: bool = False,
     **options: Any,
 ) -> DataSplits:
     """Load dataset ``name`` into memory with a validation split held out from training.
@@ -260,6 +475,9 @@ def load_dataset(
         download: try to download missing files.
         train_size: keep only this many training samples (after the validation split; 0 = all),
             for quick runs. The validation and test splits are unchanged.
+        normalize: ``global`` (one mean and std of the training part), ``per-channel`` or ``none``.
+        random_crop: padding of the random crop applied to training batches (0 = none).
+        random_flip: random horizontal flip of training batches.
         **options: dataset options (e.g. ``sigma``, ``salt_pepper``, ``noise_seed``).
     """
     if not 0.0 <= val_fraction < 1.0:
@@ -275,7 +493,17 @@ def load_dataset(
     if train_size:
         train_idx = train_idx[:train_size]
     train_x = raw.train_x[train_idx]
-    mean, std = train_x.mean(), train_x.std()
+    if normalize == "global":
+        mean, std = train_x.mean(), train_x.std()
+    elif normalize == "per-channel":
+        mean = train_x.mean(dim=(0, 2, 3), keepdim=True)[0]  # (C, 1, 1)
+        std = train_x.std(dim=(0, 2, 3), keepdim=True)[0]
+    elif normalize == "none":
+        mean, std = torch.zeros(()), torch.ones(())
+    else:
+        raise ValueError(f"normalize must be 'global', 'per-channel' or 'none', got {normalize!r}")
+    if random_crop < 0:
+        raise ValueError(f"random_crop must be >= 0, got {random_crop}")
 
     def norm(x: torch.Tensor) -> torch.Tensor:
         return (x - mean) / std
@@ -289,6 +517,9 @@ def load_dataset(
         "fingerprint": fingerprint(raw.train_x, raw.train_y, raw.test_x, raw.test_y),
         "sizes": {"train": len(train_idx), "val": n_val, "test": len(raw.test_y)},
     }
+    transforms = {"normalize": normalize, "random_crop": random_crop, "random_flip": random_flip}
+    defaults = {"normalize": "global", "random_crop": 0, "random_flip": False}
+    identity.update({k: v for k, v in transforms.items() if v != defaults[k]})
     return DataSplits(
         name=name,
         train=Split(norm(train_x), raw.train_y[train_idx]),
@@ -296,4 +527,5 @@ def load_dataset(
         test=Split(norm(raw.test_x), raw.test_y),
         num_classes=raw.num_classes,
         identity=identity,
+        augment=Augment(random_crop, random_flip) or None,
     )

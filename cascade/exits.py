@@ -157,7 +157,7 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
     remaining = torch.arange(batch, device=x.device)  # original positions of the samples still running
     state = policy.init_state(batch, x.device)
     h = x
-    for level, (segment, head) in enumerate(zip(model.segments, model.heads)):
+    for level, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
         h = segment(h)
         logits = head(h)  # (b, K) for the b samples still running
         if level == num_exits - 1:

@@ -188,7 +188,8 @@ def train(
         t0 = time.perf_counter()
         for b, start in enumerate(starts):
             idx = perm[start : start + bs]
-            out = model(x[idx])
+            xb = data.augment(x[idx], gen) if data.augment else x[idx]  # random crops/flips from the seeded generator
+            out = model(xb)
             loss = loss_fn(out.logits, y[idx])
             # record the first bad step on the device; look at it (a host sync) every check_every steps
             new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())

@@ -9,9 +9,12 @@ from cascade.models import MODELS
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_registered_models_build_and_run(name: str) -> None:
-    model = build_model(name, exits=["p1"]).eval()
+    exits = MODELS.get(name).example_exits
+    assert exits, f"{name} declares no example_exits"
+    model = build_model(name, exits=list(exits), num_classes=10, in_channels=1, input_size=28).eval()
     out = model(torch.randn(3, 1, 28, 28))
-    assert out.num_exits == 2 and out.final.shape == (3, 10)
+    assert out.num_exits == len(exits) + 1 and out.final.shape == (3, 10)
+    assert model.exit_names[:-1] == tuple(exits)
 
 
 def test_study_cnn_shapes_and_exit_heads() -> None:
@@ -21,7 +24,7 @@ def test_study_cnn_shapes_and_exit_heads() -> None:
     assert model.exits["p1"][1].in_features == 32 * 14 * 14
     assert model.exits["p2"][1].in_features == 64 * 7 * 7
     assert model.classifier[1].in_features == 128 * 3 * 3
-    assert len(model.segments) == 3 and len(model.heads) == 3
+    assert len(model.exit_segments) == 3 and len(model.exit_heads) == 3
 
 
 def test_base_checkpoint_loads_into_exit_model() -> None:

@@ -68,7 +68,7 @@ def test_defaults_match_the_study(tmp_path: Path) -> None:
             "threshold in [0, 1]",
         ),
         ("[evaluation]\nheadline_threshold = 0.65\n", "evaluation.headline_threshold", "must be one of"),
-        ("[dataset]\nname = 'cifar'\n", "dataset.name", "known: digits, fashion_mnist, mnist, noisy_mnist"),
+        ("[dataset]\nname = 'cifar'\n", "dataset.name", "did you mean 'cifar10'?); known: cifar10, cifar100, digits"),
         ("[dataset]\nname = 'noisy_mnist'\nsigmaa = 0.3\n", "dataset.sigmaa", "did you mean 'sigma'"),
         ("[model]\nchanels = [8, 8]\n", "model.chanels", "did you mean 'channels'"),
         ("[wat]\nx = 1\n", "wat", "allowed: suite, dataset"),

@@ -11,10 +11,16 @@ from typing import Any
 
 from cascade._registry import Registry
 from cascade.models._base import ExitOutputs, MultiExitModel
+from cascade.models.attach import AttachedExits, ExitAttachError, attach_exits
+from cascade.models.cifar_resnet import CifarResNet, ResNet20, ResNet56
 from cascade.models.study_cnn import StudyCNN
+from cascade.models.torchvision_models import torchvision_model
 
 MODELS: Registry[type[MultiExitModel]] = Registry("model")
 MODELS.register("study_cnn")(StudyCNN)
+MODELS.register("resnet20")(ResNet20)
+MODELS.register("resnet56")(ResNet56)
+MODELS.register_prefix("torchvision:", torchvision_model)
 
 
 def build_model(name: str, **options: Any) -> MultiExitModel:
@@ -22,4 +28,14 @@ def build_model(name: str, **options: Any) -> MultiExitModel:
     return MODELS.get(name)(**options)
 
 
-__all__ = ["MODELS", "ExitOutputs", "MultiExitModel", "StudyCNN", "build_model"]
+__all__ = [
+    "MODELS",
+    "AttachedExits",
+    "CifarResNet",
+    "ExitAttachError",
+    "ExitOutputs",
+    "MultiExitModel",
+    "StudyCNN",
+    "attach_exits",
+    "build_model",
+]

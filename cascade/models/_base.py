@@ -46,6 +46,8 @@ class MultiExitModel(nn.Module):
 
     exit_names: tuple[str, ...]
     num_classes: int
+    #: Exit positions that every instance accepts (documentation, and the registry-parametrised tests).
+    example_exits: tuple[str, ...] = ()
     #: Constructor arguments the harness fills from the data and the variant, not the suite's [model] table.
     HARNESS_ARGS: tuple[str, ...] = ("exits", "num_classes", "in_channels", "input_size")
 
@@ -71,12 +73,14 @@ class MultiExitModel(nn.Module):
         self._segments: list[nn.Module] = []
         self._heads: list[nn.Module] = []
 
+    # Named exit_* (not "segments"/"heads") so that they never clash with a backbone's own modules:
+    # torchvision's ViT has a child called "heads".
     @property
-    def segments(self) -> list[nn.Module]:
+    def exit_segments(self) -> list[nn.Module]:
         return self._segments
 
     @property
-    def heads(self) -> list[nn.Module]:
+    def exit_heads(self) -> list[nn.Module]:
         return self._heads
 
     @property

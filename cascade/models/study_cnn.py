@@ -48,6 +48,8 @@ class StudyCNN(MultiExitModel):
         exits: positions of the intermediate exits, e.g. ``("p1",)``; empty = ``base``.
     """
 
+    example_exits = ("p1", "p2")
+
     def __init__(
         self,
         *,
