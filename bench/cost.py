@@ -4,10 +4,21 @@ Counting convention, stated once and used everywhere: **one multiply-add is
 one MAC and two FLOPs** (fvcore counts "one fused multiply-add" as one flop;
 we call that a MAC and report FLOPs = 2 x MACs). MAC-type operators are
 convolutions and matrix products (formulas from ``torch.utils.flop_counter``,
-halved) and inference batch norm (a per-channel scale and shift, one MAC per
-element). Element-wise and reduction operators (ReLU, max-pool compares,
-softmax, the exit decision) are counted separately as ``other_ops`` (one per
-element produced or read), never as MACs.
+halved), attention (below) and inference batch norm (a per-channel scale and
+shift, one MAC per element; kept apart as ``norm_macs`` too, since reference
+counts such as torchvision's ``_ops`` leave it out). Element-wise and reduction
+operators (ReLU, GELU, layer norm, max-pool compares, softmax, the exit
+decision) are counted separately as ``other_ops`` (one per element produced or
+read), never as MACs.
+
+Attention, whichever kernel runs it:
+
+* scaled dot-product attention (``_scaled_dot_product_*``, incl. the CPU flash kernel) with
+  queries (B, H, Lq, d), keys (B, H, Lk, d), values (B, H, Lk, dv): B H P (d + dv) MACs, where
+  P = Lq Lk pairs, or with ``is_causal`` (top-left aligned mask) P = sum_i min(i + 1, Lk);
+* the fused multi-head attention of ``nn.MultiheadAttention``'s inference fast path
+  (``_native_multi_head_attention``), embedding E, queries (B, Lq, E), keys/values (B, Lk, E):
+  B (Lq E^2 + 2 Lk E^2 [Q, K, V projections] + 2 Lq Lk E [QK^T, AV] + Lq E^2 [output projection]).
 
 Counting happens at the dispatch level (a ``TorchDispatchMode``): what counts
 is what actually ran, so a data-dependent early exit is counted correctly
@@ -75,9 +86,51 @@ _BATCH_NORM = {
 }
 _CONV = {aten.convolution, aten._convolution, aten.cudnn_convolution, aten.convolution_overrideable}
 _MATMUL = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm}
+
+
+def _causal_pairs(lq: int, lk: int) -> int:
+    """Query-key pairs a top-left-aligned causal mask keeps: sum_i min(i + 1, Lk)."""
+    full = min(lq, lk)
+    return full * (full + 1) // 2 + max(lq - lk, 0) * lk
+
+
+def sdpa_macs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool) -> int:
+    """MACs of softmax(Q K^T) V for (B, H, L, d) tensors (see the module docstring)."""
+    *batch, lq, d = q.shape
+    lk, dv = k.shape[-2], v.shape[-1]
+    pairs = _causal_pairs(lq, lk) if is_causal else lq * lk
+    n = 1
+    for b in batch:
+        n *= int(b)
+    return n * pairs * (int(d) + int(dv))
+
+
+# position of is_causal among the positional arguments of each SDPA kernel
+_SDPA_CAUSAL_ARG = {
+    aten._scaled_dot_product_flash_attention_for_cpu: 4,
+    aten._scaled_dot_product_flash_attention: 4,
+    aten._scaled_dot_product_efficient_attention: 6,
+    aten._scaled_dot_product_cudnn_attention: 6,
+}
+
+
+def _sdpa_call_macs(packet: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> int:
+    pos = _SDPA_CAUSAL_ARG[packet]
+    causal = bool(args[pos]) if len(args) > pos else bool(kwargs.get("is_causal", False))
+    return sdpa_macs(args[0], args[1], args[2], causal)
+
+
+def mha_macs(query: torch.Tensor, key: torch.Tensor, embed_dim: int) -> int:
+    """MACs of ``_native_multi_head_attention`` (projections, QK^T, AV, output projection)."""
+    e = int(embed_dim)
+    b = int(query.shape[0]) if query.dim() == 3 else 1
+    lq, lk = int(query.shape[-2]), int(key.shape[-2])
+    return b * (lq * e * e + 2 * lk * e * e + 2 * lq * lk * e + lq * e * e)
+
+
 # One op per element produced (activations, arithmetic, comparisons).
 _ELEMENTWISE = {
-    aten.relu, aten.relu_, aten.hardswish, aten.hardswish_, aten.hardsigmoid, aten.hardsigmoid_,
+    aten.native_layer_norm, aten.masked_fill, aten.masked_fill_, aten.tril, aten.triu, aten.relu, aten.relu_, aten.hardswish, aten.hardswish_, aten.hardsigmoid, aten.hardsigmoid_,
     aten.sigmoid, aten.sigmoid_, aten.tanh, aten.silu, aten.silu_, aten.gelu, aten.exp, aten.log, aten.neg,
     aten.add, aten.add_, aten.sub, aten.rsub, aten.mul, aten.mul_, aten.div, aten.div_, aten.where,
     aten.clamp, aten.clamp_, aten.clamp_min, aten.gt, aten.lt, aten.ge, aten.le, aten.eq, aten.ne,
@@ -85,19 +138,19 @@ _ELEMENTWISE = {
 }  # fmt: skip
 # One op per element read (softmax, reductions).
 _REDUCTION = {
-    aten._softmax, aten._log_softmax, aten.amax, aten.amin, aten.max, aten.argmax, aten.sum, aten.mean,
+    aten._safe_softmax, aten.linalg_vector_norm, aten._softmax, aten._log_softmax, aten.amax, aten.amin, aten.max, aten.argmax, aten.sum, aten.mean,
     aten.any, aten.all, aten.adaptive_avg_pool2d, aten._adaptive_avg_pool2d,
 }  # fmt: skip
 _POOL = {aten.max_pool2d_with_indices, aten.max_pool2d, aten.avg_pool2d}
 # Data movement: bytes counted, no arithmetic.
 _MOVEMENT = {
-    aten.index, aten.index_put_, aten.index_put, aten.index_select, aten.cat, aten.stack, aten.clone,
+    aten.roll, aten.channel_shuffle, aten.native_channel_shuffle, aten.index, aten.index_put_, aten.index_put, aten.index_select, aten.cat, aten.stack, aten.clone,
     aten.copy_, aten._to_copy, aten.nonzero, aten.masked_select, aten.gather, aten.scatter, aten.bincount,
     aten.fill_, aten.zero_, aten.constant_pad_nd, aten._unsafe_index,
 }  # fmt: skip
 # Views, allocation and metadata: nothing moved, nothing computed.
 _FREE = {
-    aten.view, aten._unsafe_view, aten.reshape, aten.t, aten.transpose, aten.permute, aten.expand,
+    aten.as_strided_, aten.view, aten._unsafe_view, aten.reshape, aten.t, aten.transpose, aten.permute, aten.expand,
     aten.squeeze, aten.unsqueeze, aten.slice, aten.select, aten.alias, aten.as_strided, aten.detach,
     aten.lift_fresh, aten.empty, aten.empty_like, aten.empty_strided, aten.full, aten.zeros, aten.zeros_like,
     aten.ones, aten.ones_like, aten.arange, aten._local_scalar_dense, aten.new_empty, aten.new_zeros,
@@ -113,7 +166,8 @@ class LayerCost:
     module: str  # qualified module path ("(top)" for operators outside modules)
     op_type: str  # module class name
     calls: int = 0  # forward calls seen
-    macs: int = 0  # multiply-accumulates (1 MAC = 2 FLOPs)
+    macs: int = 0  # multiply-accumulates (1 MAC = 2 FLOPs), batch norm included
+    norm_macs: int = 0  # the part of macs that is inference batch norm (scale and shift)
     other_ops: int = 0  # element-wise / reduction / comparison operations (not MACs)
     params: int = 0  # parameters owned directly by the module
     input_bytes: int = 0  # bytes of activations read
@@ -168,7 +222,7 @@ class Profile:
         return pd.DataFrame(self.rows(), columns=cols)
 
     def totals(self) -> dict[str, int]:
-        keys = ("macs", "other_ops", "params", "input_bytes", "weight_bytes", "output_bytes")
+        keys = ("macs", "norm_macs", "other_ops", "params", "input_bytes", "weight_bytes", "output_bytes")
         out = {k: self.total(k) for k in keys}
         out["flops"] = 2 * out["macs"]
         return out
@@ -209,8 +263,16 @@ class _CostMode(TorchDispatchMode):
             layer.mac_type = True
             if packet in _CONV:
                 layer.kernel_width = int(args[1].shape[-1])
+        elif packet in _SDPA_CAUSAL_ARG:
+            layer.macs += _sdpa_call_macs(packet, args, kwargs)
+            layer.mac_type = True
+            n_out, b_out = _numel_bytes(outputs[:1])  # log-sum-exp and RNG state are bookkeeping
+        elif packet is aten._native_multi_head_attention:
+            layer.macs += mha_macs(args[0], args[1], args[3])
+            layer.mac_type = True
         elif packet in _BATCH_NORM:
             layer.macs += args[0].numel()
+            layer.norm_macs += args[0].numel()
             n_out, b_out = _numel_bytes(outputs[:1])  # saved mean/invstd are bookkeeping, not outputs
         elif packet in _ELEMENTWISE:
             layer.other_ops += max([n_out, *(t.numel() for t in inputs)])
