@@ -130,7 +130,8 @@ def mha_macs(query: torch.Tensor, key: torch.Tensor, embed_dim: int) -> int:
 
 # One op per element produced (activations, arithmetic, comparisons).
 _ELEMENTWISE = {
-    aten.native_layer_norm, aten.masked_fill, aten.masked_fill_, aten.tril, aten.triu, aten.relu, aten.relu_, aten.hardswish, aten.hardswish_, aten.hardsigmoid, aten.hardsigmoid_,
+    aten.native_layer_norm, aten.masked_fill, aten.masked_fill_, aten.tril, aten.triu,
+    aten.relu, aten.relu_, aten.hardswish, aten.hardswish_, aten.hardsigmoid, aten.hardsigmoid_,
     aten.sigmoid, aten.sigmoid_, aten.tanh, aten.silu, aten.silu_, aten.gelu, aten.exp, aten.log, aten.neg,
     aten.add, aten.add_, aten.sub, aten.rsub, aten.mul, aten.mul_, aten.div, aten.div_, aten.where,
     aten.clamp, aten.clamp_, aten.clamp_min, aten.gt, aten.lt, aten.ge, aten.le, aten.eq, aten.ne,
@@ -138,13 +139,15 @@ _ELEMENTWISE = {
 }  # fmt: skip
 # One op per element read (softmax, reductions).
 _REDUCTION = {
-    aten._safe_softmax, aten.linalg_vector_norm, aten._softmax, aten._log_softmax, aten.amax, aten.amin, aten.max, aten.argmax, aten.sum, aten.mean,
+    aten._safe_softmax, aten.linalg_vector_norm,
+    aten._softmax, aten._log_softmax, aten.amax, aten.amin, aten.max, aten.argmax, aten.sum, aten.mean,
     aten.any, aten.all, aten.adaptive_avg_pool2d, aten._adaptive_avg_pool2d,
 }  # fmt: skip
 _POOL = {aten.max_pool2d_with_indices, aten.max_pool2d, aten.avg_pool2d}
 # Data movement: bytes counted, no arithmetic.
 _MOVEMENT = {
-    aten.roll, aten.channel_shuffle, aten.native_channel_shuffle, aten.index, aten.index_put_, aten.index_put, aten.index_select, aten.cat, aten.stack, aten.clone,
+    aten.roll, aten.channel_shuffle, aten.native_channel_shuffle,
+    aten.index, aten.index_put_, aten.index_put, aten.index_select, aten.cat, aten.stack, aten.clone,
     aten.copy_, aten._to_copy, aten.nonzero, aten.masked_select, aten.gather, aten.scatter, aten.bincount,
     aten.fill_, aten.zero_, aten.constant_pad_nd, aten._unsafe_index,
 }  # fmt: skip
