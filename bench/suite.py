@@ -24,6 +24,7 @@ from typing import Any, Literal, Union, cast
 
 from bench.cost import energy_table_names, load_energy_table
 from bench.executors import EXECUTORS
+from cascade._registry import UnknownNameError
 from cascade.data import DATASETS
 from cascade.exits import POLICIES
 from cascade.losses import LOSSES, build_loss, loss_option_names
@@ -318,8 +319,10 @@ def _check_threshold(file: Any, key: str, t: float) -> None:
 
 
 def _check_name(file: Any, key: str, registry: Any, name: str) -> None:
-    if name not in registry:
-        raise SuiteError(file, key, registry.unknown_message(name))
+    try:
+        registry.get(name)
+    except UnknownNameError as e:
+        raise SuiteError(file, key, str(e)) from None
 
 
 def _validate_train_overrides(file: Any, key: str, overrides: Mapping[str, Any]) -> dict[str, Any]:

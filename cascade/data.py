@@ -39,6 +39,7 @@ import gzip
 import hashlib
 import inspect
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,40 +295,52 @@ def digits(*, root: Path | None = None, download: bool = True, size: int = 28) -
 
 
 CIFAR_FILES = {
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
-                                                   "data_batch_5", "test_batch", "batches.meta")),
-    "cifar100": ("CIFAR100", "cifar-100-python", ("train", "test", "meta")),
-}  # fmt: skip
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
+    "cifar100": ("CIFAR100", "cifar-100-python", ["train"], ["test"], "fine_labels"),
+}
+
+
+def _read_cifar_batches(folder: Path, names: list[str], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The python-pickle batches of the published CIFAR archives -> images (N, 3, 32, 32) in [0, 1], labels."""
+    xs, ys = [], []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")  # the format of the published archives
+        if "data" not in batch or label_key not in batch:
+            raise DataFormatError(f"{folder / name}: not a CIFAR batch (needs 'data' and {label_key!r})")
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[label_key]) != len(data):
+            raise DataFormatError(f"{folder / name}: data {data.shape} for {len(batch[label_key])} labels")
+        xs.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
+        ys.append(torch.tensor(batch[label_key], dtype=torch.long))
+    return torch.cat(xs).float().div_(255.0), torch.cat(ys)
 
 
 def _cifar(name: str, root: Path | None, download: bool) -> RawData:
-    cls_name, folder, files = CIFAR_FILES[name]
+    cls_name, folder_name, train_files, test_files, label_key = CIFAR_FILES[name]
     root = Path(root) if root is not None else default_root()
-    cls = getattr(torchvision.datasets, cls_name)
-    missing = [f for f in files if not (root / folder / f).is_file()]
+    folder = root / folder_name
+    files = [*train_files, *test_files]
+    missing = [f for f in files if not (folder / f).is_file()]
     if missing and download:
         try:
-            cls(str(root), train=True, download=True)
+            getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
         except Exception as exc:  # offline, proxy, checksum: all end in the same advice
-            missing = [f for f in files if not (root / folder / f).is_file()]
-            raise DataNotFoundError(_cifar_message(name, root / folder, missing, f"download failed: {exc}")) from exc
-        missing = [f for f in files if not (root / folder / f).is_file()]
+            missing = [f for f in files if not (folder / f).is_file()]
+            raise DataNotFoundError(_cifar_message(name, folder, missing, f"download failed: {exc}")) from exc
+        missing = [f for f in files if not (folder / f).is_file()]
     if missing:
-        raise DataNotFoundError(_cifar_message(name, root / folder, missing, "download disabled"))
-    train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
-
-    def images(ds: Any) -> torch.Tensor:
-        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0).contiguous()  # (N, 3, 32, 32)
-
-    classes = 10 if name == "cifar10" else 100
-    return RawData(images(train), torch.tensor(train.targets), images(test), torch.tensor(test.targets), classes)
+        raise DataNotFoundError(_cifar_message(name, folder, missing, "download disabled"))
+    train_x, train_y = _read_cifar_batches(folder, train_files, label_key)
+    test_x, test_y = _read_cifar_batches(folder, test_files, label_key)
+    return RawData(train_x, train_y, test_x, test_y, 10 if name == "cifar10" else 100)
 
 
 def _cifar_message(name: str, folder: Path, missing: list[str], why: str) -> str:
     return (
-        f"{name} data not found ({why}). Missing in {folder}: {', '.join(missing)}. Unpack the python version of "
-        f"the dataset (the {folder.name} folder of {folder.name.split('-python')[0]}-python.tar.gz) into "
-        f"{folder.parent}, or point CASCADE_DATA_DIR (or the suite's dataset.root) at the folder that holds it."
+        f"{name} data not found ({why}). Missing in {folder}: {', '.join(missing)}. Unpack the python version "
+        f"of the dataset (the archive holding {folder.name}/) into {folder.parent}, or point CASCADE_DATA_DIR "
+        f"(or the suite's dataset.root) at the folder that holds {folder.name}/."
     )
 
 
