@@ -72,9 +72,9 @@ def test_attached_final_exit_is_the_plain_network(attached) -> None:
 
 
 def test_plain_checkpoint_loads_into_the_attached_model(attached) -> None:
-    plain, net, after = attached
-    fresh = attach_exits(torchvision.models.get_model(type(plain).__name__.lower() if False else _arch(plain),
-                                                     num_classes=10), after, num_classes=10, input_shape=(3, 32, 32))  # fmt: skip
+    plain, _, after = attached
+    other = torchvision.models.get_model(_arch(plain), num_classes=10)  # fresh weights
+    fresh = attach_exits(other, after, num_classes=10, input_shape=(3, 32, 32))
     result = fresh.load_state_dict(plain.state_dict(), strict=False)
     assert result.unexpected_keys == [] and result.missing_keys
     assert all(k.startswith("exits.") for k in result.missing_keys)
