@@ -483,6 +483,15 @@ def exit_costs(model: Any, input_shape: Sequence[int], tables: Sequence[EnergyTa
     must run to decide that the sample goes on.
     """
     model.eval()
+    registered = {id(p) for p in model.parameters()}
+    for part in (*model.exit_segments, *model.exit_heads):
+        stray = [n for n, p in part.named_parameters() if id(p) not in registered]
+        if stray:
+            raise ValueError(
+                f"{type(model).__name__}: parameters {stray[:3]} of a segment or head are not registered on the "
+                "model; register its modules under stable names (docs/models.md), or every cost row collapses "
+                "to the root and weights count as activations"
+            )
     param = next(iter(model.parameters()), None)
     x = torch.zeros(1, *input_shape, device=param.device if param is not None else None)
     out = []

@@ -2,9 +2,10 @@
 
     pytest benchmarks/test_bench_dynamic.py -q -s        (make benchmark)
 
-For an exit at p1 and at p2, at batch 256 and at batch 1 (over 256 samples), this times
-the full network (every segment and head on every sample) and the dynamic forward at a
-threshold where about 70 % of samples leave early, on the inference copy that latency
+For the study CNN with an exit at p1 and at p2, and the CIFAR ResNet-20 (3 x 32 x 32, the
+compute-bound case) with an exit after layer1 and after layer2, at batch 256 and at batch 1
+(over 256 samples), this times the full network (every segment and head on every sample) and
+the dynamic forward at a threshold where about 70 % of samples leave early, on the inference copy that latency
 reports use (``optimise_for_inference``: BN folded, NHWC on CPU). It prints:
 
 * measured speedup = time(full) / time(dynamic);
@@ -29,7 +30,7 @@ import pytest
 import torch
 
 from bench.cost import counting, exit_costs, profile
-from cascade import StudyCNN, build_policy, dynamic_forward
+from cascade import StudyCNN, build_model, build_policy, dynamic_forward
 from cascade.exits import optimise_for_inference
 
 MEDIANS: dict[tuple[str, str, int], float] = {}
@@ -38,20 +39,30 @@ SAMPLES = 256
 DEVICE = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
 
 
-@pytest.fixture(scope="module", params=["p1", "p2"])
+CASES = {  # name -> (model builder, input shape)
+    "p1": (lambda: StudyCNN(exits=("p1",)), (1, 28, 28)),
+    "p2": (lambda: StudyCNN(exits=("p2",)), (1, 28, 28)),
+    "resnet20-layer1": (lambda: build_model("resnet20", exits=["layer1"], num_classes=10), (3, 32, 32)),
+    "resnet20-layer2": (lambda: build_model("resnet20", exits=["layer2"], num_classes=10), (3, 32, 32)),
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
 def setup(request):
     torch.manual_seed(0)
-    model = StudyCNN(exits=(request.param,)).eval().to(DEVICE)
+    build, shape = CASES[request.param]
+    model = build().eval().to(DEVICE)
     with torch.no_grad():  # give the exit head a confidence spread, as training does
-        model.exits[request.param][1].weight.mul_(30)
-    x = torch.randn(SAMPLES, 1, 28, 28, device=DEVICE)
+        head = model.exit_heads[0]
+        next(m for m in reversed(list(head.modules())) if isinstance(m, torch.nn.Linear)).weight.mul_(30)
+    x = torch.randn(SAMPLES, *shape, device=DEVICE)
     with torch.no_grad():
         conf = torch.softmax(model.forward_until(x, 0).logits[0], 1).amax(1)
     policy = build_policy("max-prob", threshold=float(conf.quantile(0.3)))  # ~70 % leave early
     nhwc = DEVICE.type == "cpu"
     fast = optimise_for_inference(model, channels_last=nhwc)
     xs = x.contiguous(memory_format=torch.channels_last) if nhwc else x
-    return request.param, model, fast, xs, policy
+    return request.param, model, fast, xs, policy, shape
 
 
 def run_batches(fn, x: torch.Tensor, batch: int) -> None:
@@ -65,7 +76,7 @@ def run_batches(fn, x: torch.Tensor, batch: int) -> None:
 @pytest.mark.parametrize("batch", [256, 1])
 @pytest.mark.parametrize("mode", ["full", "dynamic", "path0", "path1"])
 def test_forward(benchmark, setup, mode: str, batch: int) -> None:
-    pos, model, fast, x, policy = setup
+    pos, model, fast, x, policy, shape = setup
     fns = {
         "full": fast,
         "dynamic": lambda xb: dynamic_forward(fast, xb, policy),
@@ -75,7 +86,7 @@ def test_forward(benchmark, setup, mode: str, batch: int) -> None:
     benchmark.pedantic(run_batches, args=(fns[mode], x, batch), rounds=7 if batch == 256 else 3, warmup_rounds=1)
     MEDIANS[(pos, mode, batch)] = benchmark.stats.stats.median
     if mode == "dynamic":
-        full_macs = exit_costs(model, (1, 28, 28), [])[-1].macs
+        full_macs = exit_costs(model, shape, [])[-1].macs
         with counting(model) as prof:
             res = dynamic_forward(model, x.contiguous(), policy)
         INFO[(pos, batch)] = {"early_share": res.early_share, "mac_predicted": full_macs * len(x) / prof.macs}
@@ -89,7 +100,7 @@ def test_profile_study_cnn(benchmark) -> None:
 
 def test_zz_summary() -> None:
     rows: dict[str, object] = {}
-    for pos in ("p1", "p2"):
+    for pos in CASES:
         for batch in (256, 1):
             if (pos, "dynamic", batch) not in MEDIANS:
                 continue

@@ -22,7 +22,7 @@ from bench.results import load_results
 from bench.runner import run_suite
 from bench.store import ResultStore
 from bench.suite import load_suite
-from cascade import StudyCNN, build_policy, dynamic_forward
+from cascade import build_model, build_policy, dynamic_forward
 from cascade.exits import optimise_for_inference
 from cascade.losses import LOSSES, Loss
 
@@ -205,17 +205,20 @@ def test_record_round_trip_keeps_field_order() -> None:
 # --------------------------------------------------------------------------- inference copies
 
 
-@pytest.mark.parametrize("exits", [("p2",), ("p1", "p2", "p3")])
-def test_optimised_copy_equals_the_model(exits: tuple[str, ...]) -> None:
+@pytest.mark.parametrize("name, exits", [("study_cnn", ("p2",)), ("study_cnn", ("p1", "p2", "p3")),
+                                         ("resnet20", ("layer1", "layer2.1"))])  # fmt: skip
+def test_optimised_copy_equals_the_model(name: str, exits: tuple[str, ...]) -> None:
     torch.manual_seed(0)
-    model = StudyCNN(channels=(4, 6, 8), hidden=16, exits=exits, dropout=0.2).eval()
+    options = {"channels": (4, 6, 8), "hidden": 16, "dropout": 0.2} if name == "study_cnn" else {"width": 4}
+    model = build_model(name, exits=exits, num_classes=10, in_channels=1, input_size=28, **options).eval()
     for m in model.modules():  # trained-looking BN statistics, so folding them matters
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
     fast = optimise_for_inference(model, channels_last=True)
-    assert any(isinstance(m, torch.nn.Identity) for m in fast.modules())  # BN really folded
+    bn = [m for seg in fast.exit_segments for m in seg.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert not bn  # BN really folded, in the traced segments too
     x = torch.randn(64, 1, 28, 28)
     with torch.no_grad():
         ref, got = model(x).logits, fast(x.contiguous(memory_format=torch.channels_last)).logits

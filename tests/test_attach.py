@@ -215,3 +215,35 @@ def test_cifar10_suite_validates_and_runs_on_synthetic_cifar(tmp_path: Path) -> 
     assert firm.budget is not None and len(firm.budget.points) == 6
     assert MODELS.get("resnet56").depth == 56  # the suite's own network, validated above with its exits
     load_suite(REPO / "suites" / "cifar10_resnet.toml", [f"dataset.root='{tmp_path / 'data'}'"])
+
+
+def test_docs_examples_run() -> None:
+    """docs/models.md's examples (attach_exits and the manual MultiExitModel route) run as written."""
+    import re
+
+    from cascade.models import MODELS as registry
+
+    text = (REPO / "docs" / "models.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    try:
+        for block in blocks:
+            exec(compile(block, "docs/models.md", "exec"), {})
+        assert "two_stage" in registry
+    finally:
+        if "two_stage" in registry:
+            registry.unregister("two_stage")
+
+
+def test_unregistered_segments_are_refused_by_exit_costs() -> None:
+    from cascade import MultiExitModel
+
+    class Hidden(MultiExitModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self._segments = [nn.Linear(4, 4), nn.Identity()]  # held only in the plain lists
+            self._heads = [nn.Linear(4, 2), nn.Linear(4, 2)]
+            self.exit_names = ("a", "final")
+
+    with pytest.raises(ValueError, match="not registered on the model"):
+        exit_costs(Hidden(), (4,), [])

@@ -12,12 +12,14 @@ need, and lets cost accounting run "everything up to exit l".
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,25 @@ class MultiExitModel(nn.Module):
             h = segment(h)
             logits.append(head(h))
         return ExitOutputs(tuple(logits))
+
+    def fold_batch_norm(self) -> None:
+        """Fold batch norm into the layer before it, in place, for an inference copy (eval mode only).
+
+        Inside every ``nn.Sequential``, ``Conv2d`` + ``BatchNorm2d`` (``Linear`` + ``BatchNorm1d``) becomes
+        one layer (``torch.nn.utils.fusion``) and the BN slot ``Identity``. Models whose pieces are not
+        Sequentials override this.
+        """
+        for module in self.modules():
+            if not isinstance(module, nn.Sequential):
+                continue
+            children = list(module.named_children())
+            for (name_a, a), (name_b, b) in itertools.pairwise(children):
+                if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                    setattr(module, name_a, fuse_conv_bn_eval(a, b))
+                    setattr(module, name_b, nn.Identity())
+                elif isinstance(a, nn.Linear) and isinstance(b, nn.BatchNorm1d):
+                    setattr(module, name_a, fuse_linear_bn_eval(a, b))
+                    setattr(module, name_b, nn.Identity())
 
     def exit_parameter_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of the intermediate exit heads (absent from a ``base`` model)."""

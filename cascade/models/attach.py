@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.fx.experimental.optimization import fuse as fx_fuse
 from torch.fx.passes.split_module import split_module
 
 from cascade.heads import build_head
@@ -212,6 +213,13 @@ class AttachedExits(MultiExitModel):
 
     def exit_parameter_prefixes(self) -> tuple[str, ...]:
         return ("exits.",)
+
+    def fold_batch_norm(self) -> None:
+        """Also fold conv + BN pairs inside the traced segments (torch.fx's fusion pass)."""
+        super().fold_batch_norm()  # the exit heads
+        for segment in self._segments:
+            if isinstance(segment, _Segment):
+                segment.graph_module = fx_fuse(segment.graph_module)
 
 
 def _key(module_name: str) -> str:
