@@ -201,8 +201,9 @@ def optimise_for_inference(model: MultiExitModel, *, channels_last: bool | None 
     """An eval-mode copy for timing: batch norm folded into the layer before it, optional NHWC layout.
 
     :meth:`MultiExitModel.fold_batch_norm` folds each ``Conv2d`` followed by ``BatchNorm2d`` (or
-    ``Linear`` followed by ``BatchNorm1d``) into one layer, the standard inference transformation. The function is the same up to float rounding. ``channels_last`` (default: on CPU)
-    stores activations NHWC, which makes pooling and small-channel convolutions several times faster
+    ``Linear`` followed by ``BatchNorm1d``) into one layer, the standard inference transformation.
+    The function is the same up to float rounding. ``channels_last`` (default: on CPU) stores
+    activations NHWC, which makes pooling and small-channel convolutions several times faster
     on CPUs. MAC counts are always taken on the unfused model.
     """
     fused = copy.deepcopy(model).eval()

@@ -128,7 +128,7 @@ class _Segment(nn.Module):
 
     def __init__(self, graph: fx.GraphModule, extras: list[str], root: nn.Module) -> None:
         super().__init__()
-        self.graph_module = graph
+        self.graph_module: nn.Module = graph
         self.extras = extras
         self.__dict__["_root"] = root  # a plain reference: the root's parameters are registered elsewhere
 
