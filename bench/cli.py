@@ -19,7 +19,7 @@ from bench.report import cost_views, rich_table, run_summary, runs_frame, write_
 from bench.runner import run_suite
 from bench.suite import SuiteError, load_suite
 from cascade._registry import UnknownNameError
-from cascade.data import DataNotFoundError
+from cascade.data import DataFormatError, DataNotFoundError
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))
-    except (SuiteError, StoreError, BaselineError, DataNotFoundError, UnknownNameError) as e:
+    except (SuiteError, StoreError, BaselineError, DataNotFoundError, DataFormatError, UnknownNameError) as e:
         err.print(f"[red]error[/]: {escape(str(e))}", highlight=False)
         return 2
     except KeyboardInterrupt:

@@ -2,8 +2,11 @@
 
 * ``local`` (default): in this process (``--jobs 1``) or a local process pool
   (``--jobs N``). Pool workers are started with ``spawn`` (forking a process
-  that has started OpenMP threads can deadlock) and each is pinned to
-  ``cores // N`` torch threads so parallel jobs do not oversubscribe the cores.
+  that has started OpenMP threads can deadlock) and exit when the driver dies.
+
+Every task runs with the suite's ``[suite] threads`` torch threads whatever the engine
+(CPU results are bitwise equal only at equal thread counts); choose ``--jobs`` x threads
+<= cores to avoid oversubscription.
 * ``slurm``: submitit job arrays on a Slurm cluster (``pip install cascade-bench[slurm]``);
   ``--set``-free options: partition, time (minutes), gpus per job, cpus per job.
   ``cluster="local"`` uses submitit's local executor (for tests and laptops).
@@ -19,8 +22,13 @@ pre-training checkpoint); a wave starts when the previous one is done.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +45,7 @@ class TaskLike(Protocol):
     def label(self) -> str: ...
 
 
-#: ``fn(task, out_dir, force, threads, callback)`` -> result dict: ``bench.runner.execute_task``.
+#: ``fn(task, out_dir, force, callback=None)`` -> result dict: ``bench.runner.execute_task``.
 TaskFn = Callable[..., dict[str, Any]]
 
 
@@ -83,18 +91,44 @@ class LocalPoolExecutor(Executor):
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
-        self.threads = max(1, (os.cpu_count() or 1) // jobs)
 
     def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
         results = []
         ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(fn, t, out_dir, force, self.threads): t for t in tasks}
+        with cf.ProcessPoolExecutor(
+            max_workers=self.jobs, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
+            futures = {pool.submit(fn, t, out_dir, force): t for t in tasks}
             for fut in cf.as_completed(futures):
                 bar.start_run(futures[fut].label)
                 results.append(fut.result())
                 bar.end_run()
         return results
+
+
+def die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: exit when the driver process dies, however it dies.
+
+    On Linux the kernel sends SIGKILL when the parent ends (``PR_SET_PDEATHSIG``); elsewhere, and as
+    a second guard, a daemon thread checks every second whether the worker has been re-parented.
+    Without this, workers of a driver killed with SIGKILL finish their task and then block forever
+    on the pool's pipe. A killed worker leaves nothing half-written: every result file is atomic.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except OSError:
+            pass  # no libc by that name: the watchdog below still works
+    if os.getppid() != parent:  # the parent died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 class MissingExtraError(ImportError):
@@ -147,7 +181,7 @@ class SubmititExecutor(Executor):
         # restarts from its checkpoints (training results are atomic files).
         task = _requeueable_task(fn)
         with ex.batch():
-            jobs = [ex.submit(task, t, out_dir, force, self.cpus) for t in tasks]
+            jobs = [ex.submit(task, t, out_dir, force) for t in tasks]
         results = []
         for job, t in zip(jobs, tasks):
             bar.start_run(t.label)
@@ -174,8 +208,8 @@ def _requeueable_task(fn: TaskFn) -> Any:
         def __init__(self, fn: TaskFn) -> None:
             self.fn = fn
 
-        def __call__(self, task: Any, out_dir: str, force: bool, threads: int) -> dict[str, Any]:
-            return self.fn(task, out_dir, force, threads)
+        def __call__(self, task: Any, out_dir: str, force: bool) -> dict[str, Any]:
+            return self.fn(task, out_dir, force)
 
     return RequeueableTask(fn)
 
@@ -185,7 +219,7 @@ class DaskExecutor(Executor):
 
     name = "dask"
 
-    def __init__(self, *, address: str | None = None, workers: int = 2, threads_per_worker: int | None = None) -> None:
+    def __init__(self, *, address: str | None = None, workers: int = 2) -> None:
         try:
             import distributed  # noqa: PLC0415  # optional extra [dask]
         except ImportError as e:
@@ -194,7 +228,6 @@ class DaskExecutor(Executor):
             ) from e
         self.distributed = distributed
         self.address, self.workers = address, workers
-        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
 
     def run_waves(
         self,
@@ -223,7 +256,7 @@ class DaskExecutor(Executor):
                 cluster.close()
 
     def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
-        futures = [self.client.submit(fn, t, out_dir, force, self.threads, pure=False) for t in tasks]
+        futures = [self.client.submit(fn, t, out_dir, force, pure=False) for t in tasks]
         labels = {f.key: t.label for f, t in zip(futures, tasks)}
         results = []
         for fut in self.distributed.as_completed(futures):
@@ -284,7 +317,7 @@ EXECUTORS.register("slurm")(
             ExecutorOption("partition", str, None, "Slurm partition"),
             ExecutorOption("time", int, 60, "time limit per job, minutes"),
             ExecutorOption("gpus_per_job", int, 0, "GPUs per job", minimum=0),
-            ExecutorOption("cpus_per_job", int, 2, "CPUs per job (also torch threads)"),
+            ExecutorOption("cpus_per_job", int, 2, "CPUs per job (give at least the suite's threads)"),
             ExecutorOption("cluster", str, None, "'local' for submitit's local executor (tests, laptops)"),
         ),
     )

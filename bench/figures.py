@@ -7,6 +7,7 @@ colour-blind-safe palette with distinct markers.
 
 from __future__ import annotations
 
+import io
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ import pandas as pd
 from bench import stats
 from bench.record import RunRecord
 from bench.results import Results
+from bench.store import atomic_write_bytes
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -75,9 +77,10 @@ def finish(fig: Any, axes: Sequence[Any], path: Path, title: str) -> list[tuple[
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path.with_suffix(".png"), dpi=130, bbox_inches="tight")
-    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
+    for suffix, options in ((".png", {"dpi": 130}), (".pdf", {})):  # through temp-and-rename, like run files
+        buf = io.BytesIO()
+        fig.savefig(buf, format=suffix[1:], bbox_inches="tight", **options)
+        atomic_write_bytes(path.with_suffix(suffix), buf.getvalue())
     plt.close(fig)
     return [(title, path.with_suffix(".png"))]
 

@@ -30,13 +30,14 @@ import torch
 
 import cascade
 from bench.store import ResultStore, config_hash
-from bench.suite import BudgetSpec, DatasetSpec, EvaluationSpec, Suite, SuiteError, expand_variant
+from bench.suite import BudgetSpec, DatasetSpec, EvaluationSpec, Suite, SuiteError, SuiteMeta, expand_variant
 from cascade.data import DataSplits
 from cascade.models import build_model
 from cascade.train import TrainConfig
 
 #: TrainConfig fields that decide what is trained (loop-only settings stay out of the run keys).
 TRAIN_FIELDS = TrainConfig.run_fields()
+DEFAULT_THREADS = SuiteMeta.threads
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class TrainJob:
     train: dict[str, Any]  # TrainConfig fields
     seed: int
     pretrain: TrainJob | None = None
+    threads: int = DEFAULT_THREADS  # torch CPU threads (the suite's [suite] threads)
 
     @property
     def key(self) -> str:
@@ -60,6 +62,8 @@ class TrainJob:
     def describe(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["pretrain"] = None if self.pretrain is None else {"key": self.pretrain.key, **self.pretrain.describe()}
+        if self.threads == DEFAULT_THREADS:  # keys of runs made before threads were set stay valid
+            del d["threads"]
         return d
 
     @property
@@ -128,6 +132,12 @@ class Task:
     device: str = "cpu"
 
     @property
+    def threads(self) -> int:
+        """torch CPU threads the task runs with (the suite's setting)."""
+        job = self.run.job if self.run is not None else self.job
+        return job.threads if job is not None else DEFAULT_THREADS
+
+    @property
     def label(self) -> str:
         if self.run is not None:
             return f"{self.run.variant} seed {self.run.seed}"
@@ -175,6 +185,7 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
                     loss_options={},
                     train={**base_train, "epochs": pre_epochs},
                     seed=0,  # replaced per seed below
+                    threads=suite.suite.threads,
                 )
                 if equal_budget:
                     epochs -= pre_epochs
@@ -197,6 +208,7 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
                     train=dict(train_cfg),
                     seed=seed,
                     pretrain=None if pretrain is None else dataclasses.replace(pretrain, seed=seed),
+                    threads=suite.suite.threads,
                 )
                 runs.append(
                     RunSpec(

@@ -24,11 +24,13 @@ from bench.executors import build_executor
 from bench.plan import RunSpec, Task, TrainJob, build_for, expand_runs, make_waves, pending
 from bench.record import SCHEMA_VERSION, ErrorInfo, RunRecord, TrainingRecord, from_json
 from bench.store import (
+    FolderLock,
     ResultStore,
     atomic_torch_save,
     atomic_write_bytes,
     config_hash,
     now,
+    prepare_folder,
     provenance,
     save_exit_outputs,
     write_summary,
@@ -70,6 +72,10 @@ def ensure_trained(
         return model, ckpt["history"], False
     pre_history = None
     if job.pretrain is not None:
+        marker = failed_marker(store, job.pretrain.key)
+        if marker.is_file():
+            raise PretrainingFailedError(f"its pre-training ({job.pretrain.loss}, seed {job.seed}) failed: "
+                                         f"{marker.read_text().strip()}")  # fmt: skip
         pre_model, pre_history, _ = ensure_trained(job.pretrain, data, store, device, callback)
         result = model.load_state_dict(pre_model.state_dict(), strict=False)
         stray = [k for k in result.missing_keys if not k.startswith(model.exit_parameter_prefixes())]
@@ -119,7 +125,13 @@ def execute_run(
         fields["data_sizes"] = data.identity.get("sizes")
         fields["num_classes"] = data.num_classes
         t_train = time.perf_counter()
-        model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force)
+        try:
+            model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # runs pre-trained from this one fail with its reason instead of retraining
+            atomic_write_bytes(failed_marker(store, spec.job.key), f"{type(exc).__name__}: {exc}\n".encode())
+            raise
         fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
         t_eval = time.perf_counter()
         result, logits = evaluate(spec, model, data)
@@ -152,19 +164,42 @@ def execute_run(
             "seconds": record.seconds, "error": record.error_message or None}  # fmt: skip
 
 
+class PretrainingFailedError(RuntimeError):
+    """The pre-training a run starts from failed earlier in this suite run."""
+
+
+def failed_marker(store: ResultStore, train_key: str) -> Path:
+    """Where a failed pre-training leaves its reason, so that the runs that need it fail with it."""
+    return store.checkpoint_path(train_key).with_suffix(".failed")
+
+
+def check_pretraining_markers(store: ResultStore) -> None:
+    """A new suite run retries failed pre-trainings: forget the reasons the last one left."""
+    folder = store.checkpoint_path("x").parent
+    for marker in folder.glob("*.failed") if folder.is_dir() else []:
+        marker.unlink(missing_ok=True)
+
+
 def pretrain_job(job: TrainJob, data_spec: DatasetSpec, device: str, out_dir: str | Path) -> dict[str, Any]:
-    """Train one pre-training checkpoint (no run file)."""
-    data = get_data(data_spec, device)
-    ensure_trained(job, data, ResultStore(out_dir), device)
+    """Train one pre-training checkpoint (no run file); a failure is recorded for the runs that need it."""
+    store = ResultStore(out_dir)
+    try:
+        ensure_trained(job, get_data(data_spec, device), store, device)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        atomic_write_bytes(failed_marker(store, job.key), f"{type(exc).__name__}: {exc}\n".encode())
+        return {"status": "failed-pretrain", "key": job.key, "error": str(exc)}
     return {"status": "pretrain", "key": job.key}
 
 
-def execute_task(
-    task: Task, out_dir: str, force: bool = False, threads: int | None = None, callback: Any = None
-) -> dict[str, Any]:
-    """Run one task (top-level so every engine can pickle it)."""
-    if threads:
-        torch.set_num_threads(threads)
+def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = None) -> dict[str, Any]:
+    """Run one task (top-level so every engine can pickle it).
+
+    Every task runs with the suite's ``[suite] threads`` torch threads, whichever executor runs it,
+    so a run's numbers do not depend on where it ran.
+    """
+    torch.set_num_threads(task.threads)
     if task.run is not None:
         return execute_run(task.run, out_dir, callback=callback, force=force)
     assert task.job is not None and task.data is not None
@@ -217,24 +252,29 @@ def run_suite(
                             name=executor, jobs=jobs, flags=executor_options)  # fmt: skip
     except ValueError as e:
         raise SuiteError(path, "executor", str(e)) from None
-    store = ResultStore(out)
     runs = expand_runs(suite, overrides)
-    todo, done = pending(store, runs, force)
-    summary = RunSummary(out, total=len(runs), skipped=len(done))
-    out.mkdir(parents=True, exist_ok=True)
-    _write_suite_copy(suite, path, overrides, out)
-    t0 = time.perf_counter()
-    log(f"suite {suite.name}: {len(runs)} runs ({len(done)} already complete, {len(todo)} to do) -> {out}")
-    for problem in store.problems.values():
-        log(f"unreadable run file, rerunning it: {problem}")
-    summary.problems = list(store.problems.values())
-    if todo:
-        for results in ex.run_waves(make_waves(todo, store), execute_task, out, force=force, progress=progress):
-            for res in results:
-                if res.get("status") == "ok":
-                    summary.done += 1
-                elif res.get("status") == "failed":
-                    summary.failed.append(res)
+    prepare_folder(out)
+    store = ResultStore(out)
+    with FolderLock(out):
+        check_pretraining_markers(store)
+        todo, done = pending(store, runs, force)
+        summary = RunSummary(out, total=len(runs), skipped=len(done))
+        if todo:  # read (and check) the data once, before any run file is written
+            get_data(suite.dataset, runs[0].device)
+        _write_suite_copy(suite, path, overrides, out)
+        t0 = time.perf_counter()
+        log(f"suite {suite.name}: {len(runs)} runs ({len(done)} already complete, {len(todo)} to do) -> {out}")
+        for problem in store.problems.values():
+            log(f"unreadable run file, rerunning it: {problem}")
+        summary.problems = list(store.problems.values())
+        if todo:
+            for results in ex.run_waves(make_waves(todo, store), execute_task, out, force=force, progress=progress):
+                for res in results:
+                    if res.get("status") == "ok":
+                        summary.done += 1
+                    elif res.get("status") == "failed":
+                        summary.failed.append(res)
+        write_summary(store)
     write_summary(store)
     summary.seconds = time.perf_counter() - t0
     for f in summary.failed:

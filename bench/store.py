@@ -16,6 +16,7 @@ old file or none, never a truncated one. Leftover ``*.tmp`` files are ignored.
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import hashlib
 import io
 import json
@@ -135,6 +136,60 @@ def provenance(device: str) -> dict[str, Any]:
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+class FolderLock:
+    """An advisory lock on a results folder (``fcntl.flock`` on ``.lock``): one ``bench run`` at a time.
+
+    The operating system releases it when the holding process ends, however it ends, so a stale
+    lock cannot exist. The file records the holder's pid and host for the refusal message.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreError(
+                f"{self.path.parent} is in use by a running bench run ({holder}); wait for it to finish, "
+                "or give another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def prepare_folder(root: Path) -> None:
+    """Create the output folder, or say in one line why it cannot be (a file in the way, no permission)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StoreError(f"--out {root}: a file of that name exists; give a folder") from None
+    except NotADirectoryError:
+        raise StoreError(f"--out {root}: a part of the path is a file, not a folder") from None
+    except PermissionError:
+        raise StoreError(f"--out {root}: no permission to create it") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StoreError(f"--out {root}: the folder is not writable")
 
 
 class ResultStore:

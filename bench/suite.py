@@ -58,6 +58,9 @@ class SuiteMeta:
     description: str = ""  # free text, copied into the report
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per seed; runs are paired by seed
     device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto = cuda when available
+    # torch CPU threads of every run, whichever executor runs it (in-process, pool, Dask, Slurm): CPU
+    # kernels reduce in a thread-count-dependent order, so results are bitwise equal only at equal counts
+    threads: int = 2
 
 
 @dataclass(frozen=True)
@@ -427,18 +430,27 @@ def expand_variant(variant: VariantSpec, file: Any = None) -> list[tuple[Variant
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.0.c`` in nested tables and lists; :class:`SuiteError` (``--set``) when the path does not fit."""
     parts = dotted.split(".")
     node: Any = data
-    for p in parts[:-1]:
+    for i, p in enumerate(parts):
+        where = ".".join(parts[: i + 1])
+        last = i == len(parts) - 1
         if isinstance(node, list):
-            node = node[int(p)]
+            if not p.isdigit() or int(p) >= len(node):
+                raise SuiteError("--set", dotted, f"{'.'.join(parts[:i])} is a list of {len(node)}; "
+                                 f"{p!r} is not an index of it (use KEY=[...] to replace the list)")  # fmt: skip
+            if last:
+                node[int(p)] = value
+            else:
+                node = node[int(p)]
+        elif isinstance(node, dict):
+            if last:
+                node[p] = value
+            else:
+                node = node.setdefault(p, {})
         else:
-            node = node.setdefault(p, {})
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
+            raise SuiteError("--set", dotted, f"{'.'.join(parts[:i])} is {node!r}, not a table; cannot set {where}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -458,8 +470,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     for text in overrides:
         key, value = parse_override(text)
         parts = key.split(".")
+        if parts[0] == "variants" and len(parts) == 2 and not parts[1].isdigit():
+            raise SuiteError("--set", key, "set a key of a variant, e.g. variants.NAME.epochs=3")
         if parts[0] == "variants" and len(parts) >= 3:
-            names = [v.get("name") for v in data.get("variants", [])]
+            names = [v.get("name") for v in data.get("variants", []) if isinstance(v, dict)]
             if parts[1] not in names:
                 raise SuiteError("--set", key, f"no variant {parts[1]!r}; variants: {', '.join(map(str, names))}")
             variant = data["variants"][names.index(parts[1])]
@@ -473,9 +487,15 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
     """Read and validate a suite file; ``overrides`` are ``key=value`` strings validated like the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SuiteError(path, "", "file not found") from None
+    except IsADirectoryError:
+        raise SuiteError(path, "", "is a folder; give a suite .toml file") from None
+    except UnicodeDecodeError:
+        raise SuiteError(path, "", "not a text file (a suite is a UTF-8 TOML file)") from None
+    except OSError as e:
+        raise SuiteError(path, "", f"cannot be read ({e.strerror})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -524,6 +544,7 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
         raise SuiteError(file, "suite.name", f"{meta.name!r}: use letters, digits, '-' and '_' only")
     if not meta.seeds:
         raise SuiteError(file, "suite.seeds", "is empty; give at least one seed, e.g. [0, 1, 2]")
+    _check_range(file, "suite.threads", meta.threads >= 1, "an integer >= 1", meta.threads)
     if len(set(meta.seeds)) != len(meta.seeds):
         raise SuiteError(file, "suite.seeds", f"duplicate seeds in {list(meta.seeds)}")
 
@@ -582,6 +603,8 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
         )
     for i, t in enumerate(evaluation.latency_thresholds):
         _check_threshold(file, f"evaluation.latency_thresholds[{i}]", t)
+        if t not in evaluation.thresholds:
+            raise SuiteError(file, f"evaluation.latency_thresholds[{i}]", f"{t} must be one of evaluation.thresholds")
     for i, b in enumerate(evaluation.latency_batch_sizes):
         _check_range(file, f"evaluation.latency_batch_sizes[{i}]", b >= 1, "an integer >= 1", b)
     for name in ("latency_samples", "latency_repeats"):

@@ -209,11 +209,13 @@ def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bo
     raw = root / folder / "raw"
     missing = [f for f in MNIST_FILES if _idx_file(raw, f) is None]
     if missing and download:
+        created = _new_folders(raw, root)
         try:
             cls = getattr(torchvision.datasets, cls_name)
             cls(str(root), train=True, download=True)
             cls(str(root), train=False, download=True)
         except Exception as exc:  # offline, proxy, checksum: all end in the same advice
+            _remove_empty(created)
             raise DataNotFoundError(_missing_message(folder, raw, missing, f"download failed: {exc}")) from exc
         missing = [f for f in MNIST_FILES if _idx_file(raw, f) is None]
     if missing:
@@ -228,6 +230,19 @@ def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bo
         return x.unsqueeze(1).float().div_(255.0)  # (N, 1, 28, 28) in [0, 1]
 
     return RawData(images(tr_x), tr_y.long(), images(te_x), te_y.long(), 10)
+
+
+def _new_folders(leaf: Path, top: Path) -> list[Path]:
+    """The folders from ``top`` down to ``leaf`` that do not exist yet (a download would create them)."""
+    chain = [leaf, *leaf.parents]
+    return [p for p in chain[: chain.index(top) + 1] if not p.exists()] if top in chain else []
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed download created, deepest first, if they stayed empty."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _missing_message(folder: str, raw: Path, missing: list[str], why: str) -> str:
@@ -323,9 +338,11 @@ def _cifar(name: str, root: Path | None, download: bool) -> RawData:
     files = [*train_files, *test_files]
     missing = [f for f in files if not (folder / f).is_file()]
     if missing and download:
+        created = _new_folders(folder, root)
         try:
             getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
         except Exception as exc:  # offline, proxy, checksum: all end in the same advice
+            _remove_empty(created)
             missing = [f for f in files if not (folder / f).is_file()]
             raise DataNotFoundError(_cifar_message(name, folder, missing, f"download failed: {exc}")) from exc
         missing = [f for f in files if not (folder / f).is_file()]

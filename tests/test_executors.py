@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ def suite_and_reference(tmp_path_factory) -> tuple[Path, dict, Path]:
     suite.write_text(TINY)
     ref = d / "ref"
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the remote workers below run with 1 thread each: compare like with like
+    torch.set_num_threads(7)  # the driver's own setting must not matter: every run uses the suite's threads
     try:
         run_suite(suite, out_dir=ref, progress=False, log=lambda s: None, overrides=["evaluation.latency=false"])
     finally:
@@ -89,9 +88,25 @@ def test_unknown_executor_and_bad_jobs() -> None:
         make_executor("local", jobs=0)
 
 
-def test_local_pool_pins_threads() -> None:
-    ex = make_executor("local", jobs=2)
-    assert ex.threads == max(1, (os.cpu_count() or 1) // 2)
+def test_local_pool_gives_the_in_process_results(suite_and_reference) -> None:
+    suite, reference, d = suite_and_reference
+    out = d / "pool"
+    s = run_suite(suite, out_dir=out, progress=False, log=lambda s: None, jobs=2,
+                  overrides=["evaluation.latency=false"])  # fmt: skip
+    assert s.done == 4 and results_of(out) == reference
+    threads = {r.provenance["threads"] for r in ResultStore(out).iter_runs()}
+    assert threads == {2}  # the suite's default, recorded in every run
+
+
+def test_threads_enter_the_keys_only_when_set(tmp_path: Path) -> None:
+    from bench.plan import expand_runs
+    from bench.suite import load_suite
+
+    p = tmp_path / "t.toml"
+    p.write_text(TINY)
+    default = {r.key for r in expand_runs(load_suite(p))}
+    assert default == {r.key for r in expand_runs(load_suite(p, ["suite.threads=2"]))}
+    assert not default & {r.key for r in expand_runs(load_suite(p, ["suite.threads=1"]))}
 
 
 def test_executor_from_the_suite_and_flags(tmp_path: Path) -> None:

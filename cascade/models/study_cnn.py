@@ -62,9 +62,14 @@ class StudyCNN(MultiExitModel):
         exits: Sequence[str | int] = (),
     ) -> None:
         super().__init__()
-        channels = tuple(int(c) for c in channels)
+        if isinstance(channels, (str, bytes)) or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                          for c in channels):  # fmt: skip
+            raise ValueError(f"channels must be a list of positive integers, e.g. [32, 64, 128]; got {channels!r}")
+        channels = tuple(channels)
         if not channels or any(c <= 0 for c in channels):
             raise ValueError(f"channels must be a non-empty list of positive integers, got {channels}")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
         drops = (float(dropout),) * len(channels) if isinstance(dropout, (int, float)) else tuple(dropout)
         if len(drops) != len(channels) or any(not 0.0 <= p < 1.0 for p in drops):
             raise ValueError(f"dropout must be one value or one per block in [0, 1), got {dropout}")
