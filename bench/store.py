@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -89,6 +90,7 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@functools.cache
 def code_version() -> dict[str, Any]:
     """Package version, results version, git commit and dirty flag of the running code.
 
@@ -97,6 +99,9 @@ def code_version() -> dict[str, Any]:
     travelling with such a copy can be stale, and the dirty flag is then unknown (``None``).
     ``git_commit_source`` says where the commit came from; where git there disagrees, its
     answer is kept as ``git_commit_local``.
+
+    Asked once per process (when this module is imported): a long run keeps recording the commit
+    of the code it runs, even when the checkout moves on while it runs.
     """
     commit = _git("rev-parse", "HEAD")
     dirty = None
@@ -116,6 +121,9 @@ def code_version() -> dict[str, Any]:
         if commit is not None and commit != env:
             out["git_commit_local"] = commit
     return out
+
+
+code_version()  # at import: the code this process runs
 
 
 def provenance(device: str) -> dict[str, Any]:

@@ -90,22 +90,28 @@ def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -
 def test_commit_from_environment_when_the_copy_has_no_git(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "_git", lambda *a: None)
     monkeypatch.delenv("CASCADE_GIT_COMMIT", raising=False)
-    v = store.code_version()
+    v = store.code_version.__wrapped__()
     assert v["git_commit"] is None and v["git_commit_source"] == "unavailable"
     monkeypatch.setenv("CASCADE_GIT_COMMIT", "abc123\n")
-    v = store.code_version()
+    v = store.code_version.__wrapped__()
     assert v["git_commit"] == "abc123" and v["git_dirty"] is None and v["git_commit_source"] == "env CASCADE_GIT_COMMIT"
 
 
 def test_commit_from_environment_wins_over_a_stale_git(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "_git", lambda *a: "1111111" if a[0] == "rev-parse" else "")
     monkeypatch.setenv("CASCADE_GIT_COMMIT", "2222222")
-    v = store.code_version()
+    v = store.code_version.__wrapped__()
     assert v["git_commit"] == "2222222" and v["git_commit_local"] == "1111111" and v["git_dirty"] is None
     monkeypatch.delenv("CASCADE_GIT_COMMIT")
-    v = store.code_version()
+    v = store.code_version.__wrapped__()
     assert v["git_commit"] == "1111111" and v["git_dirty"] is False and v["git_commit_source"] == "git"
     assert "git_commit_local" not in v
+
+
+def test_code_version_is_taken_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = store.code_version()
+    monkeypatch.setattr(store, "_git", lambda *a: "moved-on")  # the checkout moves while a run goes on
+    assert store.code_version() is first and store.provenance("cpu")["git_commit"] == first["git_commit"]
 
 
 # --------------------------------------------------------------------------- CUDA
