@@ -164,12 +164,13 @@ def resolve_device(device: str, file: Any = None) -> str:
 def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
     """variants x sweep points x seeds, in suite order."""
     device = resolve_device(suite.suite.device, suite.path)
-    base_train = {k: getattr(suite.train, k) for k in TRAIN_FIELDS}
+    base_train = TrainConfig(**{k: getattr(suite.train, k) for k in TRAIN_FIELDS}).key_fields()
     data_id = suite.dataset.identity()
     runs = []
     for variant in suite.variants:
         for resolved, point in expand_variant(variant, suite.path):
-            train_cfg = {**base_train, **{k: v for k, v in resolved.train.items() if k in TRAIN_FIELDS}}
+            train_cfg = TrainConfig(**{**base_train, **{k: v for k, v in resolved.train.items()
+                                                        if k in TRAIN_FIELDS}}).key_fields()  # fmt: skip
             equal_budget = resolved.train.get("equal_budget", suite.train.equal_budget)
             epochs = resolved.epochs if resolved.epochs is not None else train_cfg["epochs"]
             mode = resolved.resolved_pretrain

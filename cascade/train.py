@@ -17,12 +17,16 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from cascade.data import DataSplits, Split
 from cascade.losses import Loss
 from cascade.models._base import MultiExitModel
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 class ConfigError(ValueError):
@@ -50,6 +54,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty of SGD
     log_every: int = 100  # log the mean training loss every this many iterations
     eval_batch_size: int = 1000  # batch size for validation / test passes
+    # torch.optim optimiser: "sgd" (the study's, with momentum), "adam" or "adamw" (momentum unused).
+    # Added after results existed: left out of the run keys while at its default (see run_fields).
+    optimizer: str = field(default="sgd", metadata={"key_default": "sgd"})
     # Check the loss for NaN/inf every this many iterations (0 = every iteration on CPU, every
     # log_every on GPU, where a per-step check would stall the launch queue with a host sync).
     # The error names the first bad iteration either way.
@@ -72,7 +79,28 @@ class TrainConfig:
             ("log_every", self.log_every >= 1, "an integer >= 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, "an integer >= 1"),
             ("finite_check_every", self.finite_check_every >= 0, "an integer >= 0"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
         ]
+
+    def key_fields(self) -> dict[str, Any]:
+        """The run fields as they enter a run key: fields added later are left out at their default."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.metadata.get("loop_only") or f.name not in self.run_fields():
+                continue
+            value = getattr(self, f.name)
+            if "key_default" in f.metadata and value == f.metadata["key_default"]:
+                continue
+            out[f.name] = value
+        return out
+
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """The configured torch.optim optimiser over ``params``."""
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
     @classmethod
     def run_fields(cls) -> list[str]:
@@ -169,7 +197,7 @@ def train(
     callback = callback or TrainCallback()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    opt = config.make_optimizer(model.parameters())
     x, y = data.train.x, data.train.y
     n = len(y)
     history = TrainHistory()

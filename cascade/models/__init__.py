@@ -13,6 +13,7 @@ from cascade._registry import Registry
 from cascade.models._base import ExitOutputs, MultiExitModel
 from cascade.models.attach import AttachedExits, ExitAttachError, attach_exits
 from cascade.models.cifar_resnet import CifarResNet, ResNet20, ResNet56
+from cascade.models.lenet import BranchyLeNet, LeNet
 from cascade.models.study_cnn import StudyCNN
 from cascade.models.torchvision_models import torchvision_model
 
@@ -20,6 +21,7 @@ MODELS: Registry[type[MultiExitModel]] = Registry("model")
 MODELS.register("study_cnn")(StudyCNN)
 MODELS.register("resnet20")(ResNet20)
 MODELS.register("resnet56")(ResNet56)
+MODELS.register("branchynet_lenet")(BranchyLeNet)
 MODELS.register_prefix("torchvision:", torchvision_model)
 
 
@@ -31,9 +33,11 @@ def build_model(name: str, **options: Any) -> MultiExitModel:
 __all__ = [
     "MODELS",
     "AttachedExits",
+    "BranchyLeNet",
     "CifarResNet",
     "ExitAttachError",
     "ExitOutputs",
+    "LeNet",
     "MultiExitModel",
     "StudyCNN",
     "attach_exits",
