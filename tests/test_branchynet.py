@@ -1,0 +1,83 @@
+"""BranchyNet's B-LeNet: shapes, the entropy rule at their 0.025 nats, the suite, the reproduction table."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.cost import exit_costs
+from bench.reproduction import render
+from bench.runner import run_suite
+from bench.suite import load_suite
+from cascade import build_model, build_policy
+from cascade.models import LeNet
+
+from .conftest import REPO
+from .synthetic import write_mnist
+
+THEIR_T = 1 - 0.025 / math.log(10)  # 0.025 nats as our entropy confidence
+
+
+def test_lenet_and_branch_shapes() -> None:
+    assert LeNet().fc1.in_features == 720  # 20 x 6 x 6 with ceil-mode pooling
+    net = build_model("branchynet_lenet", exits=["conv1"], num_classes=10, in_channels=1, input_size=28)
+    assert net.feature_shapes == ((5, 30, 30),)
+    assert net.exits["conv1"][-1].in_features == 640  # 10 x 8 x 8
+    out = net(torch.randn(4, 1, 28, 28))
+    assert [z.shape for z in out.logits] == [(4, 10), (4, 10)]
+
+
+def _logits_with_entropy(h: float) -> torch.Tensor:
+    """Logits [a, 0, ..., 0] (10 classes) whose softmax entropy is ``h`` nats (bisection on a)."""
+
+    def entropy(a: float) -> float:
+        p = torch.softmax(torch.tensor([a] + [0.0] * 9, dtype=torch.float64), 0)
+        return float(-(p * p.log()).sum())
+
+    lo, hi = 0.0, 50.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if entropy(mid) > h else (lo, mid)
+    return torch.tensor([[lo] + [0.0] * 9], dtype=torch.float64)
+
+
+def test_entropy_rule_at_their_threshold() -> None:
+    policy = build_policy("entropy", threshold=THEIR_T)
+    assert THEIR_T == pytest.approx(0.98914264, abs=1e-8)
+    below, above = _logits_with_entropy(0.0249), _logits_with_entropy(0.0251)
+    assert bool(policy.decide(below, {})[0]) and not bool(policy.decide(above, {})[0])
+    h = -(torch.softmax(below, 1) * torch.log_softmax(below, 1)).sum()
+    assert float(h) == pytest.approx(0.0249, abs=1e-9)
+
+
+def test_suite_encodes_their_recipe() -> None:
+    suite = load_suite(REPO / "suites" / "branchynet_lenet.toml")
+    assert suite.train.optimizer == "adam" and suite.train.lr == 0.001 and suite.train.batch_size == 512
+    b = suite.variant("b-lenet")
+    assert (b.loss, b.exits, b.pretrain, b.pretrain_epochs, b.epochs) == ("sum", ("conv1",), "base", 50, 100)
+    assert suite.variant("lenet").epochs == 50  # so b-lenet's pre-training reuses the lenet run
+    assert suite.evaluation.headline_threshold == pytest.approx(THEIR_T, abs=1e-8)
+    net = build_model("branchynet_lenet", exits=["conv1"], num_classes=10, in_channels=1, input_size=28)
+    c1, c2 = (c.macs for c in exit_costs(net, (1, 28, 28), []))
+    assert suite.budget.values == (math.ceil(0.943 * c1 + 0.057 * c2),)  # at least their 94.3 % early
+
+
+def test_reproduction_table_from_a_tiny_run(tmp_path: Path) -> None:
+    write_mnist(tmp_path / "data", n_train=200, n_test=50)
+    suite = tmp_path / "b.toml"
+    shutil.copy(REPO / "suites" / "branchynet_lenet.toml", suite)
+    overrides = [f"dataset.root='{tmp_path / 'data'}'", "dataset.download=false", "suite.seeds=[0, 1]",
+                 "variants.lenet.epochs=1", "variants.b-lenet.pretrain_epochs=1", "variants.b-lenet.epochs=1",
+                 "evaluation.latency_samples=8", "evaluation.latency_repeats=1", "evaluation.latency_batch_sizes=[1]"]  # fmt: skip
+    s = run_suite(suite, out_dir=tmp_path / "out", overrides=overrides, progress=False, log=lambda s: None)
+    assert s.done == 4 and not s.failed
+    text = render(tmp_path / "out")
+    for quantity in ("LeNet accuracy", "B-LeNet accuracy, their threshold", "exits at the branch, their threshold",
+                     "entropy threshold chosen on validation", "speedup LeNet / B-LeNet (CPU)",
+                     "LeNet time per sample (GPU)", "B-LeNet, up to exit conv1 | 220,150"):  # fmt: skip
+        assert quantity in text, quantity
+    assert "trained 1 + 1 epochs, not 50 + 100" in text
