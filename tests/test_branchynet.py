@@ -72,7 +72,8 @@ def test_reproduction_table_from_a_tiny_run(tmp_path: Path) -> None:
     shutil.copy(REPO / "suites" / "branchynet_lenet.toml", suite)
     overrides = [f"dataset.root='{tmp_path / 'data'}'", "dataset.download=false", "suite.seeds=[0, 1]",
                  "variants.lenet.epochs=1", "variants.b-lenet.pretrain_epochs=1", "variants.b-lenet.epochs=1",
-                 "evaluation.latency_samples=8", "evaluation.latency_repeats=1", "evaluation.latency_batch_sizes=[1]"]  # fmt: skip
+                 "evaluation.latency_samples=8", "evaluation.latency_repeats=1",
+                 "evaluation.latency_batch_sizes=[1]"]  # fmt: skip
     s = run_suite(suite, out_dir=tmp_path / "out", overrides=overrides, progress=False, log=lambda s: None)
     assert s.done == 4 and not s.failed
     text = render(tmp_path / "out")
