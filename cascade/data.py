@@ -207,19 +207,18 @@ def _idx_file(raw: Path, name: str) -> Path | None:
 def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bool) -> RawData:
     root = Path(root) if root is not None else default_root()
     raw = root / folder / "raw"
-    missing = [f for f in MNIST_FILES if _idx_file(raw, f) is None]
-    if missing and download:
-        created = _new_folders(raw, root)
-        try:
-            cls = getattr(torchvision.datasets, cls_name)
-            cls(str(root), train=True, download=True)
-            cls(str(root), train=False, download=True)
-        except Exception as exc:  # offline, proxy, checksum: all end in the same advice
-            _remove_empty(created)
-            raise DataNotFoundError(_missing_message(folder, raw, missing, f"download failed: {exc}")) from exc
-        missing = [f for f in MNIST_FILES if _idx_file(raw, f) is None]
-    if missing:
-        raise DataNotFoundError(_missing_message(folder, raw, missing, "download disabled"))
+
+    def fetch() -> None:
+        cls = getattr(torchvision.datasets, cls_name)
+        cls(str(root), train=True, download=True)
+        cls(str(root), train=False, download=True)
+
+    _ensure_files(
+        lambda: [f for f in MNIST_FILES if _idx_file(raw, f) is None],
+        fetch if download else None,
+        _new_folders(raw, root),
+        lambda missing, why: _missing_message(folder, raw, missing, why),
+    )
     files = [_idx_file(raw, f) for f in MNIST_FILES]
     tr_x, tr_y, te_x, te_y = (read_idx(f) for f in files if f is not None)
     for xs, ys, name in ((tr_x, tr_y, MNIST_FILES[0]), (te_x, te_y, MNIST_FILES[2])):
@@ -230,6 +229,25 @@ def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bo
         return x.unsqueeze(1).float().div_(255.0)  # (N, 1, 28, 28) in [0, 1]
 
     return RawData(images(tr_x), tr_y.long(), images(te_x), te_y.long(), 10)
+
+
+def _ensure_files(
+    missing: Callable[[], list[str]],
+    fetch: Callable[[], Any] | None,
+    new_folders: list[Path],
+    message: Callable[[list[str], str], str],
+) -> None:
+    """Download what ``missing()`` lists when ``fetch`` is given; else, or when it fails, a
+    :class:`DataNotFoundError` from ``message(missing files, why)``; a failed download leaves no
+    empty folders behind."""
+    if missing() and fetch is not None:
+        try:
+            fetch()
+        except Exception as exc:  # offline, proxy, checksum: all end in the same advice
+            _remove_empty(new_folders)
+            raise DataNotFoundError(message(missing(), f"download failed: {exc}")) from exc
+    if missing():
+        raise DataNotFoundError(message(missing(), "download disabled" if fetch is None else "not in the download"))
 
 
 def _new_folders(leaf: Path, top: Path) -> list[Path]:
@@ -336,18 +354,12 @@ def _cifar(name: str, root: Path | None, download: bool) -> RawData:
     root = Path(root) if root is not None else default_root()
     folder = root / folder_name
     files = [*train_files, *test_files]
-    missing = [f for f in files if not (folder / f).is_file()]
-    if missing and download:
-        created = _new_folders(folder, root)
-        try:
-            getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
-        except Exception as exc:  # offline, proxy, checksum: all end in the same advice
-            _remove_empty(created)
-            missing = [f for f in files if not (folder / f).is_file()]
-            raise DataNotFoundError(_cifar_message(name, folder, missing, f"download failed: {exc}")) from exc
-        missing = [f for f in files if not (folder / f).is_file()]
-    if missing:
-        raise DataNotFoundError(_cifar_message(name, folder, missing, "download disabled"))
+    _ensure_files(
+        lambda: [f for f in files if not (folder / f).is_file()],
+        (lambda: getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)) if download else None,
+        _new_folders(folder, root),
+        lambda missing, why: _cifar_message(name, folder, missing, why),
+    )
     train_x, train_y = _read_cifar_batches(folder, train_files, label_key)
     test_x, test_y = _read_cifar_batches(folder, test_files, label_key)
     return RawData(train_x, train_y, test_x, test_y, 10 if name == "cifar10" else 100)

@@ -25,7 +25,6 @@ from cascade.data import DataSplits, Split
 from cascade.losses import Loss
 from cascade.models._base import MultiExitModel
 
-
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
