@@ -200,6 +200,7 @@ def run_check(
     baseline: str | Path,
     out_dir: str | Path | None = None,
     overrides: Sequence[str] = (),
+    imports: Sequence[str] = (),
     update: bool = False,
     jobs: int | None = None,
     markdown: str | Path | None = None,
@@ -208,13 +209,13 @@ def run_check(
 ) -> CheckResult:
     """Run (or reuse) the suite, then compare it with the baseline; ``update`` rewrites the baseline."""
     console = console or Console()
-    suite = load_suite(suite_path, overrides)
+    suite = load_suite(suite_path, overrides, imports)
     threshold = suite.check.threshold if suite.check.threshold is not None else suite.evaluation.headline_threshold
     base_path = Path(baseline)
     if not update:
         base = read_baseline(base_path, suite.name)  # fail before spending time on runs
     summary = run_suite(suite_path, out_dir=out_dir, overrides=overrides, jobs=jobs, progress=progress,
-                        log=console.print)  # fmt: skip
+                        log=console.print, imports=imports)  # fmt: skip
     command = " ".join(["bench check", str(suite_path), "--baseline", str(base_path), "--update",
                         *(f"--set {o}" for o in overrides)])  # fmt: skip
     current = baseline_from_results(summary.out_dir, threshold, command)

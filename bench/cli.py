@@ -47,6 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.suite,
         out_dir=args.out,
         overrides=args.set,
+        imports=args.imports,
         jobs=args.jobs,
         force=args.force,
         executor=args.executor,
@@ -68,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    suite = load_suite(args.suite, args.set)
+    suite = load_suite(args.suite, args.set, args.imports)
     runs = expand_runs(suite, args.set)
     console.print(
         f"[green]ok[/]: {args.suite}: suite {suite.name!r}, {len(suite.variants)} variant(s), "
@@ -83,7 +84,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    for view in cost_views(args.suite, args.set, variant=args.variant, table=args.energy_table):
+    for view in cost_views(args.suite, args.set, variant=args.variant, table=args.energy_table, imports=args.imports):
         console.print(rich_table(view.frame, view.title))
         console.print(view.totals)
         if view.unsupported:
@@ -108,6 +109,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         out_dir=args.out,
         overrides=args.set,
+        imports=args.imports,
         update=args.update,
         jobs=args.jobs,
         markdown=args.markdown,
@@ -128,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
             default=[],
             metavar="KEY=VALUE",
             help="override a suite value, e.g. train.epochs=2, suite.seeds=[0,1], variants.firm-p2.epochs=3",
+        )
+        sp.add_argument(
+            "--import",
+            dest="imports",
+            action="append",
+            default=[],
+            metavar="FILE_OR_MODULE",
+            help="import your own code first, so the models, losses or datasets it registers are known by name",
         )
 
     r = sub.add_parser("run", help="train and evaluate every run of a suite (skips completed runs)")

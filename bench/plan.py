@@ -93,6 +93,7 @@ class RunSpec:
     data: DatasetSpec
     device: str
     overrides: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()  # imported by every process that runs this (see bench.plugins)
 
     @property
     def key(self) -> str:
@@ -119,6 +120,7 @@ class RunSpec:
             "budget": dataclasses.asdict(self.budget),
             "dataset_root": self.data.root,
             "overrides": list(self.overrides),
+            **({"plugins": list(self.plugins)} if self.plugins else {}),
         }
 
 
@@ -130,6 +132,7 @@ class Task:
     job: TrainJob | None = None  # pre-training only
     data: DatasetSpec | None = None
     device: str = "cpu"
+    plugins: tuple[str, ...] = ()  # pre-training only (a run carries its own)
 
     @property
     def threads(self) -> int:
@@ -226,6 +229,7 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
                         data=suite.dataset,
                         device=device,
                         overrides=tuple(overrides),
+                        plugins=suite.suite.plugins,
                     )
                 )
     return runs
@@ -254,7 +258,7 @@ def make_waves(todo: Sequence[RunSpec], store: ResultStore) -> list[list[Task]]:
         job = r.job.pretrain
         assert job is not None
         if job.key not in produced and not store.checkpoint_path(job.key).is_file():
-            pre[job.key] = Task(job=job, data=r.data, device=r.device)
+            pre[job.key] = Task(job=job, data=r.data, device=r.device, plugins=r.plugins)
     return [list(pre.values()), [Task(run=r) for r in first], [Task(run=r) for r in second]]
 
 

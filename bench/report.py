@@ -454,9 +454,16 @@ class CostView:
     unsupported: dict[str, int]
 
 
-def cost_views(suite_path: str, overrides: Sequence[str], *, variant: str | None, table: str | None) -> list[CostView]:
+def cost_views(
+    suite_path: str,
+    overrides: Sequence[str],
+    *,
+    variant: str | None,
+    table: str | None,
+    imports: Sequence[str] = (),
+) -> list[CostView]:
     """``bench cost``: per-layer MACs, bytes and energy of each distinct architecture of a suite."""
-    suite = load_suite(suite_path, overrides)
+    suite = load_suite(suite_path, overrides, imports)
     energy = load_energy_table(table or suite.evaluation.energy_table)
     seen = set()
     shape = dataset_shape(suite.dataset.name, suite.dataset.root, **suite.dataset.options)

@@ -22,6 +22,7 @@ import cascade
 from bench.evaluate import evaluate, relative_exit_costs
 from bench.executors import build_executor
 from bench.plan import RunSpec, Task, TrainJob, build_for, expand_runs, make_waves, pending
+from bench.plugins import import_plugins
 from bench.record import SCHEMA_VERSION, ErrorInfo, RunRecord, TrainingRecord, from_json
 from bench.store import (
     FolderLock,
@@ -200,6 +201,7 @@ def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = 
     so a run's numbers do not depend on where it ran.
     """
     torch.set_num_threads(task.threads)
+    import_plugins(task.run.plugins if task.run is not None else task.plugins)  # a spawned worker starts bare
     if task.run is not None:
         return execute_run(task.run, out_dir, callback=callback, force=force)
     assert task.job is not None and task.data is not None
@@ -231,6 +233,7 @@ def run_suite(
     executor_options: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    imports: Sequence[str] = (),
 ) -> RunSummary:
     """Validate the suite, run what is not done yet, write ``summary.csv``.
 
@@ -244,8 +247,9 @@ def run_suite(
         executor_options: executor flags (``partition``, ``cluster``, ...), checked against the
             executor's declared options; they override the suite's ``[executor]`` table.
         progress: show rich progress bars.
+        imports: plugin files or modules to import first (``--import``; see :mod:`bench.plugins`).
     """
-    suite = load_suite(path, overrides)
+    suite = load_suite(path, overrides, imports)
     out = Path(out_dir) if out_dir is not None else Path("results") / suite.name
     try:
         ex = build_executor(suite.executor.name, suite.executor.options(), suite.executor.jobs,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, cast
 
+from bench import plugins
 from bench.cost import energy_table_names, load_energy_table
 from bench.executors import EXECUTORS
 from cascade._registry import UnknownNameError
@@ -61,6 +62,9 @@ class SuiteMeta:
     # torch CPU threads of every run, whichever executor runs it (in-process, pool, Dask, Slurm): CPU
     # kernels reduce in a thread-count-dependent order, so results are bitwise equal only at equal counts
     threads: int = 2
+    # Python files (relative to the suite file) or module names imported before validation, so that the
+    # models, losses, datasets, heads or executors they register are known by name (also: --import FILE)
+    plugins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -483,8 +487,12 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
-def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
-    """Read and validate a suite file; ``overrides`` are ``key=value`` strings validated like the file."""
+def load_suite(path: str | Path, overrides: Sequence[str] = (), imports: Sequence[str] = ()) -> Suite:
+    """Read and validate a suite file; ``overrides`` are ``key=value`` strings validated like the file.
+
+    ``imports`` (``--import``) and the suite's ``[suite] plugins`` are imported first (see
+    :mod:`bench.plugins`); the suite records them, resolved, in ``suite.suite.plugins``.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -501,6 +509,20 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
     except tomllib.TOMLDecodeError as e:
         raise SuiteError(path, "", f"not valid TOML: {e}") from None
     data = apply_overrides(data, overrides)
+    suite_table = data.get("suite", {})
+    if isinstance(suite_table, dict):
+        listed = suite_table.get("plugins", [])
+        if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+            raise SuiteError(path, "suite.plugins", f"expected a list of file paths or module names, got {listed!r}")
+        resolved = [plugins.resolve(p, path.parent) for p in listed]
+        resolved += [plugins.resolve(p) for p in imports if plugins.resolve(p) not in resolved]
+        for i, spec in enumerate(resolved):
+            try:
+                plugins.import_plugin(spec)
+            except plugins.PluginError as e:
+                where = f"suite.plugins[{i}]" if i < len(listed) else "--import"
+                raise SuiteError(path, where, str(e)) from None
+        suite_table["plugins"] = resolved
     return parse_suite(data, file=path)
 
 
