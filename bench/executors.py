@@ -22,6 +22,7 @@ pre-training checkpoint); a wave starts when the previous one is done.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -65,10 +66,14 @@ class Executor:
     ) -> Iterator[list[dict[str, Any]]]:
         """Run ``fn`` on every task, wave after wave; yield each wave's results."""
         total = sum(len(w) for w in waves)
-        with RichProgress(total, enabled=progress) as bar:
+        with self.session(), RichProgress(total, enabled=progress) as bar:
             for wave in waves:
                 if wave:
                     yield self.run_wave(list(wave), fn, str(out_dir), force, bar)
+
+    def session(self) -> contextlib.AbstractContextManager[Any]:
+        """What the engine holds open while waves run (a cluster connection); nothing by default."""
+        return contextlib.nullcontext()
 
     def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -229,15 +234,9 @@ class DaskExecutor(Executor):
         self.distributed = distributed
         self.address, self.workers = address, workers
 
-    def run_waves(
-        self,
-        waves: Sequence[Sequence[Any]],
-        fn: TaskFn,
-        out_dir: str | Path,
-        *,
-        force: bool = False,
-        progress: bool = True,
-    ) -> Iterator[list[dict[str, Any]]]:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """A client of the given scheduler, or of a LocalCluster started (and stopped) here."""
         d = self.distributed
         cluster = None
         if self.address:
@@ -249,7 +248,7 @@ class DaskExecutor(Executor):
             client = d.Client(cluster)
         self.client = client
         try:
-            yield from super().run_waves(waves, fn, out_dir, force=force, progress=progress)
+            yield
         finally:
             client.close()
             if cluster is not None:
