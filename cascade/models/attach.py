@@ -19,6 +19,7 @@ so a module that reads ``self.training`` (dropout, stochastic depth) keeps doing
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import torch
@@ -133,19 +134,8 @@ class _Segment(nn.Module):
         self.__dict__["_root"] = root  # a plain reference: the root's parameters are registered elsewhere
 
     def forward(self, x: torch.Tensor) -> Any:
-        if not self.extras:
-            return self.graph_module(x)
         root = self.__dict__["_root"]
-        return self.graph_module(x, *(root.get_parameter(a) if _is_param(root, a) else root.get_buffer(a)
-                                     for a in self.extras))  # fmt: skip
-
-
-def _is_param(root: nn.Module, target: str) -> bool:
-    try:
-        root.get_parameter(target)
-    except AttributeError:
-        return False
-    return True
+        return self.graph_module(x, *(attrgetter(a)(root) for a in self.extras))  # (B, ...) and root tensors
 
 
 def _feature_shape(x: Any) -> tuple[int, ...]:
