@@ -187,7 +187,8 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
                     exits=() if mode == "base" else tuple(resolved.exits),
                     loss=mode,
                     loss_options={},
-                    train={**base_train, "epochs": pre_epochs},
+                    # the pre-training trains the whole network, whatever freeze_backbone says for the variant
+                    train={**{k: v for k, v in base_train.items() if k != "freeze_backbone"}, "epochs": pre_epochs},
                     seed=0,  # replaced per seed below
                     threads=suite.suite.threads,
                 )

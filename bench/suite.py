@@ -356,6 +356,20 @@ def _check_train(file: Any, key: str, values: Mapping[str, Any]) -> TrainSpec:
         raise SuiteError(file, f"{key}.{e.field}", e.message) from None
 
 
+def _check_frozen_backbone(file: Any, where: str, v: VariantSpec, train: TrainSpec, model: ModelSpec) -> None:
+    """freeze_backbone trains only exit heads, so it needs exits and a pre-trained backbone."""
+    if not v.train.get("freeze_backbone", train.freeze_backbone):
+        return
+    key = f"{where}.train.freeze_backbone" if "freeze_backbone" in v.train else "train.freeze_backbone"
+    if not v.exits:
+        raise SuiteError(file, key, f"variant {v.name!r} has no intermediate exits, so nothing would train; "
+                         "set freeze_backbone in the [variants.train] of the variants with exits instead")  # fmt: skip
+    if v.resolved_pretrain == "none" and not model.options.get("weights"):
+        raise SuiteError(file, key, f"variant {v.name!r} would freeze a randomly initialised backbone; give it "
+                         "pretrain = 'base' (or 'sum'), or a model with pre-trained weights "
+                         "(model.options.weights)")  # fmt: skip
+
+
 def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, model_args: dict[str, Any]) -> None:
     if not v.name:
         raise SuiteError(file, f"{key}.name", "every variant needs a non-empty name")
@@ -679,6 +693,7 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
             _check_variant(file, where, resolved, model, model_args)
             if resolved.train:
                 _validate_train_overrides(file, f"{where}.train", resolved.train)
+            _check_frozen_backbone(file, where, resolved, train, model)
             try:
                 build_loss(resolved.loss, dict(resolved.loss_options), num_exits=len(resolved.exits) + 1)
             except (TypeError, ValueError) as e:

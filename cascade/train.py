@@ -26,6 +26,7 @@ from cascade.losses import Loss
 from cascade.models._base import MultiExitModel
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("constant", "step", "cosine")
 
 
 class ConfigError(ValueError):
@@ -56,6 +57,18 @@ class TrainConfig:
     # torch.optim optimiser: "sgd" (the study's, with momentum), "adam" or "adamw" (momentum unused).
     # Added after results existed: left out of the run keys while at its default (see run_fields).
     optimizer: str = field(default="sgd", metadata={"key_default": "sgd"})
+    # Learning-rate schedule over optimiser steps (torch.optim.lr_scheduler.LambdaLR): "constant"
+    # (the study's), "step" (multiply by lr_gamma every lr_step_epochs epochs) or "cosine" (from lr
+    # towards 0, reached just after the last step). warmup_epochs ramps the rate linearly from lr/warm-up steps up to
+    # lr first; the schedule starts after it. All left out of the run keys at their defaults.
+    lr_schedule: str = field(default="constant", metadata={"key_default": "constant"})
+    warmup_epochs: int = field(default=0, metadata={"key_default": 0})
+    lr_step_epochs: int = field(default=10, metadata={"key_default": 10})
+    lr_gamma: float = field(default=0.1, metadata={"key_default": 0.1})
+    # Train only the intermediate exit heads; every other parameter keeps its (pre-trained) value and
+    # the backbone's batch-norm statistics stay frozen (SDN's "IC-only" setting). Needs a pre-trained
+    # network: a variant's pre-training, or a model's pre-trained weights.
+    freeze_backbone: bool = field(default=False, metadata={"key_default": False})
     # Check the loss for NaN/inf every this many iterations (0 = every iteration on CPU, every
     # log_every on GPU, where a per-step check would stall the launch queue with a host sync).
     # The error names the first bad iteration either way.
@@ -79,7 +92,30 @@ class TrainConfig:
             ("eval_batch_size", self.eval_batch_size >= 1, "an integer >= 1"),
             ("finite_check_every", self.finite_check_every >= 0, "an integer >= 0"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
+            ("warmup_epochs", 0 <= self.warmup_epochs <= max(self.epochs, 0), "an integer in [0, epochs]"),
+            ("lr_step_epochs", self.lr_step_epochs >= 1, "an integer >= 1"),
+            ("lr_gamma", finite(self.lr_gamma) and 0 < self.lr_gamma <= 1, "a number in (0, 1]"),
+            ("freeze_backbone", isinstance(self.freeze_backbone, bool), "true or false"),
         ]
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+        """Multiplier of ``lr`` at optimiser step ``step`` (0-based) with ``steps_per_epoch`` steps per epoch.
+
+        Warm-up: (step + 1) / warm-up steps for the first ``warmup_epochs`` epochs. Then "constant": 1;
+        "step": lr_gamma ** (whole lr_step_epochs periods since the warm-up); "cosine":
+        (1 + cos(pi * t)) / 2 with t the fraction of the post-warm-up steps already taken.
+        """
+        warm = self.warmup_epochs * steps_per_epoch
+        if step < warm:
+            return (step + 1) / warm
+        s = step - warm
+        if self.lr_schedule == "step":
+            return float(self.lr_gamma ** (s // (self.lr_step_epochs * steps_per_epoch)))
+        if self.lr_schedule == "cosine":
+            total = max(self.epochs * steps_per_epoch - warm, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(s / total, 1.0)))
+        return 1.0
 
     def key_fields(self) -> dict[str, Any]:
         """The run fields as they enter a run key: fields added later are left out at their default."""
@@ -196,11 +232,14 @@ def train(
     callback = callback or TrainCallback()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    opt = config.make_optimizer(model.parameters())
     x, y = data.train.x, data.train.y
     n = len(y)
     history = TrainHistory()
     bs = config.batch_size
+    steps_per_epoch = len([s for s in range(0, n, bs) if n - s > 1])
+    frozen = _freeze_backbone(model) if config.freeze_backbone else []
+    opt = config.make_optimizer([p for p in model.parameters() if p.requires_grad])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: config.lr_factor(step, max(steps_per_epoch, 1)))
     window = torch.zeros((), device=x.device)
     window_count = 0
     check_every = config.finite_check_every or (1 if x.device.type == "cpu" else config.log_every)
@@ -209,6 +248,9 @@ def train(
     for epoch in range(config.epochs):
         loss_fn.set_epoch(epoch)
         model.train()
+        if frozen:  # the backbone's batch-norm statistics and dropout stay as pre-trained (eval mode)
+            for m in frozen:
+                m.eval()
         perm = torch.randperm(n, generator=gen).to(x.device)
         starts = [s for s in range(0, n, bs) if n - s > 1]  # a batch of one breaks BatchNorm's statistics
         epoch_sum = torch.zeros((), device=x.device)
@@ -227,6 +269,7 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             history.steps += 1
             history.samples += len(idx)
             detached = loss.detach()
@@ -255,4 +298,20 @@ def train(
         history.epochs.append(record)
         callback.on_epoch_end(record)
     model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
     return history
+
+
+def _freeze_backbone(model: MultiExitModel) -> list[torch.nn.Module]:
+    """Stop gradients to every parameter outside the intermediate exit heads; return the backbone's leaf
+    modules (kept in eval mode while training). Raises :class:`ConfigError` when nothing is left to train."""
+    prefixes = model.exit_parameter_prefixes()
+    trainable = 0
+    for name, p in model.named_parameters():
+        keep = bool(prefixes) and name.startswith(prefixes)
+        p.requires_grad_(keep)
+        trainable += int(keep)
+    if not trainable:
+        raise ConfigError("freeze_backbone", "the model has no intermediate exit heads to train; add exits or unset it")
+    return [m for name, m in model.named_modules() if not list(m.children()) and not name.startswith(prefixes)]

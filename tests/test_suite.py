@@ -195,3 +195,29 @@ def test_cli_validate(tmp_path: Path) -> None:
     bad = write(tmp_path, MINIMAL + "[train]\nepochs = -1\n")
     out = subprocess.run([sys.executable, "-m", "bench.cli", "validate", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2 and "train.epochs" in out.stderr
+
+
+FROZEN = (
+    MINIMAL
+    + """
+[[variants]]
+name = "ic-only"
+loss = "sum"
+exits = ["p1"]
+pretrain = "PRE"
+train = { freeze_backbone = true, lr_schedule = "cosine" }
+"""
+)
+
+
+def test_freeze_backbone_needs_a_pretrained_backbone_and_exits(tmp_path: Path) -> None:
+    runs = expand_runs(load_suite(write(tmp_path, FROZEN.replace("PRE", "base"))))
+    frozen = [r for r in runs if r.variant == "ic-only"]
+    assert frozen[0].job.train["freeze_backbone"] is True and frozen[0].job.train["lr_schedule"] == "cosine"
+    assert "freeze_backbone" not in frozen[0].job.pretrain.train  # the pre-training trains everything
+    base = next(r for r in runs if r.variant == "base")
+    assert frozen[0].job.pretrain.key == base.job.key  # so it reuses the base run's checkpoint
+    msg = error_of(tmp_path, FROZEN.replace("PRE", "none"))
+    assert "train.freeze_backbone" in msg and "randomly initialised backbone" in msg
+    msg = error_of(tmp_path, MINIMAL + "\n[train]\nfreeze_backbone = true\n")
+    assert "train.freeze_backbone" in msg and "no intermediate exits" in msg

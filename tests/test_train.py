@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from cascade import StudyCNN, TrainConfig, build_loss, train
 from cascade.data import DataSplits, Split
-from cascade.train import NonFiniteLossError, TrainCallback
+from cascade.train import ConfigError, NonFiniteLossError, TrainCallback
 
 CFG = TrainConfig(epochs=2, batch_size=32, log_every=10, lr=0.05, momentum=0.9)
 
@@ -95,3 +96,63 @@ def test_config_validation() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig(batch_size=1)  # one definition with the suite: a batch of one breaks BatchNorm
     assert "finite_check_every" not in TrainConfig.run_fields()
+
+
+def test_lr_schedule_factors_by_hand() -> None:
+    # 4 steps per epoch; a 1-epoch warm-up ramps 1/4, 2/4, 3/4, 4/4
+    warm = TrainConfig(epochs=3, warmup_epochs=1)
+    assert [warm.lr_factor(s, 4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    step = TrainConfig(epochs=4, lr_schedule="step", lr_step_epochs=1, lr_gamma=0.5)
+    assert [step.lr_factor(s, 4) for s in (0, 3, 4, 7, 8, 12)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.125]
+    cos = TrainConfig(epochs=3, lr_schedule="cosine", warmup_epochs=1)  # 8 steps after the warm-up
+    assert cos.lr_factor(3, 4) == 1.0 and cos.lr_factor(4, 4) == 1.0
+    assert cos.lr_factor(8, 4) == pytest.approx(0.5)  # half-way: (1 + cos(pi/2)) / 2
+    assert cos.lr_factor(10, 4) == pytest.approx((1 + math.cos(math.pi * 6 / 8)) / 2)
+    assert TrainConfig().lr_factor(10**6, 4) == 1.0  # the study's constant rate
+
+
+def test_lr_schedule_reaches_the_optimiser(digits) -> None:
+    """A step schedule with gamma ~0 after epoch 1 freezes the weights: 2 epochs == 1 epoch."""
+
+    def trained(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = StudyCNN(channels=(4, 4, 4), hidden=8)
+        train(model, build_loss("base"), small(digits), cfg, seed=0, evaluate=False)
+        return {k: p.detach() for k, p in model.named_parameters()}  # (batch-norm statistics still move)
+
+    one = trained(dataclasses.replace(CFG, epochs=1))
+    two = trained(dataclasses.replace(CFG, epochs=2, lr_schedule="step", lr_step_epochs=1, lr_gamma=1e-12))
+    two_const = trained(dataclasses.replace(CFG, epochs=2))
+    for k in one:
+        assert torch.allclose(one[k], two[k], atol=1e-6), k
+    assert not all(torch.allclose(one[k], two_const[k]) for k in one)
+
+
+def test_freeze_backbone_trains_only_the_exit_heads(digits) -> None:
+    torch.manual_seed(0)
+    model = StudyCNN(channels=(4, 4, 4), hidden=8, exits=("p1",))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = dataclasses.replace(CFG, epochs=1, freeze_backbone=True)
+    train(model, build_loss("sum"), small(digits), cfg, seed=0, evaluate=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("exits.") for k in changed), changed
+    assert any("running_mean" in k for k in before)  # batch-norm statistics exist and stayed frozen
+    assert all(p.requires_grad for p in model.parameters())  # restored afterwards
+    with pytest.raises(ConfigError, match="freeze_backbone: the model has no intermediate exit heads"):
+        train(StudyCNN(channels=(4, 4, 4), hidden=8), build_loss("base"), small(digits), cfg, seed=0)
+
+
+def test_schedule_validation() -> None:
+    with pytest.raises(ConfigError, match="lr_schedule: 'linear' is out of range; allowed: one of constant, step"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(ConfigError, match=r"warmup_epochs: 5 is out of range; allowed: an integer in \[0, epochs\]"):
+        TrainConfig(epochs=2, warmup_epochs=5)
+    with pytest.raises(ConfigError, match="lr_gamma"):
+        TrainConfig(lr_gamma=0)
+    # new fields stay out of the run keys at their defaults (keys of existing results unchanged)
+    assert TrainConfig().key_fields() == {k: v for k, v in TrainConfig().key_fields().items()
+                                          if k not in ("lr_schedule", "warmup_epochs", "lr_step_epochs",
+                                                       "lr_gamma", "freeze_backbone")}  # fmt: skip
+    assert TrainConfig(lr_schedule="cosine").key_fields()["lr_schedule"] == "cosine"
+    assert TrainConfig(freeze_backbone=True).key_fields()["freeze_backbone"] is True
