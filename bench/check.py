@@ -34,6 +34,7 @@ from rich.console import Console
 from scipy import stats as st
 
 from bench import stats
+from bench.plan import expand_runs, select_runs
 from bench.record import METRICS as ALL_METRICS
 from bench.report import rich_table
 from bench.results import load_results
@@ -206,19 +207,32 @@ def run_check(
     markdown: str | Path | None = None,
     console: Console | None = None,
     progress: bool = True,
+    only: Sequence[str] = (),
 ) -> CheckResult:
-    """Run (or reuse) the suite, then compare it with the baseline; ``update`` rewrites the baseline."""
+    """Run (or reuse) the suite, then compare it with the baseline; ``update`` rewrites the baseline.
+
+    ``only`` runs and checks only the variants those names or globs select (the baseline's other
+    variants are not "missing"; ``--update`` with ``only`` is refused, as it would drop them).
+    """
     console = console or Console()
     suite = load_suite(suite_path, overrides, imports)
     threshold = suite.check.threshold if suite.check.threshold is not None else suite.evaluation.headline_threshold
     base_path = Path(baseline)
+    if update and only:
+        raise BaselineError("--update rewrites the whole baseline; run it without --only")
     if not update:
         base = read_baseline(base_path, suite.name)  # fail before spending time on runs
+        if only:
+            chosen = select_runs(expand_runs(suite, overrides), only)
+            keep = {r.variant for r in chosen}
+            base = {**base, "variants": {k: v for k, v in base["variants"].items() if k in keep}}
     summary = run_suite(suite_path, out_dir=out_dir, overrides=overrides, jobs=jobs, progress=progress,
-                        log=console.print, imports=imports)  # fmt: skip
+                        log=console.print, imports=imports, only=only)  # fmt: skip
     command = " ".join(["bench check", str(suite_path), "--baseline", str(base_path), "--update",
                         *(f"--set {o}" for o in overrides)])  # fmt: skip
     current = baseline_from_results(summary.out_dir, threshold, command)
+    if only:
+        current["variants"] = {k: v for k, v in current["variants"].items() if k in base["variants"]}
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} run(s) failed[/]; the check uses the runs that finished")
     if update:

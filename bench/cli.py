@@ -13,7 +13,7 @@ from rich.markup import escape
 from bench.check import BaselineError, run_check
 from bench.compare import compare
 from bench.executors import EXECUTORS
-from bench.plan import expand_runs
+from bench.plan import SelectionError, expand_runs
 from bench.record import StoreError
 from bench.report import cost_views, rich_table, run_summary, runs_frame, write_report
 from bench.runner import run_suite
@@ -54,6 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor_options=_executor_flags(args),
         progress=not args.no_progress,
         log=lambda s: console.print(escape(s)),
+        only=args.only,
     )
     if not args.no_report:
         try:
@@ -84,7 +85,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    for view in cost_views(args.suite, args.set, variant=args.variant, table=args.energy_table, imports=args.imports):
+    only = [*args.only, *([args.variant] if args.variant else [])]
+    for view in cost_views(args.suite, args.set, table=args.energy_table, imports=args.imports, only=only):
         console.print(rich_table(view.frame, view.title))
         console.print(view.totals)
         if view.unsupported:
@@ -93,8 +95,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    write_report(Path(args.dir), log=console.print)
-    print_summary(Path(args.dir))
+    write_report(Path(args.dir), log=console.print, only=args.only, dest=args.out)
+    if not args.only:
+        print_summary(Path(args.dir))
     return 0
 
 
@@ -115,6 +118,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         markdown=args.markdown,
         console=console,
         progress=not args.no_progress,
+        only=args.only,
     )
     return 0 if result.passed else 1
 
@@ -140,10 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
             help="import your own code first, so the models, losses or datasets it registers are known by name",
         )
 
+    def add_only(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--only",
+            action="append",
+            default=[],
+            metavar="NAME|GLOB",
+            help="only these variants (repeatable): a name, a sweep point like 'firm-p1[lambda=0.2]', or a glob",
+        )
+
     r = sub.add_parser("run", help="train and evaluate every run of a suite (skips completed runs)")
     r.add_argument("suite", help="suite TOML file")
     r.add_argument("--out", default=None, help="output folder (default results/<suite name>)")
     add_set(r)
+    add_only(r)
     r.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     r.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")
     r.add_argument(
@@ -177,13 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cost", help="per-layer MACs, bytes and energy of a suite's models")
     c.add_argument("suite")
-    c.add_argument("--variant", default=None, help="only this variant")
+    c.add_argument("--variant", default=None, help="only this variant (the same as --only NAME)")
+    add_only(c)
     c.add_argument("--energy-table", default=None, help="energy table (default: the suite's)")
     add_set(c)
     c.set_defaults(fn=cmd_cost)
 
     rp = sub.add_parser("report", help="statistics, tables and figures of a results folder")
     rp.add_argument("dir")
+    add_only(rp)
+    rp.add_argument("--out", default=None, help="with --only: folder of the subset's report (default DIR/subsets/...)")
     rp.set_defaults(fn=cmd_report)
 
     cp = sub.add_parser("compare", help="compare two results folders (e.g. before/after a change)")
@@ -201,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     ck.add_argument("--no-progress", action="store_true")
     add_set(ck)
+    add_only(ck)
     ck.set_defaults(fn=cmd_check)
     return p
 
@@ -209,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))
-    except (SuiteError, StoreError, BaselineError, DataNotFoundError, DataFormatError, UnknownNameError) as e:
+    except (SuiteError, StoreError, BaselineError, DataNotFoundError, DataFormatError, UnknownNameError,
+            SelectionError) as e:  # fmt: skip
         err.print(f"[red]error[/]: {escape(str(e))}", highlight=False)
         return 2
     except KeyboardInterrupt:

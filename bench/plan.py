@@ -22,6 +22,8 @@ Nothing here trains or evaluates: execution is :mod:`bench.runner`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -274,3 +276,42 @@ def build_for(job: TrainJob, data: DataSplits | tuple[tuple[int, ...], int]) -> 
         in_channels=shape[0],
         input_size=shape[-1],
     )
+
+
+# --------------------------------------------------------------------------- --only
+
+
+class SelectionError(ValueError):
+    """An ``--only`` pattern that matches no variant."""
+
+
+def select_variants(names: Sequence[tuple[str, str]], patterns: Sequence[str]) -> set[str]:
+    """The variant labels that ``--only`` patterns select, from ``(label, base name)`` pairs.
+
+    A pattern selects a label when it equals the label (a sweep point, ``firm-p1[lambda=0.2]``), equals
+    its base name (every sweep point of ``firm-p1``), or matches the label or the base name as a
+    shell glob (``firm-*``; ``fnmatch`` rules, so ``[`` starts a character class there: name a sweep
+    point exactly).
+    No patterns select everything. A pattern that selects nothing raises :class:`SelectionError`
+    listing the variants (and the closest one).
+    """
+    if not patterns:
+        return {label for label, _ in names}
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = {label for label, base in names
+                if pattern in (label, base) or fnmatch.fnmatchcase(label, pattern)
+                or fnmatch.fnmatchcase(base, pattern)}  # fmt: skip
+        if not hits:
+            labels = list(dict.fromkeys(label for label, _ in names))
+            close = difflib.get_close_matches(pattern, list(dict.fromkeys([*labels, *(b for _, b in names)])), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SelectionError(f"--only {pattern!r} matches no variant{hint}; variants: {', '.join(labels)}")
+        chosen |= hits
+    return chosen
+
+
+def select_runs(runs: Sequence[RunSpec], patterns: Sequence[str]) -> list[RunSpec]:
+    """The runs of the variants ``patterns`` select (see :func:`select_variants`), in suite order."""
+    chosen = select_variants([(r.variant, r.variant_base) for r in runs], patterns)
+    return [r for r in runs if r.variant in chosen]

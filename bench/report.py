@@ -34,11 +34,11 @@ from rich.table import Table
 
 from bench import figures, stats
 from bench.cost import energy_breakdown, layer_energy_rows, load_energy_table, profile
-from bench.plan import build_for, expand_runs
+from bench.plan import build_for, expand_runs, select_runs
 from bench.record import MAIN_METRICS, METRICS, get_metric
 from bench.results import Results, load_results
 from bench.store import ResultStore, StoreError, atomic_write_bytes
-from bench.suite import SuiteError, load_suite
+from bench.suite import load_suite
 from cascade.data import dataset_shape
 
 # --------------------------------------------------------------------------- data
@@ -318,12 +318,28 @@ MAIN_NOTE = (
 # --------------------------------------------------------------------------- the report
 
 
-def write_report(out_dir: str | Path, log: Callable[[str], None] = print) -> Path:
-    """Write report.md, tables (md, csv, tex) and figures (png, pdf) into ``out_dir``."""
-    results = load_results(out_dir)
-    out = Path(out_dir)
+def subset_folder(out_dir: str | Path, only: Sequence[str]) -> Path:
+    """Where ``bench report DIR --only ...`` writes by default: ``DIR/subsets/<patterns>``."""
+    slug = "+".join("".join(c if c.isalnum() or c in "-_.=" else "_" for c in p) for p in only)
+    return Path(out_dir) / "subsets" / slug
+
+
+def write_report(
+    out_dir: str | Path,
+    log: Callable[[str], None] = print,
+    *,
+    only: Sequence[str] = (),
+    dest: str | Path | None = None,
+) -> Path:
+    """Write report.md, tables (md, csv, tex) and figures (png, pdf) of the runs in ``out_dir``.
+
+    ``only`` restricts the report to the variants those names or globs select; such a report goes to
+    ``dest`` (default :func:`subset_folder`), never over the folder's full report.
+    """
+    results = load_results(out_dir).subset(only)
+    out = Path(dest) if dest is not None else subset_folder(out_dir, only) if only else Path(out_dir)
     if not results.records:
-        raise StoreError(f"{out}: no finished runs to report on")
+        raise StoreError(f"{out_dir}: no finished runs to report on")
     tables = build_tables(results)
     tdir = out / "tables"
     main = main_display(results, tables)
@@ -353,6 +369,8 @@ def write_report(out_dir: str | Path, log: Callable[[str], None] = print) -> Pat
         atomic_write_bytes(tdir / f"{name}.tex", _latex(display, caption).encode())
     figs = figures.write_all(results, out / "figures", budget=tables.budget)
     lines = [f"# {results.suite.name if results.suite else out.name}: report", ""]
+    if only:
+        lines += [f"Variants selected with --only {' '.join(only)}: {', '.join(results.variants)}.", ""]
     if results.suite and results.suite.suite.description:
         lines += [results.suite.suite.description, ""]
     lines += _provenance_lines(results)
@@ -458,9 +476,10 @@ def cost_views(
     suite_path: str,
     overrides: Sequence[str],
     *,
-    variant: str | None,
+    variant: str | None = None,
     table: str | None,
     imports: Sequence[str] = (),
+    only: Sequence[str] = (),
 ) -> list[CostView]:
     """``bench cost``: per-layer MACs, bytes and energy of each distinct architecture of a suite."""
     suite = load_suite(suite_path, overrides, imports)
@@ -468,9 +487,8 @@ def cost_views(
     seen = set()
     shape = dataset_shape(suite.dataset.name, suite.dataset.root, **suite.dataset.options)
     views = []
-    for run in expand_runs(suite, overrides):
-        if variant and run.variant_base != variant:
-            continue
+    patterns = [*only, *([variant] if variant else [])]
+    for run in select_runs(expand_runs(suite, overrides), patterns):
         arch = (run.job.exits,)
         if arch in seen:
             continue
@@ -489,8 +507,4 @@ def cost_views(
             + f" ({energy.unit})"
         )
         views.append(CostView(title, frame.astype(str), line, dict(prof.unsupported)))
-    if not views:
-        raise SuiteError(
-            suite_path, "--variant", f"no variant {variant!r}; variants: {', '.join(v.name for v in suite.variants)}"
-        )
     return views

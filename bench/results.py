@@ -4,11 +4,14 @@ and per-seed metric values. Rendering (tables, figures, reports) is elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from bench.plan import select_variants
 from bench.record import RunRecord, by_seed
 from bench.store import ResultStore, StoreError, summary_frame
 from bench.suite import ReportSpec, Suite, SuiteError, load_suite
@@ -56,6 +59,15 @@ class Results:
     def by_seed(self, variant: str, metric: str, threshold: float | None = None) -> dict[int, float]:
         """{seed: value} of ``metric`` (a name in :data:`bench.record.METRICS`) for ``variant``."""
         return by_seed(self.records_of(variant), metric, self.headline if threshold is None else threshold)
+
+    def subset(self, patterns: Sequence[str]) -> Results:
+        """Only the variants ``--only`` patterns select (:func:`bench.plan.select_variants`)."""
+        if not patterns:
+            return self
+        keep = select_variants([(r.variant, r.variant_base) for r in [*self.records, *self.failed]], patterns)
+        frame = self.frame[self.frame["variant"].isin(keep)] if "variant" in self.frame else self.frame
+        return dataclasses.replace(self, records=[r for r in self.records if r.variant in keep], frame=frame,
+                                   failed=[r for r in self.failed if r.variant in keep])  # fmt: skip
 
     def latency_batches(self) -> list[int]:
         return sorted({b for r in self.records if r.latency for b in r.latency.batch_sizes})

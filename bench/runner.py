@@ -21,7 +21,7 @@ import torch
 import cascade
 from bench.evaluate import evaluate, relative_exit_costs
 from bench.executors import build_executor
-from bench.plan import RunSpec, Task, TrainJob, build_for, expand_runs, make_waves, pending
+from bench.plan import RunSpec, Task, TrainJob, build_for, expand_runs, make_waves, pending, select_runs
 from bench.plugins import import_plugins
 from bench.record import SCHEMA_VERSION, ErrorInfo, RunRecord, TrainingRecord, from_json
 from bench.store import (
@@ -234,6 +234,7 @@ def run_suite(
     progress: bool = True,
     log: Callable[[str], None] = print,
     imports: Sequence[str] = (),
+    only: Sequence[str] = (),
 ) -> RunSummary:
     """Validate the suite, run what is not done yet, write ``summary.csv``.
 
@@ -248,6 +249,8 @@ def run_suite(
             executor's declared options; they override the suite's ``[executor]`` table.
         progress: show rich progress bars.
         imports: plugin files or modules to import first (``--import``; see :mod:`bench.plugins`).
+        only: run only the variants these names or globs select (``--only``; see
+            :func:`bench.plan.select_variants`); the other runs of the folder are left as they are.
     """
     suite = load_suite(path, overrides, imports)
     out = Path(out_dir) if out_dir is not None else Path("results") / suite.name
@@ -256,7 +259,8 @@ def run_suite(
                             name=executor, jobs=jobs, flags=executor_options)  # fmt: skip
     except ValueError as e:
         raise SuiteError(path, "executor", str(e)) from None
-    runs = expand_runs(suite, overrides)
+    all_runs = expand_runs(suite, overrides)
+    runs = select_runs(all_runs, only)
     prepare_folder(out)
     store = ResultStore(out)
     with FolderLock(out):
@@ -267,7 +271,8 @@ def run_suite(
             get_data(suite.dataset, runs[0].device)
         _write_suite_copy(suite, path, overrides, out)
         t0 = time.perf_counter()
-        log(f"suite {suite.name}: {len(runs)} runs ({len(done)} already complete, {len(todo)} to do) -> {out}")
+        chosen = f" (--only: {len(runs)} of {len(all_runs)})" if only else ""
+        log(f"suite {suite.name}: {len(runs)} runs{chosen} ({len(done)} already complete, {len(todo)} to do) -> {out}")
         for problem in store.problems.values():
             log(f"unreadable run file, rerunning it: {problem}")
         summary.problems = list(store.problems.values())
