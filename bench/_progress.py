@@ -1,33 +1,61 @@
-"""rich progress bars for runs and epochs (private: the CLI and executors use it)."""
+"""rich progress bars for runs and epochs (private: the CLI and executors use it).
+
+Two bars: the suite's runs (with an ETA from the finished runs' wall time per run, shown from the first
+finished run on: rich's own estimate needs several updates within 30 s and stays blank for runs that
+take minutes), and the current run's phase: the training epoch with the latest validation accuracy of
+*this* run, then "evaluating", "counting MACs", "timing latency", or "reused checkpoint".
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cascade.train import EpochRecord, TrainCallback
 
 
-class RichProgress(TrainCallback):
-    """Two bars: runs of the suite, and batches of the current epoch."""
+def format_eta(seconds: float | None) -> str:
+    """``ETA 0:03:12``; ``ETA after the first run`` before any run finished."""
+    if seconds is None:
+        return "ETA after the first run"
+    return f"ETA {_dt.timedelta(seconds=round(max(seconds, 0.0)))}"
 
-    def __init__(self, total_runs: int, *, enabled: bool = True, console: Console | None = None) -> None:
+
+class RichProgress(TrainCallback):
+    """Two bars: runs of the suite, and the phase (epoch batches) of the current run."""
+
+    def __init__(
+        self,
+        total_runs: int,
+        *,
+        enabled: bool = True,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
+        self.clock = clock
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=console or Console(stderr=True),
             disable=not enabled,
             transient=False,
         )
-        self.runs = self.progress.add_task("runs", total=total_runs)
-        self.epoch = self.progress.add_task("epoch", total=1, visible=False)
+        self.total = total_runs
+        self.finished = 0
+        self.t0 = clock()
+        self.runs = self.progress.add_task("runs", total=total_runs, eta=format_eta(None))
+        self.epoch = self.progress.add_task("epoch", total=1, visible=False, eta="")
+        self.label = ""
         self.last_val: str = ""
 
     def __enter__(self) -> RichProgress:
@@ -37,12 +65,26 @@ class RichProgress(TrainCallback):
     def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
 
+    def eta_seconds(self) -> float | None:
+        """Remaining runs x wall time per finished run so far (parallel workers included); None before the first."""
+        if not self.finished:
+            return None
+        return (self.clock() - self.t0) / self.finished * (self.total - self.finished)
+
     def start_run(self, label: str) -> None:
+        self.label = label
+        self.last_val = ""  # the previous run's accuracy must not show on this run's bar
         self.progress.update(self.runs, description=f"runs  [bold]{escape(label)}[/]")
+        self.progress.update(self.epoch, visible=False, description="", completed=0)
 
     def end_run(self) -> None:
-        self.progress.advance(self.runs)
+        self.finished += 1
+        self.progress.update(self.runs, advance=1, eta=format_eta(self.eta_seconds()))
         self.progress.update(self.epoch, visible=False)
+
+    def on_phase(self, phase: str) -> None:
+        self.last_val = ""  # a new phase (fine-tuning after pre-training) starts without an accuracy
+        self.progress.update(self.epoch, description=escape(phase), visible=True, total=None, completed=0)
 
     def on_batch(self, epoch: int, batch: int, num_batches: int) -> None:
         if batch == 1 or batch % 20 == 0 or batch == num_batches:
@@ -58,3 +100,8 @@ class RichProgress(TrainCallback):
         if record.val_accuracy:
             accs = "/".join(f"{a:.1%}" for a in record.val_accuracy)
             self.last_val = f" (val {accs})"
+
+    def phase_text(self) -> str:
+        """The phase bar's current text (what the user sees on the second line)."""
+        task = self.progress.tasks[self.epoch]
+        return task.description if task.visible else ""

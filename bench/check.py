@@ -208,6 +208,7 @@ def run_check(
     console: Console | None = None,
     progress: bool = True,
     only: Sequence[str] = (),
+    checkpoint_cache: str | Path | bool | None = True,
 ) -> CheckResult:
     """Run (or reuse) the suite, then compare it with the baseline; ``update`` rewrites the baseline.
 
@@ -227,7 +228,8 @@ def run_check(
             keep = {r.variant for r in chosen}
             base = {**base, "variants": {k: v for k, v in base["variants"].items() if k in keep}}
     summary = run_suite(suite_path, out_dir=out_dir, overrides=overrides, jobs=jobs, progress=progress,
-                        log=console.print, imports=imports, only=only)  # fmt: skip
+                        log=console.print, imports=imports, only=only,
+                        checkpoint_cache=checkpoint_cache)  # fmt: skip
     command = " ".join(["bench check", str(suite_path), "--baseline", str(base_path), "--update",
                         *(f"--set {o}" for o in overrides)])  # fmt: skip
     current = baseline_from_results(summary.out_dir, threshold, command)

@@ -31,6 +31,11 @@ def _executor_flags(args: argparse.Namespace) -> dict[str, object]:
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
+def _cache(args: argparse.Namespace) -> str | bool:
+    """--no-cache -> False, --cache-dir DIR -> DIR, else True (the default shared cache)."""
+    return False if args.no_cache else args.cache_dir or True
+
+
 def print_summary(out_dir: Path) -> None:
     """The compact main table of a results folder, and its warnings."""
     summary = run_summary(out_dir)
@@ -55,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         log=lambda s: console.print(escape(s)),
         only=args.only,
+        checkpoint_cache=_cache(args),
     )
     if not args.no_report:
         try:
@@ -119,6 +125,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         console=console,
         progress=not args.no_progress,
         only=args.only,
+        checkpoint_cache=_cache(args),
     )
     return 0 if result.passed else 1
 
@@ -153,11 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
             help="only these variants (repeatable): a name, a sweep point like 'firm-p1[lambda=0.2]', or a glob",
         )
 
+    def add_cache(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--cache-dir",
+            default=None,
+            help="shared checkpoint cache (default $CASCADE_CHECKPOINT_CACHE, else ~/.cache/cascade-bench/checkpoints)",
+        )
+        sp.add_argument("--no-cache", action="store_true", help="reuse only this folder's checkpoints")
+
     r = sub.add_parser("run", help="train and evaluate every run of a suite (skips completed runs)")
     r.add_argument("suite", help="suite TOML file")
     r.add_argument("--out", default=None, help="output folder (default results/<suite name>)")
     add_set(r)
     add_only(r)
+    add_cache(r)
     r.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     r.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")
     r.add_argument(
@@ -219,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--no-progress", action="store_true")
     add_set(ck)
     add_only(ck)
+    add_cache(ck)
     ck.set_defaults(fn=cmd_check)
     return p
 

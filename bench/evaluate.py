@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,9 +100,20 @@ def cost_record(costs: Sequence[ExitCost], base: dict[str, Any], tables: Sequenc
 
 
 @torch.no_grad()
-def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> tuple[Evaluation, Logits]:
-    """Per-exit accuracy, every threshold's operating point, costs, latency, budget."""
+def evaluate(
+    spec: RunSpec,
+    model: cascade.MultiExitModel,
+    data: DataSplits,
+    *,
+    phase: Callable[[str], None] | None = None,
+) -> tuple[Evaluation, Logits]:
+    """Per-exit accuracy, every threshold's operating point, costs, latency, budget.
+
+    ``phase`` is told what is being done ("evaluating", "counting MACs", "timing latency", ...).
+    """
+    say = phase or (lambda s: None)
     ev = spec.evaluation
+    say("evaluating: costs and exit outputs")
     model.eval()
     tables = [load_energy_table(ev.energy_table)]
     tables += [load_energy_table(name) for name in ALWAYS_REPORTED_TABLES if name != tables[0].name]
@@ -126,6 +137,7 @@ def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> 
         exp_energy = {name: expected_cost(shares, per_exit) for name, per_exit in energy.items()}
         counted: dict[str, Any] = {}
         if ev.count_macs == "all" or (ev.count_macs == "headline" and threshold in (None, ev.headline_threshold)):
+            say(f"counting MACs of the dynamic forward (threshold {threshold})")
             counted = _count_dynamic(model, data, logits.test, policy, batch)
         points.append(
             OperatingPoint(
@@ -152,6 +164,7 @@ def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> 
         )
     latency = None
     if ev.latency:
+        say("timing latency")
         t_lat = time.perf_counter()
         chosen = ev.latency_thresholds or (ev.headline_threshold,)
         report = latency_report(
@@ -169,6 +182,7 @@ def evaluate(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits) -> 
     if spec.budget.values and model.num_exits > 1:
         table = tables[0].name
         by_energy = spec.budget.unit == "energy"
+        say("budget search on validation")
         budget = budget_evaluation(
             spec.policy,
             spec.policy_options,

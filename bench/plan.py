@@ -135,6 +135,7 @@ class Task:
     data: DatasetSpec | None = None
     device: str = "cpu"
     plugins: tuple[str, ...] = ()  # pre-training only (a run carries its own)
+    checkpoint_cache: str | None = None  # the shared checkpoint cache folder (None: not used)
 
     @property
     def threads(self) -> int:
@@ -251,8 +252,10 @@ def make_waves(todo: Sequence[RunSpec], store: ResultStore) -> list[list[Task]]:
     """[pre-training-only tasks, runs without pre-training, runs that reuse a pre-training checkpoint].
 
     A pre-training job that a first-wave run produces anyway (the suite's own
-    ``base`` variant, same seed and epochs) is not trained separately.
+    ``base`` variant, same seed and epochs) is not trained separately, nor one that the folder or the
+    shared checkpoint cache already holds.
     """
+    cache = str(store.cache) if store.cache is not None else None
     first = [r for r in todo if r.job.pretrain is None]
     second = [r for r in todo if r.job.pretrain is not None]
     produced = {r.job.key for r in first}
@@ -260,9 +263,10 @@ def make_waves(todo: Sequence[RunSpec], store: ResultStore) -> list[list[Task]]:
     for r in second:
         job = r.job.pretrain
         assert job is not None
-        if job.key not in produced and not store.checkpoint_path(job.key).is_file():
-            pre[job.key] = Task(job=job, data=r.data, device=r.device, plugins=r.plugins)
-    return [list(pre.values()), [Task(run=r) for r in first], [Task(run=r) for r in second]]
+        if job.key not in produced and not store.has_checkpoint(job.key):
+            pre[job.key] = Task(job=job, data=r.data, device=r.device, plugins=r.plugins, checkpoint_cache=cache)
+    return [list(pre.values()), [Task(run=r, checkpoint_cache=cache) for r in first],
+            [Task(run=r, checkpoint_cache=cache) for r in second]]  # fmt: skip
 
 
 def build_for(job: TrainJob, data: DataSplits | tuple[tuple[int, ...], int]) -> cascade.MultiExitModel:

@@ -218,6 +218,9 @@ class TrainingRecord:
     total_steps: int = 0
     pretrain_history: dict[str, Any] | None = None
     reused_checkpoint: bool | None = field(default=None, metadata=OMIT)
+    # where the checkpoint came from: "trained" (now), "folder" (this results folder) or "cache"
+    # (the shared checkpoint cache, trained for another folder)
+    checkpoint_source: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True)

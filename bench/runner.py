@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from bench.store import (
     atomic_torch_save,
     atomic_write_bytes,
     config_hash,
+    default_checkpoint_cache,
     now,
     prepare_folder,
     provenance,
@@ -61,23 +63,28 @@ def ensure_trained(
     callback: TrainCallback | None = None,
     *,
     force: bool = False,
+    is_pretrain: bool = False,
 ) -> tuple[cascade.MultiExitModel, dict[str, Any], bool]:
     """Return (model, history dict, trained_now) for ``job``, loading its checkpoint when present."""
     path = store.checkpoint_path(job.key)
     torch.manual_seed(job.seed)
     model = build_for(job, data).to(device)
-    if path.is_file() and not force:
+    source = None if force else store.find_checkpoint(job.key)
+    if source is not None:
+        if callback is not None:
+            callback.on_phase(f"reused checkpoint ({'shared cache' if source == 'cache' else 'this folder'})")
         ckpt = torch.load(path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["state_dict"])
         model.eval()
-        return model, ckpt["history"], False
+        return model, {**ckpt["history"], "checkpoint_source": source}, False
     pre_history = None
     if job.pretrain is not None:
         marker = failed_marker(store, job.pretrain.key)
         if marker.is_file():
             raise PretrainingFailedError(f"its pre-training ({job.pretrain.loss}, seed {job.seed}) failed: "
                                          f"{marker.read_text().strip()}")  # fmt: skip
-        pre_model, pre_history, _ = ensure_trained(job.pretrain, data, store, device, callback)
+        pre_model, pre_history, _ = ensure_trained(job.pretrain, data, store, device, callback, is_pretrain=True)
+        pre_history = {k: v for k, v in pre_history.items() if k != "checkpoint_source"}
         result = model.load_state_dict(pre_model.state_dict(), strict=False)
         stray = [k for k in result.missing_keys if not k.startswith(model.exit_parameter_prefixes())]
         if stray or result.unexpected_keys:
@@ -88,20 +95,34 @@ def ensure_trained(
     if loss_cls.harness_options:
         options.update(loss_cls.harness_values(relative_exit_costs=relative_exit_costs(job, data)))
     loss = build_loss(job.loss, options, num_exits=model.num_exits)
+    if callback is not None:
+        callback.on_phase(f"training {job.loss}" + (f" (pre-training for seed {job.seed})" if is_pretrain else ""))
     history = train(model, loss, data, job.config, seed=job.seed, callback=callback)
     hist = dataclasses.asdict(history)
     hist["pretrain_steps"] = (pre_history or {}).get("total_steps", 0)
     hist["total_steps"] = history.steps + hist["pretrain_steps"]
     hist["pretrain_history"] = pre_history
     atomic_torch_save(path, {"state_dict": model.state_dict(), "history": hist, "job": job.describe()})
-    return model, hist, True
+    problem = store.share_checkpoint(job.key)
+    if problem:
+        warnings.warn(problem, stacklevel=2)
+    return model, {**hist, "checkpoint_source": "trained"}, True
 
 
 def execute_run(
-    spec: RunSpec, out_dir: str | Path, *, callback: TrainCallback | None = None, force: bool = False
+    spec: RunSpec,
+    out_dir: str | Path,
+    *,
+    callback: TrainCallback | None = None,
+    force: bool = False,
+    checkpoint_cache: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or reuse) and evaluate one run; write its record; never raise for a failing run."""
-    store = ResultStore(out_dir)
+    """Train (or reuse) and evaluate one run; write its record; never raise for a failing run.
+
+    ``checkpoint_cache``: the shared checkpoint cache folder (a finished training of another
+    results folder is reused from there; a new one is put there), or None.
+    """
+    store = ResultStore(out_dir, checkpoint_cache)
     fields: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "key": spec.key,
@@ -135,7 +156,7 @@ def execute_run(
             raise
         fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
         t_eval = time.perf_counter()
-        result, logits = evaluate(spec, model, data)
+        result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None)
         fields["phase_seconds"] = {
             "data": t_train - t0,
             "training": t_eval - t_train,
@@ -181,9 +202,11 @@ def check_pretraining_markers(store: ResultStore) -> None:
         marker.unlink(missing_ok=True)
 
 
-def pretrain_job(job: TrainJob, data_spec: DatasetSpec, device: str, out_dir: str | Path) -> dict[str, Any]:
+def pretrain_job(
+    job: TrainJob, data_spec: DatasetSpec, device: str, out_dir: str | Path, checkpoint_cache: str | None = None
+) -> dict[str, Any]:
     """Train one pre-training checkpoint (no run file); a failure is recorded for the runs that need it."""
-    store = ResultStore(out_dir)
+    store = ResultStore(out_dir, checkpoint_cache)
     try:
         ensure_trained(job, get_data(data_spec, device), store, device)
     except (KeyboardInterrupt, SystemExit):
@@ -203,9 +226,9 @@ def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = 
     torch.set_num_threads(task.threads)
     import_plugins(task.run.plugins if task.run is not None else task.plugins)  # a spawned worker starts bare
     if task.run is not None:
-        return execute_run(task.run, out_dir, callback=callback, force=force)
+        return execute_run(task.run, out_dir, callback=callback, force=force, checkpoint_cache=task.checkpoint_cache)
     assert task.job is not None and task.data is not None
-    return pretrain_job(task.job, task.data, task.device, out_dir)
+    return pretrain_job(task.job, task.data, task.device, out_dir, task.checkpoint_cache)
 
 
 # --------------------------------------------------------------------------- the whole suite
@@ -235,6 +258,7 @@ def run_suite(
     log: Callable[[str], None] = print,
     imports: Sequence[str] = (),
     only: Sequence[str] = (),
+    checkpoint_cache: str | Path | bool | None = True,
 ) -> RunSummary:
     """Validate the suite, run what is not done yet, write ``summary.csv``.
 
@@ -251,6 +275,8 @@ def run_suite(
         imports: plugin files or modules to import first (``--import``; see :mod:`bench.plugins`).
         only: run only the variants these names or globs select (``--only``; see
             :func:`bench.plan.select_variants`); the other runs of the folder are left as they are.
+        checkpoint_cache: True (default): the shared cache of :func:`bench.store.default_checkpoint_cache`;
+            a folder: that cache; False or None: no cache (only this folder's checkpoints are reused).
     """
     suite = load_suite(path, overrides, imports)
     out = Path(out_dir) if out_dir is not None else Path("results") / suite.name
@@ -262,7 +288,8 @@ def run_suite(
     all_runs = expand_runs(suite, overrides)
     runs = select_runs(all_runs, only)
     prepare_folder(out)
-    store = ResultStore(out)
+    cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
+    store = ResultStore(out, cache)
     with FolderLock(out):
         check_pretraining_markers(store)
         todo, done = pending(store, runs, force)

@@ -3,7 +3,8 @@
 Layout of an output folder (default ``results/<suite name>/``)::
 
     runs/<variant>/<key>.json      one file per run (status "ok" or "failed")
-    checkpoints/<train key>.pt     trained weights + history (not for git)
+    checkpoints/<train key>.pt     trained weights + history (not for git); also kept in the shared
+                                   checkpoint cache, so that any folder reuses any finished training
     exits/<key>.npz                per-sample exit outputs for re-analysis (not for git)
     summary.csv                    one row per run x threshold
     suite.toml                     the suite as run (with --set overrides applied)
@@ -23,6 +24,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -200,6 +202,32 @@ def prepare_folder(root: Path) -> None:
         raise StoreError(f"--out {root}: the folder is not writable")
 
 
+CACHE_ENV = "CASCADE_CHECKPOINT_CACHE"
+
+
+def default_checkpoint_cache() -> Path | None:
+    """The shared checkpoint cache: ``$CASCADE_CHECKPOINT_CACHE`` (``off`` disables it), else
+    ``$XDG_CACHE_HOME/cascade-bench/checkpoints``, else ``~/.cache/cascade-bench/checkpoints``."""
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "none", "0", "false") else Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cascade-bench" / "checkpoints"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Put ``src``'s bytes at ``dst`` atomically: a hard link where both share a file system, else a copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.{os.getpid()}.tmp"
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class ResultStore:
     """One output folder.
 
@@ -208,8 +236,9 @@ class ResultStore:
     which ``bench run`` and the report show.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, cache: str | Path | None = None) -> None:
         self.root = Path(root)
+        self.cache = Path(cache) if cache is not None else None  # the shared checkpoint cache, or None
         self.problems: dict[Path, str] = {}
 
     def run_path(self, variant: str, key: str) -> Path:
@@ -218,6 +247,35 @@ class ResultStore:
 
     def checkpoint_path(self, train_key: str) -> Path:
         return self.root / "checkpoints" / f"{train_key}.pt"
+
+    def find_checkpoint(self, train_key: str) -> str | None:
+        """Make the checkpoint of ``train_key`` available in this folder: "folder" when it was there,
+        "cache" when it was copied (linked) from the shared cache, None when neither has it."""
+        local = self.checkpoint_path(train_key)
+        if local.is_file():
+            return "folder"
+        cached = self.cache / f"{train_key}.pt" if self.cache is not None else None
+        if cached is not None and cached.is_file():
+            _link_or_copy(cached, local)
+            return "cache"
+        return None
+
+    def has_checkpoint(self, train_key: str) -> bool:
+        """Whether the folder or the shared cache holds the checkpoint (nothing is copied)."""
+        return self.checkpoint_path(train_key).is_file() or (
+            self.cache is not None and (self.cache / f"{train_key}.pt").is_file()
+        )
+
+    def share_checkpoint(self, train_key: str) -> str | None:
+        """Put this folder's checkpoint into the shared cache; the reason when that failed (a full or
+        read-only cache does not fail the run), else None."""
+        if self.cache is None:
+            return None
+        try:
+            _link_or_copy(self.checkpoint_path(train_key), self.cache / f"{train_key}.pt")
+        except OSError as e:
+            return f"checkpoint not cached in {self.cache}: {e}"
+        return None
 
     def exits_path(self, key: str) -> Path:
         return self.root / "exits" / f"{key}.npz"

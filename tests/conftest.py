@@ -10,6 +10,9 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Tests are hermetic: no shared checkpoint cache unless a test gives one (subprocesses inherit this).
+os.environ["CASCADE_CHECKPOINT_CACHE"] = "off"
+
 
 def mnist_root() -> Path | None:
     """The MNIST folder CI points at (``$CASCADE_DATA_DIR``), if it holds the raw files."""

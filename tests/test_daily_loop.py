@@ -112,3 +112,93 @@ def test_cli_only_errors_name_the_pattern(sweep: Path, tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert "sum-p1: exits ['p1']" in ok.stdout and "base:" not in ok.stdout
     assert REPO.is_dir()
+
+
+def test_checkpoint_cache_is_shared_across_output_folders(
+    sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.runner as runner
+
+    trained: list[str] = []
+    real = runner.train
+    monkeypatch.setattr(
+        runner, "train", lambda m, loss, *a, **k: trained.append(type(loss).__name__) or real(m, loss, *a, **k)
+    )
+    cache = tmp_path / "cache"
+    quiet(sweep, tmp_path / "a", only=["base", "sum-p1"], checkpoint_cache=cache)
+    assert sorted(trained) == ["BaseLoss", "SumLoss"] and len(list(cache.glob("*.pt"))) == 2
+    trained.clear()
+    s = quiet(sweep, tmp_path / "b", only=["base", "sum-p1"], checkpoint_cache=cache)  # a new folder
+    assert s.done == 2 and trained == []  # nothing retrained
+    recs = {r.variant: r for r in ResultStore(tmp_path / "b").iter_runs()}
+    assert {r.training.checkpoint_source for r in recs.values()} == {"cache"}
+    assert all(r.training.reused_checkpoint for r in recs.values())
+    a = {r.variant: r for r in ResultStore(tmp_path / "a").iter_runs()}
+    assert recs["sum-p1"].at(0.6).accuracy == a["sum-p1"].at(0.6).accuracy  # the same weights
+    assert a["base"].training.checkpoint_source == "trained"
+    # firm's base pre-training comes from the cache too: only the firm fine-tuning trains
+    quiet(sweep, tmp_path / "c", only=["firm-p1[lambda=0.1]"], checkpoint_cache=cache)
+    assert trained == ["FirmCascadeLoss"]
+    # without the cache a new folder retrains
+    trained.clear()
+    quiet(sweep, tmp_path / "d", only=["base"], checkpoint_cache=False)
+    assert trained == ["BaseLoss"]
+
+
+def test_default_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bench.store import default_checkpoint_cache
+
+    monkeypatch.setenv("CASCADE_CHECKPOINT_CACHE", "off")
+    assert default_checkpoint_cache() is None
+    monkeypatch.setenv("CASCADE_CHECKPOINT_CACHE", str(tmp_path / "c"))
+    assert default_checkpoint_cache() == tmp_path / "c"
+    monkeypatch.delenv("CASCADE_CHECKPOINT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_checkpoint_cache() == tmp_path / "cascade-bench" / "checkpoints"
+
+
+def test_progress_shows_this_runs_accuracy_phase_and_eta() -> None:
+    from bench._progress import RichProgress, format_eta
+    from cascade.train import EpochRecord
+
+    now = [0.0]
+    bar = RichProgress(3, enabled=False, clock=lambda: now[0])
+    assert bar.progress.tasks[bar.runs].fields["eta"] == "ETA after the first run"
+    bar.start_run("base seed 0")
+    bar.on_phase("training base")
+    bar.on_batch(0, 20, 40)
+    bar.on_epoch_end(EpochRecord(1, 0.5, [0.813], [0.8], 1.0))
+    bar.on_batch(1, 20, 40)
+    assert bar.phase_text() == "epoch 2 (val 81.3%)"
+    bar.on_phase("timing latency")
+    assert bar.phase_text() == "timing latency"
+    now[0] = 100.0
+    bar.end_run()
+    assert bar.eta_seconds() == 200.0  # 100 s per finished run, 2 runs left
+    assert bar.progress.tasks[bar.runs].fields["eta"] == "ETA 0:03:20"
+    bar.start_run("sum-p1 seed 0")  # the next run must not show base's 81.3 %
+    bar.on_batch(0, 1, 40)
+    assert bar.phase_text() == "epoch 1"
+    bar.on_phase("reused checkpoint (shared cache)")
+    assert bar.phase_text() == "reused checkpoint (shared cache)"
+    assert format_eta(3725.4) == "ETA 1:02:05"
+
+
+def test_runner_reports_phases(sweep: Path, tmp_path: Path) -> None:
+    from cascade.train import TrainCallback
+
+    seen: list[str] = []
+
+    class Phases(TrainCallback):
+        def on_phase(self, phase: str) -> None:
+            seen.append(phase)
+
+    from bench.runner import execute_run
+
+    run = next(r for r in expand_runs(load_suite(sweep)) if r.variant == "sum-p1")
+    execute_run(run, tmp_path / "o", callback=Phases())
+    assert seen[0] == "training sum"
+    assert "evaluating: costs and exit outputs" in seen and any(p.startswith("counting MACs") for p in seen)
+    seen.clear()
+    execute_run(run, tmp_path / "o", callback=Phases())
+    assert seen[0] == "reused checkpoint (this folder)"
