@@ -108,7 +108,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    compare(Path(args.a), Path(args.b), console=console, out=args.out)
+    compare(Path(args.a), Path(args.b), console=console, out=args.out, force=args.force)
     return 0
 
 
@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("a")
     cp.add_argument("b")
     cp.add_argument("--out", default=None, help="also write the comparison as markdown to this file")
+    cp.add_argument("--force", action="store_true", help="compare folders whose dataset, threshold or training differ")
     cp.set_defaults(fn=cmd_compare)
 
     ck = sub.add_parser("check", help="CI gate: fail when savings or accuracy regress against a baseline")

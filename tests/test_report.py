@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -11,9 +12,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.compare import compare
+from bench.compare import CompareError, compare
 from bench.report import build_tables, main_display, write_report
 from bench.results import load_results
+from bench.stats import holm
 
 from .conftest import REPO
 
@@ -86,8 +88,40 @@ def test_compare_two_folders(tmp_path: Path) -> None:
     soft = frame[(frame["variant"] == "soft-p2") & (frame["metric"] == "accuracy")].iloc[0]
     assert soft["test"] == "paired" and soft["ratio B/A"] == pytest.approx(soft["B"] / soft["A"])
     base = frame[(frame["variant"] == "base") & (frame["metric"] == "accuracy")].iloc[0]
-    assert base["ratio B/A"] == pytest.approx(1.0) and base["p"] == 1.0  # unchanged variant
-    check_golden("compare.md", out.read_text())
+    assert base["ratio B/A"] == pytest.approx(1.0) and base["test"] == "identical"  # unchanged: no test
+    macs = frame[(frame["variant"] == "base") & (frame["metric"] == "macs")].iloc[0]
+    assert macs["test"] == "no variation" and math.isnan(macs["p_holm"])
+    # Holm runs over the tested rows only
+    tested = frame[frame["p"].notna()]
+    assert list(tested["p_holm"]) == pytest.approx(holm(list(tested["p"])))
+    assert set(frame.loc[frame["p"].isna(), "test"]) <= {"identical", "no variation", "exact", "n = 1"}
+    text = out.read_text()
+    assert "| dataset | digits (fingerprint c86b5be56d937f6b, sizes 1150/288/359) |" in text
+    assert "training lengths differ for soft-p2: A 54 steps, B 108 steps" in text
+    assert "latency b1 (µs/sample)" in text  # the report's unit, not seconds
+    lat = frame[(frame["variant"] == "base") & (frame["metric"] == "latency_b1")].iloc[0]
+    assert f"{lat['A'] * 1e6:.4g}" in text
+    check_golden("compare.md", text.replace(str(FIX), "<fixtures>"))  # the same wherever the repo lives
+
+
+def test_compare_refuses_different_datasets_unless_forced(tmp_path: Path) -> None:
+    import json
+
+    b = tmp_path / "fashion"
+    shutil.copytree(FIX / "results_b", b)
+    for f in (b / "runs").glob("*/*.json"):
+        rec = json.loads(f.read_text())
+        rec["dataset"], rec["data_fingerprint"] = "fashion_mnist", "0123456789abcdef"
+        f.write_text(json.dumps(rec))
+    quiet = Console(file=open(os.devnull, "w"))
+    with pytest.raises(CompareError, match="not comparable: datasets differ: A digits .* B fashion_mnist"):
+        compare(FIX / "results_a", b, console=quiet)
+    out = tmp_path / "forced.md"
+    compare(FIX / "results_a", b, console=quiet, out=str(out), force=True)
+    assert "- datasets differ: A digits" in out.read_text()
+    c = subprocess.run([sys.executable, "-m", "bench.cli", "compare", str(FIX / "results_a"), str(b)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert c.returncode == 2 and "Pass --force" in c.stderr
 
 
 def test_cli_report_and_compare(tmp_path: Path) -> None:
