@@ -17,6 +17,20 @@ Each row is classified with the suite's ``[check]`` margin m and level alpha:
 
 With a single seed no test is possible: a row is worse when d < -m.
 A variant in the baseline but not in the run fails the gate too ("missing").
+
+Two guards against a weak test (few seeds, noisy seeds):
+
+* **hard limit**: an accuracy drop larger than ``[check] hard_accuracy_drop`` points (default 5)
+  fails, significant or not ("worse: hard limit").
+* **detectable drop**: each row states the smallest true drop the test finds with 80 % power at its
+  n and alpha, from the seeds' spread s of d: ``m + (t(1 - alpha/k, n-1) + t(0.8, n-1)) * s / sqrt(n)``
+  with k the number of tested rows (Bonferroni, the bound of Holm's first step). A drop smaller than
+  that can pass unnoticed; more seeds shrink it.
+
+Optional latency gate (``[check] max_latency_ratio``, off by default; asv-style): per variant the
+ratio current / baseline of the dynamic forward's latency at ``latency_batch``; "slower" (fails) when
+the geometric-mean ratio over seeds exceeds the limit *and* its 95 % interval lies above 1, so that
+timing noise alone does not fail the gate. Latency baselines only mean something on the same machine.
 """
 
 from __future__ import annotations
@@ -24,18 +38,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from scipy import stats as st
 
 from bench import stats
 from bench.plan import expand_runs, select_runs
 from bench.record import METRICS as ALL_METRICS
+from bench.record import get_metric
 from bench.report import rich_table
 from bench.results import load_results
 from bench.runner import run_suite
@@ -52,13 +68,17 @@ class BaselineError(ValueError):
 
 
 def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict[str, Any]:
-    """The baseline document of a results folder."""
+    """The baseline document of a results folder (latency per timed batch size where the runs timed it)."""
     results = load_results(out_dir)
     variants: dict[str, Any] = {}
     for variant in results.variants:
-        seeds = {}
+        seeds: dict[str, dict[str, Any]] = {}
         for rec in results.records_of(variant):
-            seeds[str(rec.seed)] = {m: ALL_METRICS[m].value_at(rec, threshold) for m, _ in METRICS}
+            entry: dict[str, Any] = {m: ALL_METRICS[m].value_at(rec, threshold) for m, _ in METRICS}
+            if rec.latency is not None:
+                lat = {str(b): get_metric(f"latency_b{b}").value_at(rec, threshold) for b in rec.latency.batch_sizes}
+                entry["latency_s_per_sample"] = {b: v for b, v in lat.items() if not math.isnan(v)}
+            seeds[str(rec.seed)] = entry
         variants[variant] = {"seeds": seeds}
     return {
         "schema": BASELINE_SCHEMA,
@@ -113,6 +133,11 @@ class CheckRow:
     p_worse: float  # one-sided, before Holm
     p_better: float
     status: str = ""
+    detectable: float = math.nan  # smallest true drop (points) found with 80 % power; see the module docstring
+
+    @property
+    def fails(self) -> bool:
+        return self.status.startswith("worse") or self.status == "missing"
 
 
 def _one_sided(d: np.ndarray, margin: float) -> tuple[float, float]:
@@ -126,9 +151,18 @@ def _one_sided(d: np.ndarray, margin: float) -> tuple[float, float]:
     return worse, better
 
 
+def detectable_drop(margin: float, spread: float, n: int, alpha: float, power: float = 0.8) -> float:
+    """Smallest true drop (points) a one-sided paired t-test at level ``alpha`` detects with ``power``,
+    with ``n`` seeds whose differences have standard deviation ``spread``; NaN for n < 2."""
+    if n < 2 or math.isnan(spread):
+        return math.nan
+    return margin + (float(st.t.ppf(1 - alpha, n - 1)) + float(st.t.ppf(power, n - 1))) * spread / math.sqrt(n)
+
+
 def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec: CheckSpec) -> list[CheckRow]:
     """Classify every (variant, metric) of the baseline; see the module docstring."""
     rows: list[CheckRow] = []
+    spreads: list[float] = []
     for variant, base in baseline["variants"].items():
         cur = current["variants"].get(variant)
         for metric, margin_key in METRICS:
@@ -137,6 +171,7 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
             if cur is None:
                 rows.append(CheckRow(variant, metric, float(np.mean(list(b.values()))), math.nan, math.nan,
                                      math.nan, math.nan, 0, margin, math.nan, math.nan, "missing"))  # fmt: skip
+                spreads.append(math.nan)
                 continue
             c = {s: 100 * v[metric] for s, v in cur["seeds"].items()}
             shared = sorted(set(b) & set(c))
@@ -146,6 +181,10 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
             rows.append(CheckRow(variant, metric, float(np.mean([b[s] for s in shared])) if shared else math.nan,
                                  float(np.mean([c[s] for s in shared])) if shared else math.nan,
                                  iv.mean, iv.low, iv.high, len(shared), margin, pw, pb))  # fmt: skip
+            spreads.append(float(d.std(ddof=1)) if len(d) >= 2 else math.nan)
+    tested = sum(1 for r in rows if r.n >= 2)
+    for r, spread in zip(rows, spreads):
+        r.detectable = detectable_drop(r.margin, spread, r.n, spec.alpha / max(tested, 1))
     adj_worse = stats.holm([r.p_worse for r in rows])
     adj_better = stats.holm([r.p_better for r in rows])
     for r, pw, pb in zip(rows, adj_worse, adj_better):
@@ -163,8 +202,74 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
             r.status = "unchanged"
         else:
             r.status = "not significant"
+        if r.metric == "accuracy" and r.diff < -spec.hard_accuracy_drop and r.status != "worse":
+            r.status = "worse: hard limit"
         r.p_worse, r.p_better = pw, pb
     return rows
+
+
+@dataclass
+class LatencyRow:
+    variant: str
+    batch: int
+    baseline_us: float  # mean over seeds, µs per sample
+    current_us: float
+    ratio: float  # geometric mean of the per-seed ratios current / baseline
+    low: float  # 95 % interval of that ratio
+    high: float
+    n: int
+    limit: float
+    status: str
+
+    @property
+    def fails(self) -> bool:
+        return self.status == "slower"
+
+
+def latency_rows(current: dict[str, Any], baseline: dict[str, Any], spec: CheckSpec) -> list[LatencyRow]:
+    """The latency gate (``[check] max_latency_ratio``); empty when it is off or nothing was timed."""
+    if spec.max_latency_ratio is None:
+        return []
+    rows = []
+    for variant, base in baseline["variants"].items():
+        cur = current["variants"].get(variant)
+        if cur is None:
+            continue
+        b_lat = {s: v.get("latency_s_per_sample", {}) for s, v in base["seeds"].items()}
+        c_lat = {s: v.get("latency_s_per_sample", {}) for s, v in cur["seeds"].items()}
+        batches = sorted({int(k) for v in [*b_lat.values(), *c_lat.values()] for k in v})
+        batch = spec.latency_batch if spec.latency_batch is not None else (batches[-1] if batches else None)
+        if batch is None:
+            continue
+        shared = [s for s in sorted(set(b_lat) & set(c_lat)) if str(batch) in b_lat[s] and str(batch) in c_lat[s]]
+        if not shared:
+            continue
+        logs = np.log([c_lat[s][str(batch)] / b_lat[s][str(batch)] for s in shared])
+        iv = stats.t_interval(logs.tolist())
+        ratio = float(np.exp(iv.mean))
+        low, high = (math.exp(iv.low), math.exp(iv.high)) if len(shared) >= 2 else (math.nan, math.nan)
+        beyond_noise = low > 1 if len(shared) >= 2 else True
+        status = "slower" if ratio > spec.max_latency_ratio and beyond_noise else "faster" if ratio < 1 else "ok"
+        rows.append(LatencyRow(variant, batch, 1e6 * float(np.mean([b_lat[s][str(batch)] for s in shared])),
+                               1e6 * float(np.mean([c_lat[s][str(batch)] for s in shared])), ratio, low, high,
+                               len(shared), spec.max_latency_ratio, status))  # fmt: skip
+    return rows
+
+
+def latency_frame(rows: Sequence[LatencyRow]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "variant": [r.variant for r in rows],
+            "batch": [r.batch for r in rows],
+            "baseline (µs/sample)": [f"{r.baseline_us:.1f}" for r in rows],
+            "current (µs/sample)": [f"{r.current_us:.1f}" for r in rows],
+            "ratio": [f"{r.ratio:.3f}" for r in rows],
+            "95% CI": ["n/a" if math.isnan(r.low) else f"[{r.low:.3f}, {r.high:.3f}]" for r in rows],
+            "n": [r.n for r in rows],
+            "limit": [f"{r.limit:g}" for r in rows],
+            "status": [r.status.upper() if r.fails else r.status for r in rows],
+        }
+    )
 
 
 def rows_frame(rows: Sequence[CheckRow]) -> pd.DataFrame:
@@ -182,7 +287,8 @@ def rows_frame(rows: Sequence[CheckRow]) -> pd.DataFrame:
             "n": [r.n for r in rows],
             "margin": [f"±{r.margin:g}" for r in rows],
             "p(worse) Holm": [f(r.p_worse, "{:.3g}") for r in rows],
-            "status": [r.status.upper() if r.status in ("worse", "missing") else r.status for r in rows],
+            "detectable drop": [f(r.detectable) for r in rows],
+            "status": [r.status.upper() if r.fails else r.status for r in rows],
         }
     )
 
@@ -193,6 +299,7 @@ class CheckResult:
     rows: list[CheckRow]
     markdown: str
     updated: bool = False
+    latency: list[LatencyRow] = field(default_factory=list)
 
 
 def run_check(
@@ -241,20 +348,44 @@ def run_check(
         atomic_write_json(base_path, current)
         console.print(f"baseline written: {base_path} ({len(current['variants'])} variants, threshold {threshold})")
         return CheckResult(True, [], "", updated=True)
-    rows = compare_to_baseline(current, base, suite.check)
+    spec = suite.check
+    rows = compare_to_baseline(current, base, spec)
+    lat_rows = latency_rows(current, base, spec)
     frame = rows_frame(rows)
-    passed = not any(r.status in ("worse", "missing") for r in rows) and not summary.failed
+    passed = not any(r.fails for r in rows) and not any(r.fails for r in lat_rows) and not summary.failed
     verdict = "PASSED" if passed else "FAILED"
     header = (
         f"### bench check {suite.name}: {verdict}\n\n"
         f"Threshold {threshold} (baseline: {base['threshold']}); "
-        f"margins: accuracy {suite.check.max_accuracy_drop} points, "
-        f"savings {suite.check.max_savings_drop} points; one-sided paired t-tests over seeds, Holm-corrected, "
-        f"alpha {suite.check.alpha}. Baseline made by `{base.get('command', '?')}`.\n\n"
+        f"margins: accuracy {spec.max_accuracy_drop} points, "
+        f"savings {spec.max_savings_drop} points; one-sided paired t-tests over seeds, Holm-corrected, "
+        f"alpha {spec.alpha}; any accuracy drop over {spec.hard_accuracy_drop} points fails (hard limit). "
+        f"Baseline made by `{base.get('command', '?')}`.\n\n{strength_line(rows, spec)}\n\n"
     )
     md = header + frame.to_markdown(index=False) + "\n"
+    if lat_rows:
+        md += (f"\nLatency gate: fails when current/baseline > {spec.max_latency_ratio} and the ratio's 95 % "
+               "interval lies above 1 (same machine only).\n\n" + latency_frame(lat_rows).to_markdown(index=False)
+               + "\n")  # fmt: skip
     md_path = Path(markdown) if markdown else summary.out_dir / "check.md"
     atomic_write_bytes(md_path, md.encode())
     console.print(rich_table(frame, f"bench check {suite.name} vs {base_path}: {verdict}"))
+    if lat_rows:
+        console.print(rich_table(latency_frame(lat_rows), f"latency gate (limit {spec.max_latency_ratio})"))
+    console.print(escape(strength_line(rows, spec)))
     console.print(f"{'[green]' if passed else '[red]'}{verdict}[/]: table written to {md_path}")
-    return CheckResult(passed, rows, md)
+    return CheckResult(passed, rows, md, latency=lat_rows)
+
+
+def strength_line(rows: Sequence[CheckRow], spec: CheckSpec) -> str:
+    """How strong the gate is at this run's n and alpha (the worst row per metric)."""
+    parts = []
+    for metric, _ in METRICS:
+        ds = [r for r in rows if r.metric == metric and not math.isnan(r.detectable)]
+        if ds:
+            worst = max(ds, key=lambda r: r.detectable)
+            parts.append(f"{metric} drops of {worst.detectable:.2f} points ({worst.variant}, n = {worst.n})")
+    if not parts:
+        return "Gate strength: with one seed per variant no test is possible; a drop beyond the margin fails."
+    return (f"Gate strength (80 % power, alpha {spec.alpha} split over the tested rows): the test detects "
+            f"{'; '.join(parts)}; smaller drops can pass unnoticed; more seeds shrink this.")  # fmt: skip

@@ -147,6 +147,10 @@ class CheckSpec:
     max_savings_drop: float = 2.0  # fail when compute saved falls by more than this many points
     threshold: float | None = None  # operating point checked; default the headline threshold
     alpha: float = 0.05  # significance level of the paired one-sided tests
+    hard_accuracy_drop: float = 5.0  # fail when accuracy falls by more than this, significant or not
+    max_latency_ratio: float | None = None  # latency gate (off by default): fail when current/baseline
+    # latency exceeds this and the slowdown is beyond the seeds' noise (asv-style); e.g. 1.25
+    latency_batch: int | None = None  # batch size of the latency gate; default the largest timed
 
 
 @dataclass(frozen=True)
@@ -663,6 +667,14 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     _check_range(file, "check.max_accuracy_drop", check.max_accuracy_drop >= 0, "points >= 0", check.max_accuracy_drop)
     _check_range(file, "check.max_savings_drop", check.max_savings_drop >= 0, "points >= 0", check.max_savings_drop)
     _check_range(file, "check.alpha", 0 < check.alpha < 1, "a number in (0, 1)", check.alpha)
+    _check_range(file, "check.hard_accuracy_drop", check.hard_accuracy_drop >= check.max_accuracy_drop,
+                 "points >= check.max_accuracy_drop", check.hard_accuracy_drop)  # fmt: skip
+    if check.max_latency_ratio is not None:
+        _check_range(file, "check.max_latency_ratio", check.max_latency_ratio >= 1, "a ratio >= 1",
+                     check.max_latency_ratio)  # fmt: skip
+    if check.latency_batch is not None and check.latency_batch not in evaluation.latency_batch_sizes:
+        raise SuiteError(file, "check.latency_batch", f"{check.latency_batch} must be one of "
+                         f"evaluation.latency_batch_sizes {list(evaluation.latency_batch_sizes)}")  # fmt: skip
     if check.threshold is not None and check.threshold not in evaluation.thresholds:
         raise SuiteError(file, "check.threshold", f"{check.threshold} must be one of evaluation.thresholds")
     budget = _build(BudgetSpec, data.get("budget", {}), file, "budget")

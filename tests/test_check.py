@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -122,7 +123,13 @@ def test_unchanged_rerun_passes(gate) -> None:
     suite, baseline, out = gate
     res = run_check(suite, baseline=baseline, out_dir=out, console=quiet(), progress=False)
     assert res.passed and {r.status for r in res.rows} == {"unchanged"}
-    assert "PASSED" in (out / "check.md").read_text()
+    text = (out / "check.md").read_text()
+    assert "PASSED" in text and "detectable drop" in text
+    # identical reruns: zero spread, so the detectable drop is the margin itself (2 points here)
+    assert (
+        "Gate strength (80 % power, alpha 0.05 split over the tested rows): the test detects accuracy drops of 2.00"
+        in text
+    )
 
 
 def test_worse_operating_point_fails_with_a_clear_row(gate, tmp_path: Path) -> None:
@@ -184,3 +191,52 @@ def test_committed_baselines_are_readable() -> None:
         data = read_baseline(REPO / "results" / "baselines" / f"{name}.json", name)
         assert data["command"].startswith("bench check suites/")
         assert json.loads((REPO / "results" / "baselines" / f"{name}.json").read_text())["threshold"] == 0.6
+
+
+def test_detectable_drop_by_hand() -> None:
+    from scipy import stats as st
+
+    from bench.check import detectable_drop
+
+    # m + (t(0.95, 3) + t(0.8, 3)) * s / sqrt(4) with s = 1: 0.5 + (2.3534 + 0.9785) / 2
+    assert detectable_drop(0.5, 1.0, 4, 0.05) == pytest.approx(0.5 + (2.353363 + 0.978472) / 2, abs=1e-5)
+    assert detectable_drop(0.5, 1.0, 4, 0.05) == pytest.approx(0.5 + (st.t.ppf(0.95, 3) + st.t.ppf(0.8, 3)) / 2)
+    assert detectable_drop(0.5, 0.0, 3, 0.05) == 0.5  # no spread: the margin itself
+    assert math.isnan(detectable_drop(0.5, 1.0, 1, 0.05))
+
+
+def test_hard_limit_fails_a_large_drop_that_two_noisy_seeds_cannot_prove() -> None:
+    # issue 18's case: n = 2, base accuracy -16.4 points on average, too noisy for the t-test
+    base = doc({"base": [(0.95, 0.0), (0.96, 0.0)]})
+    cur = doc({"base": [(0.95 - 0.300, 0.0), (0.96 - 0.028, 0.0)]})
+    rows = compare_to_baseline(cur, base, SPEC)
+    row = next(r for r in rows if r.metric == "accuracy")
+    assert row.diff == pytest.approx(-16.4) and row.p_worse > 0.05  # not significant ...
+    assert row.status == "worse: hard limit" and row.fails  # ... but beyond 5 points: fails anyway
+    assert row.detectable > 16.4  # and the row says the test could not have found it
+    lenient = CheckSpec(max_accuracy_drop=0.5, max_savings_drop=2.0, hard_accuracy_drop=20.0)
+    assert (
+        next(r for r in compare_to_baseline(cur, base, lenient) if r.metric == "accuracy").status == "not significant"
+    )
+
+
+def test_latency_gate_is_noise_aware() -> None:
+    from bench.check import latency_rows
+
+    def with_latency(values: dict[str, list[float]]) -> dict:
+        d = doc({v: [(0.9, 0.3)] * len(lat) for v, lat in values.items()})
+        for v, lat in values.items():
+            for i, x in enumerate(lat):
+                d["variants"][v]["seeds"][str(i)]["latency_s_per_sample"] = {"1": 2 * x, "256": x}
+        return d
+
+    base = with_latency({"slow": [1e-4, 1.1e-4, 0.9e-4], "noisy": [1e-4, 1e-4, 1e-4], "fine": [1e-4] * 3})
+    cur = with_latency({"slow": [1.5e-4, 1.62e-4, 1.38e-4], "noisy": [2e-4, 0.7e-4, 1.4e-4],
+                        "fine": [1.1e-4, 1.05e-4, 1.12e-4]})  # fmt: skip
+    spec = CheckSpec(max_latency_ratio=1.25)
+    rows = {r.variant: r for r in latency_rows(cur, base, spec)}
+    assert rows["slow"].batch == 256 and rows["slow"].ratio == pytest.approx(1.5, rel=0.01)
+    assert rows["slow"].status == "slower" and rows["slow"].fails
+    assert rows["noisy"].ratio > 1.25 and rows["noisy"].low < 1 and rows["noisy"].status == "ok"  # within noise
+    assert rows["fine"].status == "ok"
+    assert latency_rows(cur, base, SPEC) == []  # off by default
