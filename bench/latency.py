@@ -7,6 +7,14 @@ inter-quartile range. The thread count is recorded with every timing
 (``torch.utils.benchmark.Timer`` defaults to one thread; we use whatever
 ``torch.get_num_threads()`` says and write it down).
 
+Load: a latency measured while other processes compete for the CPU is not the model's latency.
+:class:`LoadMonitor` records the 1-minute load average and the CPU time other processes used (psutil:
+machine-wide CPU time minus this process's) in a short idle window before timing and over the whole
+timing; the run is marked ``busy`` when they used more than ``max(0.25, (cores - threads) / 2)`` cores,
+and the report warns. The full network and the dynamic forward are timed in alternation (ABBA order),
+and the speedup is the median of the per-repeat ratios, so a load that comes and goes affects both
+sides of each ratio alike.
+
 Measured energy: NVML's total-energy counter on NVIDIA GPUs (nvidia-ml-py),
 RAPL (``/sys/class/powercap/intel-rapl:*/energy_uj``) on CPUs that expose it.
 Where neither is readable the result is ``None`` with a reason, never 0.
@@ -22,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from cascade.exits import ExitPolicy, dynamic_forward, optimise_for_inference
@@ -80,6 +89,65 @@ def time_fn(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, device:
             fn()
             samples.append(time.perf_counter() - t0)
     return Timing(samples, warmup, torch.get_num_threads(), device_name(device))
+
+
+def time_pair(
+    fn_a: Callable[[], Any],
+    fn_b: Callable[[], Any],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: str | torch.device = "cpu",
+) -> tuple[Timing, Timing]:
+    """Time ``fn_a`` and ``fn_b`` in alternation (A B, B A, A B, ...) so that drifting load hits both."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(repeats):
+        order = ((fn_a, a), (fn_b, b)) if i % 2 == 0 else ((fn_b, b), (fn_a, a))
+        for fn, out in order:
+            out.extend(time_fn(fn, repeats=1, warmup=0, device=device).samples)
+    name = device_name(device)
+    return Timing(a, warmup, torch.get_num_threads(), name), Timing(b, warmup, torch.get_num_threads(), name)
+
+
+class LoadMonitor:
+    """Other processes' CPU use before timing (an idle window) and during it; see the module docstring."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.cores = psutil.cpu_count() or 1
+        self.threads = threads or torch.get_num_threads()
+        self.limit = max(0.25, (self.cores - self.threads) / 2)  # other processes' cores that make it "busy"
+        self.proc = psutil.Process()
+
+    def _others_cores(self, machine_percent: float, own_percent: float) -> float:
+        # machine-wide percent is over all cores; a process's percent is of one core
+        return max(0.0, machine_percent / 100 * self.cores - own_percent / 100)
+
+    def before(self, window: float = 0.5) -> dict[str, Any]:
+        """Sleep ``window`` seconds and report what other processes used meanwhile."""
+        psutil.cpu_percent(None)
+        self.proc.cpu_percent(None)
+        time.sleep(window)
+        others = self._others_cores(psutil.cpu_percent(None), self.proc.cpu_percent(None))
+        return {"others_cores": round(others, 3), "loadavg_1min": round(psutil.getloadavg()[0], 2),
+                "window_s": window}  # fmt: skip
+
+    def start(self) -> None:
+        psutil.cpu_percent(None)
+        self.proc.cpu_percent(None)
+
+    def during(self) -> dict[str, Any]:
+        """What other processes used since :meth:`start`."""
+        return {"others_cores": round(self._others_cores(psutil.cpu_percent(None), self.proc.cpu_percent(None)), 3),
+                "loadavg_1min": round(psutil.getloadavg()[0], 2)}  # fmt: skip
+
+    def summary(self, before: dict[str, Any], during: dict[str, Any]) -> dict[str, Any]:
+        worst = max(before["others_cores"], during["others_cores"])
+        return {"cores": self.cores, "threads": self.threads, "busy_limit_cores": self.limit,
+                "before": before, "during": during, "busy": worst > self.limit}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- energy counters
@@ -237,15 +305,15 @@ def cascade_latency(
         for xb in batches:
             model(xb)
 
-    t = time_fn(run, repeats=repeats, warmup=warmup, device=x.device)
-    t_full = time_fn(full, repeats=repeats, warmup=0, device=x.device)
+    t, t_full = time_pair(run, full, repeats=repeats, warmup=warmup, device=x.device)
     result: dict[str, Any] = {
         "batch_size": batch_size,
         "samples": len(x),
         "dynamic": t.to_dict(),
         "full": t_full.to_dict(),
         "per_sample_median": t.median / len(x),
-        "speedup_vs_full": t_full.median / t.median,
+        # median of the paired per-repeat ratios (timed in alternation), robust to load that comes and goes
+        "speedup_vs_full": statistics.median(f / d for f, d in zip(t_full.samples, t.samples)),
     }
     if meter is not None:
         reading = meter.measure(run, min_seconds=energy_seconds)
@@ -272,6 +340,10 @@ def latency_report(
     the full network and the dynamic forward alike.
     """
     meter = EnergyMeter(str(x.device))
+    monitor = LoadMonitor() if x.device.type == "cpu" else None
+    load_before = monitor.before() if monitor else None
+    if monitor:
+        monitor.start()
     channels_last = optimised and x.device.type == "cpu" and x.dim() == 4
     if optimised:
         model = optimise_for_inference(model, channels_last=channels_last)
@@ -302,4 +374,6 @@ def latency_report(
             res["exit_share"] = shares
             res["path_predicted_per_sample"] = sum(s * paths[name] for s, name in zip(shares, model.exit_names))
             report["cascade"].append({"threshold": threshold, **res})
+    if monitor and load_before is not None:
+        report["load"] = monitor.summary(load_before, monitor.during())
     return report

@@ -161,6 +161,13 @@ class LatencyRecord:
     exit_paths: list[dict[str, Any]] = field(default_factory=list)
     cascade: list[dict[str, Any]] = field(default_factory=list)  # threshold, batch_size, dynamic, full, ...
     seconds: float | None = field(default=None, metadata=OMIT)
+    # the machine's load before and during timing (bench.latency.LoadMonitor); absent from older files
+    load: dict[str, Any] | None = field(default=None, metadata=OMIT)
+
+    @property
+    def busy(self) -> bool:
+        """Whether other processes took a notable share of the CPU before or during timing."""
+        return bool(self.load and self.load.get("busy"))
 
     def per_sample(self, threshold: float | None, batch: int) -> float:
         """Median seconds per sample of the dynamic forward at ``threshold`` and ``batch`` (NaN: not timed)."""

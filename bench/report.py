@@ -159,6 +159,16 @@ def warnings_for(results: Results) -> list[str]:
                 out.append(
                     f"{variant}: {early:.1%} of samples leave early at t = {thr}: the early exits are never used"
                 )
+    busy = [r for r in results.records if r.latency is not None and r.latency.busy]
+    for r in busy:
+        assert r.latency is not None and r.latency.load is not None
+        ld = r.latency.load
+        out.append(
+            f"{r.variant} seed {r.seed}: latency timed on a busy machine (other processes used "
+            f"{ld['before']['others_cores']:.2f} cores before and {ld['during']['others_cores']:.2f} during timing, "
+            f"limit {ld['busy_limit_cores']:.2f}; load average {ld['during']['loadavg_1min']}); "
+            "its latency and speedup are not the model's: rerun it on a quiet machine"
+        )
     for r in results.failed:
         out.append(f"{r.variant} seed {r.seed} FAILED: {r.error_message or '?'}")
     for problem in results.problems:

@@ -183,7 +183,8 @@ def execute_run(
     record = RunRecord(**fields)
     store.write_run(record)
     return {"key": record.key, "variant": record.variant, "seed": record.seed, "status": record.status,
-            "seconds": record.seconds, "error": record.error_message or None}  # fmt: skip
+            "seconds": record.seconds, "error": record.error_message or None,
+            "busy": bool(record.latency and record.latency.busy)}  # fmt: skip
 
 
 class PretrainingFailedError(RuntimeError):
@@ -306,6 +307,9 @@ def run_suite(
         if todo:
             for results in ex.run_waves(make_waves(todo, store), execute_task, out, force=force, progress=progress):
                 for res in results:
+                    if res.get("busy"):
+                        log(f"warning: {res['variant']} seed {res['seed']}: latency timed on a busy machine "
+                            "(other processes took CPU); see the report's warnings")  # fmt: skip
                     if res.get("status") == "ok":
                         summary.done += 1
                     elif res.get("status") == "failed":

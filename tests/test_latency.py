@@ -6,6 +6,7 @@ Dynamic exit == masked computation on CUDA is tests/test_exits.py, parametrised 
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,11 @@ def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -
                          batch_sizes=[1, 32], samples_batch1=4, repeats=2, warmup=0)  # fmt: skip
     assert rep["threads"] == torch.get_num_threads()
     assert {p["batch_size"] for p in rep["exit_paths"]} == {1, 32}
+    assert rep["load"]["cores"] >= 1 and {"before", "during", "busy"} <= set(rep["load"])
     for c in rep["cascade"]:
         assert c["dynamic"]["median"] > 0 and sum(c["exit_share"]) == pytest.approx(1.0)
+        ratios = sorted(f / d for f, d in zip(c["full"]["samples"], c["dynamic"]["samples"]))
+        assert c["speedup_vs_full"] == pytest.approx(statistics.median(ratios))  # paired, not median/median
         e = c["measured_energy_joules_per_sample"]
         assert (e is None and c["measured_energy"]["reason"]) or e > 0
 
@@ -156,3 +160,57 @@ def test_cuda_run_end_to_end(tmp_path: Path) -> None:
     assert rec.provenance["device"] == "cuda"
     assert rec.provenance["device_name"] == torch.cuda.get_device_name()
     assert rec.latency.device == torch.cuda.get_device_name()
+
+
+def test_time_pair_alternates_and_load_monitor_arithmetic() -> None:
+    from bench.latency import LoadMonitor, time_pair
+
+    calls: list[str] = []
+    a, b = time_pair(lambda: calls.append("a"), lambda: calls.append("b"), repeats=3, warmup=0)
+    assert calls == ["a", "b", "b", "a", "a", "b"]  # ABBA...: drift hits both sides alike
+    assert len(a.samples) == len(b.samples) == 3
+    mon = LoadMonitor(threads=2)
+    mon.cores = 2
+    assert mon._others_cores(50.0, 80.0) == pytest.approx(0.2)  # 1 core busy machine-wide, 0.8 of it ours
+    assert mon._others_cores(10.0, 100.0) == 0.0  # never negative
+    mon.limit = 0.25
+    quiet = {"others_cores": 0.1, "loadavg_1min": 0.5}
+    assert not mon.summary(quiet, quiet)["busy"]
+    assert mon.summary(quiet, {"others_cores": 0.9, "loadavg_1min": 2.0})["busy"]
+
+
+def test_load_monitor_sees_another_process_burning_cpu() -> None:
+    import subprocess
+    import sys
+
+    from bench.latency import LoadMonitor
+
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
+    try:
+        time.sleep(0.3)
+        before = LoadMonitor().before(window=0.6)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert before["others_cores"] > 0.5  # one busy loop is about one core
+
+
+def test_report_warns_about_busy_timing(tmp_path) -> None:
+    import dataclasses
+
+    from bench.report import warnings_for
+    from bench.results import load_results
+
+    from .conftest import REPO
+
+    res = load_results(REPO / "tests" / "fixtures" / "results_a")
+    rec = res.records[0]
+    assert rec.latency is not None
+    load = {"cores": 2, "threads": 2, "busy_limit_cores": 0.25, "busy": True,
+            "before": {"others_cores": 1.1, "loadavg_1min": 3.0},
+            "during": {"others_cores": 0.9, "loadavg_1min": 3.2}}  # fmt: skip
+    res.records[0] = dataclasses.replace(rec, latency=dataclasses.replace(rec.latency, load=load))
+    msgs = [w for w in warnings_for(res) if "busy machine" in w]
+    assert msgs == [f"{rec.variant} seed {rec.seed}: latency timed on a busy machine (other processes used 1.10 cores "
+                    "before and 0.90 during timing, limit 0.25; load average 3.2); its latency and speedup are not "
+                    "the model's: rerun it on a quiet machine"]  # fmt: skip
