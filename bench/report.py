@@ -22,6 +22,7 @@ Each comparison table is Holm-corrected over its own rows.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,12 @@ from rich.table import Table
 from bench import figures, stats
 from bench.cost import energy_breakdown, layer_energy_rows, load_energy_table, profile
 from bench.plan import build_for, expand_runs, select_runs
-from bench.record import MAIN_METRICS, METRICS, get_metric
+from bench.record import MAIN_METRICS, METRICS, RunRecord, get_metric
 from bench.results import Results, load_results
 from bench.store import ResultStore, StoreError, atomic_write_bytes
+from bench.store import canonical_json as canonical
 from bench.suite import load_suite
-from cascade.data import dataset_shape
+from cascade.data import DATASETS, dataset_shape
 
 # --------------------------------------------------------------------------- data
 
@@ -119,17 +121,59 @@ def main_frame(results: Results, vs_ref: pd.DataFrame) -> pd.DataFrame:
 
 
 def exit_cost_frame(results: Results) -> pd.DataFrame:
-    """Deterministic cumulative cost of each exit of each variant (exact, per sample)."""
-    rows = []
+    """Deterministic cumulative cost of each exit (exact, per sample), once per distinct architecture;
+    ``variants`` lists the variants that share it."""
+    archs: dict[tuple[Any, ...], list[str]] = {}
+    first: dict[tuple[Any, ...], RunRecord] = {}
     for variant in results.variants:
         rec = results.records_of(variant)[0]
         assert rec.cost is not None
-        for c in rec.cost.per_exit:
-            row = {"variant": variant, "exit": c.exit, "MACs": c.macs, "FLOPs": c.flops, "params": c.params}
+        arch = tuple((c.exit, c.macs, c.params) for c in rec.cost.per_exit)
+        archs.setdefault(arch, []).append(variant)
+        first.setdefault(arch, rec)
+    rows = []
+    for arch, variants in archs.items():
+        cost = first[arch].cost
+        assert cost is not None
+        for c in cost.per_exit:
+            row = {"variants": ", ".join(variants), "exit": c.exit, "MACs": c.macs, "FLOPs": c.flops,
+                   "params": c.params}  # fmt: skip
             for table, e in c.energy.items():
                 row[f"energy_{table}"] = e["total"]
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def anytime_frame(results: Results) -> pd.DataFrame:
+    """Anytime prediction: each exit's own test accuracy (every sample through it), mean and 95 % CI,
+    against its cumulative cost as a share of the base network's MACs."""
+    rows = []
+    for variant in results.variants:
+        recs = [r for r in results.records_of(variant) if r.exits is not None and r.cost is not None]
+        if not recs or len(recs[0].exits_at) == 0:
+            continue
+        cost = recs[0].cost
+        assert cost is not None and recs[0].exits is not None
+        for j, name in enumerate(recs[0].exits.names):
+            iv = stats.t_interval([r.exits.test_accuracy[j] for r in recs if r.exits])
+            rows.append({"variant": variant, "exit": name, "cost_fraction": cost.per_exit[j].macs / cost.base["macs"],
+                         "n": iv.n, "test_accuracy": iv.mean, "acc_low": iv.low, "acc_high": iv.high})  # fmt: skip
+    return pd.DataFrame(rows, columns=["variant", "exit", "cost_fraction", "n", "test_accuracy", "acc_low", "acc_high"])
+
+
+def anytime_display(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "variant": frame["variant"],
+            "exit": frame["exit"],
+            "cost (% of base MACs)": [signed_zero_free(f"{100 * c:.1f}") for c in frame["cost_fraction"]],
+            "n": frame["n"],
+            "exit accuracy, all samples (%)": [
+                _fmt(m, lo, hi, 100, 2)
+                for m, lo, hi in zip(frame["test_accuracy"], frame["acc_low"], frame["acc_high"])
+            ],
+        }
+    )
 
 
 def warnings_for(results: Results) -> list[str]:
@@ -159,6 +203,9 @@ def warnings_for(results: Results) -> list[str]:
                 out.append(
                     f"{variant}: {early:.1%} of samples leave early at t = {thr}: the early exits are never used"
                 )
+    mismatch = description_warning(results)
+    if mismatch:
+        out.append(mismatch)
     busy = [r for r in results.records if r.latency is not None and r.latency.busy]
     for r in busy:
         assert r.latency is not None and r.latency.load is not None
@@ -184,6 +231,7 @@ class Tables:
     exit_costs: pd.DataFrame
     warnings: list[str]
     budget: pd.DataFrame
+    anytime: pd.DataFrame
 
 
 def _scaled(*names: str) -> list[tuple[str, float]]:
@@ -194,7 +242,7 @@ def build_tables(results: Results) -> Tables:
     vs_ref = comparison_frame(results, _scaled("accuracy", "saved_vs_base"), _reference_for)
     vs_casc = comparison_frame(results, _scaled("accuracy", "early_share"), _cascade_reference_for)
     return Tables(main_frame(results, vs_ref), vs_ref, vs_casc, exit_cost_frame(results), warnings_for(results),
-                  budget_frame(results))  # fmt: skip
+                  budget_frame(results), anytime_frame(results))  # fmt: skip
 
 
 def budget_frame(results: Results) -> pd.DataFrame:
@@ -219,13 +267,21 @@ def budget_frame(results: Results) -> pd.DataFrame:
 # --------------------------------------------------------------------------- rendering of tables
 
 
+def signed_zero_free(text: str) -> str:
+    """``-0.00`` -> ``0.00`` (a value that rounds to zero has no sign); other text unchanged."""
+    return _NEG_ZERO.sub(r"\1", text)
+
+
+_NEG_ZERO = re.compile(r"(?<![\d.])-(0(?:\.0+)?)(?![\d.])")
+
+
 def _fmt(mean: float, low: float, high: float, scale: float, digits: int) -> str:
     if mean is None or math.isnan(mean):
         return "n/a"
     if low is None or math.isnan(low):
-        return f"{mean * scale:.{digits}f}"
+        return signed_zero_free(f"{mean * scale:.{digits}f}")
     half = (high - low) / 2 * scale
-    return f"{mean * scale:.{digits}f} ± {half:.{digits}f}"
+    return signed_zero_free(f"{mean * scale:.{digits}f} ± {half:.{digits}f}")
 
 
 def main_display(results: Results, tables: Tables) -> pd.DataFrame:
@@ -261,9 +317,9 @@ def comparison_display(frame: pd.DataFrame) -> pd.DataFrame:
             "reference": frame["reference"],
             "metric": frame["metric"],
             "n": frame["n"],
-            "Δ (points)": [f"{d:+.2f}" for d in frame["diff"]],
+            "Δ (points)": [signed_zero_free(f"{d:+.2f}").replace("+0.00", "0.00") for d in frame["diff"]],
             "95% CI": [
-                "n/a" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
+                "n/a" if math.isnan(lo) else signed_zero_free(f"[{lo:+.2f}, {hi:+.2f}]")
                 for lo, hi in zip(frame["diff_low"], frame["diff_high"])
             ],
             "p": [fmt_p(p) for p in frame["p"]],
@@ -365,8 +421,18 @@ def write_report(
             tables.vs_cascade_reference,
             "Cascade losses vs the cascade reference at the same exits",
         ),
-        "exit_costs": (tables.exit_costs, tables.exit_costs, "Cumulative cost per exit (exact, per sample)"),
+        "exit_costs": (
+            tables.exit_costs,
+            tables.exit_costs,
+            "Cumulative cost per exit (exact, per sample; one row set per distinct architecture)",
+        ),
     }
+    if not tables.anytime.empty:
+        displays["anytime"] = (
+            anytime_display(tables.anytime),
+            tables.anytime,
+            "Anytime prediction: each exit alone (every test sample through it)",
+        )
     if not tables.budget.empty:
         displays["budget"] = (
             budget_display(tables.budget),
@@ -382,7 +448,7 @@ def write_report(
     if only:
         lines += [f"Variants selected with --only {' '.join(only)}: {', '.join(results.variants)}.", ""]
     if results.suite and results.suite.suite.description:
-        lines += [results.suite.suite.description, ""]
+        lines += [f"Suite description: {results.suite.suite.description}", ""]
     lines += _provenance_lines(results)
     if tables.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in tables.warnings] + [""]
@@ -401,6 +467,45 @@ def write_report(
     return report
 
 
+def data_lines(results: Results) -> list[str]:
+    """What the runs were trained and tested on, from the run files (not from the suite's description)."""
+    out = []
+    seen = set()
+    for r in results.records:
+        ident = dict((r.config.get("job") or {}).get("dataset") or {"name": r.dataset})
+        sizes = r.data_sizes or {}
+        key = (canonical(ident), canonical(sizes), r.data_fingerprint)
+        if key in seen:
+            continue
+        seen.add(key)
+        name = ident.pop("name", r.dataset)
+        split = " / ".join(f"{k} {v:,}" for k, v in sizes.items()) or "sizes not recorded"
+        settings = ", ".join(f"{k} {v}" for k, v in ident.items())
+        out.append(f"- data: **{name}** ({split}; fingerprint {r.data_fingerprint or 'n/a'}); settings: {settings}")
+    return out
+
+
+def description_warning(results: Results) -> str | None:
+    """A warning when the suite's description names another dataset than the one the runs used
+    (a suite copied for Fashion-MNIST that still says "on MNIST")."""
+    if not results.suite or not results.suite.suite.description or not results.records:
+        return None
+    text = results.suite.suite.description
+    used = {r.dataset for r in results.records}
+
+    def pattern(name: str) -> re.Pattern[str]:
+        # fashion_mnist ~ "Fashion-MNIST", cifar10 ~ "CIFAR-10"
+        return re.compile(r"\b" + r"[-_ ]?".join(re.findall(r"[a-z]+|\d+", name.lower())) + r"\b", re.I)
+
+    if any(pattern(u).search(text) for u in used):
+        return None
+    named = sorted(d for d in DATASETS.names() if d not in used and pattern(d).search(text))
+    if not named:
+        return None
+    return (f"the suite's description names {', '.join(named)} but the runs used {', '.join(sorted(used))}: "
+            "the description is the suite author's text; the data line above is what ran")  # fmt: skip
+
+
 def _provenance_lines(results: Results) -> list[str]:
     provs = [r.provenance for r in results.records]
     commits = sorted({f"{p.get('git_commit') or 'unknown'}{' (dirty)' if p.get('git_dirty') else ''}" for p in provs})
@@ -408,6 +513,7 @@ def _provenance_lines(results: Results) -> list[str]:
     seeds = sorted({r.seed for r in results.records})
     overrides = sorted({o for r in results.records for o in r.config.get("overrides", [])})
     lines = [
+        *data_lines(results),
         f"- runs: {len(results.records)} finished, {len(results.failed)} failed; seeds {seeds}",
         f"- threshold of the tables: {results.headline}",
         f"- code: {', '.join(commits)}; torch {provs[0].get('torch')}, python {provs[0].get('python')}",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -148,7 +149,7 @@ def test_report_content_follows_the_run_files(report_dir: Path) -> None:
     records = ResultStore(FIX / "results_a").latest_runs()
     base = [r for r in records if r.variant == "base"]
     costs = pd.read_csv(report_dir / "tables" / "exit_costs.csv")
-    row = costs[(costs["variant"] == "base") & (costs["exit"] == "final")].iloc[0]
+    row = costs[(costs["variants"] == "base") & (costs["exit"] == "final")].iloc[0]
     assert row["MACs"] == base[0].cost.per_exit[-1].macs and row["FLOPs"] == 2 * row["MACs"]
     main = pd.read_csv(report_dir / "tables" / "main.csv").set_index("variant")
     acc = sum(r.at(0.6).accuracy for r in base) / len(base)
@@ -168,9 +169,103 @@ def test_figures_carry_axis_labels(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     figures.accuracy_vs_cost(res, tmp_path)
     labels = [(ax.get_xlabel(), ax.get_ylabel()) for fig in closed for ax in fig.axes]
     assert ("threshold t (max softmax probability)", "cascade test accuracy (%)") in labels
-    assert ("expected MACs per sample (M; 1 MAC = 2 FLOPs)", "cascade test accuracy (%)") in labels
+    assert ("expected MACs per sample (M)", "cascade test accuracy (%)") in labels
     legend = [t.get_text() for fig in closed for t in (fig.legends[0].get_texts() if fig.legends else [])]
-    assert set(res.variants) <= set(legend) and "Pareto front" in legend
+    assert set(res.variants) <= set(legend) and "Pareto front (all variants)" in legend
     monkeypatch.undo()
     for fig in closed:
         figures.plt.close(fig)
+
+
+def test_figure_styles_are_unique_and_sizes_fit_a_journal(tmp_path: Path) -> None:
+    import struct
+
+    from bench import figures
+
+    pairs = [(figures.style(i)["color"], figures.style(i)["marker"]) for i in range(20)]
+    assert len(set(pairs)) == 20  # issue 18: base and firm-p2[lambda=0.2] shared blue + circle
+    assert all(figures.style(i)["color"] != "#000000" for i in range(56))  # black is the Pareto front's
+    assert len({(figures.style(i)["color"], figures.style(i)["marker"]) for i in range(56)}) == 56
+    out = tmp_path / "rep"
+    shutil.copytree(FIX / "results_a", out)
+    write_report(out, log=lambda s: None)
+    widths = {}
+    for png in (out / "figures").glob("*.png"):
+        w, _h = struct.unpack(">II", png.read_bytes()[16:24])
+        widths[png.stem] = w / 200  # saved at 200 dpi
+    assert widths["headline_bars"] == pytest.approx(7.0, abs=0.01)  # a page, was 2241 x 488 px
+    assert widths["accuracy_vs_macs"] == pytest.approx(3.5, abs=0.01)  # one panel: a column
+    assert set(widths.values()) <= {3.5, 7.0}, widths
+
+
+def test_no_error_bars_at_one_seed_and_collapsed_variants_have_no_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from bench import figures
+
+    res = load_results(FIX / "results_a")
+    one = dataclasses.replace(res, records=[r for r in res.records if r.seed == 0])
+    closed = []
+    monkeypatch.setattr(figures.plt, "close", closed.append)
+    figures.accuracy_vs_cost(one, tmp_path)
+    figures.headline_bars(one, tmp_path)
+    monkeypatch.undo()
+    for fig in closed:
+        for ax in fig.axes:
+            for container in ax.containers:
+                bars = getattr(container, "has_yerr", False) or getattr(container, "has_xerr", False)
+                assert not bars, f"error bars drawn at n = 1 in {fig.texts or ax.get_title()}"
+        figures.plt.close(fig)
+    # a variant whose exit is never used at any threshold is drawn as points only
+    rec = one.records_of("sum-p2")[0]
+    frozen = [dataclasses.replace(t, early_share=0.0) for t in rec.thresholds]
+    one.records[one.records.index(rec)] = dataclasses.replace(rec, thresholds=frozen)
+    assert figures.collapsed(one, "sum-p2") and not figures.collapsed(one, "base")
+    assert figures._label(one, "sum-p2") == "sum-p2 (collapsed)"
+
+
+def test_facets_by_loss_family_above_six_variants() -> None:
+    import dataclasses
+
+    from bench import figures
+
+    res = load_results(REPO / "results" / "mnist")
+    assert len(res.variants) > figures.FACET_ABOVE
+    groups = figures.facets(res)
+    assert [title for title, _ in groups] == ["loss: sum", "loss: soft", "loss: firm"]
+    assert all(vs[0] == "base" for _, vs in groups)  # the reference in every facet
+    small = dataclasses.replace(res, records=[r for r in res.records if r.variant in ("base", "sum-p1")])
+    assert figures.facets(small) == [("", ["base", "sum-p1"])]
+
+
+def test_report_names_its_data_and_has_no_negative_zero(tmp_path: Path) -> None:
+    import json
+
+    from bench.report import signed_zero_free
+
+    assert signed_zero_free("-0.00") == "0.00" and signed_zero_free("-0.0 ± 0.1") == "0.0 ± 0.1"
+    assert signed_zero_free("[-0.01, -0.00]") == "[-0.01, 0.00]" and signed_zero_free("-10.0") == "-10.0"
+    out = tmp_path / "fashion"
+    shutil.copytree(FIX / "results_a", out)
+    for f in (out / "runs").glob("*/*.json"):  # a Fashion copy of a suite whose description still says MNIST
+        rec = json.loads(f.read_text())
+        rec["dataset"] = "fashion_mnist"
+        rec["config"]["job"]["dataset"]["name"] = "fashion_mnist"
+        f.write_text(json.dumps(rec))
+    suite = (out / "suite.toml").read_text()
+    (out / "suite.toml").write_text(
+        suite.replace("tiny study CNN on digits, 3 seeds (test fixture)", "sum vs soft on MNIST")
+    )
+    text = write_report(out, log=lambda s: None).read_text()
+    assert "- data: **fashion_mnist** (train 1,150 / val 288 / test 359; fingerprint c86b5be56d937f6b)" in text
+    assert "the suite's description names mnist but the runs used fashion_mnist" in text
+    assert "Suite description: sum vs soft on MNIST" in text
+    assert " -0.0" not in text and "|-0.0" not in text
+    costs = pd.read_csv(out / "tables" / "exit_costs.csv")
+    assert costs["variants"].str.contains("firm-gated-p2").sum() == 2  # one architecture: p2 and final, once
+    anytime = pd.read_csv(out / "tables" / "anytime.csv")
+    sum_p2 = anytime[(anytime["variant"] == "sum-p2") & (anytime["exit"] == "p2")].iloc[0]
+    recs = load_results(FIX / "results_a").records_of("sum-p2")
+    assert sum_p2["test_accuracy"] == pytest.approx(sum(r.exits.test_accuracy[0] for r in recs) / len(recs))
