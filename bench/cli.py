@@ -69,7 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"report not written: {type(e).__name__}: {escape(str(e))}")
     print_summary(summary.out_dir)
     console.print(
-        f"{summary.done} run(s) done, {summary.skipped} reused, {len(summary.failed)} failed "
+        f"{summary.done} run(s) done ({summary.from_cache} with a training from the shared cache), "
+        f"{summary.skipped} already complete, {len(summary.failed)} failed "
         f"in {summary.seconds:.1f} s -> {summary.out_dir}"
     )
     return 1 if summary.failed else 0

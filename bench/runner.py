@@ -184,7 +184,8 @@ def execute_run(
     store.write_run(record)
     return {"key": record.key, "variant": record.variant, "seed": record.seed, "status": record.status,
             "seconds": record.seconds, "error": record.error_message or None,
-            "busy": bool(record.latency and record.latency.busy)}  # fmt: skip
+            "busy": bool(record.latency and record.latency.busy),
+            "checkpoint_source": record.training.checkpoint_source if record.training else None}  # fmt: skip
 
 
 class PretrainingFailedError(RuntimeError):
@@ -239,7 +240,8 @@ def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = 
 class RunSummary:
     out_dir: Path
     total: int
-    skipped: int = 0
+    skipped: int = 0  # runs already complete in the folder
+    from_cache: int = 0  # runs done now whose training came from the shared checkpoint cache
     done: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
@@ -312,6 +314,7 @@ def run_suite(
                             "(other processes took CPU); see the report's warnings")  # fmt: skip
                     if res.get("status") == "ok":
                         summary.done += 1
+                        summary.from_cache += res.get("checkpoint_source") == "cache"
                     elif res.get("status") == "failed":
                         summary.failed.append(res)
         write_summary(store)

@@ -178,6 +178,9 @@ class TrainCallback:
     def on_epoch_end(self, record: EpochRecord) -> None:
         """After each epoch's evaluation."""
 
+    def on_phase(self, phase: str) -> None:
+        """When a run moves to another phase (``"training"``, ``"evaluating"``, ``"timing latency"``, ...)."""
+
 
 @torch.no_grad()
 def exit_logits(model: MultiExitModel, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, ...]:

@@ -129,7 +129,7 @@ def test_checkpoint_cache_is_shared_across_output_folders(
     assert sorted(trained) == ["BaseLoss", "SumLoss"] and len(list(cache.glob("*.pt"))) == 2
     trained.clear()
     s = quiet(sweep, tmp_path / "b", only=["base", "sum-p1"], checkpoint_cache=cache)  # a new folder
-    assert s.done == 2 and trained == []  # nothing retrained
+    assert s.done == 2 and s.from_cache == 2 and trained == []  # nothing retrained
     recs = {r.variant: r for r in ResultStore(tmp_path / "b").iter_runs()}
     assert {r.training.checkpoint_source for r in recs.values()} == {"cache"}
     assert all(r.training.reused_checkpoint for r in recs.values())
