@@ -186,7 +186,7 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
                 pretrain = TrainJob(
                     dataset=data_id,
                     model=suite.model.name,
-                    model_options=dict(suite.model.options),
+                    model_options={**suite.model.options, **resolved.model_options},
                     exits=() if mode == "base" else tuple(resolved.exits),
                     loss=mode,
                     loss_options={},
@@ -209,7 +209,7 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
                 job = TrainJob(
                     dataset=data_id,
                     model=suite.model.name,
-                    model_options=dict(suite.model.options),
+                    model_options={**suite.model.options, **resolved.model_options},
                     exits=tuple(resolved.exits),
                     loss=resolved.loss,
                     loss_options=dict(resolved.loss_options),

@@ -265,6 +265,8 @@ class RunRecord:
     thresholds: list[OperatingPoint] | None = field(default=None, metadata=OMIT)
     latency: LatencyRecord | None = field(default=None, metadata=OMIT)
     budget: BudgetRecord | None = field(default=None, metadata=OMIT)
+    # exact accuracy against early share on the test split (bench.curves.summarise); max-prob only
+    curve: dict[str, Any] | None = field(default=None, metadata=OMIT)
     status: str = "failed"  # "ok" or "failed"
     error: ErrorInfo | None = field(default=None, metadata=OMIT)
     finished: str = ""

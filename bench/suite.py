@@ -194,6 +194,7 @@ class VariantSpec:
     pretrain_epochs: int | None = None  # epochs of pre-training; default the suite's train.epochs
     epochs: int | None = None  # this variant's own epochs; default train.epochs
     train: dict[str, Any] = field(default_factory=dict)  # overrides of [train] for this variant
+    model_options: dict[str, Any] = field(default_factory=dict)  # overrides of [model] options, e.g. dropout
     sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # key -> values; expands into runs
 
     @property
@@ -233,7 +234,8 @@ class Suite:
 
 # --------------------------------------------------------------------------- generic coercion
 
-_OPEN_TABLES = {"options", "policy_options", "loss_options", "train", "sweep"}  # checked by their own rules
+# checked by their own rules
+_OPEN_TABLES = {"options", "policy_options", "loss_options", "train", "sweep", "model_options"}
 
 
 def _type_name(tp: Any) -> str:
@@ -390,12 +392,16 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
     for opt in v.policy_options:
         if opt not in policy_allowed:
             raise _unknown_key(file, f"{key}.policy_options.{opt}", opt, policy_allowed)
+    model_allowed = MODELS.get(suite_model.name).option_names()
+    for opt in v.model_options:
+        if opt not in model_allowed:
+            raise _unknown_key(file, f"{key}.model_options.{opt}", opt, model_allowed)
     if len(set(v.exits)) != len(v.exits):
         raise SuiteError(file, f"{key}.exits", f"duplicate exit positions in {list(v.exits)}")
     model_cls = MODELS.get(suite_model.name)
     for i in range(len(v.exits)):  # one exit more at a time, so the error names the exit that is wrong
         try:
-            model_cls.check(exits=v.exits[: i + 1], **suite_model.options, **model_args)
+            model_cls.check(exits=v.exits[: i + 1], **{**suite_model.options, **v.model_options}, **model_args)
         except (TypeError, ValueError) as e:
             raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
     min_exits = LOSSES.get(v.loss).min_exits
@@ -419,7 +425,7 @@ SWEEPABLE = ("epochs", "pretrain_epochs", "exits", "policy", "pretrain")
 def _apply(variant: VariantSpec, key: str, value: Any, file: Any, where: str) -> VariantSpec:
     """Set dotted ``key`` (``loss_options.lambda``, ``train.lr``, ``epochs``) on a variant."""
     head, _, tail = key.partition(".")
-    if head in ("loss_options", "policy_options", "train") and tail:
+    if head in ("loss_options", "policy_options", "train", "model_options") and tail:
         table = dict(getattr(variant, head))
         table[tail] = value
         changes: dict[str, Any] = {head: table}
@@ -427,7 +433,8 @@ def _apply(variant: VariantSpec, key: str, value: Any, file: Any, where: str) ->
     if head in SWEEPABLE and not tail:
         hints = typing.get_type_hints(VariantSpec)
         return dataclasses.replace(variant, **{head: _coerce(value, hints[head], file, where)})
-    allowed = [*SWEEPABLE, "loss_options.<option>", "policy_options.<option>", "train.<field>"]
+    allowed = [*SWEEPABLE, "loss_options.<option>", "policy_options.<option>", "train.<field>",
+               "model_options.<option>"]  # fmt: skip
     raise SuiteError(file, where, f"cannot sweep or set {key!r}; allowed: {', '.join(allowed)}")
 
 

@@ -221,3 +221,49 @@ def test_freeze_backbone_needs_a_pretrained_backbone_and_exits(tmp_path: Path) -
     assert "train.freeze_backbone" in msg and "randomly initialised backbone" in msg
     msg = error_of(tmp_path, MINIMAL + "\n[train]\nfreeze_backbone = true\n")
     assert "train.freeze_backbone" in msg and "no intermediate exits" in msg
+
+
+DROPOUT = (
+    MINIMAL
+    + """
+[[variants]]
+name = "sum-p1"
+loss = "sum"
+exits = ["p1"]
+
+[[variants]]
+name = "firm-p1"
+loss = "firm"
+exits = ["p1"]
+pretrain = "base"
+
+[[variants]]
+name = "base-drop"
+loss = "base"
+model_options = { dropout = [0.0, 0.2, 0.2] }
+
+[[variants]]
+name = "firm-drop"
+loss = "firm"
+exits = ["p1"]
+pretrain = "base"
+sweep = { "model_options.dropout" = [0.0, [0.0, 0.2, 0.2]] }
+
+[model]
+dropout = 0.0
+"""
+)
+
+
+def test_model_options_per_variant_and_as_a_sweep(tmp_path: Path) -> None:
+    runs = expand_runs(load_suite(write(tmp_path, DROPOUT)))
+    by = {(r.variant, r.seed): r for r in runs}
+    assert by[("base", 0)].job.model_options == {"dropout": 0.0}
+    drop = by[("base-drop", 0)].job
+    assert drop.model_options == {"dropout": [0.0, 0.2, 0.2]} and drop.key != by[("base", 0)].job.key
+    # the firm sweep point with dropout pre-trains the base network with the same dropout (shared checkpoint)
+    point = by[("firm-drop[dropout=[0.0, 0.2, 0.2]]", 0)].job
+    assert point.pretrain.key == drop.key
+    assert by[("firm-drop[dropout=0.0]", 0)].job.key == by[("firm-p1", 0)].job.key  # 0.0 == the suite's value
+    msg = error_of(tmp_path, DROPOUT.replace("model_options = { dropout", "model_options = { dropuot"))
+    assert "model_options.dropuot" in msg and "did you mean 'dropout'" in msg
