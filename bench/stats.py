@@ -60,6 +60,7 @@ class PairedTest:
     p_value: float  # two-sided paired t-test; NaN when undefined
     n: int
     seeds: tuple[int, ...]  # the seeds present in both
+    note: str = ""  # why p is what it is when no t-test was possible (equal differences)
 
     @property
     def statistic_defined(self) -> bool:
@@ -69,9 +70,10 @@ class PairedTest:
 def paired_test(a: dict[int, float], b: dict[int, float], confidence: float = 0.95) -> PairedTest:
     """Paired t-test of a - b over the seeds both have.
 
-    Differences that are exactly equal across seeds (e.g. two identical
-    variants, or deterministic quantities) give p = 1 when they are all zero
-    and p = 0 when they are all the same non-zero value.
+    Differences that are exactly equal across seeds (two identical variants, or deterministic
+    quantities) have no spread, so no t-test exists: the answer is exact. All zero gives p = 1,
+    all the same non-zero value d gives p = 0; either way ``note`` says so, so that a table can
+    show "exact" instead of presenting 0 as a test result.
     """
     seeds = tuple(sorted(set(a) & set(b)))
     xa = np.array([a[s] for s in seeds], dtype=float)
@@ -82,6 +84,9 @@ def paired_test(a: dict[int, float], b: dict[int, float], confidence: float = 0.
         p = math.nan
     elif np.all(d == d[0]):
         p = 1.0 if d[0] == 0 else 0.0
+        what = "no difference" if d[0] == 0 else f"the difference is exactly {d[0]:+.6g}"
+        return PairedTest(interval, p, len(seeds), seeds,
+                          f"exact: all {len(seeds)} paired differences are equal ({what}); no t-test")  # fmt: skip
     else:
         p = float(_st.ttest_rel(xa, xb).pvalue)
     return PairedTest(interval, p, len(seeds), seeds)

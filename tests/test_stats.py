@@ -46,6 +46,11 @@ def test_paired_test_against_scipy() -> None:
 def test_paired_test_degenerate_differences() -> None:
     assert paired_test({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0}).p_value == 1.0
     assert paired_test({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0}).p_value == 0.0
+    same = paired_test({0: 2.0, 1: 3.0, 2: 4.5}, {0: 1.0, 1: 2.0, 2: 3.5})  # identical differences of +1
+    assert same.note == "exact: all 3 paired differences are equal (the difference is exactly +1); no t-test"
+    assert same.diff.mean == 1.0 and same.diff.low == same.diff.high == 1.0
+    assert paired_test({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0}).note.endswith("(no difference); no t-test")
+    assert paired_test({0: 1.0, 1: 2.5}, {0: 0.0, 1: 2.0}).note == ""  # a real t-test
     assert math.isnan(paired_test({0: 1.0}, {0: 2.0}).p_value)
 
 
