@@ -69,9 +69,16 @@ def _cascade_reference_for(results: Results, variant: str) -> str | None:
 def comparison_frame(
     results: Results, metrics: Sequence[tuple[str, float]], reference_of: Callable[[Results, str], str | None]
 ) -> pd.DataFrame:
-    """Paired differences (variant - reference) per metric, Holm-corrected over the table."""
+    """Paired differences (variant - reference) per metric, Holm-corrected over the table; each row
+    states both sides' training steps per seed (pre-training included), so that an unequal training
+    budget is visible next to the difference it may explain."""
     rows = []
     thr = results.headline
+
+    def steps(v: str) -> int:
+        values = [r.total_steps for r in results.records_of(v)]
+        return max(set(values), key=values.count) if values else 0
+
     for variant in results.variants:
         ref = reference_of(results, variant)
         if ref is None:
@@ -82,6 +89,7 @@ def comparison_frame(
                 {
                     "variant": variant,
                     "reference": ref,
+                    "steps": f"{steps(variant)} vs {steps(ref)}",
                     "metric": metric,
                     "n": test.n,
                     "diff": test.diff.mean * scale,
@@ -90,7 +98,8 @@ def comparison_frame(
                     "p": test.p_value,
                 }
             )
-    frame = pd.DataFrame(rows, columns=["variant", "reference", "metric", "n", "diff", "diff_low", "diff_high", "p"])
+    cols = ["variant", "reference", "steps", "metric", "n", "diff", "diff_low", "diff_high", "p"]
+    frame = pd.DataFrame(rows, columns=cols)
     frame["p_holm"] = stats.holm(frame["p"].tolist()) if len(frame) else []
     frame["significant"] = frame["p_holm"] < 0.05
     return frame
@@ -309,12 +318,13 @@ def main_display(results: Results, tables: Tables) -> pd.DataFrame:
 def comparison_display(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(
-            columns=["variant", "reference", "metric", "n", "Δ (points)", "95% CI", "p", "p (Holm)", "sig."]
+            columns=["variant", "reference", "steps", "metric", "n", "Δ (points)", "95% CI", "p", "p (Holm)", "sig."]
         )
     out = pd.DataFrame(
         {
             "variant": frame["variant"],
             "reference": frame["reference"],
+            "steps": frame["steps"],
             "metric": frame["metric"],
             "n": frame["n"],
             "Δ (points)": [signed_zero_free(f"{d:+.2f}").replace("+0.00", "0.00") for d in frame["diff"]],
