@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bench.cost import EnergyTable, layer_accesses, load_energy_table, profile
+from bench.dataflow import dram_traffic, gemm_shapes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -138,6 +139,8 @@ class LayerCheck:
     zigzag: dict[str, float]
     accesses_ours: dict[str, float]  # words per level
     accesses_zigzag: dict[str, float]
+    dram_buffered: float = math.nan  # DRAM energy of the buffer-aware model (bench.dataflow)
+    order: str = ""  # its loop order
 
     @property
     def ratio(self) -> float:
@@ -224,6 +227,7 @@ def crosscheck(model: nn.Module, example: torch.Tensor, hw: Hardware | None = No
         hw_yaml, map_yaml = work / "hw.yaml", work / "map.yaml"
         hw_yaml.write_text(yaml.safe_dump(zigzag_hardware(hw, table), sort_keys=False))
         map_yaml.write_text(yaml.safe_dump(MAPPING, sort_keys=False))
+        buffered = {name: dram_traffic(s, hw.glb_words) for name, s in gemm_shapes(model, example)}
         for name, mod, shape in mac_layers(model, example):
             prof = profile(mod, torch.randn(*shape))
             layer = next(lc for lc in prof.layers if lc.mac_type)
@@ -232,8 +236,9 @@ def crosscheck(model: nn.Module, example: torch.Tensor, hw: Hardware | None = No
             ours["total"] = sum(ours.values())
             cme = zigzag_layer(mod, shape, hw_yaml, map_yaml, work, hw.word_bits)
             zz, words, macs = _zigzag_levels(cme, table)
+            t = buffered[name]
             out.append(LayerCheck(name, layer.macs, macs, ours, zz, {lv: acc[lv] for lv in ("rf", "glb", "dram")},
-                                  words))  # fmt: skip
+                                  words, t.total * table.access["dram"], t.order))  # fmt: skip
     return out
 
 
@@ -241,14 +246,15 @@ def markdown_table(title: str, rows: list[LayerCheck]) -> str:
     """The comparison as a markdown table (energies in the table's units, M = 10^6)."""
     lines = [f"**{title}**", "",
              "| layer | MACs ours | MACs ZigZag | RF ours / ZZ (M) | GLB ours / ZZ (M) | DRAM ours / ZZ (M) | "
-             "total ours / ZZ (M) | ZZ / ours |", "| --- " * 8 + "|"]  # fmt: skip
+             "DRAM buffered (M), order | total ours / ZZ (M) | ZZ / ours |", "| --- " * 9 + "|"]  # fmt: skip
 
     def pair(r: LayerCheck, k: str) -> str:
         return f"{r.ours[k] / 1e6:.3g} / {r.zigzag[k] / 1e6:.3g}"
 
     for r in rows:
         lines.append(f"| {r.layer} | {r.macs_ours:,} | {r.macs_zigzag:,} | {pair(r, 'rf')} | {pair(r, 'glb')} | "
-                     f"{pair(r, 'dram')} | {pair(r, 'total')} | {r.ratio:.2f} |")  # fmt: skip
+                     f"{pair(r, 'dram')} | {r.dram_buffered / 1e6:.3g}, {r.order} | {pair(r, 'total')} | "
+                     f"{r.ratio:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -1,0 +1,103 @@
+"""A buffer-aware DRAM traffic model: what re-fetches when a layer does not fit the global buffer.
+
+The energy model of :mod:`bench.cost` charges DRAM each tensor once (``I + W + O`` words), which
+holds only when a layer's inputs, weights and outputs fit in the global buffer together: it is a
+lower bound (``ideal``). This module tiles a convolution or linear layer against a buffer of G words
+(:class:`bench.crosscheck.Hardware`: 108 KB of 16-bit words = 55,296 for Eyeriss) and counts the
+DRAM words per operand. A layer is seen as a matrix product of M output channels by K = C R S / groups
+reduction terms per output, over the batch's output positions:
+
+* **fits** (I + W + O <= G): every tensor crosses once, as the ideal model says.
+* otherwise the cheaper of two loop orders, each keeping half the buffer for one operand's tile and
+  half for the data streaming past it:
+
+  - **weights tiled**: m = min(M, floor(G/2 / K)) filters stay in the buffer while every input
+    streams past them; inputs are read ceil(M / m) times, weights and outputs once. Impossible when
+    one filter (K words) does not fit in G/2.
+  - **inputs tiled**: G/2 input words stay while every weight streams past them; weights are read
+    ceil(I / (G/2)) times, inputs and outputs once.
+
+  Outputs are complete within a tile in both orders (each filter sees its whole reduction), so
+  they are written once. Halo rows that two input tiles of a convolution share are not counted.
+
+Per-sample traffic divides by the batch: weights re-read per tile are shared by the batch, so a
+layer's per-sample DRAM traffic depends on the batch it runs at; report it at a stated batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """A convolution or linear layer at a batch: words of each operand and the reduction length."""
+
+    batch: int
+    inputs: int  # I: input words of the batch
+    weights: int  # W
+    outputs: int  # O: output words of the batch
+    out_channels: int  # M
+    reduction: int  # K: weights per output channel (C R S / groups)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """DRAM words per operand of one layer at its batch, and the loop order that gave them."""
+
+    order: str  # "fits", "weights tiled" or "inputs tiled"
+    inputs: int
+    weights: int
+    outputs: int
+    batch: int
+
+    @property
+    def total(self) -> int:
+        return self.inputs + self.weights + self.outputs
+
+    @property
+    def per_sample(self) -> float:
+        return self.total / self.batch
+
+
+def dram_traffic(shape: GemmShape, buffer_words: int) -> Traffic:
+    """DRAM words of one layer with a global buffer of ``buffer_words`` (see the module docstring)."""
+    i, w, o, b = shape.inputs, shape.weights, shape.outputs, shape.batch
+    if i + w + o <= buffer_words:
+        return Traffic("fits", i, w, o, b)
+    half = buffer_words // 2
+    candidates = [Traffic("inputs tiled", i, w * math.ceil(i / half), o, b)]
+    if shape.reduction <= half:
+        m = min(shape.out_channels, half // shape.reduction)
+        candidates.append(Traffic("weights tiled", i * math.ceil(shape.out_channels / m), w, o, b))
+    return min(candidates, key=lambda t: t.total)
+
+
+def gemm_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, GemmShape]]:
+    """(name, shape) of every Conv2d and Linear that runs on ``example`` (its batch is the layers' batch)."""
+    found: list[tuple[str, GemmShape]] = []
+
+    def hook(name: str):  # type: ignore[no-untyped-def]
+        def run(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            x = args[0]
+            weight = mod.weight
+            assert isinstance(weight, torch.Tensor)
+            m = int(weight.shape[0])
+            found.append((name, GemmShape(int(x.shape[0]) if x.dim() > 1 else 1, x.numel(), weight.numel(),
+                                          out.numel(), m, weight.numel() // m)))  # fmt: skip
+
+        return run
+
+    handles = [mod.register_forward_hook(hook(n)) for n, mod in model.named_modules()
+               if isinstance(mod, (nn.Conv2d, nn.Linear))]  # fmt: skip
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return found
