@@ -8,16 +8,19 @@ DRAM words per operand. A layer is seen as a matrix product of M output channels
 reduction terms per output, over the batch's output positions:
 
 * **fits** (I + W + O <= G): every tensor crosses once, as the ideal model says.
-* otherwise the cheaper of two loop orders, each keeping half the buffer for one operand's tile and
-  half for the data streaming past it:
+* otherwise the cheapest of three loop orders, each keeping half the buffer for one operand's tile
+  and half for the data streaming past it:
 
   - **weights tiled**: m = min(M, floor(G/2 / K)) filters stay in the buffer while every input
     streams past them; inputs are read ceil(M / m) times, weights and outputs once. Impossible when
     one filter (K words) does not fit in G/2.
   - **inputs tiled**: G/2 input words stay while every weight streams past them; weights are read
     ceil(I / (G/2)) times, inputs and outputs once.
+  - **outputs tiled**: a tile of p output positions x m output channels (p m <= G/2 partial sums)
+    stays while the reduction streams past it; inputs are read ceil(M / m) times, weights
+    ceil(P / p) times (P = O / M output positions of the batch), outputs once; m is the best of 1..M.
 
-  Outputs are complete within a tile in both orders (each filter sees its whole reduction), so
+  Outputs are complete within a tile in every order (each filter sees its whole reduction), so
   they are written once. Halo rows that two input tiles of a convolution share are not counted.
 
 Per-sample traffic divides by the batch: weights re-read per tile are shared by the batch, so a
@@ -71,9 +74,16 @@ def dram_traffic(shape: GemmShape, buffer_words: int) -> Traffic:
         return Traffic("fits", i, w, o, b)
     half = buffer_words // 2
     candidates = [Traffic("inputs tiled", i, w * math.ceil(i / half), o, b)]
+    big_m = shape.out_channels
     if shape.reduction <= half:
-        m = min(shape.out_channels, half // shape.reduction)
-        candidates.append(Traffic("weights tiled", i * math.ceil(shape.out_channels / m), w, o, b))
+        m = min(big_m, half // shape.reduction)
+        candidates.append(Traffic("weights tiled", i * math.ceil(big_m / m), w, o, b))
+    positions = o // big_m
+    for m in range(1, big_m + 1):
+        p = min(positions, half // m)
+        if p < 1:
+            break
+        candidates.append(Traffic("outputs tiled", i * math.ceil(big_m / m), w * math.ceil(positions / p), o, b))
     return min(candidates, key=lambda t: t.total)
 
 
