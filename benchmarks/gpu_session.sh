@@ -3,13 +3,16 @@
 #   1. the tests that need CUDA (tests/test_latency.py: events, NVML energy, a run on cuda),
 #   2. the dynamic-forward benchmark on CUDA (benchmarks/test_bench_dynamic.py, BENCH_DEVICE=cuda),
 #   3. suites/mnist.toml and suites/noisy_mnist.toml at the study defaults (20 epochs per
-#      stage, 3 seeds), several runs sharing the GPU; latency is not timed here because the
-#      runs share the device,
+#      stage, 5 seeds since issue 16, with the sum-2x equal-budget variants), several runs
+#      sharing the GPU; latency is not timed here because the runs share the device,
 #   4. if time is left: the seed-0 runs again with latency timed, one at a time, reusing the
 #      checkpoints of step 3 (evaluation only).
 # Measured on one H200 with 9 jobs per suite under MPS: 20-epoch base 108 s, firm 160 s per run;
-# both suites (84 runs) need about 14 minutes, more than one 10-minute call: rerun the script
-# on the same machine (finished runs are skipped) or raise the deadline where you can.
+# both suites at 3 seeds (84 runs) needed about 14 minutes; at 5 seeds with sum-2x (160 runs, the 33 + 33
+# committed 3-seed runs are reused when their folders are unpacked into $RES) expect about 20 minutes:
+# rerun the script on the same machine (finished runs are skipped) or raise the deadline where you can.
+# The dropout factor of issue 16 is the same suites with STUDY_SET="--set model.dropout=[0.0,0.2,0.2]"
+# into another RES folder.
 # Results (run JSONs, summary.csv, exit outputs; no checkpoints) are packed into
 # OUT_DIR/study.tgz; unpack them into results/ and run `bench report` there.
 #
