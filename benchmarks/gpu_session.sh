@@ -8,8 +8,9 @@
 #   4. if time is left: the seed-0 runs again with latency timed, one at a time, reusing the
 #      checkpoints of step 3 (evaluation only).
 # Measured on one H200 with 9 jobs per suite under MPS: 20-epoch base 108 s, firm 160 s per run;
-# both suites at 3 seeds (84 runs) needed about 14 minutes; at 5 seeds with sum-2x (160 runs, the 33 + 33
-# committed 3-seed runs are reused when their folders are unpacked into $RES) expect about 20 minutes:
+# both suites at 3 seeds (84 runs) needed about 14 minutes; at 5 seeds with sum-2x (160 runs) expect about
+# 27 minutes (a fresh $RES, so that every run records its exact accuracy-vs-early curve; the committed
+# 3-seed runs predate those curves, and unpacking them into $RES would skip 66 runs without them):
 # rerun the script on the same machine (finished runs are skipped) or raise the deadline where you can.
 # The dropout factor of issue 16 is the same suites with STUDY_SET="--set model.dropout=[0.0,0.2,0.2]"
 # into another RES folder.
