@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bench.cost import EnergyTable, layer_accesses, load_energy_table, profile
-from bench.dataflow import dram_traffic, gemm_shapes
+from bench.dataflow import dram_traffic, gemm_shapes, mac_layers
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,23 +147,6 @@ class LayerCheck:
         return self.zigzag["total"] / self.ours["total"] if self.ours["total"] else math.nan
 
 
-def mac_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
-    """(qualified name, module, input shape) of every Conv2d and Linear that runs on ``example``."""
-    seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
-    hooks = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            hooks.append(mod.register_forward_pre_hook(
-                lambda m, args, n=name: seen.append((n, m, tuple(args[0].shape)))))  # fmt: skip
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
-
-
 def zigzag_layer(
     module: nn.Module, shape: tuple[int, ...], hw_yaml: Path, map_yaml: Path, work: Path, word_bits: int = 16
 ) -> Any:
@@ -228,7 +211,8 @@ def crosscheck(model: nn.Module, example: torch.Tensor, hw: Hardware | None = No
         hw_yaml.write_text(yaml.safe_dump(zigzag_hardware(hw, table), sort_keys=False))
         map_yaml.write_text(yaml.safe_dump(MAPPING, sort_keys=False))
         buffered = {name: dram_traffic(s, hw.glb_words) for name, s in gemm_shapes(model, example)}
-        for name, mod, shape in mac_layers(model, example):
+        for layer_run in mac_layers(model, example):
+            name, mod, shape = layer_run.name, layer_run.module, layer_run.input_shape
             prof = profile(mod, torch.randn(*shape))
             layer = next(lc for lc in prof.layers if lc.mac_type)
             acc = layer_accesses(layer)

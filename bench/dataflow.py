@@ -87,18 +87,23 @@ def dram_traffic(shape: GemmShape, buffer_words: int) -> Traffic:
     return min(candidates, key=lambda t: t.total)
 
 
-def gemm_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, GemmShape]]:
-    """(name, shape) of every Conv2d and Linear that runs on ``example`` (its batch is the layers' batch)."""
-    found: list[tuple[str, GemmShape]] = []
+@dataclass(frozen=True)
+class MacLayer:
+    """A Conv2d or Linear as it ran: its name, the module, and its input and output shapes."""
+
+    name: str
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+
+def mac_layers(model: nn.Module, example: torch.Tensor) -> list[MacLayer]:
+    """Every Conv2d and Linear that runs when ``model`` (in eval mode) sees ``example``, in order."""
+    found: list[MacLayer] = []
 
     def hook(name: str):  # type: ignore[no-untyped-def]
         def run(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            x = args[0]
-            weight = mod.weight
-            assert isinstance(weight, torch.Tensor)
-            m = int(weight.shape[0])
-            found.append((name, GemmShape(int(x.shape[0]) if x.dim() > 1 else 1, x.numel(), weight.numel(),
-                                          out.numel(), m, weight.numel() // m)))  # fmt: skip
+            found.append(MacLayer(name, mod, tuple(args[0].shape), tuple(out.shape)))
 
         return run
 
@@ -111,3 +116,16 @@ def gemm_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, Gemm
         for h in handles:
             h.remove()
     return found
+
+
+def gemm_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, GemmShape]]:
+    """(name, shape) of every Conv2d and Linear that runs on ``example`` (its batch is the layers' batch)."""
+    out = []
+    for layer in mac_layers(model, example):
+        weight = layer.module.weight
+        assert isinstance(weight, torch.Tensor)
+        m = int(weight.shape[0])
+        batch = layer.input_shape[0] if len(layer.input_shape) > 1 else 1
+        out.append((layer.name, GemmShape(batch, math.prod(layer.input_shape), weight.numel(),
+                                          math.prod(layer.output_shape), m, weight.numel() // m)))  # fmt: skip
+    return out
