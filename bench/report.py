@@ -75,10 +75,6 @@ def comparison_frame(
     rows = []
     thr = results.headline
 
-    def steps(v: str) -> int:
-        values = [r.total_steps for r in results.records_of(v)]
-        return max(set(values), key=values.count) if values else 0
-
     for variant in results.variants:
         ref = reference_of(results, variant)
         if ref is None:
@@ -89,7 +85,7 @@ def comparison_frame(
                 {
                     "variant": variant,
                     "reference": ref,
-                    "steps": f"{steps(variant)} vs {steps(ref)}",
+                    "steps": f"{results.steps(variant)} vs {results.steps(ref)}",
                     "metric": metric,
                     "n": test.n,
                     "diff": test.diff.mean * scale,

@@ -69,6 +69,11 @@ class Results:
         return dataclasses.replace(self, records=[r for r in self.records if r.variant in keep], frame=frame,
                                    failed=[r for r in self.failed if r.variant in keep])  # fmt: skip
 
+    def steps(self, variant: str) -> int:
+        """Training steps per seed of ``variant`` (pre-training included), the most common value over seeds."""
+        values = [r.total_steps for r in self.records_of(variant)]
+        return max(set(values), key=values.count) if values else 0
+
     def latency_batches(self) -> list[int]:
         return sorted({b for r in self.records if r.latency for b in r.latency.batch_sizes})
 

@@ -88,12 +88,6 @@ def _by_seed_at(results: Results, variant: str, key: str, threshold: float) -> d
     return results.by_seed(variant, key, threshold)
 
 
-def steps_of(results: Results, variant: str) -> int:
-    """Training steps per seed (pre-training included), the most common value over seeds."""
-    values = [r.total_steps for r in results.records_of(variant)]
-    return max(set(values), key=values.count) if values else 0
-
-
 def at_chance(results: Results, variant: str) -> bool:
     """Whether the variant's first early exit is at chance (< 1.5 / classes) in at least half its seeds."""
     recs = [r for r in results.records_of(variant) if r.exits is not None and len(r.exits.names) > 1]
@@ -108,7 +102,7 @@ def _claim(results: Results, dataset: str, claim: str, va: str, vb: str, compari
     t = stats.paired_test(a, b)
     chance = next((v for v in (va, vb) if at_chance(results, v)), "")
     return Claim(dataset, claim, comparison, metric, 100 * t.diff.mean, 100 * t.diff.low, 100 * t.diff.high, t.n,
-                 t.p_value if tested else math.nan, steps=f"{steps_of(results, va)} vs {steps_of(results, vb)}",
+                 t.p_value if tested else math.nan, steps=f"{results.steps(va)} vs {results.steps(vb)}",
                  note=t.note, tested=tested, at_chance=chance)  # fmt: skip
 
 
@@ -133,10 +127,10 @@ def _variant(
     if not found:
         return None
     base = _variant(results, "base", []) if loss != "base" else None
-    unit = steps_of(results, base) if base else 0
+    unit = results.steps(base) if base else 0
     if len(found) == 1 or not unit:
         return found[0] if steps_factor == 1 or len(found) > 1 else None
-    return min(found, key=lambda v: abs(steps_of(results, v) / unit - steps_factor))
+    return min(found, key=lambda v: abs(results.steps(v) / unit - steps_factor))
 
 
 def claims_for(results: Results, dataset: str) -> list[Claim]:
@@ -218,7 +212,7 @@ def matched_rows(results: Results, dataset: str) -> list[dict[str, Any]]:
         recs = results.records_of(v)
         if not recs[0].exits_at or not has_curves(results, v):
             continue
-        row: dict[str, Any] = {"dataset": dataset, "variant": v, "n": len(recs), "steps": steps_of(results, v),
+        row: dict[str, Any] = {"dataset": dataset, "variant": v, "n": len(recs), "steps": results.steps(v),
                                "area": stats.t_interval([float(r.curve["area"]) for r in recs if r.curve])}  # fmt: skip
         row["final_exit"] = stats.t_interval([r.exits.test_accuracy[-1] for r in recs if r.exits])
         for share in MATCHED_SHARES:
