@@ -55,7 +55,6 @@ class RichProgress(TrainCallback):
         self.t0 = clock()
         self.runs = self.progress.add_task("runs", total=total_runs, eta=format_eta(None))
         self.epoch = self.progress.add_task("epoch", total=1, visible=False, eta="")
-        self.label = ""
         self.last_val: str = ""
 
     def __enter__(self) -> RichProgress:
@@ -72,7 +71,6 @@ class RichProgress(TrainCallback):
         return (self.clock() - self.t0) / self.finished * (self.total - self.finished)
 
     def start_run(self, label: str) -> None:
-        self.label = label
         self.last_val = ""  # the previous run's accuracy must not show on this run's bar
         self.progress.update(self.runs, description=f"runs  [bold]{escape(label)}[/]")
         self.progress.update(self.epoch, visible=False, description="", completed=0)

@@ -128,12 +128,9 @@ class LoadMonitor:
 
     def before(self, window: float = 0.5) -> dict[str, Any]:
         """Sleep ``window`` seconds and report what other processes used meanwhile."""
-        psutil.cpu_percent(None)
-        self.proc.cpu_percent(None)
+        self.start()
         time.sleep(window)
-        others = self._others_cores(psutil.cpu_percent(None), self.proc.cpu_percent(None))
-        return {"others_cores": round(others, 3), "loadavg_1min": round(psutil.getloadavg()[0], 2),
-                "window_s": window}  # fmt: skip
+        return {**self.during(), "window_s": window}
 
     def start(self) -> None:
         psutil.cpu_percent(None)

@@ -164,9 +164,10 @@ def execute_run(
             "evaluation": time.perf_counter() - t_eval,
             "latency": result.latency.seconds if result.latency and result.latency.seconds else 0.0,
         }
-        save_exit_outputs(store.exits_path(spec.key), logits.val, data.val.y, logits.test, data.test.y)
-        if spec.policy == "max-prob" and len(logits.test) > 1:
-            fields["curve"] = exact_curve_record(logits.test, data.test.y)
+        saved = save_exit_outputs(store.exits_path(spec.key), logits.val, data.val.y, logits.test, data.test.y)
+        if spec.policy == "max-prob" and len(logits.test) > 1:  # the exact curve from the outputs just saved
+            curve = curve_from_outputs(saved["test_maxprob"], saved["test_pred"], saved["test_y"])
+            fields["curve"] = summarise(curve)
         fields.update(
             exits=result.exits,
             cost=result.cost,
@@ -189,14 +190,6 @@ def execute_run(
             "seconds": record.seconds, "error": record.error_message or None,
             "busy": bool(record.latency and record.latency.busy),
             "checkpoint_source": record.training.checkpoint_source if record.training else None}  # fmt: skip
-
-
-def exact_curve_record(test_logits: Sequence[torch.Tensor], y: torch.Tensor) -> dict[str, Any]:
-    """:func:`bench.curves.summarise` of the test split's exact accuracy-vs-early-share curve."""
-    probs = [torch.softmax(z.float(), 1) for z in test_logits]
-    maxprob = torch.stack([p.amax(1) for p in probs], 1).cpu().numpy()
-    pred = torch.stack([p.argmax(1) for p in probs], 1).cpu().numpy()
-    return summarise(curve_from_outputs(maxprob, pred, y.cpu().numpy()))
 
 
 class PretrainingFailedError(RuntimeError):

@@ -333,8 +333,9 @@ class ResultStore:
 
 
 def save_exit_outputs(path: Path, val_logits: Sequence[torch.Tensor], val_y: torch.Tensor,
-                      test_logits: Sequence[torch.Tensor], test_y: torch.Tensor) -> None:  # fmt: skip
-    """Per-sample, per-exit predictions and confidences for re-analysis (not committed)."""
+                      test_logits: Sequence[torch.Tensor], test_y: torch.Tensor) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per-sample, per-exit predictions and confidences for re-analysis (not committed); returns the arrays
+    saved (``{split}_y``, ``{split}_pred``, ``{split}_maxprob``)."""
     arrays: dict[str, np.ndarray] = {}
     for split, logits, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
         probs = [torch.softmax(z.float(), 1) for z in logits]
@@ -344,6 +345,7 @@ def save_exit_outputs(path: Path, val_logits: Sequence[torch.Tensor], val_y: tor
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
     atomic_write_bytes(path, buf.getvalue())
+    return arrays
 
 
 # --------------------------------------------------------------------------- the tidy table
