@@ -49,6 +49,7 @@ the MAC cost. Tables are TOML data files (``bench/energy_tables/``): ``eyeriss``
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -64,12 +65,16 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
+from bench.dataflow import GemmShape, Hardware, extra_accesses, gemm_shapes
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
 LEVELS = ("dram", "glb", "array", "rf")
+THIN_CONV_CHANNELS = 8  # convolutions with fewer input channels per group run far below the MAC peak
+BUFFERED_SUFFIX = "_buffered"  # energy-table key suffix of the buffer-aware model (bench.dataflow)
 #: Tables every run reports besides the suite's ``energy_table``: the SPEC's absolute-pJ table.
 ALWAYS_REPORTED_TABLES = ("horowitz45",)
 TABLE_DIR = Path(__file__).parent / "energy_tables"
@@ -181,6 +186,10 @@ class LayerCost:
     output_elems: int = 0
     kernel_width: int = 1  # S of the energy model (1 for non-convolutions)
     mac_type: bool = False  # convolution / matrix product (full memory-hierarchy model)
+    ops: int = 0  # operators dispatched (views and allocation left out): the roofline's per-op overhead
+    mac_ops: int = 0  # of which convolution / matrix-product / attention kernels
+    family: str = ""  # kernel family of its MAC-type operators: "conv", "conv_thin" (< 8 input channels
+    # per group: stems, depthwise) or "matmul" (linear layers, attention); "" for the others
 
     @property
     def flops(self) -> int:
@@ -250,6 +259,7 @@ class _CostMode(TorchDispatchMode):
         if packet in _FREE:
             return out
         layer = self.layers[self.stack[-1] if self.stack else TOP]
+        layer.ops += 1
         inputs = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
         outputs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
         weights = [t for t in inputs if t.untyped_storage().data_ptr() in self.weights]
@@ -264,15 +274,25 @@ class _CostMode(TorchDispatchMode):
         if packet in _CONV or packet in _MATMUL:
             layer.macs += flop_registry[packet](*args, **kwargs, out_val=out) // 2
             layer.mac_type = True
+            layer.mac_ops += 1
             if packet in _CONV:
                 layer.kernel_width = int(args[1].shape[-1])
+            layer.family = (
+                "conv_thin"
+                if packet in _CONV and int(args[1].shape[1]) < THIN_CONV_CHANNELS
+                else ("conv" if packet in _CONV else "matmul")
+            )
         elif packet in _SDPA_CAUSAL_ARG:
             layer.macs += _sdpa_call_macs(packet, args, kwargs)
             layer.mac_type = True
+            layer.mac_ops += 1
+            layer.family = "matmul"
             n_out, b_out = _numel_bytes(outputs[:1])  # log-sum-exp and RNG state are bookkeeping
         elif packet is aten._native_multi_head_attention:
             layer.macs += mha_macs(args[0], args[1], args[3])
             layer.mac_type = True
+            layer.mac_ops += 1
+            layer.family = "matmul"
         elif packet in _BATCH_NORM:
             layer.macs += args[0].numel()
             layer.norm_macs += args[0].numel()
@@ -445,6 +465,18 @@ def energy_breakdown(prof: Profile, table: EnergyTable) -> dict[str, float]:
     return parts
 
 
+def buffered_breakdown(
+    prof: Profile, shapes: list[tuple[str, GemmShape]], table: EnergyTable, buffer_words: int
+) -> dict[str, float]:
+    """Energy per sample of a profile under the buffer-aware model (:mod:`bench.dataflow`): the ideal
+    breakdown at the profile's batch plus the re-fetched DRAM words and their GLB staging."""
+    parts = energy_breakdown(prof, table)
+    for level, words in extra_accesses(shapes, buffer_words).items():
+        parts[level] += words * table.access[level] / prof.samples
+    parts["total"] = sum(v for k, v in parts.items() if k != "total")
+    return parts
+
+
 def layer_energy_rows(prof: Profile, table: EnergyTable) -> list[dict[str, Any]]:
     """Per-layer energy breakdown (compute vs each level)."""
     rows = []
@@ -476,11 +508,25 @@ class ExitCost:
         return 2 * self.macs
 
 
-def exit_costs(model: Any, input_shape: Sequence[int], tables: Sequence[EnergyTable]) -> list[ExitCost]:
+def buffered_name(table: str) -> str:
+    """The key of a table's buffer-aware energy next to its ideal one (``eyeriss`` -> ``eyeriss_buffered``)."""
+    return f"{table}{BUFFERED_SUFFIX}"
+
+
+def exit_costs(
+    model: Any,
+    input_shape: Sequence[int],
+    tables: Sequence[EnergyTable],
+    *,
+    hardware: Hardware | None = None,
+    batch: int = 1,
+) -> list[ExitCost]:
     """Per-exit cumulative costs of a multi-exit model at batch 1.
 
     Exit l costs segments 0..l and heads 0..l: in a cascade the earlier heads
-    must run to decide that the sample goes on.
+    must run to decide that the sample goes on. With ``hardware``, each table's energy
+    also has a buffer-aware entry (:func:`buffered_name`) for that accelerator's global
+    buffer, per sample at ``batch`` (the ideal entries stay at batch 1).
     """
     model.eval()
     registered = {id(p) for p in model.parameters()}
@@ -508,6 +554,14 @@ def exit_costs(model: Any, input_shape: Sequence[int], tables: Sequence[EnergyTa
                 unsupported=dict(prof.unsupported),
             )
         )
+    if hardware is not None and tables:
+        xb = torch.zeros(batch, *input_shape, device=x.device)
+        for level, cost in enumerate(out):
+            fwd = functools.partial(model.forward_until, exit_index=level)
+            prof = profile(model, xb, forward=fwd)
+            shapes = gemm_shapes(model, xb, fwd)
+            for t in tables:
+                cost.energy[buffered_name(t.name)] = buffered_breakdown(prof, shapes, t, hardware.glb_words)
     return out
 
 

@@ -25,47 +25,7 @@ import torch
 from torch import nn
 
 from bench.cost import EnergyTable, layer_accesses, load_energy_table, profile
-from bench.dataflow import dram_traffic, gemm_shapes, mac_layers
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-HARDWARE_DIR = Path(__file__).parent / "hardware"
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """An accelerator description (``bench/hardware/<name>.toml``)."""
-
-    name: str
-    word_bits: int
-    energy_table: str
-    array_rows: int
-    array_cols: int
-    rf_words: dict[str, int]  # ifmap, filter, psum
-    glb_bytes: int
-
-    @property
-    def glb_words(self) -> int:
-        return self.glb_bytes * 8 // self.word_bits
-
-
-def load_hardware(name_or_path: str | Path = "eyeriss") -> Hardware:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = HARDWARE_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(p.stem for p in sorted(HARDWARE_DIR.glob("*.toml")))
-        raise FileNotFoundError(f"hardware description {path} not found; shipped: {known}")
-    d = tomllib.loads(path.read_text())
-    try:
-        return Hardware(d["name"], int(d["word_bits"]), d["energy_table"], int(d["array"]["rows"]),
-                        int(d["array"]["cols"]), {k: int(v) for k, v in d["rf"].items()},
-                        int(d["glb"]["bytes"]))  # fmt: skip
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"hardware description {path}: missing or bad key {e}") from None
+from bench.dataflow import Hardware, dram_traffic, gemm_shapes, load_hardware, mac_layers
 
 
 def zigzag_hardware(hw: Hardware, table: EnergyTable) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The energy model of :mod:`bench.cost` charges DRAM each tensor once (``I + W + O`` words), which
 holds only when a layer's inputs, weights and outputs fit in the global buffer together: it is a
 lower bound (``ideal``). This module tiles a convolution or linear layer against a buffer of G words
-(:class:`bench.crosscheck.Hardware`: 108 KB of 16-bit words = 55,296 for Eyeriss) and counts the
+(:class:`Hardware`: 108 KB of 16-bit words = 55,296 for Eyeriss) and counts the
 DRAM words per operand. A layer is seen as a matrix product of M output channels by K = C R S / groups
 reduction terms per output, over the batch's output positions:
 
@@ -25,15 +25,73 @@ reduction terms per output, over the batch's output positions:
 
 Per-sample traffic divides by the batch: weights re-read per tile are shared by the batch, so a
 layer's per-sample DRAM traffic depends on the batch it runs at; report it at a stated batch.
+
+The **buffered energy** of a network (:func:`buffered_accesses`, used by ``bench.cost.exit_costs``)
+is the ideal model's accesses at the same batch with each convolution's and linear layer's DRAM
+traffic replaced by the tiled traffic above, per operand, and every extra word fetched from DRAM
+also staged once more in the global buffer (one more GLB access). The array and register-file
+levels are those of the ideal model: row-stationary reuse inside the PE array does not depend on
+the global buffer's size. When every layer fits, buffered == ideal at that batch.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+HARDWARE_DIR = Path(__file__).parent / "hardware"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """An accelerator description (``bench/hardware/<name>.toml``)."""
+
+    name: str
+    word_bits: int
+    energy_table: str
+    array_rows: int
+    array_cols: int
+    rf_words: dict[str, int]  # ifmap, filter, psum
+    glb_bytes: int
+
+    @property
+    def glb_words(self) -> int:
+        return self.glb_bytes * 8 // self.word_bits
+
+
+def hardware_names() -> list[str]:
+    return sorted(p.stem for p in HARDWARE_DIR.glob("*.toml"))
+
+
+def load_hardware(name_or_path: str | Path = "eyeriss") -> Hardware:
+    """A shipped accelerator by name (``eyeriss``: 16-bit words, ``eyeriss_fp32``) or a TOML file of that form."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = HARDWARE_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise FileNotFoundError(f"hardware description {path} not found; shipped: {', '.join(hardware_names())}")
+    d = tomllib.loads(path.read_text())
+    try:
+        hw = Hardware(d["name"], int(d["word_bits"]), d["energy_table"], int(d["array"]["rows"]),
+                      int(d["array"]["cols"]), {k: int(v) for k, v in d["rf"].items()},
+                      int(d["glb"]["bytes"]))  # fmt: skip
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"hardware description {path}: missing or bad key {e}") from None
+    if hw.word_bits <= 0 or hw.glb_words < 2:
+        raise ValueError(f"hardware description {path}: word_bits must be > 0 and the buffer hold >= 2 words")
+    return hw
 
 
 @dataclass(frozen=True)
@@ -46,6 +104,11 @@ class GemmShape:
     outputs: int  # O: output words of the batch
     out_channels: int  # M
     reduction: int  # K: weights per output channel (C R S / groups)
+    kernel_width: int = 1  # S: filter-row reuse in the array (row-stationary); 1 for linear layers
+
+    @property
+    def macs(self) -> int:
+        return self.outputs * self.reduction
 
 
 @dataclass(frozen=True)
@@ -97,8 +160,11 @@ class MacLayer:
     output_shape: tuple[int, ...]
 
 
-def mac_layers(model: nn.Module, example: torch.Tensor) -> list[MacLayer]:
-    """Every Conv2d and Linear that runs when ``model`` (in eval mode) sees ``example``, in order."""
+def mac_layers(
+    model: nn.Module, example: torch.Tensor, forward: Callable[[torch.Tensor], Any] | None = None
+) -> list[MacLayer]:
+    """Every Conv2d and Linear that runs when ``model`` (in eval mode) sees ``example``, in order
+    (``forward``: what to run instead of ``model(example)``, e.g. ``model.forward_until``)."""
     found: list[MacLayer] = []
 
     def hook(name: str):  # type: ignore[no-untyped-def]
@@ -111,21 +177,57 @@ def mac_layers(model: nn.Module, example: torch.Tensor) -> list[MacLayer]:
                if isinstance(mod, (nn.Conv2d, nn.Linear))]  # fmt: skip
     try:
         with torch.no_grad():
-            model.eval()(example)
+            model.eval()
+            (forward or model)(example)
     finally:
         for h in handles:
             h.remove()
     return found
 
 
-def gemm_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, GemmShape]]:
+def gemm_shapes(
+    model: nn.Module, example: torch.Tensor, forward: Callable[[torch.Tensor], Any] | None = None
+) -> list[tuple[str, GemmShape]]:
     """(name, shape) of every Conv2d and Linear that runs on ``example`` (its batch is the layers' batch)."""
     out = []
-    for layer in mac_layers(model, example):
+    for layer in mac_layers(model, example, forward):
         weight = layer.module.weight
         assert isinstance(weight, torch.Tensor)
         m = int(weight.shape[0])
         batch = layer.input_shape[0] if len(layer.input_shape) > 1 else 1
+        width = int(weight.shape[-1]) if isinstance(layer.module, nn.Conv2d) else 1
         out.append((layer.name, GemmShape(batch, math.prod(layer.input_shape), weight.numel(),
-                                          math.prod(layer.output_shape), m, weight.numel() // m)))  # fmt: skip
+                                          math.prod(layer.output_shape), m, weight.numel() // m, width)))  # fmt: skip
     return out
+
+
+OPERANDS = ("inputs", "weights", "psums")
+
+
+def operand_accesses(shape: GemmShape, buffer_words: int) -> dict[str, dict[str, float]]:
+    """Accesses of one layer (its whole batch) per level and operand under the buffer-aware model.
+
+    DRAM: the tiled traffic (:func:`dram_traffic`; partial sums leave as finished outputs, O words).
+    GLB: every word fetched from DRAM is staged once (inputs, weights); partial sums 2 O (written,
+    read back on their way out). Array: M / S per operand (row-stationary: an operand enters a PE
+    once and is reused along a filter row of width S). RF: M per operand (each MAC reads an input and
+    a weight and updates a partial sum). M = MACs. Summed over operands, the levels are the ideal
+    model's ``layer_accesses`` plus the re-fetched words at DRAM and GLB.
+    """
+    t = dram_traffic(shape, buffer_words)
+    m, s = shape.macs, shape.kernel_width
+    return {
+        "dram": {"inputs": t.inputs, "weights": t.weights, "psums": t.outputs},
+        "glb": {"inputs": t.inputs, "weights": t.weights, "psums": 2 * shape.outputs},
+        "array": dict.fromkeys(OPERANDS, m / s),
+        "rf": dict.fromkeys(OPERANDS, m),
+    }
+
+
+def extra_accesses(shapes: list[tuple[str, GemmShape]], buffer_words: int) -> dict[str, float]:
+    """What the tiled DRAM traffic adds to the ideal model's accesses, per level, for the whole batch:
+    DRAM words beyond I + W + O and as many more GLB accesses (each re-fetched word is staged again)."""
+    extra = 0
+    for _, shape in shapes:
+        extra += dram_traffic(shape, buffer_words).total - (shape.inputs + shape.weights + shape.outputs)
+    return {"dram": float(extra), "glb": float(extra)}

@@ -22,11 +22,13 @@ from bench.cost import (
     ALWAYS_REPORTED_TABLES,
     EnergyTable,
     ExitCost,
+    buffered_name,
     counting,
     exit_costs,
     expected_cost,
     load_energy_table,
 )
+from bench.dataflow import Hardware, load_hardware
 from bench.latency import latency_report
 from bench.plan import RunSpec, TrainJob, build_for
 from bench.record import BudgetRecord, CostRecord, ExitCostRecord, ExitInfo, LatencyRecord, OperatingPoint, from_json
@@ -70,10 +72,12 @@ def _shares(counts: torch.Tensor) -> list[float]:
     return [float(c) / total if total else float("nan") for c in counts]
 
 
-def base_cost(job: TrainJob, data: DataSplits, tables: Sequence[EnergyTable]) -> dict[str, Any]:
+def base_cost(
+    job: TrainJob, data: DataSplits, tables: Sequence[EnergyTable], hardware: Hardware | None = None, batch: int = 1
+) -> dict[str, Any]:
     """Cost of the same backbone without intermediate exits (the ``base`` network)."""
     model = build_for(dataclasses.replace(job, exits=()), data)
-    (c,) = exit_costs(model, data.input_shape, tables)
+    (c,) = exit_costs(model, data.input_shape, tables, hardware=hardware, batch=batch)
     return {"macs": c.macs, "flops": c.flops, "params": c.params, "bytes": c.bytes, "energy": c.energy}
 
 
@@ -84,19 +88,43 @@ def relative_exit_costs(job: TrainJob, data: DataSplits) -> list[float]:
     return [m / macs[-1] for m in macs]
 
 
-def cost_record(costs: Sequence[ExitCost], base: dict[str, Any], tables: Sequence[EnergyTable]) -> CostRecord:
+def cost_record(
+    costs: Sequence[ExitCost],
+    base: dict[str, Any],
+    tables: Sequence[EnergyTable],
+    hardware: Hardware | None = None,
+    batch: int = 1,
+) -> CostRecord:
     unsupported: dict[str, int] = {}
     for c in costs:
         for op, calls in c.unsupported.items():
             unsupported[op] = max(unsupported.get(op, 0), calls)
     return CostRecord(
         convention="1 MAC = 1 multiply-add = 2 FLOPs; per sample",
-        energy_tables={t.name: {"unit": t.unit, "description": t.description} for t in tables},
+        energy_tables=energy_table_info(tables, hardware, batch),
         per_exit=[ExitCostRecord(c.exit, c.macs, c.params, c.bytes, c.energy, c.flops) for c in costs],
         base=base,
         full={"macs": costs[-1].macs, "energy": {t: costs[-1].energy[t]["total"] for t in costs[-1].energy}},
         unsupported=unsupported,
     )
+
+
+def energy_table_info(
+    tables: Sequence[EnergyTable], hardware: Hardware | None, batch: int
+) -> dict[str, dict[str, str]]:
+    """Unit and description of every energy entry of a run: each table (ideal model, batch 1) and,
+    with ``hardware``, its buffer-aware entry (``<table>_buffered``, at ``batch``)."""
+    out = {}
+    for t in tables:
+        out[t.name] = {"unit": t.unit, "description": t.description, "model": "ideal", "batch": "1"}
+        if hardware is not None:
+            out[buffered_name(t.name)] = {
+                "unit": t.unit,
+                "description": f"{t.description}; buffer-aware on {hardware.name} "
+                f"({hardware.glb_bytes // 1024} KiB global buffer, {hardware.word_bits}-bit words)",
+                "model": "buffered", "hardware": hardware.name, "batch": str(batch),
+            }  # fmt: skip
+    return out
 
 
 @torch.no_grad()
@@ -117,10 +145,11 @@ def evaluate(
     model.eval()
     tables = [load_energy_table(ev.energy_table)]
     tables += [load_energy_table(name) for name in ALWAYS_REPORTED_TABLES if name != tables[0].name]
-    costs = exit_costs(model, data.input_shape, tables)
-    base = base_cost(spec.job, data, tables)
+    hardware = load_hardware(ev.hardware)
+    costs = exit_costs(model, data.input_shape, tables, hardware=hardware, batch=ev.energy_batch)
+    base = base_cost(spec.job, data, tables, hardware, ev.energy_batch)
     macs = [c.macs for c in costs]
-    energy = {t.name: [c.energy[t.name]["total"] for c in costs] for t in tables}
+    energy = {name: [c.energy[name]["total"] for c in costs] for name in costs[0].energy}
     batch = spec.job.config.eval_batch_size
     logits = Logits(exit_logits(model, data.val.x, batch), exit_logits(model, data.test.x, batch))
     exits = ExitInfo(
@@ -195,7 +224,9 @@ def evaluate(
             base["energy"][table]["total"] if by_energy else float(base["macs"]),
             table if by_energy else "MACs",
         )
-    return Evaluation(exits, cost_record(costs, base, tables), points, latency, budget), logits
+    return Evaluation(
+        exits, cost_record(costs, base, tables, hardware, ev.energy_batch), points, latency, budget
+    ), logits
 
 
 def _count_dynamic(

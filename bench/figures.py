@@ -416,11 +416,86 @@ def anytime(results: Results, out: Path) -> list[tuple[str, Path]]:
     return finish(fig, [ax], out / "anytime", "Anytime prediction: each exit alone")
 
 
+ENERGY_PARTS = (("mac", "MAC"), ("rf", "register file"), ("array", "array (inter-PE)"), ("glb", "global buffer"),
+                ("dram", "DRAM"))  # fmt: skip
+LEVEL_COLOURS = {"mac": "#999999", "rf": "#56B4E9", "array": "#009E73", "glb": "#E69F00", "dram": "#D55E00"}
+
+
+def _architectures(results: Results) -> list[tuple[list[str], RunRecord]]:
+    """Distinct exit architectures (by per-exit MACs): the variants sharing each, and one record of them."""
+    found: dict[tuple[Any, ...], tuple[list[str], RunRecord]] = {}
+    for variant in results.variants:
+        rec = results.records_of(variant)[0]
+        if rec.cost is None:
+            continue
+        key = tuple((c.exit, c.macs) for c in rec.cost.per_exit)
+        found.setdefault(key, ([], rec))[0].append(variant)
+    return list(found.values())
+
+
+def energy_levels(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Energy per sample of each exit path by memory level (stacked), ideal and buffer-aware side by side."""
+    table = results.energy_table()
+    archs = [(v, r) for v, r in _architectures(results) if r.cost and r.cost.per_exit
+             and f"{table}_buffered" in r.cost.per_exit[0].energy]  # fmt: skip
+    if not archs:
+        return []
+    archs = archs[:6]
+    fig, axes = panels(len(archs))
+    batch = archs[0][1].cost.energy_tables.get(f"{table}_buffered", {}).get("batch", "1")  # type: ignore[union-attr]
+    for ax, (variants, rec) in zip(axes, archs):
+        assert rec.cost is not None
+        names = [c.exit for c in rec.cost.per_exit]
+        x = np.arange(len(names))
+        for offset, key, hatch in ((-0.2, table, ""), (0.2, f"{table}_buffered", "//")):
+            bottom = np.zeros(len(names))
+            for part, label in ENERGY_PARTS:
+                vals = np.array([c.energy[key][part] for c in rec.cost.per_exit]) / 1e6
+                ax.bar(x + offset, vals, 0.38, bottom=bottom, color=LEVEL_COLOURS[part], hatch=hatch,
+                       edgecolor="white", linewidth=0.4, label=label if offset < 0 else None)  # fmt: skip
+                bottom += vals
+        ax.set_xticks(x, [f"{n}\nideal | buf." for n in names])
+        names_shown = ", ".join(variants)
+        ax.set_title(names_shown if len(names_shown) < 40 else f"{variants[0]} and {len(variants) - 1} more")
+    shared_labels(fig, axes, "exit path", f"energy per sample (M {results.energy_unit()})")
+    title = f"Energy by level per exit path ({table}): ideal (plain, batch 1) vs buffered (hatched, batch {batch})"
+    return finish(fig, axes, out / "energy_levels", title)
+
+
+def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Roofline-predicted vs measured time per sample of every timed exit path and cascade (log-log)."""
+    points: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for rec in results.records:
+        if rec.latency is None:
+            continue
+        for item in [*rec.latency.exit_paths, *rec.latency.cascade]:
+            pred = item.get("roofline_per_sample")
+            if pred:
+                points[int(item["batch_size"])].append((pred * 1e6, item["per_sample_median"] * 1e6))
+    if not points:
+        return []
+    fig, (ax,) = panels(1)
+    for i, (batch, pts) in enumerate(sorted(points.items())):
+        st = style(i)
+        ax.scatter([p for p, _ in pts], [m for _, m in pts], s=12, color=st["color"], marker=st["marker"],
+                   label=f"batch {batch}", alpha=0.8)  # fmt: skip
+    every = [v for pts in points.values() for p in pts for v in p]
+    lo, hi = min(every) / 1.5, max(every) * 1.5
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="identity (prediction = measurement)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("roofline prediction (µs per sample)")
+    ax.set_ylabel("measured median (µs per sample)")
+    return finish(fig, [ax], out / "latency_model", "Latency: roofline vs measured")
+
+
 def write_all(results: Results, out: Path, *, budget: pd.DataFrame | None = None) -> list[tuple[str, Path]]:
     """Every figure that the results support; returns (title, png path) pairs."""
     figs: list[tuple[str, Path]] = []
     for fn in (loss_curves, accuracy_per_epoch, threshold_curves, lambda_sweep, headline_bars, accuracy_vs_cost,
-               anytime):  # fmt: skip
+               anytime, energy_levels, latency_model):  # fmt: skip
         figs += fn(results, out)
     if any(r.budget for r in results.records):
         figs += budget_figures(results, budget if budget is not None else pd.DataFrame(), out)

@@ -22,7 +22,7 @@ Where neither is readable the result is ``None`` with a reason, never 0.
 
 from __future__ import annotations
 
-import platform
+import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +32,11 @@ from typing import Any
 
 import psutil
 import torch
+from torch import nn
 
+from bench import roofline
+from bench.cost import counting
+from bench.roofline import device_name
 from cascade.exits import ExitPolicy, dynamic_forward, optimise_for_inference
 from cascade.models._base import MultiExitModel
 
@@ -59,13 +63,6 @@ class Timing:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "median": self.median, "iqr": self.iqr}
-
-
-def device_name(device: torch.device | str) -> str:
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
 
 
 def time_fn(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, device: str | torch.device = "cpu") -> Timing:
@@ -319,6 +316,22 @@ def cascade_latency(
     return result
 
 
+@torch.no_grad()
+def predicted_per_sample(
+    model: nn.Module,
+    x: torch.Tensor,
+    machine: roofline.Machine,
+    fn: Callable[[torch.Tensor], Any],
+    batch_size: int | None = None,
+) -> float:
+    """Roofline seconds per sample of ``fn`` over ``x`` in batches (what it dispatches is counted, not assumed)."""
+    with counting(model) as prof:
+        for xb in _batches(x, batch_size or len(x)):
+            fn(xb)
+    prof.samples = len(x)
+    return roofline.predict(prof, machine).per_sample
+
+
 def latency_report(
     model: MultiExitModel,
     x: torch.Tensor,
@@ -329,8 +342,12 @@ def latency_report(
     repeats: int,
     warmup: int,
     optimised: bool = True,
+    predict: bool = True,
 ) -> dict[str, Any]:
     """Per-exit-path and per-threshold latency at every batch size, with provenance.
+
+    With ``predict`` each timed path and cascade also gets its roofline prediction
+    (:mod:`bench.roofline`, ``roofline_per_sample``; the machine's figures under ``roofline``).
 
     With ``optimised`` the timed model is :func:`cascade.exits.optimise_for_inference` of ``model``
     (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region), for
@@ -355,11 +372,20 @@ def latency_report(
         "exit_paths": [],
         "cascade": [],
     }
+    roof = roofline.machine(x.device, channels_last=channels_last) if predict else None
+    if roof is not None:
+        report["roofline"] = roof.to_dict()
     for bs in batch_sizes:
         n = min(len(x), samples_batch1 if bs == 1 else max(bs, min(len(x), 4096)))
         xs = x[:n]
-        report["exit_paths"] += exit_path_latency(model, xs, bs, repeats=repeats, warmup=warmup)
-        paths = {p["exit"]: p["per_sample_median"] for p in report["exit_paths"] if p["batch_size"] == min(bs, len(xs))}
+        timed = exit_path_latency(model, xs, bs, repeats=repeats, warmup=warmup)
+        if roof is not None:
+            for level, item in enumerate(timed):
+                item["roofline_per_sample"] = predicted_per_sample(
+                    model, xs[:bs], roof, functools.partial(model.forward_until, exit_index=level)
+                )
+        report["exit_paths"] += timed
+        paths = {p["exit"]: p["per_sample_median"] for p in timed}
         for threshold, policy in policies:
             res = cascade_latency(model, xs, policy, bs, repeats=repeats, warmup=warmup, meter=meter)
             # what the per-exit path latencies predict for this mix of exits (implementation overhead check)
@@ -370,6 +396,11 @@ def latency_report(
             shares = (counts / counts.sum()).tolist()
             res["exit_share"] = shares
             res["path_predicted_per_sample"] = sum(s * paths[name] for s, name in zip(shares, model.exit_names))
+            if roof is not None:
+                res["roofline_per_sample"] = predicted_per_sample(
+                    model, xs, roof, functools.partial(dynamic_forward, model, policy=policy), bs
+                )
+                res["roofline_full_per_sample"] = predicted_per_sample(model, xs, roof, model, bs)
             report["cascade"].append({"threshold": threshold, **res})
     if monitor and load_before is not None:
         report["load"] = monitor.summary(load_before, monitor.during())

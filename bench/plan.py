@@ -104,7 +104,7 @@ class RunSpec:
                 "train_key": self.job.key,
                 "policy": self.policy,
                 "policy_options": self.policy_options,
-                "evaluation": dataclasses.asdict(self.evaluation),
+                "evaluation": key_fields(self.evaluation),
                 "budget": dataclasses.asdict(self.budget),
             }
         )
@@ -149,6 +149,16 @@ class Task:
             return f"{self.run.variant} seed {self.run.seed}"
         assert self.job is not None
         return f"pretrain {self.job.loss} seed {self.job.seed}"
+
+
+def key_fields(spec: Any) -> dict[str, Any]:
+    """A spec dataclass as it enters a run key: fields added later are left out at their default
+    (``metadata={"key_default": ...}``), so run files made before them keep their keys."""
+    out = dataclasses.asdict(spec)
+    for f in dataclasses.fields(spec):
+        if "key_default" in f.metadata and out[f.name] == f.metadata["key_default"]:
+            del out[f.name]
+    return out
 
 
 def sweep_label(name: str, point: dict[str, Any]) -> str:

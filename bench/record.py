@@ -163,6 +163,8 @@ class LatencyRecord:
     seconds: float | None = field(default=None, metadata=OMIT)
     # the machine's load before and during timing (bench.latency.LoadMonitor); absent from older files
     load: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # the machine's roofline figures (bench.roofline.Machine); absent from older files
+    roofline: dict[str, Any] | None = field(default=None, metadata=OMIT)
 
     @property
     def busy(self) -> bool:
@@ -355,6 +357,8 @@ class RunRecord:
                 for item in self.latency.cascade:
                     if item["threshold"] == t.threshold:
                         row[f"latency_s_per_sample_b{item['batch_size']}"] = item["per_sample_median"]
+                        if "roofline_per_sample" in item:
+                            row[f"latency_roofline_s_per_sample_b{item['batch_size']}"] = item["roofline_per_sample"]
             row["params"] = self.cost.per_exit[-1].params
             row["total_steps"] = self.training.total_steps if self.training else None
             row["key"] = self.key
@@ -391,6 +395,11 @@ def _energy(record: RunRecord, point: OperatingPoint) -> float:
     return point.energy_expected[record.energy_table]
 
 
+def _energy_buffered(record: RunRecord, point: OperatingPoint) -> float | None:
+    """The buffer-aware energy (bench.dataflow) of the suite's table; None in runs made before it."""
+    return point.energy_expected.get(f"{record.energy_table}_buffered")
+
+
 def _params(record: RunRecord) -> int | None:
     return record.cost.per_exit[-1].params if record.cost else None
 
@@ -408,6 +417,9 @@ METRICS: dict[str, Metric] = {
         Metric("macs", "MACs (M)", "MACs per sample", 1e-6, 3, False, lambda r, t: t.macs_expected),
         Metric("flops", "FLOPs (M, =2×MACs)", "FLOPs per sample", 1e-6, 3, False, lambda r, t: t.flops_expected),
         Metric("energy", "energy", "energy-table units per sample", 1e-6, 2, False, _energy),
+        Metric(
+            "energy_buffered", "energy, buffered", "energy-table units per sample", 1e-6, 2, False, _energy_buffered
+        ),
         Metric("saved_vs_base", "MACs saved vs base (%)", "fraction", 100.0, 1, True, lambda r, t: t.saved_vs_base),
         Metric("saved_vs_full", "MACs saved vs full (%)", "fraction", 100.0, 1, True, lambda r, t: t.saved_vs_full),
         Metric("energy_saved", "energy saved vs base (%)", "fraction", 100.0, 1, True, _energy_saved),

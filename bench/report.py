@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench import figures, stats
-from bench.cost import energy_breakdown, layer_energy_rows, load_energy_table, profile
+from bench.cost import (
+    EnergyTable,
+    buffered_breakdown,
+    energy_breakdown,
+    layer_energy_rows,
+    load_energy_table,
+    profile,
+)
+from bench.dataflow import Hardware, dram_traffic, gemm_shapes, load_hardware
 from bench.plan import build_for, expand_runs, select_runs
 from bench.record import MAIN_METRICS, METRICS, RunRecord, get_metric
 from bench.results import Results, load_results
@@ -149,6 +158,74 @@ def exit_cost_frame(results: Results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def exit_cost_caption(results: Results) -> str:
+    caption = "Cumulative cost per exit (exact, per sample; one row set per distinct architecture)"
+    rec = next((r for r in results.records if r.cost is not None), None)
+    info = rec.cost.energy_tables if rec and rec.cost else {}
+    buffered = [(k, v) for k, v in info.items() if v.get("model") == "buffered"]
+    if buffered:
+        v = buffered[0][1]
+        caption += (f". energy_<table>: ideal reuse, each tensor crosses DRAM once (a lower bound), batch 1; "
+                    f"energy_<table>_buffered: buffer-aware on {v.get('hardware')}, per sample at batch "
+                    f"{v.get('batch')} (docs/cost.md)")  # fmt: skip
+    return caption
+
+
+def latency_model_frame(results: Results) -> pd.DataFrame:
+    """Per variant and timed batch: each exit path's measured and roofline-predicted time per sample,
+    and the dynamic forward's speedup over the full network at the headline threshold as measured
+    and as predicted by MACs, by the roofline and by the timed exit paths (means over seeds)."""
+    rows = []
+    for variant in results.variants:
+        recs = [r for r in results.records_of(variant) if r.latency is not None and r.latency.roofline]
+        for batch in sorted({b for r in recs for b in r.latency.batch_sizes}):  # type: ignore[union-attr]
+            paths: dict[str, list[tuple[float, float]]] = {}
+            speed: dict[str, list[float]] = {"measured": [], "MACs": [], "roofline": [], "paths": []}
+            for r in recs:
+                assert r.latency is not None and r.cost is not None
+                for p in r.latency.exit_paths:
+                    if p["batch_size"] == batch and "roofline_per_sample" in p:
+                        paths.setdefault(p["exit"], []).append((p["per_sample_median"], p["roofline_per_sample"]))
+                for c in r.latency.cascade:
+                    if c["batch_size"] != batch or "roofline_per_sample" not in c:
+                        continue
+                    if c["threshold"] is not None and not math.isclose(c["threshold"], results.headline):
+                        continue
+                    point = r.at(c["threshold"])
+                    speed["measured"].append(c["speedup_vs_full"])
+                    speed["MACs"].append(r.cost.per_exit[-1].macs / point.macs_expected)
+                    speed["roofline"].append(c["roofline_full_per_sample"] / c["roofline_per_sample"])
+                    speed["paths"].append(c["full"]["median"] / c["samples"] / c["path_predicted_per_sample"])
+            if not paths:
+                continue
+            row: dict[str, Any] = {"variant": variant, "batch": batch, "n": len(recs)}
+            for name, pairs in paths.items():
+                row[f"{name} measured (µs)"] = 1e6 * statistics.fmean(m for m, _ in pairs)
+                row[f"{name} roofline (µs)"] = 1e6 * statistics.fmean(p for _, p in pairs)
+            for k, v in speed.items():
+                row[f"speedup {k}"] = statistics.fmean(v) if v else math.nan
+            row["measured / roofline"] = row["speedup measured"] / row["speedup roofline"]
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    exits = list(dict.fromkeys(c.rsplit(" ", 2)[0] for c in frame.columns if c.endswith("(µs)")))
+    exits.sort(key=lambda e: e == "final")
+    timed = [f"{e} {kind} (µs)" for e in exits for kind in ("measured", "roofline")]
+    rest = [c for c in frame.columns if c not in timed and c not in ("variant", "batch", "n")]
+    return frame[["variant", "batch", "n", *timed, *rest]]
+
+
+def latency_model_display(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for c in out.columns:
+        if c.endswith("(µs)"):
+            out[c] = out[c].map(lambda v: "" if math.isnan(v) else f"{v:.1f}")
+        elif c.startswith("speedup") or c == "measured / roofline":
+            out[c] = out[c].map(lambda v: "" if math.isnan(v) else f"{v:.2f}")
+    return out
+
+
 def anytime_frame(results: Results) -> pd.DataFrame:
     """Anytime prediction: each exit's own test accuracy (every sample through it), mean and 95 % CI,
     against its cumulative cost as a share of the base network's MACs."""
@@ -237,6 +314,7 @@ class Tables:
     warnings: list[str]
     budget: pd.DataFrame
     anytime: pd.DataFrame
+    latency_model: pd.DataFrame
 
 
 def _scaled(*names: str) -> list[tuple[str, float]]:
@@ -247,7 +325,7 @@ def build_tables(results: Results) -> Tables:
     vs_ref = comparison_frame(results, _scaled("accuracy", "saved_vs_base"), _reference_for)
     vs_casc = comparison_frame(results, _scaled("accuracy", "early_share"), _cascade_reference_for)
     return Tables(main_frame(results, vs_ref), vs_ref, vs_casc, exit_cost_frame(results), warnings_for(results),
-                  budget_frame(results), anytime_frame(results))  # fmt: skip
+                  budget_frame(results), anytime_frame(results), latency_model_frame(results))  # fmt: skip
 
 
 def budget_frame(results: Results) -> pd.DataFrame:
@@ -430,9 +508,15 @@ def write_report(
         "exit_costs": (
             tables.exit_costs,
             tables.exit_costs,
-            "Cumulative cost per exit (exact, per sample; one row set per distinct architecture)",
+            exit_cost_caption(results),
         ),
     }
+    if not tables.latency_model.empty:
+        displays["latency_model"] = (
+            latency_model_display(tables.latency_model),
+            tables.latency_model,
+            f"Latency model: roofline prediction vs measurement (speedups at threshold {results.headline})",
+        )
     if not tables.anytime.empty:
         displays["anytime"] = (
             anytime_display(tables.anytime),
@@ -629,4 +713,28 @@ def cost_views(
             + f" ({energy.unit})"
         )
         views.append(CostView(title, frame.astype(str), line, dict(prof.unsupported)))
+        views.append(dataflow_view(model, shape[0], run.variant_base, load_hardware(suite.evaluation.hardware),
+                                   suite.evaluation.energy_batch, energy))  # fmt: skip
     return views
+
+
+def dataflow_view(
+    model: torch.nn.Module, input_shape: Sequence[int], name: str, hw: Hardware, batch: int, energy: EnergyTable
+) -> CostView:
+    """Per convolution / linear layer: DRAM words per operand, ideal vs buffer-aware, and the loop order."""
+    x = torch.zeros(batch, *input_shape)
+    rows = []
+    for layer, shape in gemm_shapes(model, x):
+        t = dram_traffic(shape, hw.glb_words)
+        ideal = shape.inputs + shape.weights + shape.outputs
+        rows.append({"layer": layer, "order": t.order, "inputs": f"{shape.inputs:,} -> {t.inputs:,}",
+                     "weights": f"{shape.weights:,} -> {t.weights:,}", "outputs": f"{t.outputs:,}",
+                     "DRAM x ideal": f"{t.total / ideal:.2f}"})  # fmt: skip
+    prof = profile(model, x)
+    ideal_e = energy_breakdown(prof, energy)["total"]
+    buffered_e = buffered_breakdown(prof, gemm_shapes(model, x), energy, hw.glb_words)["total"]
+    title = (f"{name}: DRAM words per operand at batch {batch}, ideal -> buffered ({hw.name}: "
+             f"{hw.glb_words:,}-word global buffer, {hw.word_bits}-bit words)")  # fmt: skip
+    line = (f"energy per sample at batch {batch}: ideal {ideal_e:.4g}, buffered {buffered_e:.4g} {energy.unit} "
+            f"(x {buffered_e / ideal_e:.3f}); set evaluation.hardware / evaluation.energy_batch to change")  # fmt: skip
+    return CostView(title, pd.DataFrame(rows).astype(str), line, {})

@@ -24,6 +24,7 @@ from typing import Any, Literal, Union, cast
 
 from bench import plugins
 from bench.cost import energy_table_names, load_energy_table
+from bench.dataflow import load_hardware
 from bench.executors import EXECUTORS
 from cascade._registry import UnknownNameError
 from cascade.data import DATASETS
@@ -129,6 +130,11 @@ class EvaluationSpec:
     latency_repeats: int = 5  # timed repeats (median and IQR reported)
     latency_warmup: int = 1  # untimed warm-up repeats
     latency_optimised: bool = True  # time an inference copy: BN folded, NHWC on CPU (see cascade.exits)
+    # the buffer-aware energy model (bench.dataflow): accelerator (bench/hardware/<name>.toml or a path) and
+    # the batch its per-sample energy is stated at (1: the latency-critical case; weights re-read per tile
+    # are shared by the batch). Left out of run keys at these defaults (runs made before them stay valid).
+    hardware: str = field(default="eyeriss", metadata={"key_default": "eyeriss"})
+    energy_batch: int = field(default=1, metadata={"key_default": 1})
 
 
 @dataclass(frozen=True)
@@ -667,6 +673,12 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
         raise SuiteError(
             file, "evaluation.energy_table", f"{e}; shipped tables: {', '.join(energy_table_names())}"
         ) from None
+    try:
+        load_hardware(evaluation.hardware)
+    except (FileNotFoundError, ValueError) as e:
+        raise SuiteError(file, "evaluation.hardware", str(e)) from None
+    _check_range(file, "evaluation.energy_batch", evaluation.energy_batch >= 1, "an integer >= 1",
+                 evaluation.energy_batch)  # fmt: skip
 
     report = _build(ReportSpec, data.get("report", {}), file, "report")
     _check_name(file, "report.cascade_reference", LOSSES, report.cascade_reference)

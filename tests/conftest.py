@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Tests are hermetic: no shared checkpoint cache unless a test gives one (subprocesses inherit this).
 os.environ["CASCADE_CHECKPOINT_CACHE"] = "off"
+# The roofline micro-benchmark (a few seconds) is measured once per test session, not read from the user's cache.
+os.environ["CASCADE_ROOFLINE_CACHE"] = tempfile.mkdtemp(prefix="cascade-roofline-")
 
 
 def mnist_root() -> Path | None:

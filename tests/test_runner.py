@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import bench.runner as runner
+from bench.report import write_report
 from bench.runner import run_suite
 from bench.store import ResultStore, atomic_write_json
 
@@ -122,6 +124,29 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
     summary = (out / "summary.csv").read_text().splitlines()
     assert len(summary) == 1 + 4 * 3  # header + runs x thresholds
     assert "share_p2" in summary[0] and "macs" in summary[0] and "latency_s_per_sample_b1" in summary[0]
+    for column in ("energy_eyeriss_buffered", "energy_horowitz45_buffered", "latency_roofline_s_per_sample_b1"):
+        assert column in summary[0]
+    # the roofline: the machine's figures and a prediction for every timed path and cascade
+    assert rec.latency.roofline and rec.latency.roofline["threads"] == rec.latency.threads
+    assert all(p["roofline_per_sample"] > 0 for p in rec.latency.exit_paths)
+    assert all(c["roofline_per_sample"] > 0 and c["roofline_full_per_sample"] > 0 for c in rec.latency.cascade)
+    # buffered energy: stated with its hardware and batch; at batch 1 this tiny model fits, so it equals ideal
+    info = rec.cost.energy_tables["eyeriss_buffered"]
+    assert info["model"] == "buffered" and info["hardware"] == "eyeriss" and info["batch"] == "1"
+    for c in rec.cost.per_exit:
+        assert c.energy["eyeriss_buffered"] == pytest.approx(c.energy["eyeriss"])
+    # the report's latency-model table: per variant and batch, recomputable from the run files
+    write_report(out, log=lambda s: None)
+    model = pd.read_csv(out / "tables" / "latency_model.csv")
+    row = model[(model["variant"] == "firm-p2") & (model["batch"] == 1)].iloc[0]
+    recs = [r for r in ResultStore(out).iter_runs() if r.variant == "firm-p2"]
+    cascades = [c for r in recs for c in r.latency.cascade if c["batch_size"] == 1 and c["threshold"] == 0.6]
+    assert row["speedup roofline"] == pytest.approx(
+        sum(c["roofline_full_per_sample"] / c["roofline_per_sample"] for c in cascades) / len(cascades)
+    )
+    assert row["measured / roofline"] == pytest.approx(row["speedup measured"] / row["speedup roofline"])
+    assert {"p2 measured (µs)", "p2 roofline (µs)", "final roofline (µs)"} <= set(model.columns)
+    assert (out / "figures" / "latency_model.png").is_file() and (out / "figures" / "energy_levels.png").is_file()
 
 
 def test_failing_run_is_recorded_and_others_go_on(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

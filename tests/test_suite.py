@@ -73,6 +73,8 @@ def test_defaults_match_the_study(tmp_path: Path) -> None:
         ("[model]\nchanels = [8, 8]\n", "model.chanels", "did you mean 'channels'"),
         ("[wat]\nx = 1\n", "wat", "allowed: suite, dataset"),
         ("[evaluation]\nenergy_table = 'nope'\n", "evaluation.energy_table", "shipped tables: eyeriss, horowitz45"),
+        ("[evaluation]\nhardware = 'tpu'\n", "evaluation.hardware", "shipped: eyeriss, eyeriss_fp32"),
+        ("[evaluation]\nenergy_batch = 0\n", "evaluation.energy_batch", "an integer >= 1"),
     ],
 )
 def test_table_errors(tmp_path: Path, extra: str, key: str, message: str) -> None:
@@ -267,3 +269,13 @@ def test_model_options_per_variant_and_as_a_sweep(tmp_path: Path) -> None:
     assert by[("firm-drop[dropout=0.0]", 0)].job.key == by[("firm-p1", 0)].job.key  # 0.0 == the suite's value
     msg = error_of(tmp_path, DROPOUT.replace("model_options = { dropout", "model_options = { dropuot"))
     assert "model_options.dropuot" in msg and "did you mean 'dropout'" in msg
+
+
+def test_buffered_energy_settings_stay_out_of_run_keys_at_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(MINIMAL)
+    plain = expand_runs(load_suite(path))
+    explicit = expand_runs(load_suite(path, ["evaluation.hardware=eyeriss", "evaluation.energy_batch=1"]))
+    fp32 = expand_runs(load_suite(path, ["evaluation.hardware=eyeriss_fp32"]))
+    assert [r.key for r in plain] == [r.key for r in explicit]  # runs made before these settings keep their keys
+    assert [r.key for r in plain] != [r.key for r in fp32] and [r.job.key for r in plain] == [r.job.key for r in fp32]

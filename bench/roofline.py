@@ -1,0 +1,244 @@
+"""A roofline latency model: what a layer should take on this machine, from what it computes and moves.
+
+MACs alone are the wrong predictor of time: a layer that moves many bytes per MAC (the study CNN's
+first block: 3 % of the MACs, 13 % of the time on the 2-core CPU) is limited by memory bandwidth,
+and small layers by the cost of dispatching each operator. The model, per layer of a
+:class:`bench.cost.Profile` (what actually ran, so a dynamic early exit is predicted from the
+operators it really dispatched):
+
+    time = kernels x launch[family] + (ops - kernels) x overhead + max(MACs / rate[family], bytes / bandwidth)
+
+* ``rate[family]``: the sustained MAC rate of the layer's kernel family (``conv``: a 3 x 3
+  convolution, 64 -> 64 channels; ``conv_thin``: fewer than 8 input channels per group, e.g. a 3 x 3
+  stem from 3 channels; ``matmul``: a 256 x 1024 x 1024 matrix product), measured by
+  :func:`measure_machine` in the layout the latency runs use (NHWC on CPU);
+* ``bandwidth`` and ``overhead``: fitted together on the same machine as the straight line
+  ``t = overhead + bytes / bandwidth`` through the times of an element-wise operator (ReLU) on
+  tensors of 256 to 4 M elements (least squares on relative error);
+* ``launch[family]``: the fixed cost of one MAC-type kernel call of that family (primitive
+  selection, packing, thread start-up; several times an element-wise op's), the time of the family's
+  benchmark kernel on a tiny input (batch 1, 4 x 4 pixels; a 1 x 16 x 16 matrix product);
+* ``bytes``: activations read, parameters read and outputs written (the profile's byte counts);
+  ``ops``: operators dispatched (views and allocations left out).
+
+Batch norm and other operators without a MAC-type kernel are memory- or overhead-bound by this
+formula. The machine's figures are cached per device, thread count, layout and torch version
+(``$CASCADE_ROOFLINE_CACHE``, default ``~/.cache/cascade-bench/roofline``; ``off`` measures every
+time) and recorded in each run's latency section.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.cost import LayerCost, Profile
+
+CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
+FAMILIES = ("conv", "conv_thin", "matmul")
+#: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
+FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine's roofline figures for one device, thread count and layout."""
+
+    device: str
+    threads: int
+    channels_last: bool
+    torch_version: str
+    mac_rate: dict[str, float]  # kernel family -> sustained MACs per second
+    bandwidth: float  # bytes per second
+    overhead: float  # seconds per dispatched operator
+    launch: dict[str, float] = field(default_factory=dict)  # kernel family -> seconds per MAC-type kernel call
+    seconds: float = 0.0  # how long the micro-benchmark took
+    measured_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Machine:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def device_name(device: torch.device | str) -> str:
+    """The device's model name (GPU name; CPU: the processor string) as timings record it."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
+    """Predicted seconds of one profiled layer (all its calls) and what bounds it: compute, memory or overhead."""
+    moved = (layer.input_bytes + layer.weight_bytes + layer.output_bytes) / machine.bandwidth
+    compute = 0.0
+    if layer.mac_type and layer.macs:
+        compute = (layer.macs - layer.norm_macs) / machine.mac_rate[layer.family or "matmul"]
+    kernels = layer.mac_ops if layer.mac_type else 0
+    launch = machine.launch.get(layer.family or "matmul", machine.overhead) if kernels else 0.0
+    dispatch = kernels * launch + (layer.ops - kernels) * machine.overhead
+    bound = "compute" if compute >= moved else "memory"
+    if dispatch > max(compute, moved):
+        bound = "overhead"
+    return dispatch + max(compute, moved), bound
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted seconds of a profiled run (the whole profile: every sample of it) and per layer."""
+
+    seconds: float
+    samples: int
+    layers: list[dict[str, Any]]  # module, seconds, bound
+
+    @property
+    def per_sample(self) -> float:
+        return self.seconds / self.samples
+
+    def share(self, bound: str) -> float:
+        """Share of the predicted time in layers bound by ``bound``."""
+        return sum(r["seconds"] for r in self.layers if r["bound"] == bound) / self.seconds if self.seconds else 0.0
+
+
+def predict(prof: Profile, machine: Machine) -> Prediction:
+    """The roofline prediction of everything a profile counted."""
+    rows: list[dict[str, Any]] = []
+    total = 0.0
+    for layer in prof.layers:
+        sec, bound = layer_seconds(layer, machine)
+        rows.append({"module": layer.module, "seconds": sec, "bound": bound})
+        total += sec
+    return Prediction(total, prof.samples, rows)
+
+
+# --------------------------------------------------------------------------- measuring the machine
+
+
+def _median_seconds(fn: Callable[[], Any], device: torch.device, min_seconds: float = 0.05, repeats: int = 5) -> float:
+    """Median over ``repeats`` of the mean time of ``fn`` over a loop of at least ``min_seconds``."""
+    cuda = device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    once = max(time.perf_counter() - t0, 1e-7)
+    loops = max(1, int(min_seconds / once))
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        sync()
+        out.append((time.perf_counter() - t0) / loops)
+    return statistics.median(out)
+
+
+def fit_overhead_bandwidth(nbytes: list[float], seconds: list[float]) -> tuple[float, float]:
+    """(overhead s, bandwidth bytes/s) of ``t = overhead + bytes / bandwidth``, least squares on relative error."""
+    b, t = np.asarray(nbytes, float), np.asarray(seconds, float)
+    if len(b) < 2 or np.ptp(b) == 0:
+        raise ValueError("the fit needs times at two or more different sizes")
+    a = np.stack([np.ones_like(b), b], axis=1) / t[:, None]
+    (overhead, inv_bw), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+    if inv_bw <= 0:
+        raise ValueError(f"times do not grow with size (slope {inv_bw:.3g} s/byte); the machine is too noisy to fit")
+    return max(float(overhead), 0.0), float(1.0 / inv_bw)
+
+
+@torch.no_grad()
+def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None) -> Machine:
+    """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds)."""
+    device = torch.device(device)
+    nhwc = device.type == "cpu" if channels_last is None else channels_last
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    start = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+
+    def rnd(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(device)
+
+    rates, launch = {}, {}
+    for family, (cin, cout, hw, batch) in {"conv": (64, 64, 28, 32), "conv_thin": (3, 32, 32, 64)}.items():
+        conv = nn.Conv2d(cin, cout, 3, padding=1).to(device).eval().to(memory_format=fmt)
+        x = rnd(batch, cin, hw, hw).contiguous(memory_format=fmt)
+        macs = batch * hw * hw * cout * cin * 9
+        rates[family] = macs / _median_seconds(functools.partial(conv, x), device)
+        tiny = rnd(1, cin, 4, 4).contiguous(memory_format=fmt)
+        launch[family] = _median_seconds(functools.partial(conv, tiny), device, min_seconds=0.02)
+    a, w = rnd(256, 1024), rnd(1024, 1024)
+    rates["matmul"] = 256 * 1024 * 1024 / _median_seconds(lambda: a @ w, device)
+    lin, tiny = nn.Linear(16, 16).to(device).eval(), rnd(1, 16)
+    launch["matmul"] = _median_seconds(lambda: lin(tiny), device, min_seconds=0.02)
+    sizes, times = [], []
+    for n in FIT_SIZES:
+        x = rnd(n)
+        times.append(_median_seconds(functools.partial(torch.relu, x), device, min_seconds=0.02))
+        sizes.append(8.0 * n)  # 4 bytes read, 4 written
+    overhead, bandwidth = fit_overhead_bandwidth(sizes, times)
+    return Machine(
+        device=device_name(device),
+        threads=torch.get_num_threads(),
+        channels_last=nhwc,
+        torch_version=torch.__version__,
+        mac_rate=rates,
+        bandwidth=bandwidth,
+        overhead=overhead,
+        launch=launch,
+        seconds=time.perf_counter() - start,
+        measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def default_cache() -> Path | None:
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "none", "0", "false") else Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cascade-bench" / "roofline"
+
+
+def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False) -> Machine:
+    """This machine's figures for the current thread count: from the cache, or measured and cached."""
+    device = torch.device(device)
+    nhwc = device.type == "cpu" if channels_last is None else channels_last
+    layout = "nhwc" if nhwc else "nchw"
+    ident = f"{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}-torch{torch.__version__}"
+    cache = default_cache()
+    path = cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
+    if path is not None and path.is_file() and not refresh:
+        try:
+            return Machine.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError):
+            pass  # a damaged cache entry is measured again
+    m = measure_machine(device, channels_last=nhwc)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(m.to_dict(), indent=1))
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only cache: measured again next time
+    return m
