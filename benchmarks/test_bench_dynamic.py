@@ -12,7 +12,11 @@ reports use (``optimise_for_inference``: BN folded, NHWC on CPU). It prints:
 * MAC-predicted speedup = MACs(full) / MACs counted in the dynamic forward;
 * their ratio (the issue's target: >= 0.9 at batch 256);
 * the speedup predicted from the measured per-exit path times (how much the dynamic
-  bookkeeping itself costs: ratio ~1 means no overhead beyond the layers that ran).
+  bookkeeping itself costs: ratio ~1 means no overhead beyond the layers that ran);
+* the roofline-predicted speedup (:mod:`bench.roofline`: the operators the full and the dynamic
+  forward dispatch, each timed as max(MACs / rate, bytes / bandwidth) plus its dispatch cost, with
+  this machine's micro-benchmark figures) and measured / roofline-predicted (issue 15's target:
+  >= 0.9 at batch 256).
 
 Nothing here asserts on time; the numbers are printed and written to benchmarks/.results.json.
 
@@ -22,6 +26,7 @@ after each timed pass) and writes ``benchmarks/.results-cuda.json``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -29,7 +34,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench import roofline
 from bench.cost import counting, exit_costs, profile
+from bench.latency import predicted_per_sample
 from cascade import StudyCNN, build_model, build_policy, dynamic_forward
 from cascade.exits import optimise_for_inference
 
@@ -89,7 +96,11 @@ def test_forward(benchmark, setup, mode: str, batch: int) -> None:
         full_macs = exit_costs(model, shape, [])[-1].macs
         with counting(model) as prof:
             res = dynamic_forward(model, x.contiguous(), policy)
-        INFO[(pos, batch)] = {"early_share": res.early_share, "mac_predicted": full_macs * len(x) / prof.macs}
+        roof = roofline.machine(DEVICE, channels_last=DEVICE.type == "cpu")
+        dyn = predicted_per_sample(fast, x, roof, functools.partial(dynamic_forward, fast, policy=policy), batch)
+        full = predicted_per_sample(fast, x, roof, fast, batch)
+        INFO[(pos, batch)] = {"early_share": res.early_share, "mac_predicted": full_macs * len(x) / prof.macs,
+                              "roofline_predicted": full / dyn}  # fmt: skip
 
 
 def test_profile_study_cnn(benchmark) -> None:
@@ -115,6 +126,8 @@ def test_zz_summary() -> None:
                 "measured_speedup": full / dyn,
                 "mac_predicted_speedup": info["mac_predicted"],
                 "ratio_measured_over_mac_predicted": full / dyn / info["mac_predicted"],
+                "roofline_predicted_speedup": info["roofline_predicted"],
+                "ratio_measured_over_roofline_predicted": full / dyn / info["roofline_predicted"],
                 "path_latency_predicted_speedup": path_pred,
                 "ratio_measured_over_path_predicted": full / dyn / path_pred,
             }
