@@ -65,7 +65,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-from bench.dataflow import GemmShape, Hardware, extra_accesses, gemm_shapes
+from bench.dataflow import GemmShape, Hardware, extra_accesses, gemm_shapes, shipped_or_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -421,17 +421,9 @@ class EnergyTable:
             raise ValueError(f"energy table {self.name!r} lacks levels {missing}; needs {', '.join(LEVELS)}")
 
 
-def energy_table_names() -> list[str]:
-    return sorted(p.stem for p in TABLE_DIR.glob("*.toml"))
-
-
 def load_energy_table(name_or_path: str | Path) -> EnergyTable:
     """A shipped table by name (``eyeriss``, ``horowitz45``) or a TOML file of the same form."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = TABLE_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise FileNotFoundError(f"energy table {str(name_or_path)!r} not found")
+    path = shipped_or_path(name_or_path, TABLE_DIR, "energy table")
     data = tomllib.loads(path.read_text())
     try:
         return EnergyTable(

@@ -71,17 +71,20 @@ class Hardware:
         return self.glb_bytes * 8 // self.word_bits
 
 
-def hardware_names() -> list[str]:
-    return sorted(p.stem for p in HARDWARE_DIR.glob("*.toml"))
+def shipped_or_path(name_or_path: str | Path, folder: Path, what: str) -> Path:
+    """A data file shipped in ``folder`` by name (no suffix), or a path; a clear error names the shipped ones."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = folder / f"{name_or_path}.toml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+        raise FileNotFoundError(f"{what} {str(name_or_path)!r} not found; shipped: {shipped}")
+    return path
 
 
 def load_hardware(name_or_path: str | Path = "eyeriss") -> Hardware:
     """A shipped accelerator by name (``eyeriss``: 16-bit words, ``eyeriss_fp32``) or a TOML file of that form."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = HARDWARE_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise FileNotFoundError(f"hardware description {path} not found; shipped: {', '.join(hardware_names())}")
+    path = shipped_or_path(name_or_path, HARDWARE_DIR, "hardware description")
     d = tomllib.loads(path.read_text())
     try:
         hw = Hardware(d["name"], int(d["word_bits"]), d["energy_table"], int(d["array"]["rows"]),

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, cast
 
 from bench import plugins
-from bench.cost import energy_table_names, load_energy_table
+from bench.cost import load_energy_table
 from bench.dataflow import load_hardware
 from bench.executors import EXECUTORS
 from cascade._registry import UnknownNameError
@@ -670,9 +670,7 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     try:
         load_energy_table(evaluation.energy_table)
     except (FileNotFoundError, ValueError) as e:
-        raise SuiteError(
-            file, "evaluation.energy_table", f"{e}; shipped tables: {', '.join(energy_table_names())}"
-        ) from None
+        raise SuiteError(file, "evaluation.energy_table", str(e)) from None
     try:
         load_hardware(evaluation.hardware)
     except (FileNotFoundError, ValueError) as e:

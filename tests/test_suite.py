@@ -72,7 +72,7 @@ def test_defaults_match_the_study(tmp_path: Path) -> None:
         ("[dataset]\nname = 'noisy_mnist'\nsigmaa = 0.3\n", "dataset.sigmaa", "did you mean 'sigma'"),
         ("[model]\nchanels = [8, 8]\n", "model.chanels", "did you mean 'channels'"),
         ("[wat]\nx = 1\n", "wat", "allowed: suite, dataset"),
-        ("[evaluation]\nenergy_table = 'nope'\n", "evaluation.energy_table", "shipped tables: eyeriss, horowitz45"),
+        ("[evaluation]\nenergy_table = 'nope'\n", "evaluation.energy_table", "shipped: eyeriss, horowitz45"),
         ("[evaluation]\nhardware = 'tpu'\n", "evaluation.hardware", "shipped: eyeriss, eyeriss_fp32"),
         ("[evaluation]\nenergy_batch = 0\n", "evaluation.energy_batch", "an integer >= 1"),
     ],
