@@ -22,6 +22,7 @@ Where neither is readable the result is ``None`` with a reason, never 0.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import statistics
 import time
@@ -388,18 +389,19 @@ def latency_report(
         paths = {p["exit"]: p["per_sample_median"] for p in timed}
         for threshold, policy in policies:
             res = cascade_latency(model, xs, policy, bs, repeats=repeats, warmup=warmup, meter=meter)
-            # what the per-exit path latencies predict for this mix of exits (implementation overhead check)
-            with torch.no_grad():
+            # what the per-exit path latencies predict for this mix of exits (implementation overhead check);
+            # the same pass, counted, is what the roofline predicts the dynamic forward from
+            counted = counting(model) if roof is not None else contextlib.nullcontext()
+            with torch.no_grad(), counted as prof:
                 counts = torch.zeros(model.num_exits)
                 for xb in _batches(xs, bs):
                     counts += dynamic_forward(model, xb, policy).counts.float().cpu()
             shares = (counts / counts.sum()).tolist()
             res["exit_share"] = shares
             res["path_predicted_per_sample"] = sum(s * paths[name] for s, name in zip(shares, model.exit_names))
-            if roof is not None:
-                res["roofline_per_sample"] = predicted_per_sample(
-                    model, xs, roof, functools.partial(dynamic_forward, model, policy=policy), bs
-                )
+            if roof is not None and prof is not None:
+                prof.samples = len(xs)
+                res["roofline_per_sample"] = roofline.predict(prof, roof).per_sample
                 res["roofline_full_per_sample"] = predicted_per_sample(model, xs, roof, model, bs)
             report["cascade"].append({"threshold": threshold, **res})
     if monitor and load_before is not None:
