@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from bench.cost import LayerCost, Profile
+from bench.store import atomic_write_bytes, user_cache
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul")
@@ -213,10 +214,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
 
 
 def default_cache() -> Path | None:
-    env = os.environ.get(CACHE_ENV)
-    if env is not None:
-        return None if env.strip().lower() in ("", "off", "none", "0", "false") else Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cascade-bench" / "roofline"
+    return user_cache(CACHE_ENV, "roofline")
 
 
 def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False) -> Machine:
@@ -235,10 +233,7 @@ def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = 
     m = measure_machine(device, channels_last=nhwc)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(m.to_dict(), indent=1))
-            tmp.replace(path)
+            atomic_write_bytes(path, json.dumps(m.to_dict(), indent=1).encode())
         except OSError:
             pass  # a read-only cache: measured again next time
     return m
