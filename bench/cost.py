@@ -50,6 +50,7 @@ the MAC cost. Tables are TOML data files (``bench/energy_tables/``): ``eyeriss``
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -74,6 +75,7 @@ else:  # pragma: no cover
 
 LEVELS = ("dram", "glb", "array", "rf")
 THIN_CONV_CHANNELS = 8  # convolutions with fewer input channels per group run far below the MAC peak
+NARROW_MATMUL_FEATURES = 16  # matrix products with fewer output columns (a 10-class head) run far below it too
 BUFFERED_SUFFIX = "_buffered"  # energy-table key suffix of the buffer-aware model (bench.dataflow)
 #: Tables every run reports besides the suite's ``energy_table``: the SPEC's absolute-pJ table.
 ALWAYS_REPORTED_TABLES = ("horowitz45",)
@@ -188,8 +190,34 @@ class LayerCost:
     mac_type: bool = False  # convolution / matrix product (full memory-hierarchy model)
     ops: int = 0  # operators dispatched (views and allocation left out): the roofline's per-op overhead
     mac_ops: int = 0  # of which convolution / matrix-product / attention kernels
-    family: str = ""  # kernel family of its MAC-type operators: "conv", "conv_thin" (< 8 input channels
-    # per group: stems, depthwise) or "matmul" (linear layers, attention); "" for the others
+    # MACs and kernel calls per kernel family of its MAC-type operators: "conv", "conv_thin" (< 8 input
+    # channels per group: stems, depthwise), "matmul" (linear layers, attention) or "matmul_narrow" (< 16
+    # output columns: classification heads). A traced backbone's operators all land in one row, so a row
+    # can hold several families.
+    family_macs: dict[str, int] = field(default_factory=dict)
+    family_ops: dict[str, int] = field(default_factory=dict)
+    # convolution MACs by reduction length K = input channels per group x kernel area (what a convolution
+    # kernel's MAC rate depends on most: 1 -> 32 channels 5 x 5 runs at half the rate of 64 -> 64 5 x 5)
+    conv_reduction_macs: dict[int, int] = field(default_factory=dict)
+    window_ops: int = 0  # elements read by pooling windows (output elements x window size; also in other_ops)
+    window_calls: int = 0  # pooling operators
+    # of input + weight + output bytes: those of the MAC-type kernels and of the pooling operators (the
+    # roofline bounds each class of operator by its own rate; the rest are element-wise and movement)
+    kernel_bytes: int = 0
+    window_bytes: int = 0
+
+    @property
+    def family(self) -> str:
+        """The kernel family with the most MACs ("" without MAC-type operators)."""
+        return max(self.family_macs, key=self.family_macs.__getitem__) if self.family_macs else ""
+
+    def add_kernel(self, family: str, macs: int) -> None:
+        """Count one MAC-type kernel call of ``family`` doing ``macs`` multiply-accumulates."""
+        self.macs += macs
+        self.mac_type = True
+        self.mac_ops += 1
+        self.family_macs[family] = self.family_macs.get(family, 0) + macs
+        self.family_ops[family] = self.family_ops.get(family, 0) + 1
 
     @property
     def flops(self) -> int:
@@ -272,27 +300,24 @@ class _CostMode(TorchDispatchMode):
         n_w, b_w = _numel_bytes(weights)
         n_out, b_out = _numel_bytes(outputs)
         if packet in _CONV or packet in _MATMUL:
-            layer.macs += flop_registry[packet](*args, **kwargs, out_val=out) // 2
-            layer.mac_type = True
-            layer.mac_ops += 1
             if packet in _CONV:
                 layer.kernel_width = int(args[1].shape[-1])
-            layer.family = (
-                "conv_thin"
-                if packet in _CONV and int(args[1].shape[1]) < THIN_CONV_CHANNELS
-                else ("conv" if packet in _CONV else "matmul")
-            )
+                family = "conv_thin" if int(args[1].shape[1]) < THIN_CONV_CHANNELS else "conv"
+            else:
+                family = "matmul_narrow" if int(out.shape[-1]) < NARROW_MATMUL_FEATURES else "matmul"
+            macs = flop_registry[packet](*args, **kwargs, out_val=out) // 2
+            layer.add_kernel(family, macs)
+            if packet in _CONV:
+                reduction = math.prod(int(d) for d in args[1].shape[1:])
+                layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + macs
+            layer.kernel_bytes += b_in + b_w + b_out
         elif packet in _SDPA_CAUSAL_ARG:
-            layer.macs += _sdpa_call_macs(packet, args, kwargs)
-            layer.mac_type = True
-            layer.mac_ops += 1
-            layer.family = "matmul"
+            layer.add_kernel("matmul", _sdpa_call_macs(packet, args, kwargs))
             n_out, b_out = _numel_bytes(outputs[:1])  # log-sum-exp and RNG state are bookkeeping
+            layer.kernel_bytes += b_in + b_w + b_out
         elif packet is aten._native_multi_head_attention:
-            layer.macs += mha_macs(args[0], args[1], args[3])
-            layer.mac_type = True
-            layer.mac_ops += 1
-            layer.family = "matmul"
+            layer.add_kernel("matmul", mha_macs(args[0], args[1], args[3]))
+            layer.kernel_bytes += b_in + b_w + b_out
         elif packet in _BATCH_NORM:
             layer.macs += args[0].numel()
             layer.norm_macs += args[0].numel()
@@ -306,7 +331,10 @@ class _CostMode(TorchDispatchMode):
             k = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
             k = k * 2 if len(k) == 1 else k
             layer.other_ops += outputs[0].numel() * k[0] * k[1]
+            layer.window_ops += outputs[0].numel() * k[0] * k[1]
+            layer.window_calls += 1
             n_out, b_out = _numel_bytes(outputs[:1])  # max-pool indices are bookkeeping
+            layer.window_bytes += b_in + b_w + b_out
         elif packet not in _MOVEMENT:
             self.unsupported[str(packet)] += 1
             return out

@@ -39,6 +39,7 @@ from bench import roofline
 from bench.cost import counting
 from bench.roofline import device_name
 from cascade.exits import ExitPolicy, dynamic_forward, optimise_for_inference
+from cascade.layers import ChunkedSegment, FlattenChannelsLast
 from cascade.models._base import MultiExitModel
 
 
@@ -333,6 +334,18 @@ def predicted_per_sample(
     return roofline.predict(prof, machine).per_sample
 
 
+def _slicing(model: MultiExitModel) -> dict[str, Any]:
+    """What :func:`optimise_for_inference` did beyond folding: memory-order flattens, sliced segments."""
+    return {
+        "flatten_memory_order": any(isinstance(m, FlattenChannelsLast) for m in model.modules()),
+        # per segment: slice size and the batch from which it slices (None: never sliced)
+        "segment_slices": [
+            {"chunk": s.chunk, "from_batch": -(-s.above // s.map_bytes)} if isinstance(s, ChunkedSegment) else None
+            for s in model.exit_segments
+        ],
+    }
+
+
 def latency_report(
     model: MultiExitModel,
     x: torch.Tensor,
@@ -351,8 +364,8 @@ def latency_report(
     (:mod:`bench.roofline`, ``roofline_per_sample``; the machine's figures under ``roofline``).
 
     With ``optimised`` the timed model is :func:`cascade.exits.optimise_for_inference` of ``model``
-    (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region), for
-    the full network and the dynamic forward alike.
+    (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region, and
+    flatten-before-linear in memory order), for the full network and the dynamic forward alike.
     """
     meter = EnergyMeter(str(x.device))
     monitor = LoadMonitor() if x.device.type == "cpu" else None
@@ -361,13 +374,13 @@ def latency_report(
         monitor.start()
     channels_last = optimised and x.device.type == "cpu" and x.dim() == 4
     if optimised:
-        model = optimise_for_inference(model, channels_last=channels_last)
+        model = optimise_for_inference(model, channels_last=channels_last, example=x[:1])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
     report: dict[str, Any] = {
         "threads": torch.get_num_threads(),
         "device": device_name(x.device),
-        "layout": {"bn_folded": optimised, "channels_last": channels_last},
+        "layout": {"bn_folded": optimised, "channels_last": channels_last, **_slicing(model)},
         "measured_energy_source": meter.source,
         "measured_energy_reason": meter.reason,
         "exit_paths": [],

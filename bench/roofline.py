@@ -6,12 +6,21 @@ and small layers by the cost of dispatching each operator. The model, per layer 
 :class:`bench.cost.Profile` (what actually ran, so a dynamic early exit is predicted from the
 operators it really dispatched):
 
-    time = kernels x launch[family] + (ops - kernels) x overhead + max(MACs / rate[family], bytes / bandwidth)
+    time = kernels x launch[family] + (ops - kernels) x overhead
+           + max(MACs / rate[family] + window elements / pool rate, bytes / bandwidth)
 
 * ``rate[family]``: the sustained MAC rate of the layer's kernel family (``conv``: a 3 x 3
   convolution, 64 -> 64 channels; ``conv_thin``: fewer than 8 input channels per group, e.g. a 3 x 3
-  stem from 3 channels; ``matmul``: a 256 x 1024 x 1024 matrix product), measured by
-  :func:`measure_machine` in the layout the latency runs use (NHWC on CPU);
+  stem from 3 channels; ``matmul``: a 256 x 1024 x 1024 matrix product; ``matmul_narrow``: fewer
+  than 16 output columns, a classification head, measured as a 1024 -> 10 linear layer on 256 rows),
+  measured by :func:`measure_machine` in the layout the latency runs use (NHWC on CPU). Convolutions
+  take their rate from a curve over the reduction length K = C_in per group x R x S instead
+  (:func:`conv_rate`, four convolutions from K = 27 to 1600): on the 2-core CPU a 1 -> 32-channel
+  5 x 5 convolution (K = 25) runs at 34 GMAC/s, a 64 -> 64 5 x 5 one (K = 1600) at 73;
+* ``pool rate``: elements read per second by a 2 x 2 max-pool (64 x 32 x 28 x 28 input): pooling
+  kernels compare every window element and run several times slower per byte than an
+  element-wise operator, so bandwidth alone under-predicts them (the study CNN's first max-pool:
+  about 10x on the 2-core CPU);
 * ``bandwidth`` and ``overhead``: fitted together on the same machine as the straight line
   ``t = overhead + bytes / bandwidth`` through the times of an element-wise operator (ReLU) on
   tensors of 256 to 4 M elements (least squares on relative error);
@@ -21,7 +30,7 @@ operators it really dispatched):
 * ``bytes``: activations read, parameters read and outputs written (the profile's byte counts);
   ``ops``: operators dispatched (views and allocations left out).
 
-Batch norm and other operators without a MAC-type kernel are memory- or overhead-bound by this
+Batch norm and other operators without a MAC-type kernel or pooling window are memory- or overhead-bound by this
 formula. The machine's figures are cached per device, thread count, layout and torch version
 (``$CASCADE_ROOFLINE_CACHE``, default ``~/.cache/cascade-bench/roofline``; ``off`` measures every
 time) and recorded in each run's latency section.
@@ -50,9 +59,17 @@ from bench.cost import LayerCost, Profile
 from bench.store import atomic_write_bytes, user_cache
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
-FAMILIES = ("conv", "conv_thin", "matmul")
+FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
+#: the family a record made before a family existed falls back to
+FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
+MODEL_VERSION = 4  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
+#: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
+#: batch); K = 27 (a 3-channel stem, the ``conv_thin`` rate), 144, 576 (the ``conv`` rate), 1600
+CONV_CURVE = ((3, 32, 3, 32, 64), (16, 16, 3, 32, 32), (64, 64, 3, 28, 32), (64, 64, 5, 14, 16))
+#: and of the bandwidth-by-size curve, which goes on to DRAM-sized tensors (134 MB moved per call)
+CURVE_SIZES = (*FIT_SIZES, 4**12)
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,11 @@ class Machine:
     bandwidth: float  # bytes per second
     overhead: float  # seconds per dispatched operator
     launch: dict[str, float] = field(default_factory=dict)  # kernel family -> seconds per MAC-type kernel call
+    pool_rate: float = 0.0  # pooling-window elements read per second (0: pooling is bandwidth-bound)
+    # [bytes moved per call, seconds per call] of the element-wise benchmark from cache to DRAM sizes
+    memory_curve: list[list[float]] = field(default_factory=list)
+    # [reduction length K, MACs per second] of convolutions with K = 27 .. 1600 (CONV_CURVE)
+    conv_curve: list[list[float]] = field(default_factory=list)
     seconds: float = 0.0  # how long the micro-benchmark took
     measured_at: str = ""
 
@@ -86,19 +108,75 @@ def device_name(device: torch.device | str) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+def memory_seconds(nbytes: float, calls: int, machine: Machine) -> float:
+    """Seconds to move ``nbytes`` in ``calls`` operator calls, at the bandwidth measured for that size per call.
+
+    With a measured curve (:attr:`Machine.memory_curve`) the bandwidth is the effective one of the
+    element-wise benchmark at the same traffic per call, interpolated in log size and clamped to the
+    measured range: a few MB per call stream from cache, tens of MB from DRAM into freshly mapped
+    pages, several times slower on the 2-core CPU. Without one: the fitted :attr:`Machine.bandwidth`.
+    """
+    if nbytes <= 0:
+        return 0.0
+    points = [(b, b / (t - machine.overhead)) for b, t in machine.memory_curve if t > 1.5 * machine.overhead]
+    if calls < 1 or len(points) < 2:
+        return nbytes / machine.bandwidth
+    sizes, bandwidths = zip(*points)
+    bandwidth = float(np.interp(np.log(nbytes / calls), np.log(sizes), bandwidths))
+    return nbytes / bandwidth
+
+
+def conv_rate(reduction: int, machine: Machine) -> float:
+    """MACs per second of a convolution with reduction length ``reduction`` (= C_in per group x R x S).
+
+    Interpolated in log K over the measured :attr:`Machine.conv_curve` and clamped to its range.
+    """
+    ks, rates = zip(*machine.conv_curve)
+    return float(np.interp(np.log(reduction), np.log(ks), rates))
+
+
 def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
-    """Predicted seconds of one profiled layer (all its calls) and what bounds it: compute, memory or overhead."""
-    moved = (layer.input_bytes + layer.weight_bytes + layer.output_bytes) / machine.bandwidth
-    compute = 0.0
-    if layer.mac_type and layer.macs:
-        compute = (layer.macs - layer.norm_macs) / machine.mac_rate[layer.family or "matmul"]
-    kernels = layer.mac_ops if layer.mac_type else 0
-    launch = machine.launch.get(layer.family or "matmul", machine.overhead) if kernels else 0.0
-    dispatch = kernels * launch + (layer.ops - kernels) * machine.overhead
-    bound = "compute" if compute >= moved else "memory"
-    if dispatch > max(compute, moved):
+    """Predicted seconds of one profiled layer (all its calls) and what bounds it: compute, memory or overhead.
+
+    Each class of operator in the row gets its own roofline: MAC-type kernels max(MACs / rate, their
+    bytes / bandwidth), pooling max(window elements / pool rate, its bytes / bandwidth), the rest
+    (element-wise, movement) their bytes / bandwidth; the three add up, plus the dispatch costs.
+    A traced backbone puts a whole segment in one row, where a single max over the row would hide
+    every element-wise operator behind the convolutions.
+    """
+    macs, calls = layer.family_macs, layer.family_ops
+    if layer.mac_type and not macs:  # a row built by hand: its MAC-type work as matmul kernels
+        macs, calls = {"matmul": layer.macs - layer.norm_macs}, {"matmul": layer.mac_ops}
+
+    def known(family: str) -> str:  # figures measured before a family existed: its fallback's
+        return family if family in machine.mac_rate else FALLBACK.get(family, "matmul")
+
+    total_bytes = layer.input_bytes + layer.weight_bytes + layer.output_bytes
+    kernel_bytes, window_bytes = layer.kernel_bytes, layer.window_bytes
+    if not kernel_bytes and not window_bytes:  # a row built by hand (one class of operator): all its bytes
+        kernel_bytes = total_bytes if layer.mac_type else 0
+        window_bytes = total_bytes if layer.window_ops and not layer.mac_type else 0
+    kernels = sum(calls.values())
+    windows = layer.window_calls or (1 if window_bytes else 0)
+    by_reduction = layer.conv_reduction_macs if len(machine.conv_curve) >= 2 else {}
+    mac_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items()
+                      if not (by_reduction and f in ("conv", "conv_thin")))  # fmt: skip
+    mac_compute += sum(n / conv_rate(k, machine) for k, n in by_reduction.items())
+    mac_memory = memory_seconds(kernel_bytes, max(kernels, 1), machine)
+    window_compute = layer.window_ops / machine.pool_rate if layer.window_ops and machine.pool_rate else 0.0
+    window_memory = memory_seconds(window_bytes, windows, machine)
+    other_memory = memory_seconds(total_bytes - kernel_bytes - window_bytes,
+                                  max(layer.ops - kernels - windows, 1), machine)  # fmt: skip
+    roof = max(mac_compute, mac_memory) + max(window_compute, window_memory) + other_memory
+    launch = sum(n * machine.launch.get(known(f), machine.overhead) for f, n in calls.items())
+    dispatch = launch + (layer.ops - kernels) * machine.overhead
+    compute = (mac_compute if mac_compute >= mac_memory else 0.0) + (
+        window_compute if window_compute >= window_memory else 0.0
+    )
+    bound = "compute" if compute and compute >= roof - compute else "memory"
+    if dispatch > roof:
         bound = "overhead"
-    return dispatch + max(compute, moved), bound
+    return dispatch + roof, bound
 
 
 @dataclass(frozen=True)
@@ -181,24 +259,35 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
     def rnd(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=gen).to(device)
 
-    rates, launch = {}, {}
-    for family, (cin, cout, hw, batch) in {"conv": (64, 64, 28, 32), "conv_thin": (3, 32, 32, 64)}.items():
-        conv = nn.Conv2d(cin, cout, 3, padding=1).to(device).eval().to(memory_format=fmt)
+    rates, launch, curve = {}, {}, []
+    for cin, cout, k, hw, batch in CONV_CURVE:
+        conv = nn.Conv2d(cin, cout, k, padding=k // 2).to(device).eval().to(memory_format=fmt)
         x = rnd(batch, cin, hw, hw).contiguous(memory_format=fmt)
-        macs = batch * hw * hw * cout * cin * 9
-        rates[family] = macs / _median_seconds(functools.partial(conv, x), device)
-        tiny = rnd(1, cin, 4, 4).contiguous(memory_format=fmt)
-        launch[family] = _median_seconds(functools.partial(conv, tiny), device, min_seconds=0.02)
+        rate = batch * hw * hw * cout * cin * k * k / _median_seconds(functools.partial(conv, x), device)
+        curve.append([cin * k * k, rate])
+        family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
+        if family:
+            rates[family] = rate
+            tiny = rnd(1, cin, 4, 4).contiguous(memory_format=fmt)
+            launch[family] = _median_seconds(functools.partial(conv, tiny), device, min_seconds=0.02)
     a, w = rnd(256, 1024), rnd(1024, 1024)
     rates["matmul"] = 256 * 1024 * 1024 / _median_seconds(lambda: a @ w, device)
     lin, tiny = nn.Linear(16, 16).to(device).eval(), rnd(1, 16)
-    launch["matmul"] = _median_seconds(lambda: lin(tiny), device, min_seconds=0.02)
+    launch["matmul"] = _median_seconds(functools.partial(lin, tiny), device, min_seconds=0.02)
+    head = nn.Linear(1024, 10).to(device).eval()
+    rates["matmul_narrow"] = 256 * 1024 * 10 / _median_seconds(functools.partial(head, a), device)
+    narrow = nn.Linear(16, 10).to(device).eval()
+    launch["matmul_narrow"] = _median_seconds(functools.partial(narrow, tiny), device, min_seconds=0.02)
+    fmap = rnd(64, 32, 28, 28).contiguous(memory_format=fmt)
+    pool_rate = fmap.numel() / _median_seconds(functools.partial(nn.functional.max_pool2d, fmap, 2), device)
     sizes, times = [], []
-    for n in FIT_SIZES:
+    for n in CURVE_SIZES:
         x = rnd(n)
         times.append(_median_seconds(functools.partial(torch.relu, x), device, min_seconds=0.02))
         sizes.append(8.0 * n)  # 4 bytes read, 4 written
-    overhead, bandwidth = fit_overhead_bandwidth(sizes, times)
+        del x
+    fit = len(FIT_SIZES)
+    overhead, bandwidth = fit_overhead_bandwidth(sizes[:fit], times[:fit])
     return Machine(
         device=device_name(device),
         threads=torch.get_num_threads(),
@@ -208,6 +297,9 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
         bandwidth=bandwidth,
         overhead=overhead,
         launch=launch,
+        pool_rate=pool_rate,
+        memory_curve=[[b, t] for b, t in zip(sizes, times)],
+        conv_curve=curve,
         seconds=time.perf_counter() - start,
         measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -222,7 +314,8 @@ def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = 
     device = torch.device(device)
     nhwc = device.type == "cpu" if channels_last is None else channels_last
     layout = "nhwc" if nhwc else "nchw"
-    ident = f"{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}-torch{torch.__version__}"
+    ident = (f"{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
+             f"-torch{torch.__version__}-v{MODEL_VERSION}")  # fmt: skip
     cache = default_cache()
     path = cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
     if path is not None and path.is_file() and not refresh:

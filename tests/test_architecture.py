@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import bench.runner as runner
+from bench.cost import counting
 from bench.record import SCHEMA_VERSION, RunRecord, StoreError
 from bench.report import write_report
 from bench.results import load_results
@@ -24,6 +25,7 @@ from bench.store import ResultStore
 from bench.suite import load_suite
 from cascade import build_model, build_policy, dynamic_forward
 from cascade.exits import optimise_for_inference
+from cascade.layers import ChunkedSegment, FlattenChannelsLast
 from cascade.losses import LOSSES, Loss
 
 from .conftest import REPO
@@ -216,10 +218,24 @@ def test_optimised_copy_equals_the_model(name: str, exits: tuple[str, ...]) -> N
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
-    fast = optimise_for_inference(model, channels_last=True)
+    x = torch.randn(64, 1, 28, 28)
+    fast = optimise_for_inference(model, channels_last=True, example=x[:1])
     bn = [m for seg in fast.exit_segments for m in seg.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert not bn  # BN really folded, in the traced segments too
-    x = torch.randn(64, 1, 28, 28)
+    # flatten-before-linear in memory order on every head that flattens a map of more than one pixel
+    # (study CNN: every exit and the classifier; ResNet-20's heads pool to 1 x 1 first)
+    flat = [m for m in fast.modules() if isinstance(m, FlattenChannelsLast)]
+    assert len(flat) == (len(exits) + 1 if name == "study_cnn" else 0)
+    if flat:  # and it is a view: the head's flatten dispatches no copy (the standard one copies the map)
+        xs = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), counting(fast) as prof:
+            fast.forward_until(xs, 0)
+        with torch.no_grad(), counting(plain := optimise_for_inference(model, channels_last=True)) as ref_prof:
+            plain.forward_until(xs, 0)  # NHWC without the example: the standard flatten, a copy
+        head_flat = f"exits.{exits[0]}.0"
+        assert head_flat not in {r.module for r in prof.layers if r.ops}
+        map_elems = {"p1": 4 * 14 * 14, "p2": 6 * 7 * 7}[exits[0]]  # channels (4, 6, 8), 28 -> 14 -> 7
+        assert {r.module: r.output_bytes for r in ref_prof.layers}[head_flat] == 4 * xs.shape[0] * map_elems
     with torch.no_grad():
         ref, got = model(x).logits, fast(x.contiguous(memory_format=torch.channels_last)).logits
     for a, b in zip(ref, got):
@@ -234,6 +250,31 @@ def test_optimised_copy_equals_the_model(name: str, exits: tuple[str, ...]) -> N
     policy = build_policy("max-prob", threshold=float(conf[i] + conf[i + 1]) / 2)
     d_ref, d_fast = dynamic_forward(model, x, policy), dynamic_forward(fast, x, policy)
     assert torch.equal(d_ref.exit_index, d_fast.exit_index) and torch.equal(d_ref.predictions, d_fast.predictions)
+
+
+def test_large_batches_run_in_cache_sized_slices() -> None:
+    torch.manual_seed(0)
+    model = build_model("study_cnn", exits=("p1",), num_classes=10, in_channels=1, input_size=28).eval()
+    x = torch.randn(200, 1, 28, 28)
+    fast = optimise_for_inference(model, channels_last=True, example=x[:1])
+    first = fast.exit_segments[0]
+    # block 1's largest map: 32 x 28 x 28 floats = 100,352 B per sample; 2 MiB // 100,352 = 20 samples per
+    # slice; sliced from 16 MiB, i.e. batch 168 on
+    assert isinstance(first, ChunkedSegment) and first.map_bytes == 100_352 and first.chunk == 20
+    calls = []
+    hook = first.segment[0][0].register_forward_hook(lambda m, i, o: calls.append(len(i[0])) and None)
+    xs = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got, ref = fast(xs).logits, model(x).logits
+        assert calls == [20] * 10
+        calls.clear()
+        fast.forward_until(xs[:167], 0)
+        assert calls == [167]  # 167 x 100,352 B < 16 MiB: one piece
+    hook.remove()
+    for a, b in zip(ref, got):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    unsliced = optimise_for_inference(model, channels_last=True, example=x[:1], chunk=False)
+    assert not any(isinstance(s, ChunkedSegment) for s in unsliced.exit_segments)
 
 
 def test_small_defects_stay_fixed(tmp_path: Path) -> None:

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from bench import roofline
-from bench.cost import LayerCost, profile
+from bench.cost import LayerCost, counting, profile
 from bench.roofline import Machine, fit_overhead_bandwidth, layer_seconds, predict
-from cascade import StudyCNN
+from cascade import StudyCNN, build_model
+from cascade.exits import optimise_for_inference
 
 SYNTH = Machine(device="synthetic", threads=1, channels_last=False, torch_version="-",
                 mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9}, bandwidth=1e9, overhead=1e-5)  # fmt: skip
@@ -20,11 +21,11 @@ SYNTH = Machine(device="synthetic", threads=1, channels_last=False, torch_versio
 
 def test_layer_time_is_overhead_plus_the_larger_of_compute_and_memory() -> None:
     conv = LayerCost("c", "Conv2d", macs=2_000_000, input_bytes=400_000, weight_bytes=100_000, output_bytes=500_000,
-                     mac_type=True, family="conv", ops=1)  # fmt: skip
+                     mac_type=True, family_macs={"conv": 2_000_000}, ops=1)  # fmt: skip
     # compute 2e6 / 1e9 = 2 ms > memory 1e6 / 1e9 = 1 ms; plus one op's 10 us
     assert layer_seconds(conv, SYNTH) == (pytest.approx(2e-3 + 1e-5), "compute")
-    thin = LayerCost("t", "Conv2d", macs=2_000_000, input_bytes=1, output_bytes=1, mac_type=True, family="conv_thin",
-                     ops=1)  # fmt: skip
+    thin = LayerCost("t", "Conv2d", macs=2_000_000, input_bytes=1, output_bytes=1, mac_type=True,
+                     family_macs={"conv_thin": 2_000_000}, ops=1)  # fmt: skip
     assert layer_seconds(thin, SYNTH)[0] == pytest.approx(2e-2 + 1e-5)  # the thin family's rate, 10x lower
     relu = LayerCost("r", "ReLU", input_bytes=3_000_000, output_bytes=3_000_000, ops=2)
     assert layer_seconds(relu, SYNTH) == (pytest.approx(6e-3 + 2e-5), "memory")
@@ -34,8 +35,8 @@ def test_layer_time_is_overhead_plus_the_larger_of_compute_and_memory() -> None:
 
 def test_kernel_calls_pay_their_family_launch_cost() -> None:
     m = Machine(**{**SYNTH.to_dict(), "launch": {"conv": 5e-5, "matmul": 2e-5}})
-    conv = LayerCost("c", "Conv2d", macs=1000, input_bytes=8, output_bytes=8, mac_type=True, family="conv", ops=3,
-                     mac_ops=2)  # fmt: skip
+    conv = LayerCost("c", "Conv2d", macs=1000, input_bytes=8, output_bytes=8, mac_type=True, ops=3, mac_ops=2,
+                     family_macs={"conv": 1000}, family_ops={"conv": 2})  # fmt: skip
     # 2 kernel calls x 50 us + 1 other op x 10 us + max(1e-6 compute, 16e-9 memory)
     assert layer_seconds(conv, m) == (pytest.approx(2 * 5e-5 + 1e-5 + 1e-6), "overhead")
 
@@ -51,11 +52,48 @@ def test_prediction_of_a_profiled_linear_layer_by_hand() -> None:
     assert pred.per_sample == pytest.approx(pred.seconds / 8) and pred.share("memory") == 1.0
 
 
-def test_thin_convolutions_are_their_own_family() -> None:
-    model = StudyCNN(exits=()).eval()
+def test_thin_convolutions_and_narrow_heads_are_their_own_families() -> None:
+    model = StudyCNN(exits=("p1",)).eval()
     families = {r.module: r.family for r in profile(model, torch.zeros(1, 1, 28, 28)).layers if r.mac_type}
     assert families["blocks.0.0"] == "conv_thin" and families["blocks.1.0"] == "conv"
-    assert families["classifier.1"] == "matmul"
+    assert families["classifier.1"] == "matmul"  # 1152 -> 256
+    assert families["exits.p1.1"] == families["classifier.4"] == "matmul_narrow"  # -> 10 classes
+
+
+def test_a_row_with_several_kernel_families_is_timed_per_family() -> None:
+    # a traced backbone puts every operator in one row: its convolutions at the conv rate, its head at the
+    # narrow-matmul rate, each call at its own family's launch cost
+    m = Machine(**{**SYNTH.to_dict(), "mac_rate": {**SYNTH.mac_rate, "matmul_narrow": 5e8},
+                   "launch": {"conv": 5e-5, "matmul_narrow": 2e-5}})  # fmt: skip
+    row = LayerCost("(top)", "", macs=3_001_000, norm_macs=1000, input_bytes=8, output_bytes=8, mac_type=True, ops=5,
+                    mac_ops=3, family_macs={"conv": 2_000_000, "matmul_narrow": 1_000_000},
+                    family_ops={"conv": 2, "matmul_narrow": 1})  # fmt: skip
+    # compute 2e6 / 1e9 + 1e6 / 5e8 = 4 ms; launches 2 x 50 us + 20 us; 2 other ops x 10 us
+    assert layer_seconds(row, m) == (pytest.approx(4e-3 + 1.2e-4 + 2e-5), "compute")
+    assert row.family == "conv"
+    # the inference copy of ResNet-20 (traced segments, BN folded) times its whole path as one row
+    fast = optimise_for_inference(build_model("resnet20", exits=["layer1"], num_classes=10).eval())
+    with torch.no_grad(), counting(fast) as prof:
+        fast.forward_until(torch.zeros(1, 3, 32, 32), 1)
+    (top,) = [r for r in prof.layers if r.module == "(top)"]
+    assert set(top.family_macs) == {"conv", "conv_thin", "matmul_narrow"}
+    assert sum(top.family_ops.values()) == top.mac_ops
+    assert sum(top.family_macs.values()) == top.macs - top.norm_macs
+
+
+def test_pooling_is_bounded_by_its_window_rate_and_old_records_fall_back() -> None:
+    m = Machine(**{**SYNTH.to_dict(), "pool_rate": 1e8})
+    pool = LayerCost("p", "MaxPool2d", input_bytes=400_000, output_bytes=100_000, ops=1)
+    row = profile(nn.MaxPool2d(2), torch.zeros(1, 4, 10, 10)).layers[0]
+    assert row.window_ops == 400 == row.other_ops  # 4 x 5 x 5 outputs x a 2 x 2 window
+    pool.window_ops = 1_000_000  # 1e6 / 1e8 = 10 ms > 5e5 / 1e9 = 0.5 ms of traffic
+    assert layer_seconds(pool, m) == (pytest.approx(1e-2 + 1e-5), "compute")
+    assert layer_seconds(pool, SYNTH) == (pytest.approx(5e-4 + 1e-5), "memory")  # no pool rate: bandwidth only
+    head = LayerCost("h", "Linear", macs=2_000_000, input_bytes=1, output_bytes=1, mac_type=True, ops=1,
+                     family_macs={"matmul_narrow": 2_000_000})  # fmt: skip
+    assert layer_seconds(head, SYNTH)[0] == pytest.approx(1e-3 + 1e-5)  # no narrow rate recorded: the matmul one
+    narrow = Machine(**{**SYNTH.to_dict(), "mac_rate": {**SYNTH.mac_rate, "matmul_narrow": 5e8}})
+    assert layer_seconds(head, narrow)[0] == pytest.approx(4e-3 + 1e-5)
 
 
 def test_fit_recovers_a_known_line_and_refuses_a_flat_one() -> None:
@@ -91,3 +129,29 @@ def test_the_micro_benchmark_measures_positive_figures() -> None:
     assert set(m.mac_rate) == set(roofline.FAMILIES) and all(r > 1e6 for r in m.mac_rate.values())
     assert m.bandwidth > 1e8 and 0 <= m.overhead < 1e-3 and m.threads == torch.get_num_threads()
     assert set(m.launch) == set(roofline.FAMILIES) and all(0 < t < 0.1 for t in m.launch.values())
+    assert m.pool_rate > 1e6
+
+
+def test_memory_time_follows_the_measured_curve_by_size_per_call() -> None:
+    # a curve measured as overhead 1 us + bytes / bandwidth: 100 GB/s up to 1 MB per call, 10 GB/s at 100 MB
+    m = Machine(**{**SYNTH.to_dict(), "overhead": 1e-6,
+                   "memory_curve": [[1e6, 1e-6 + 1e6 / 1e11], [1e8, 1e-6 + 1e8 / 1e10]]})  # fmt: skip
+    assert roofline.memory_seconds(1e6, 1, m) == pytest.approx(1e-5)  # at a measured point
+    assert roofline.memory_seconds(1e8, 1, m) == pytest.approx(1e-2)
+    assert roofline.memory_seconds(1e8, 100, m) == pytest.approx(1e-3)  # 100 calls of 1 MB: the cache rate
+    assert roofline.memory_seconds(1e7, 1, m) == pytest.approx(1e7 / 5.5e10)  # half-way in log size: mean rate
+    assert roofline.memory_seconds(1e9, 1, m) == pytest.approx(1e-1)  # clamped beyond the range
+    assert roofline.memory_seconds(1e6, 1, SYNTH) == pytest.approx(1e-3)  # no curve: the fitted bandwidth
+
+
+def test_convolution_rate_follows_the_reduction_length() -> None:
+    m = Machine(**{**SYNTH.to_dict(), "conv_curve": [[27, 2e10], [2700, 6e10]]})
+    assert roofline.conv_rate(270, m) == pytest.approx(4e10) and roofline.conv_rate(9, m) == pytest.approx(2e10)
+    conv = LayerCost("c", "Conv2d", macs=3_000_000, input_bytes=8, output_bytes=8, mac_type=True, ops=2, mac_ops=2,
+                     family_macs={"conv": 3_000_000}, family_ops={"conv": 2},
+                     conv_reduction_macs={27: 1_000_000, 2700: 2_000_000})  # fmt: skip
+    # 1e6 / 2e10 + 2e6 / 6e10 = 50 us + 33.3 us, instead of 3e6 / 1e9 at the family rate; 2 launches of 10 us
+    assert layer_seconds(conv, m)[0] == pytest.approx(5e-5 + 2e-6 / 6e-2 + 2e-5)
+    assert layer_seconds(conv, SYNTH)[0] == pytest.approx(3e-3 + 2e-5)
+    row = profile(nn.Conv2d(4, 8, 3, groups=2), torch.zeros(1, 4, 6, 6)).layers[0]
+    assert row.conv_reduction_macs == {2 * 9: 8 * 16 * 18}  # K = 2 channels per group x 3 x 3; 8 x 4 x 4 outputs
