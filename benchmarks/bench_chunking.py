@@ -2,9 +2,9 @@
 
 For the study CNN (exits p1, p2) and ResNet-20 (exits after layer1, layer2) on the inference copy
 (BN folded, NHWC, memory-order flatten), at batch 256, times every segment on the whole batch and in
-slices of 16 / 20 / 32 / 64 / 128 samples, and the choice :func:`cascade.exits.optimise_for_inference`
+slices of 16 / 20 / 32 / 41 / 64 / 128 samples, and the choice :func:`cascade.exits.optimise_for_inference`
 makes (``ChunkedSegment``: slices when the segment's largest feature map reaches ``CHUNK_ABOVE``, of
-``CHUNK_BYTES``), then the full forward with and without that choice. Whole and chunked are timed in
+``CHUNK_BYTES`` per thread), then the full forward with and without that choice. Whole and chunked are timed in
 alternation (:func:`bench.latency.time_pair`); medians in ms.
 
     .venv/bin/python benchmarks/bench_chunking.py            (BENCH_THREADS=1 for one core)
@@ -47,7 +47,7 @@ def main() -> None:
         for level, wrapper in enumerate(fast.exit_segments):
             seg, inp = wrapper.segment, h
             row = [f"{name} segment {level}: map {wrapper.map_bytes * BATCH / 2**20:5.1f} MiB"]
-            for size in (16, 20, 32, 64, 128):
+            for size in (16, 20, 32, 41, 64, 128):
                 slices = functools.partial(chunked, seg, inp, size)
                 whole, part = time_pair(functools.partial(seg, inp), slices, repeats=7)
                 row.append(f"whole {whole.median * 1e3:6.2f}" if size == 16 else "")

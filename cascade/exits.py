@@ -201,8 +201,8 @@ def masked_decisions(logits: Sequence[torch.Tensor], policy: ExitPolicy) -> Earl
 
 
 #: :func:`optimise_for_inference` slices a segment's batch when its largest feature map reaches CHUNK_ABOVE
-#: bytes, into slices whose largest map fits CHUNK_BYTES (measured on a 2-core EPYC, 1 MiB L2 per core,
-#: 32 MiB L3: benchmarks/bench_chunking.py)
+#: bytes, into slices whose largest map fits CHUNK_BYTES per intra-op thread (measured on a 2-core EPYC,
+#: 1 MiB L2 per core, 32 MiB L3: benchmarks/bench_chunking.py)
 CHUNK_ABOVE = 16 * 2**20
 CHUNK_BYTES = 2 * 2**20
 
@@ -228,8 +228,9 @@ def optimise_for_inference(
     on a CPU and ``chunk``, every segment runs in cache-sized slices of the batch
     (:class:`cascade.layers.ChunkedSegment`) when its largest feature map reaches ``CHUNK_ABOVE``
     bytes at the batch it is given (16 MiB: the study CNN's first block from batch 168, ResNet-20's
-    stem and layer1 from batch 256), in slices whose largest map fits ``CHUNK_BYTES`` (2 MiB: 20 and
-    32 samples). MAC counts are always taken on the unfused model.
+    stem and layer1 from batch 256), in slices whose largest map fits ``CHUNK_BYTES`` per intra-op
+    thread (2 MiB: 20 and 32 samples on one thread, 41 and 64 on two). MAC counts are always taken on
+    the unfused model.
     """
     fused = copy.deepcopy(model).eval()
     fused.fold_batch_norm()

@@ -48,30 +48,36 @@ class ChunkedSegment(nn.Module):
     """Runs a segment on slices of the batch when its largest feature map would not stay in cache.
 
     On a CPU, a segment whose feature maps run to tens of MB at the batch size streams each of them
-    through DRAM between operators; on slices of ``chunk`` samples they stay in cache. The function
-    is the same (every operator of an eval-mode segment works per sample), the output one tensor.
+    through DRAM between operators; on slices of :attr:`chunk` samples they stay in cache. The
+    function is the same (every operator of an eval-mode segment works per sample), the output one
+    tensor.
 
     Args:
         segment: the segment.
         map_bytes: bytes of its largest feature map per sample.
         above: slice only batches whose largest map reaches this many bytes.
-        chunk_bytes: the largest map of one slice stays within this many bytes.
+        chunk_bytes: each intra-op thread's share of a slice's largest map stays within this many
+            bytes (one thread: slices of ``chunk_bytes // map_bytes`` samples; two: twice that).
     """
 
     def __init__(self, segment: nn.Module, map_bytes: int, *, above: int, chunk_bytes: int) -> None:
         super().__init__()
         self.segment = segment
-        self.map_bytes, self.above = map_bytes, above
-        self.chunk = max(1, chunk_bytes // max(map_bytes, 1))
+        self.map_bytes, self.above, self.chunk_bytes = max(map_bytes, 1), above, chunk_bytes
+
+    @property
+    def chunk(self) -> int:
+        """Samples per slice at the current intra-op thread count."""
+        return max(1, self.chunk_bytes * torch.get_num_threads() // self.map_bytes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[0]
-        if batch * self.map_bytes < self.above or batch <= self.chunk:
+        batch, chunk = x.shape[0], self.chunk
+        if batch * self.map_bytes < self.above or batch <= chunk:
             return self.segment(x)
-        return torch.cat([self.segment(x[i : i + self.chunk]) for i in range(0, batch, self.chunk)])
+        return torch.cat([self.segment(x[i : i + chunk]) for i in range(0, batch, chunk)])
 
     def extra_repr(self) -> str:
-        return f"chunk={self.chunk}, above={self.above} B"
+        return f"map_bytes={self.map_bytes}, above={self.above}, chunk_bytes={self.chunk_bytes} per thread"
 
 
 class ExitHead(nn.Sequential):

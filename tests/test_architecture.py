@@ -258,15 +258,24 @@ def test_large_batches_run_in_cache_sized_slices() -> None:
     x = torch.randn(200, 1, 28, 28)
     fast = optimise_for_inference(model, channels_last=True, example=x[:1])
     first = fast.exit_segments[0]
-    # block 1's largest map: 32 x 28 x 28 floats = 100,352 B per sample; 2 MiB // 100,352 = 20 samples per
-    # slice; sliced from 16 MiB, i.e. batch 168 on
-    assert isinstance(first, ChunkedSegment) and first.map_bytes == 100_352 and first.chunk == 20
+    # block 1's largest map: 32 x 28 x 28 floats = 100,352 B per sample; 2 MiB per thread // 100,352 = 20
+    # samples per slice on one thread, 41 on two; sliced from 16 MiB, i.e. batch 168 on
+    assert isinstance(first, ChunkedSegment) and first.map_bytes == 100_352
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert first.chunk == 20
+        torch.set_num_threads(2)
+        assert first.chunk == 41
+    finally:
+        torch.set_num_threads(threads)
+    chunk = first.chunk
     calls = []
     hook = first.segment[0][0].register_forward_hook(lambda m, i, o: calls.append(len(i[0])) and None)
     xs = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         got, ref = fast(xs).logits, model(x).logits
-        assert calls == [20] * 10
+        assert calls == [min(chunk, 200 - i) for i in range(0, 200, chunk)] and len(calls) > 1
         calls.clear()
         fast.forward_until(xs[:167], 0)
         assert calls == [167]  # 167 x 100,352 B < 16 MiB: one piece

@@ -83,10 +83,12 @@ def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -
     assert rep["threads"] == torch.get_num_threads()
     assert {p["batch_size"] for p in rep["exit_paths"]} == {1, 32}
     # the timed copy: every head flattens in memory order; segments would be sliced only at large batches:
-    # largest maps 4 x 28 x 28 and 6 x 14 x 14 floats = 12,544 and 4,704 B per sample; 2 MiB // those;
-    # 16 MiB / those, rounded up
+    # largest maps 4 x 28 x 28 and 6 x 14 x 14 floats = 12,544 and 4,704 B per sample; slices of 2 MiB per
+    # thread // those (167 and 445 samples on one thread); from 16 MiB / those, rounded up
+    threads = rep["threads"]
     assert rep["layout"]["flatten_memory_order"] is True
-    assert rep["layout"]["segment_slices"] == [{"chunk": 167, "from_batch": 1338}, {"chunk": 445, "from_batch": 3567}]
+    assert rep["layout"]["segment_slices"] == [{"chunk": 2**21 * threads // 12_544, "from_batch": 1338},
+                                               {"chunk": 2**21 * threads // 4_704, "from_batch": 3567}]  # fmt: skip
     assert rep["load"]["cores"] >= 1 and {"before", "during", "busy"} <= set(rep["load"])
     for c in rep["cascade"]:
         assert c["dynamic"]["median"] > 0 and sum(c["exit_share"]) == pytest.approx(1.0)
