@@ -367,6 +367,7 @@ def latency_report(
     (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region, and
     flatten-before-linear in memory order), for the full network and the dynamic forward alike.
     """
+    allocator = roofline.keep_freed_memory() if x.device.type == "cpu" else {}
     meter = EnergyMeter(str(x.device))
     monitor = LoadMonitor() if x.device.type == "cpu" else None
     load_before = monitor.before() if monitor else None
@@ -381,6 +382,7 @@ def latency_report(
         "threads": torch.get_num_threads(),
         "device": device_name(x.device),
         "layout": {"bn_folded": optimised, "channels_last": channels_last, **_slicing(model)},
+        "allocator": allocator,
         "measured_energy_source": meter.source,
         "measured_energy_reason": meter.reason,
         "exit_paths": [],

@@ -38,6 +38,8 @@ time) and recorded in each run's latency section.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime
 import functools
 import json
@@ -62,7 +64,7 @@ CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
 #: the family a record made before a family existed falls back to
 FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
-MODEL_VERSION = 4  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 5  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
@@ -90,6 +92,7 @@ class Machine:
     # [reduction length K, MACs per second] of convolutions with K = 27 .. 1600 (CONV_CURVE)
     conv_curve: list[list[float]] = field(default_factory=list)
     seconds: float = 0.0  # how long the micro-benchmark took
+    allocator: dict[str, Any] = field(default_factory=dict)  # keep_freed_memory() as the benchmark ran
     measured_at: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,12 +250,49 @@ def fit_overhead_bandwidth(nbytes: list[float], seconds: list[float]) -> tuple[f
     return max(float(overhead), 0.0), float(1.0 / inv_bw)
 
 
+KEEP_ENV = "CASCADE_KEEP_FREED_MEMORY"
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_TOP_PAD = 64 << 20
+_KEPT: dict[str, Any] = {}
+
+
+def keep_freed_memory() -> dict[str, Any]:
+    """Stop glibc's malloc from handing freed memory back to the OS, for timing (process-wide, for good).
+
+    By default glibc serves allocations of 32 MiB and more with fresh ``mmap`` pages and trims freed
+    memory at the top of the heap, so the large activations of a forward pass are page-faulted in
+    again on every call: on the 2-core VM a 134 MB element-wise pass ran at 3.6 GB/s that way and at
+    23 GB/s with freed memory kept, and the study CNN's first block (exit p1's path) took 10.3 ms
+    instead of 5.1 at two threads. PyTorch's CPU performance guide recommends jemalloc or tcmalloc
+    for this reason; this is glibc's equivalent (``mallopt``: no ``mmap`` allocations, no trimming,
+    64 MiB top pad), applied before anything is timed or the roofline is measured. Memory freed
+    afterwards stays with the process (its peak RSS is kept). ``CASCADE_KEEP_FREED_MEMORY=0`` leaves
+    the allocator alone. Returns what was done, for the run's provenance.
+    """
+    if _KEPT:
+        return dict(_KEPT)
+    if os.environ.get(KEEP_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return {"kept": False, "reason": f"{KEEP_ENV}=0"}
+    if platform.libc_ver()[0] != "glibc":
+        return {"kept": False, "reason": f"allocator not glibc ({platform.system()})"}
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, _TOP_PAD))
+    done = [libc.mallopt(param, value) for param, value in settings]
+    if not all(done):
+        return {"kept": False, "reason": f"mallopt refused ({done})"}
+    _KEPT.update(kept=True, allocator=f"glibc {platform.libc_ver()[1]}", mmap_max=0, trim_threshold=2**31 - 1,
+                 top_pad=_TOP_PAD)  # fmt: skip
+    return dict(_KEPT)
+
+
 @torch.no_grad()
 def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None) -> Machine:
     """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds)."""
     device = torch.device(device)
     nhwc = device.type == "cpu" if channels_last is None else channels_last
     fmt = torch.channels_last if nhwc else torch.contiguous_format
+    allocator = keep_freed_memory() if device.type == "cpu" else {}
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(0)
 
@@ -300,6 +340,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
         pool_rate=pool_rate,
         memory_curve=[[b, t] for b, t in zip(sizes, times)],
         conv_curve=curve,
+        allocator=allocator,
         seconds=time.perf_counter() - start,
         measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -314,8 +355,9 @@ def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = 
     device = torch.device(device)
     nhwc = device.type == "cpu" if channels_last is None else channels_last
     layout = "nhwc" if nhwc else "nchw"
+    kept = "" if device.type != "cpu" or keep_freed_memory().get("kept") else "-trimming"
     ident = (f"{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
-             f"-torch{torch.__version__}-v{MODEL_VERSION}")  # fmt: skip
+             f"-torch{torch.__version__}-v{MODEL_VERSION}{kept}")  # fmt: skip
     cache = default_cache()
     path = cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
     if path is not None and path.is_file() and not refresh:

@@ -18,6 +18,7 @@ import os
 import torch
 
 from bench.latency import time_pair
+from bench.roofline import keep_freed_memory
 from cascade import StudyCNN, build_model
 from cascade.exits import CHUNK_ABOVE, CHUNK_BYTES, optimise_for_inference
 
@@ -31,6 +32,7 @@ def chunked(segment: torch.nn.Module, x: torch.Tensor, size: int) -> torch.Tenso
 @torch.no_grad()
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    keep_freed_memory()  # as latency reports time
     print(f"threads {torch.get_num_threads()}, batch {BATCH}, CHUNK_ABOVE {CHUNK_ABOVE >> 20} MiB, "
           f"CHUNK_BYTES {CHUNK_BYTES >> 20} MiB")  # fmt: skip
     cases = {

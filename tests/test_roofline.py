@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,19 @@ def test_convolution_rate_follows_the_reduction_length() -> None:
     assert layer_seconds(conv, SYNTH)[0] == pytest.approx(3e-3 + 2e-5)
     row = profile(nn.Conv2d(4, 8, 3, groups=2), torch.zeros(1, 4, 6, 6)).layers[0]
     assert row.conv_reduction_macs == {2 * 9: 8 * 16 * 18}  # K = 2 channels per group x 3 x 3; 8 x 4 x 4 outputs
+
+
+def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    psutil = pytest.importorskip("psutil")
+    if platform.libc_ver()[0] != "glibc":
+        assert roofline.keep_freed_memory()["kept"] is False
+        return
+    assert roofline.keep_freed_memory()["kept"] is True and roofline.keep_freed_memory()["mmap_max"] == 0
+    proc = psutil.Process()
+    big = torch.ones(50_000_000)  # 200 MB, touched: glibc's default would mmap it and unmap it on free
+    touched = proc.memory_info().rss
+    del big
+    assert proc.memory_info().rss > touched - 50e6  # kept: the 200 MB did not go back to the OS
+    monkeypatch.setattr(roofline, "_KEPT", {})
+    monkeypatch.setenv(roofline.KEEP_ENV, "0")
+    assert roofline.keep_freed_memory() == {"kept": False, "reason": "CASCADE_KEEP_FREED_MEMORY=0"}
