@@ -197,7 +197,8 @@ class LayerCost:
     family_macs: dict[str, int] = field(default_factory=dict)
     family_ops: dict[str, int] = field(default_factory=dict)
     # convolution MACs by reduction length K = input channels per group x kernel area (what a convolution
-    # kernel's MAC rate depends on most: 1 -> 32 channels 5 x 5 runs at half the rate of 64 -> 64 5 x 5)
+    # kernel's MAC rate depends on most), counting only the taps that land on the input, not on its zero
+    # padding (kernels skip those: a 5 x 5 convolution on 7 x 7 pixels has 31 % of its taps in the padding)
     conv_reduction_macs: dict[int, int] = field(default_factory=dict)
     window_ops: int = 0  # elements read by pooling windows (output elements x window size; also in other_ops)
     window_calls: int = 0  # pooling operators
@@ -268,6 +269,35 @@ class Profile:
         return out
 
 
+def valid_tap_share(
+    size: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
+) -> float:
+    """Share of a convolution's (output, kernel tap) pairs whose tap lands on the input, not on zero padding.
+
+    Per spatial axis: outputs o = 0 .. (size + 2 pad - dil (k - 1) - 1) // stride, taps t = 0 .. k - 1,
+    input index o stride - pad + t dil; the share is the product over axes. 5 x 5 taps, padding 2, on
+    7 x 7 pixels: (3 + 4 + 5 + 5 + 5 + 4 + 3) / 35 per axis, 0.686 in all.
+    """
+    share = 1.0
+    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation):
+        outputs = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if outputs < 1:
+            return 1.0
+        valid = sum(1 for o in range(outputs) for t in range(k) if 0 <= o * s - p + t * d < n)
+        share *= valid / (outputs * k)
+    return share
+
+
+def _valid_tap_share(args: Sequence[Any]) -> float:
+    """:func:`valid_tap_share` of an ``aten.convolution`` call (transposed convolutions: 1)."""
+    x, w = args[0], args[1]
+    if len(args) < 7 or args[6]:
+        return 1.0
+    axes = w.dim() - 2
+    stride, padding, dilation = ([int(v) for v in a] * (axes if len(a) == 1 else 1) for a in args[3:6])
+    return valid_tap_share(x.shape[2:], w.shape[2:], stride, padding, dilation)
+
+
 def _numel_bytes(tensors: Sequence[torch.Tensor]) -> tuple[int, int]:
     return sum(t.numel() for t in tensors), sum(t.numel() * t.element_size() for t in tensors)
 
@@ -309,7 +339,8 @@ class _CostMode(TorchDispatchMode):
             layer.add_kernel(family, macs)
             if packet in _CONV:
                 reduction = math.prod(int(d) for d in args[1].shape[1:])
-                layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + macs
+                valid = round(macs * _valid_tap_share(args))
+                layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + valid
             layer.kernel_bytes += b_in + b_w + b_out
         elif packet in _SDPA_CAUSAL_ARG:
             layer.add_kernel("matmul", _sdpa_call_macs(packet, args, kwargs))

@@ -15,8 +15,9 @@ operators it really dispatched):
   than 16 output columns, a classification head, measured as a 1024 -> 10 linear layer on 256 rows),
   measured by :func:`measure_machine` in the layout the latency runs use (NHWC on CPU). Convolutions
   take their rate from a curve over the reduction length K = C_in per group x R x S instead
-  (:func:`conv_rate`, four convolutions from K = 27 to 1600): on the 2-core CPU a 1 -> 32-channel
-  5 x 5 convolution (K = 25) runs at 34 GMAC/s, a 64 -> 64 5 x 5 one (K = 1600) at 73;
+  (:func:`conv_rate`, four convolutions from K = 27 to 1600), in MACs whose taps land on the input:
+  kernels skip the zero padding, so a 5 x 5 convolution on 7 x 7 pixels (31 % of its taps in the
+  padding) seemed to run at 73 GMAC/s and the same one on 14 x 14 at 60, both 50 counted this way;
 * ``pool rate``: elements read per second by a 2 x 2 max-pool (64 x 32 x 28 x 28 input): pooling
   kernels compare every window element and run several times slower per byte than an
   element-wise operator, so bandwidth alone under-predicts them (the study CNN's first max-pool:
@@ -57,14 +58,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.cost import LayerCost, Profile
+from bench.cost import LayerCost, Profile, valid_tap_share
 from bench.store import atomic_write_bytes, user_cache
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
 #: the family a record made before a family existed falls back to
 FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
-MODEL_VERSION = 5  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 6  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
@@ -303,7 +304,8 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
     for cin, cout, k, hw, batch in CONV_CURVE:
         conv = nn.Conv2d(cin, cout, k, padding=k // 2).to(device).eval().to(memory_format=fmt)
         x = rnd(batch, cin, hw, hw).contiguous(memory_format=fmt)
-        rate = batch * hw * hw * cout * cin * k * k / _median_seconds(functools.partial(conv, x), device)
+        valid = valid_tap_share((hw, hw), (k, k), (1, 1), (k // 2, k // 2), (1, 1))  # MACs on real input
+        rate = batch * hw * hw * cout * cin * k * k * valid / _median_seconds(functools.partial(conv, x), device)
         curve.append([cin * k * k, rate])
         family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
         if family:

@@ -172,3 +172,15 @@ def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.Mo
     monkeypatch.setattr(roofline, "_KEPT", {})
     monkeypatch.setenv(roofline.KEEP_ENV, "0")
     assert roofline.keep_freed_memory() == {"kept": False, "reason": "CASCADE_KEEP_FREED_MEMORY=0"}
+
+
+def test_padding_taps_are_left_out_of_the_convolution_rate_work() -> None:
+    from bench.cost import valid_tap_share
+
+    # 5 x 5 taps, padding 2, 7 pixels: valid taps per output 3, 4, 5, 5, 5, 4, 3 -> 29 of 35 per axis
+    assert valid_tap_share((7, 7), (5, 5), (1, 1), (2, 2), (1, 1)) == pytest.approx((29 / 35) ** 2)
+    # stride 2, padding 1, 3 taps on 5 pixels: outputs read inputs -1..1, 1..3, 3..5 -> 2 + 3 + 2 of 9
+    assert valid_tap_share((5,), (3,), (2,), (1,), (1,)) == pytest.approx(7 / 9)
+    assert valid_tap_share((8, 8), (3, 3), (1, 1), (0, 0), (1, 1)) == 1.0  # no padding
+    row = profile(nn.Conv2d(1, 1, 5, padding=2), torch.zeros(1, 1, 7, 7)).layers[0]
+    assert row.macs == 49 * 25 and row.conv_reduction_macs == {25: 29 * 29}  # MAC count itself unchanged
