@@ -154,8 +154,9 @@ class LatencyRecord:
 
     threads: int
     device: str
-    # bn_folded, channels_last; absent from run files written before the timed copy was optimised
-    layout: dict[str, bool] | None = field(default=None, metadata=OMIT)
+    # bn_folded, channels_last, flatten_memory_order, segment_slices (what cascade.exits.optimise_for_inference
+    # did); absent from run files written before the timed copy was optimised
+    layout: dict[str, Any] | None = field(default=None, metadata=OMIT)
     measured_energy_source: str | None = None
     measured_energy_reason: str | None = None
     exit_paths: list[dict[str, Any]] = field(default_factory=list)
@@ -165,6 +166,8 @@ class LatencyRecord:
     load: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # the machine's roofline figures (bench.roofline.Machine); absent from older files
     roofline: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # what bench.roofline.keep_freed_memory did to the allocator before timing; absent from older files
+    allocator: dict[str, Any] | None = field(default=None, metadata=OMIT)
 
     @property
     def busy(self) -> bool:

@@ -128,6 +128,9 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
         assert column in summary[0]
     # the roofline: the machine's figures and a prediction for every timed path and cascade
     assert rec.latency.roofline and rec.latency.roofline["threads"] == rec.latency.threads
+    # the timed copy and the allocator as they were, in the run file
+    assert rec.latency.allocator is not None and "kept" in rec.latency.allocator
+    assert rec.latency.layout and set(rec.latency.layout) >= {"flatten_memory_order", "segment_slices"}
     assert all(p["roofline_per_sample"] > 0 for p in rec.latency.exit_paths)
     assert all(c["roofline_per_sample"] > 0 and c["roofline_full_per_sample"] > 0 for c in rec.latency.cascade)
     # buffered energy: stated with its hardware and batch; at batch 1 this tiny model fits, so it equals ideal
