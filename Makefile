@@ -31,6 +31,7 @@ typecheck: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_chunking.py
+	$(BIN)/python benchmarks/bench_roofline_segments.py
 	$(BIN)/python -m pytest benchmarks -q -s
 
 clean:
