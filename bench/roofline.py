@@ -65,7 +65,7 @@ CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
 #: the family a record made before a family existed falls back to
 FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
-MODEL_VERSION = 7  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 8  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
@@ -74,6 +74,7 @@ FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 CONV_CURVE = ((1, 32, 5, 28, 64), (3, 32, 3, 32, 64), (16, 16, 3, 32, 32), (64, 64, 3, 28, 32), (64, 64, 5, 14, 16))
 #: and of the bandwidth-by-size curve, which goes on to DRAM-sized tensors (134 MB moved per call)
 CURVE_SIZES = (*FIT_SIZES, 4**12)
+RATE_ROUNDS = 2  # rounds over the rate benchmarks; each rate is the fastest round's
 
 
 @dataclass(frozen=True)
@@ -302,30 +303,40 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
     def rnd(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=gen).to(device)
 
-    rates, launch, curve = {}, {}, []
+    # every MAC-type and pooling rate: (name, callable, work per call); timed in RATE_ROUNDS interleaved
+    # rounds and the fastest kept: noise only ever slows a kernel down, and a slow spell of the machine
+    # (a measurement right after training) once took a point of the convolution curve to 60 % of its rate
+    probes: list[tuple[str, Callable[[], Any], float]] = []
+    launch: dict[str, float] = {}
     for cin, cout, k, hw, batch in CONV_CURVE:
         conv = nn.Conv2d(cin, cout, k, padding=k // 2).to(device).eval().to(memory_format=fmt)
         x = rnd(batch, cin, hw, hw).contiguous(memory_format=fmt)
-        for _ in range(3):  # primitive creation and the first touch of its buffers are not the rate
-            conv(x)
         valid = valid_tap_share((hw, hw), (k, k), (1, 1), (k // 2, k // 2), (1, 1))  # MACs on real input
-        rate = batch * hw * hw * cout * cin * k * k * valid / _median_seconds(functools.partial(conv, x), device)
-        curve.append([cin * k * k, rate])
+        probes.append((f"conv{cin * k * k}", functools.partial(conv, x), batch * hw * hw * cout * cin * k * k * valid))
         family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
         if family:
-            rates[family] = rate
             tiny = rnd(1, cin, 4, 4).contiguous(memory_format=fmt)
             launch[family] = _median_seconds(functools.partial(conv, tiny), device, min_seconds=0.02)
     a, w = rnd(256, 1024), rnd(1024, 1024)
-    rates["matmul"] = 256 * 1024 * 1024 / _median_seconds(lambda: a @ w, device)
+    probes.append(("matmul", functools.partial(torch.matmul, a, w), 256 * 1024 * 1024))
     lin, tiny = nn.Linear(16, 16).to(device).eval(), rnd(1, 16)
     launch["matmul"] = _median_seconds(functools.partial(lin, tiny), device, min_seconds=0.02)
     head = nn.Linear(1024, 10).to(device).eval()
-    rates["matmul_narrow"] = 256 * 1024 * 10 / _median_seconds(functools.partial(head, a), device)
+    probes.append(("matmul_narrow", functools.partial(head, a), 256 * 1024 * 10))
     narrow = nn.Linear(16, 10).to(device).eval()
     launch["matmul_narrow"] = _median_seconds(functools.partial(narrow, tiny), device, min_seconds=0.02)
     fmap = rnd(64, 32, 28, 28).contiguous(memory_format=fmt)
-    pool_rate = fmap.numel() / _median_seconds(functools.partial(nn.functional.max_pool2d, fmap, 2), device)
+    probes.append(("pool", functools.partial(nn.functional.max_pool2d, fmap, 2), fmap.numel()))
+    best: dict[str, float] = {}
+    for _ in range(RATE_ROUNDS):
+        for name, fn, work in probes:
+            for _ in range(3):  # primitive creation and the first touch of its buffers are not the rate
+                fn()
+            best[name] = max(best.get(name, 0.0), work / _median_seconds(fn, device))
+    curve = [[cin * k * k, best[f"conv{cin * k * k}"]] for cin, _, k, _, _ in CONV_CURVE]
+    rates = {"conv_thin": best["conv27"], "conv": best["conv576"], "matmul": best["matmul"],
+             "matmul_narrow": best["matmul_narrow"]}  # fmt: skip
+    pool_rate = best["pool"]
     sizes, times = [], []
     for n in CURVE_SIZES:
         x = rnd(n)
