@@ -171,6 +171,26 @@ def exit_cost_caption(results: Results) -> str:
     return caption
 
 
+def latency_timed_note(results: Results) -> str:
+    """What the latency-model table timed, from the first timed run file ("" without one)."""
+    lat = next((r.latency for r in results.records if r.latency is not None and r.latency.roofline), None)
+    if lat is None:
+        return ""
+    layout, allocator = lat.layout or {}, lat.allocator or {}
+    timed = [f"{lat.threads} thread(s) on {lat.device}"]
+    if layout.get("bn_folded"):
+        timed.append("batch norm folded")
+    if layout.get("channels_last"):
+        timed.append("NHWC")
+    if layout.get("flatten_memory_order"):
+        timed.append("flatten in memory order")
+    timed += [f"segment {i + 1} in slices of {s['chunk']} from batch {s['from_batch']}"
+              for i, s in enumerate(layout.get("segment_slices") or []) if s]  # fmt: skip
+    if allocator.get("kept"):
+        timed.append("freed memory kept by the allocator")
+    return f"Timed: {', '.join(timed)}; the roofline model and these settings: docs/cost.md."
+
+
 def latency_model_frame(results: Results) -> pd.DataFrame:
     """Per variant and timed batch: each exit path's measured and roofline-predicted time per sample,
     and the dynamic forward's speedup over the full network at the headline threshold as measured
@@ -546,6 +566,8 @@ def write_report(
         lines += [f"## {caption}", ""]
         if name == "main":
             lines += [MAIN_NOTE, ""]
+        if name == "latency_model" and (note := latency_timed_note(results)):
+            lines += [note, ""]
         lines += [markdown(display), ""]
     if figs:
         lines += ["## Figures", ""]

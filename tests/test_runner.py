@@ -150,6 +150,10 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
     assert row["measured / roofline"] == pytest.approx(row["speedup measured"] / row["speedup roofline"])
     assert {"p2 measured (µs)", "p2 roofline (µs)", "final roofline (µs)"} <= set(model.columns)
     assert (out / "figures" / "latency_model.png").is_file() and (out / "figures" / "energy_levels.png").is_file()
+    # and a note under it says what was timed, from the run files
+    note = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("Timed: "))
+    assert f"Timed: {rec.latency.threads} thread(s)" in note and "NHWC" in note
+    assert ("freed memory kept" in note) is bool(rec.latency.allocator.get("kept"))
 
 
 def test_failing_run_is_recorded_and_others_go_on(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
