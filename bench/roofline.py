@@ -7,7 +7,9 @@ and small layers by the cost of dispatching each operator. The model, per layer 
 operators it really dispatched):
 
     time = kernels x launch[family] + (ops - kernels) x overhead
-           + max(MACs / rate[family] + window elements / pool rate, bytes / bandwidth)
+           + max(MACs / rate, kernel bytes / bandwidth(bytes per call))          MAC-type kernels
+           + max(window elements / pool rate, pooling bytes / bandwidth(...))    pooling
+           + other bytes / bandwidth(bytes per call)                             element-wise, movement
 
 * ``rate[family]``: the sustained MAC rate of the layer's kernel family (``conv``: a 3 x 3
   convolution, 64 -> 64 channels; ``conv_thin``: fewer than 8 input channels per group, e.g. a 3 x 3
@@ -24,15 +26,19 @@ operators it really dispatched):
   about 10x on the 2-core CPU);
 * ``bandwidth`` and ``overhead``: fitted together on the same machine as the straight line
   ``t = overhead + bytes / bandwidth`` through the times of an element-wise operator (ReLU) on
-  tensors of 256 to 4 M elements (least squares on relative error);
+  tensors of 256 to 4 M elements (least squares on relative error); ``bandwidth(bytes per call)``:
+  the same operator's effective bandwidth measured from 2 KB to 134 MB per call
+  (:func:`memory_seconds`);
 * ``launch[family]``: the fixed cost of one MAC-type kernel call of that family (primitive
   selection, packing, thread start-up; several times an element-wise op's), the time of the family's
   benchmark kernel on a tiny input (batch 1, 4 x 4 pixels; a 1 x 16 x 16 matrix product);
 * ``bytes``: activations read, parameters read and outputs written (the profile's byte counts);
   ``ops``: operators dispatched (views and allocations left out).
 
-Batch norm and other operators without a MAC-type kernel or pooling window are memory- or overhead-bound by this
-formula. The machine's figures are cached per device, thread count, layout and torch version
+Batch norm and other operators without a MAC-type kernel or pooling window are memory- or
+overhead-bound by this formula. A row holds every operator of a module, or of a whole traced segment,
+so each class of operator gets its own roofline. The machine's figures are cached per device, thread
+count, layout, torch version and :data:`MODEL_VERSION`
 (``$CASCADE_ROOFLINE_CACHE``, default ``~/.cache/cascade-bench/roofline``; ``off`` measures every
 time) and recorded in each run's latency section.
 """
@@ -92,7 +98,7 @@ class Machine:
     pool_rate: float = 0.0  # pooling-window elements read per second (0: pooling is bandwidth-bound)
     # [bytes moved per call, seconds per call] of the element-wise benchmark from cache to DRAM sizes
     memory_curve: list[list[float]] = field(default_factory=list)
-    # [reduction length K, MACs per second] of convolutions with K = 27 .. 1600 (CONV_CURVE)
+    # [reduction length K, MACs per second on valid taps] of convolutions with K = 25 .. 1600 (CONV_CURVE)
     conv_curve: list[list[float]] = field(default_factory=list)
     seconds: float = 0.0  # how long the micro-benchmark took
     allocator: dict[str, Any] = field(default_factory=dict)  # keep_freed_memory() as the benchmark ran
@@ -119,8 +125,8 @@ def memory_seconds(nbytes: float, calls: int, machine: Machine) -> float:
 
     With a measured curve (:attr:`Machine.memory_curve`) the bandwidth is the effective one of the
     element-wise benchmark at the same traffic per call, interpolated in log size and clamped to the
-    measured range: a few MB per call stream from cache, tens of MB from DRAM into freshly mapped
-    pages, several times slower on the 2-core CPU. Without one: the fitted :attr:`Machine.bandwidth`.
+    measured range: a few MB per call stream from cache, tens of MB from DRAM, three to four times
+    slower on the 2-core CPU. Without one: the fitted :attr:`Machine.bandwidth`.
     """
     if nbytes <= 0:
         return 0.0
