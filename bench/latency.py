@@ -364,8 +364,10 @@ def latency_report(
     (:mod:`bench.roofline`, ``roofline_per_sample``; the machine's figures under ``roofline``).
 
     With ``optimised`` the timed model is :func:`cascade.exits.optimise_for_inference` of ``model``
-    (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region, and
-    flatten-before-linear in memory order), for the full network and the dynamic forward alike.
+    (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region;
+    flatten-before-linear in memory order; on CPU, cache-sized batch slices for segments with large
+    feature maps), for the full network and the dynamic forward alike; ``layout`` records which. On CPU
+    glibc keeps freed memory from here on (:func:`bench.roofline.keep_freed_memory`, ``allocator``).
     """
     allocator = roofline.keep_freed_memory() if x.device.type == "cpu" else {}
     meter = EnergyMeter(str(x.device))
