@@ -288,10 +288,11 @@ def valid_tap_share(
     return share
 
 
-def _valid_tap_share(args: Sequence[Any]) -> float:
-    """:func:`valid_tap_share` of an ``aten.convolution`` call (transposed convolutions: 1)."""
+def _valid_tap_share(packet: Any, args: Sequence[Any]) -> float:
+    """:func:`valid_tap_share` of an ``aten.convolution``-style call (transposed convolutions, or ops with
+    another argument order such as ``cudnn_convolution``: 1)."""
     x, w = args[0], args[1]
-    if len(args) < 7 or args[6]:
+    if packet not in (aten.convolution, aten._convolution, aten.convolution_overrideable) or len(args) < 7 or args[6]:
         return 1.0
     axes = w.dim() - 2
     stride, padding, dilation = ([int(v) for v in a] * (axes if len(a) == 1 else 1) for a in args[3:6])
@@ -339,7 +340,7 @@ class _CostMode(TorchDispatchMode):
             layer.add_kernel(family, macs)
             if packet in _CONV:
                 reduction = math.prod(int(d) for d in args[1].shape[1:])
-                valid = round(macs * _valid_tap_share(args))
+                valid = round(macs * _valid_tap_share(packet, args))
                 layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + valid
             layer.kernel_bytes += b_in + b_w + b_out
         elif packet in _SDPA_CAUSAL_ARG:
