@@ -340,7 +340,7 @@ def _slicing(model: MultiExitModel) -> dict[str, Any]:
         "flatten_memory_order": any(isinstance(m, FlattenChannelsLast) for m in model.modules()),
         # per segment: slice size and the batch from which it slices (None: never sliced)
         "segment_slices": [
-            {"chunk": s.chunk, "from_batch": -(-s.above // s.map_bytes)} if isinstance(s, ChunkedSegment) else None
+            {"chunk": s.chunk, "from_batch": s.from_batch} if isinstance(s, ChunkedSegment) else None
             for s in model.exit_segments
         ],
     }

@@ -55,7 +55,7 @@ def main() -> None:
                 row.append(f"whole {whole.median * 1e3:6.2f}" if size == 16 else "")
                 row.append(f"c{size} {part.median * 1e3:6.2f}")
             whole, rule = time_pair(functools.partial(seg, inp), functools.partial(wrapper, inp), repeats=7)
-            used = wrapper.chunk if BATCH * wrapper.map_bytes >= wrapper.above else "-"
+            used = wrapper.chunk if BATCH >= wrapper.from_batch else "-"
             row.append(f"| rule (chunk {used}) {rule.median * 1e3:6.2f} vs whole {whole.median * 1e3:6.2f}")
             print("  ".join(r for r in row if r), flush=True)
             h = seg(inp)

@@ -16,8 +16,8 @@ reports use (``optimise_for_inference``: BN folded, NHWC on CPU, flatten in memo
 * the measured speedup once more, full and dynamic timed in alternation (median of the per-pair
   ratios), and its ratio to the roofline prediction;
 * the roofline-predicted speedup (:mod:`bench.roofline`: the operators the full and the dynamic
-  forward dispatch, each timed as max(MACs / rate, bytes / bandwidth) plus its dispatch cost, with
-  this machine's micro-benchmark figures) and measured / roofline-predicted (issue 15's target:
+  forward dispatch, each class of operator bounded by its rate or by bandwidth, plus dispatch costs,
+  with this machine's micro-benchmark figures) and measured / roofline-predicted (issue 15's target:
   >= 0.9 at batch 256).
 
 Nothing here asserts on time; the numbers are printed and written to benchmarks/.results.json.

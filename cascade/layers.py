@@ -70,9 +70,14 @@ class ChunkedSegment(nn.Module):
         """Samples per slice at the current intra-op thread count."""
         return max(1, self.chunk_bytes * torch.get_num_threads() // self.map_bytes)
 
+    @property
+    def from_batch(self) -> int:
+        """The smallest batch that is sliced: its largest map reaches ``above`` and it exceeds one slice."""
+        return max(-(-self.above // self.map_bytes), self.chunk + 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, chunk = x.shape[0], self.chunk
-        if batch * self.map_bytes < self.above or batch <= chunk:
+        if batch < self.from_batch:
             return self.segment(x)
         return torch.cat([self.segment(x[i : i + chunk]) for i in range(0, batch, chunk)])
 
