@@ -49,13 +49,14 @@ from rich.markup import escape
 from scipy import stats as st
 
 from bench import stats
+from bench.files import atomic_write_bytes, atomic_write_json
 from bench.plan import expand_runs, select_runs
+from bench.provenance import code_version, now
 from bench.record import METRICS as ALL_METRICS
 from bench.record import get_metric
 from bench.report import rich_table
 from bench.results import load_results
 from bench.runner import run_suite
-from bench.store import atomic_write_bytes, atomic_write_json, code_version, now
 from bench.suite import CheckSpec, load_suite
 
 BASELINE_SCHEMA = 1

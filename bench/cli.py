@@ -13,11 +13,13 @@ from rich.markup import escape
 from bench.check import BaselineError, run_check
 from bench.compare import compare
 from bench.executors import EXECUTORS
+from bench.files import WriteError
 from bench.plan import SelectionError, expand_runs
 from bench.record import StoreError
 from bench.report import cost_views, rich_table, run_summary, runs_frame, write_report
 from bench.runner import run_suite
 from bench.suite import SuiteError, load_suite
+from bench.verify import verify_folder
 from cascade._registry import UnknownNameError
 from cascade.data import DataFormatError, DataNotFoundError
 
@@ -65,15 +67,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         try:
             write_report(summary.out_dir, log=console.print)
+        except WriteError as e:  # counted: a folder without its report must not look finished
+            summary.write_errors.append(str(e))
+            console.print(f"write error: report not written: {escape(str(e))}", highlight=False)
         except Exception as e:  # a report problem must not lose the runs
             console.print(f"report not written: {type(e).__name__}: {escape(str(e))}")
     print_summary(summary.out_dir)
-    console.print(
-        f"{summary.done} run(s) done ({summary.from_cache} with a training from the shared cache), "
-        f"{summary.skipped} already complete, {len(summary.failed)} failed "
-        f"in {summary.seconds:.1f} s -> {summary.out_dir}"
-    )
-    return 1 if summary.failed else 0
+    console.print(escape(summary.closing_line()))
+    return 0 if summary.ok else 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -84,6 +85,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{len(suite.suite.seeds)} seed(s), {len(runs)} run(s)"
     )
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    result = verify_folder(args.dir)
+    for line in result.lines():
+        console.print(escape(line), highlight=False)
+    return 0 if result.ok else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -201,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("suite")
     add_set(v)
     v.set_defaults(fn=cmd_validate)
+
+    vf = sub.add_parser("verify", help="check every checkpoint and exit-output file against its recorded SHA-256")
+    vf.add_argument("dir")
+    vf.set_defaults(fn=cmd_verify)
 
     ls = sub.add_parser("list", help="runs in a results folder and their status")
     ls.add_argument("dir")

@@ -26,10 +26,11 @@ from rich.markup import escape
 from scipy import stats as st
 
 from bench import stats
+from bench.files import atomic_write_bytes
 from bench.record import get_metric
 from bench.report import fmt_p, markdown, rich_table
 from bench.results import Results, load_results
-from bench.store import StoreError, atomic_write_bytes
+from bench.store import StoreError
 
 #: Metrics compared (names in bench.record.METRICS); latency at every batch size both folders timed.
 COMPARED = ("accuracy", "early_share", "macs", "energy", "saved_vs_base")

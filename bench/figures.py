@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.files import atomic_write_files
 from bench.record import RunRecord
 from bench.results import Results
-from bench.store import atomic_write_bytes
 
 # Okabe-Ito without black (distinguishable with the common colour-vision deficiencies).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]
@@ -116,11 +116,13 @@ def finish(fig: Any, axes: Sequence[Any], path: Path, title: str) -> list[tuple[
                    fontsize=LEGEND_PT)  # fmt: skip
         fig.set_size_inches(width, height + rows * LEGEND_PT * 1.5 / 72 + 0.1)
     fig.suptitle(title, fontsize=9)
+    files = {}
     for suffix, options in ((".png", {"dpi": 200}), (".pdf", {})):  # through temp-and-rename, like run files
         buf = io.BytesIO()
         fig.savefig(buf, format=suffix[1:], **options)
-        atomic_write_bytes(path.with_suffix(suffix), buf.getvalue())
+        files[path.with_suffix(suffix)] = buf.getvalue()
     plt.close(fig)
+    atomic_write_files(files)  # the PNG and the PDF as one set
     return [(title, path.with_suffix(".png"))]
 
 

@@ -265,7 +265,7 @@ def make_waves(todo: Sequence[RunSpec], store: ResultStore) -> list[list[Task]]:
     ``base`` variant, same seed and epochs) is not trained separately, nor one that the folder or the
     shared checkpoint cache already holds.
     """
-    cache = str(store.cache) if store.cache is not None else None
+    cache = str(store.cache.root) if store.cache is not None else None
     first = [r for r in todo if r.job.pretrain is None]
     second = [r for r in todo if r.job.pretrain is not None]
     produced = {r.job.key for r in first}

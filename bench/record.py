@@ -272,6 +272,9 @@ class RunRecord:
     budget: BudgetRecord | None = field(default=None, metadata=OMIT)
     # exact accuracy against early share on the test split (bench.curves.summarise); max-prob only
     curve: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # SHA-256 of the run's checkpoint and exit outputs, by path relative to the results folder
+    # (bench.artefacts); absent from run files written before digests
+    artefacts: dict[str, str] | None = field(default=None, metadata=OMIT)
     status: str = "failed"  # "ok" or "failed"
     error: ErrorInfo | None = field(default=None, metadata=OMIT)
     finished: str = ""

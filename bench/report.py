@@ -44,10 +44,11 @@ from bench.cost import (
     profile,
 )
 from bench.dataflow import Hardware, dram_traffic, gemm_shapes, load_hardware
+from bench.files import atomic_write_bytes, atomic_write_files
 from bench.plan import build_for, expand_runs, select_runs
 from bench.record import MAIN_METRICS, METRICS, RunRecord, get_metric
 from bench.results import Results, load_results
-from bench.store import ResultStore, StoreError, atomic_write_bytes
+from bench.store import ResultStore, StoreError
 from bench.store import canonical_json as canonical
 from bench.suite import load_suite
 from cascade.data import DATASETS, dataset_shape
@@ -509,7 +510,8 @@ def write_report(
     results = load_results(out_dir).subset(only)
     out = Path(dest) if dest is not None else subset_folder(out_dir, only) if only else Path(out_dir)
     if not results.records:
-        raise StoreError(f"{out_dir}: no finished runs to report on")
+        skipped = f" ({len(results.problems)} skipped: {results.problems[0]})" if results.problems else ""
+        raise StoreError(f"{out_dir}: no finished runs to report on{skipped}")
     tables = build_tables(results)
     tdir = out / "tables"
     main = main_display(results, tables)
@@ -549,10 +551,10 @@ def write_report(
             tables.budget,
             "Accuracy under compute budgets (thresholds chosen on validation)",
         )
-    for name, (display, data, caption) in displays.items():
-        atomic_write_bytes(tdir / f"{name}.md", (markdown(display) + "\n").encode())
-        atomic_write_bytes(tdir / f"{name}.csv", data.to_csv(index=False).encode())
-        atomic_write_bytes(tdir / f"{name}.tex", _latex(display, caption).encode())
+    for name, (display, data, caption) in displays.items():  # each table's three files as one set
+        atomic_write_files({tdir / f"{name}.md": (markdown(display) + "\n").encode(),
+                            tdir / f"{name}.csv": data.to_csv(index=False).encode(),
+                            tdir / f"{name}.tex": _latex(display, caption).encode()})  # fmt: skip
     figs = figures.write_all(results, out / "figures", budget=tables.budget)
     lines = [f"# {results.suite.name if results.suite else out.name}: report", ""]
     if only:

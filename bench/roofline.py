@@ -65,7 +65,8 @@ import torch
 from torch import nn
 
 from bench.cost import LayerCost, Profile, valid_tap_share
-from bench.store import atomic_write_bytes, user_cache
+from bench.files import atomic_write_bytes
+from bench.store import user_cache
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +22,17 @@ import cascade
 from bench.curves import curve_from_outputs, summarise
 from bench.evaluate import evaluate, relative_exit_costs
 from bench.executors import build_executor
+from bench.files import WriteError, atomic_write_bytes, sha256_file
 from bench.plan import RunSpec, Task, TrainJob, build_for, expand_runs, make_waves, pending, select_runs
 from bench.plugins import import_plugins
+from bench.provenance import now, provenance
 from bench.record import SCHEMA_VERSION, ErrorInfo, RunRecord, TrainingRecord, from_json
 from bench.store import (
     FolderLock,
     ResultStore,
-    atomic_torch_save,
-    atomic_write_bytes,
     config_hash,
     default_checkpoint_cache,
-    now,
     prepare_folder,
-    provenance,
     save_exit_outputs,
     write_summary,
 )
@@ -72,12 +69,16 @@ def ensure_trained(
     model = build_for(job, data).to(device)
     source = None if force else store.find_checkpoint(job.key)
     if source is not None:
-        if callback is not None:
-            callback.on_phase(f"reused checkpoint ({'shared cache' if source == 'cache' else 'this folder'})")
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["state_dict"])
-        model.eval()
-        return model, {**ckpt["history"], "checkpoint_source": source}, False
+        try:
+            ckpt = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:  # digest-verified but unloadable (written before digests): moved aside, retrained
+            store.discard_checkpoint(job.key, f"does not load: {type(e).__name__}", source=source)
+        else:
+            if callback is not None:
+                callback.on_phase(f"reused checkpoint ({'shared cache' if source == 'cache' else 'this folder'})")
+            model.load_state_dict(ckpt["state_dict"])
+            model.eval()
+            return model, {**ckpt["history"], "checkpoint_source": source}, False
     pre_history = None
     if job.pretrain is not None:
         marker = failed_marker(store, job.pretrain.key)
@@ -103,10 +104,7 @@ def ensure_trained(
     hist["pretrain_steps"] = (pre_history or {}).get("total_steps", 0)
     hist["total_steps"] = history.steps + hist["pretrain_steps"]
     hist["pretrain_history"] = pre_history
-    atomic_torch_save(path, {"state_dict": model.state_dict(), "history": hist, "job": job.describe()})
-    problem = store.share_checkpoint(job.key)
-    if problem:
-        warnings.warn(problem, stacklevel=2)
+    store.save_checkpoint(job.key, {"state_dict": model.state_dict(), "history": hist, "job": job.describe()})
     return model, {**hist, "checkpoint_source": "trained"}, True
 
 
@@ -153,7 +151,7 @@ def execute_run(
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # runs pre-trained from this one fail with its reason instead of retraining
-            atomic_write_bytes(failed_marker(store, spec.job.key), f"{type(exc).__name__}: {exc}\n".encode())
+            write_failed_marker(store, spec.job.key, exc)
             raise
         fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
         t_eval = time.perf_counter()
@@ -164,7 +162,10 @@ def execute_run(
             "evaluation": time.perf_counter() - t_eval,
             "latency": result.latency.seconds if result.latency and result.latency.seconds else 0.0,
         }
-        saved = save_exit_outputs(store.exits_path(spec.key), logits.val, data.val.y, logits.test, data.test.y)
+        exits_file, ckpt_file = store.exits_path(spec.key), store.checkpoint_path(spec.job.key)
+        saved, exits_digest = save_exit_outputs(exits_file, logits.val, data.val.y, logits.test, data.test.y)
+        fields["artefacts"] = {ckpt_file.relative_to(store.root).as_posix(): sha256_file(ckpt_file),
+                               exits_file.relative_to(store.root).as_posix(): exits_digest}  # fmt: skip
         if spec.policy == "max-prob" and len(logits.test) > 1:  # the exact curve from the outputs just saved
             curve = curve_from_outputs(saved["test_maxprob"], saved["test_pred"], saved["test_y"])
             fields["curve"] = summarise(curve)
@@ -181,15 +182,22 @@ def execute_run(
     except Exception as exc:
         fields["status"] = "failed"
         fields["error"] = ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc())
+        if isinstance(exc, WriteError):
+            store.write_errors.append(str(exc))
     fields["finished"] = now()
     fields["seconds"] = time.perf_counter() - t0
     fields["provenance"] = provenance(spec.device)
     record = RunRecord(**fields)
-    store.write_run(record)
+    try:
+        store.write_run(record)
+    except WriteError as e:  # the run is not recorded: it counts as failed, and runs again next time
+        record = dataclasses.replace(record, status="failed", error=ErrorInfo("WriteError", str(e), ""))
+        store.write_errors.append(str(e))
     return {"key": record.key, "variant": record.variant, "seed": record.seed, "status": record.status,
             "seconds": record.seconds, "error": record.error_message or None,
             "busy": bool(record.latency and record.latency.busy),
-            "checkpoint_source": record.training.checkpoint_source if record.training else None}  # fmt: skip
+            "checkpoint_source": record.training.checkpoint_source if record.training else None,
+            "warnings": store.warnings, "write_errors": store.write_errors}  # fmt: skip
 
 
 class PretrainingFailedError(RuntimeError):
@@ -199,6 +207,15 @@ class PretrainingFailedError(RuntimeError):
 def failed_marker(store: ResultStore, train_key: str) -> Path:
     """Where a failed pre-training leaves its reason, so that the runs that need it fail with it."""
     return store.checkpoint_path(train_key).with_suffix(".failed")
+
+
+def write_failed_marker(store: ResultStore, train_key: str, exc: BaseException) -> None:
+    """Leave the reason a training failed for the runs that start from it (a marker that cannot be
+    written is a write error of its own; the training's failure stands)."""
+    try:
+        atomic_write_bytes(failed_marker(store, train_key), f"{type(exc).__name__}: {exc}\n".encode())
+    except WriteError as e:
+        store.write_errors.append(str(e))
 
 
 def check_pretraining_markers(store: ResultStore) -> None:
@@ -213,14 +230,17 @@ def pretrain_job(
 ) -> dict[str, Any]:
     """Train one pre-training checkpoint (no run file); a failure is recorded for the runs that need it."""
     store = ResultStore(out_dir, checkpoint_cache)
+    out: dict[str, Any] = {"status": "pretrain", "key": job.key}
     try:
         ensure_trained(job, get_data(data_spec, device), store, device)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:
-        atomic_write_bytes(failed_marker(store, job.key), f"{type(exc).__name__}: {exc}\n".encode())
-        return {"status": "failed-pretrain", "key": job.key, "error": str(exc)}
-    return {"status": "pretrain", "key": job.key}
+        if isinstance(exc, WriteError):
+            store.write_errors.append(str(exc))
+        write_failed_marker(store, job.key, exc)
+        out = {"status": "failed-pretrain", "key": job.key, "error": str(exc)}
+    return {**out, "warnings": store.warnings, "write_errors": store.write_errors}
 
 
 def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = None) -> dict[str, Any]:
@@ -249,7 +269,20 @@ class RunSummary:
     done: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)  # unreadable run files found (replaced by reruns)
+    problems: list[str] = field(default_factory=list)  # unreadable or stale run files found (replaced by reruns)
+    warnings: list[str] = field(default_factory=list)  # damaged checkpoints moved aside, foreign training code
+    write_errors: list[str] = field(default_factory=list)  # every write that failed, one line each
+
+    def closing_line(self) -> str:
+        """The last line of ``bench run``: what was done, and every failure counted."""
+        errors = f", {len(self.write_errors)} write error(s)" if self.write_errors else ""
+        return (f"{self.done} run(s) done ({self.from_cache} with a training from the shared cache), "
+                f"{self.skipped} already complete, {len(self.failed)} failed{errors} "
+                f"in {self.seconds:.1f} s -> {self.out_dir}")  # fmt: skip
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.write_errors
 
 
 def run_suite(
@@ -308,11 +341,12 @@ def run_suite(
         chosen = f" (--only: {len(runs)} of {len(all_runs)})" if only else ""
         log(f"suite {suite.name}: {len(runs)} runs{chosen} ({len(done)} already complete, {len(todo)} to do) -> {out}")
         for problem in store.problems.values():
-            log(f"unreadable run file, rerunning it: {problem}")
+            log(f"rerunning: {problem}")
         summary.problems = list(store.problems.values())
         if todo:
             for results in ex.run_waves(make_waves(todo, store), execute_task, out, force=force, progress=progress):
                 for res in results:
+                    _collect(summary, res, log)
                     if res.get("busy"):
                         log(f"warning: {res['variant']} seed {res['seed']}: latency timed on a busy machine "
                             "(other processes took CPU); see the report's warnings")  # fmt: skip
@@ -321,12 +355,29 @@ def run_suite(
                         summary.from_cache += res.get("checkpoint_source") == "cache"
                     elif res.get("status") == "failed":
                         summary.failed.append(res)
-        write_summary(store)
-    write_summary(store)
+        try:
+            write_summary(store)
+        except WriteError as e:
+            summary.write_errors.append(str(e))
+            log(f"write error: {e}")
     summary.seconds = time.perf_counter() - t0
     for f in summary.failed:
         log(f"FAILED {f['variant']} seed {f['seed']}: {f['error']}")
     return summary
+
+
+def _collect(summary: RunSummary, res: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Log a task's warnings and the write errors that did not fail its run; count every write error."""
+    for w in res.get("warnings") or []:
+        if w not in summary.warnings:
+            summary.warnings.append(w)
+            log(f"warning: {w}")
+    failed_by = res.get("error") if res.get("status") == "failed" else None
+    for e in res.get("write_errors") or []:
+        if e not in summary.write_errors:
+            summary.write_errors.append(e)
+            if e != failed_by:
+                log(f"write error: {e}")
 
 
 def _write_suite_copy(suite: Suite, path: str | Path, overrides: Sequence[str], out: Path) -> None:

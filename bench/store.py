@@ -3,8 +3,9 @@
 Layout of an output folder (default ``results/<suite name>/``)::
 
     runs/<variant>/<key>.json      one file per run (status "ok" or "failed")
-    checkpoints/<train key>.pt     trained weights + history (not for git); also kept in the shared
+    checkpoints/<train key>.pt     trained weights + history (not for git); a copy is kept in the shared
                                    checkpoint cache, so that any folder reuses any finished training
+    checkpoints/<train key>.json   its sidecar: SHA-256, size, the code that trained it (bench.artefacts)
     exits/<key>.npz                per-sample exit outputs for re-analysis (not for git)
     summary.csv                    one row per run x threshold
     suite.toml                     the suite as run (with --set overrides applied)
@@ -16,19 +17,12 @@ old file or none, never a truncated one. Leftover ``*.tmp`` files are ignored.
 
 from __future__ import annotations
 
-import datetime as _dt
 import fcntl
-import functools
 import hashlib
 import io
 import json
 import os
-import platform
-import shutil
 import socket
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,10 +31,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-import cascade
+from bench.artefacts import (
+    CheckpointCache,
+    checkpoint_meta,
+    code_change_note,
+    move_aside,
+    read_meta,
+    sidecar_path,
+    write_sidecar,
+)
+from bench.files import WriteError, atomic_torch_save, atomic_write_bytes, atomic_write_json, mismatch
 from bench.record import SCHEMA_VERSION, RunRecord, StoreError
 
-__all__ = ["SCHEMA_VERSION", "ResultStore", "StoreError"]
+__all__ = ["SCHEMA_VERSION", "ResultStore", "StoreError", "WriteError"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -56,98 +59,6 @@ def config_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n").encode())
-
-
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).resolve().parent
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-@functools.cache
-def code_version() -> dict[str, Any]:
-    """Package version, results version, git commit and dirty flag of the running code.
-
-    A launcher that copies the code elsewhere (a cluster's staging folder, a lent GPU machine)
-    sets ``$CASCADE_GIT_COMMIT`` to the commit it copied; that value wins, because a ``.git``
-    travelling with such a copy can be stale, and the dirty flag is then unknown (``None``).
-    ``git_commit_source`` says where the commit came from; where git there disagrees, its
-    answer is kept as ``git_commit_local``.
-
-    Asked once per process (when this module is imported): a long run keeps recording the commit
-    of the code it runs, even when the checkout moves on while it runs.
-    """
-    commit = _git("rev-parse", "HEAD")
-    dirty = None
-    if commit is not None:
-        status = _git("status", "--porcelain", "--untracked-files=no", "--", "cascade", "bench")
-        dirty = bool(status) if status is not None else None
-    out: dict[str, Any] = {
-        "cascade_bench": cascade.__version__,
-        "results_version": cascade.RESULTS_VERSION,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "git_commit_source": "git" if commit is not None else "unavailable",
-    }
-    env = os.environ.get("CASCADE_GIT_COMMIT", "").strip()
-    if env:
-        out.update(git_commit=env, git_dirty=None, git_commit_source="env CASCADE_GIT_COMMIT")
-        if commit is not None and commit != env:
-            out["git_commit_local"] = commit
-    return out
-
-
-code_version()  # at import: the code this process runs
-
-
-def provenance(device: str) -> dict[str, Any]:
-    """Where and with what a run ran."""
-    dev = torch.device(device)
-    return {
-        **code_version(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "device": device,
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu"),
-        "threads": torch.get_num_threads(),
-        "argv": sys.argv,
-    }
-
-
-def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
-
 class FolderLock:
     """An advisory lock on a results folder (``fcntl.flock`` on ``.lock``): one ``bench run`` at a time.
 
@@ -160,7 +71,10 @@ class FolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        except OSError as e:
+            raise WriteError(self.path, e) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -170,8 +84,12 @@ class FolderLock:
                 f"{self.path.parent} is in use by a running bench run ({holder}); wait for it to finish, "
                 "or give another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}".encode())
+        except OSError as e:
+            os.close(fd)
+            raise WriteError(self.path, e) from None
         self._fd = fd
 
     def release(self) -> None:
@@ -220,32 +138,23 @@ def default_checkpoint_cache() -> Path | None:
     return user_cache(CACHE_ENV, "checkpoints")
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Put ``src``'s bytes at ``dst`` atomically: a hard link where both share a file system, else a copy."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.{os.getpid()}.tmp"
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class ResultStore:
     """One output folder.
 
-    Run files that cannot be read (corrupt, another schema) are skipped by :meth:`iter_runs`
-    and :meth:`completed` (a rerun replaces them); each is described once in :attr:`problems`,
-    which ``bench run`` and the report show.
+    Run files that cannot be read (corrupt, another schema), and runs whose checkpoint or exit outputs
+    no longer match the digests their run file records, are skipped by :meth:`iter_runs` and
+    :meth:`completed` (a rerun replaces them); each is described once in :attr:`problems`, which
+    ``bench run`` and the report show. Damaged checkpoints met on the way and checkpoints trained by
+    other training code are described in :attr:`warnings`; writes that failed without failing the run
+    (the shared cache) in :attr:`write_errors`.
     """
 
     def __init__(self, root: str | Path, cache: str | Path | None = None) -> None:
         self.root = Path(root)
-        self.cache = Path(cache) if cache is not None else None  # the shared checkpoint cache, or None
+        self.cache = CheckpointCache(Path(cache)) if cache is not None else None  # the shared cache, or None
         self.problems: dict[Path, str] = {}
+        self.warnings: list[str] = []
+        self.write_errors: list[str] = []
 
     def run_path(self, variant: str, key: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in variant)
@@ -255,32 +164,73 @@ class ResultStore:
         return self.root / "checkpoints" / f"{train_key}.pt"
 
     def find_checkpoint(self, train_key: str) -> str | None:
-        """Make the checkpoint of ``train_key`` available in this folder: "folder" when it was there,
-        "cache" when it was copied (linked) from the shared cache, None when neither has it."""
+        """Make a verified checkpoint of ``train_key`` available in this folder: "folder" when it was
+        there, "cache" when it was copied from the shared cache, None when neither holds a sound one.
+
+        A folder checkpoint that does not match its sidecar is moved to ``checkpoints/damaged/``; a
+        damaged cache entry to the cache's ``damaged/``; each is named in :attr:`warnings`.
+        """
         local = self.checkpoint_path(train_key)
         if local.is_file():
-            return "folder"
-        cached = self.cache / f"{train_key}.pt" if self.cache is not None else None
-        if cached is not None and cached.is_file():
-            _link_or_copy(cached, local)
-            return "cache"
-        return None
-
-    def has_checkpoint(self, train_key: str) -> bool:
-        """Whether the folder or the shared cache holds the checkpoint (nothing is copied)."""
-        return self.checkpoint_path(train_key).is_file() or (
-            self.cache is not None and (self.cache / f"{train_key}.pt").is_file()
-        )
-
-    def share_checkpoint(self, train_key: str) -> str | None:
-        """Put this folder's checkpoint into the shared cache; the reason when that failed (a full or
-        read-only cache does not fail the run), else None."""
+            meta = read_meta(sidecar_path(local))
+            why = mismatch(local, meta["sha256"]) if meta is not None else None
+            if why is None:
+                self._note_code(f"checkpoint {local}", meta)
+                return "folder"
+            self.discard_checkpoint(train_key, why)
         if self.cache is None:
             return None
-        try:
-            _link_or_copy(self.checkpoint_path(train_key), self.cache / f"{train_key}.pt")
-        except OSError as e:
-            return f"checkpoint not cached in {self.cache}: {e}"
+        meta = self.cache.fetch(train_key, local)
+        self.warnings += self.cache.notes
+        self.cache.notes.clear()
+        if meta is None:
+            return None
+        write_sidecar(local, meta)
+        self._note_code(f"checkpoint {train_key} from the shared cache", meta)
+        return "cache"
+
+    def _note_code(self, what: str, meta: dict[str, Any] | None) -> None:
+        note = code_change_note(what, meta) if meta is not None and meta.get("trained_by") else None
+        if note and note not in self.warnings:
+            self.warnings.append(note)
+
+    def discard_checkpoint(self, train_key: str, why: str, *, source: str = "folder") -> None:
+        """Move a damaged checkpoint aside (never delete it); ``source`` "cache": the cache entry too."""
+        local = self.checkpoint_path(train_key)
+        if local.is_file():
+            moved = move_aside(local, local.parent / "damaged")
+            self.warnings.append(f"damaged checkpoint {local} moved to {moved} ({why}); training it again")
+        if source == "cache" and self.cache is not None:
+            self.cache.discard(train_key, why)
+            self.warnings += self.cache.notes
+            self.cache.notes.clear()
+
+    def has_checkpoint(self, train_key: str) -> bool:
+        """Whether the folder or the shared cache holds the checkpoint (nothing is copied or verified)."""
+        return self.checkpoint_path(train_key).is_file() or (self.cache is not None and self.cache.has(train_key))
+
+    def save_checkpoint(self, train_key: str, obj: Any) -> str:
+        """Write a checkpoint and its sidecar, then put a copy in the shared cache; return its SHA-256.
+
+        A cache that cannot be written does not fail the run: the reason goes to :attr:`write_errors`.
+        """
+        path = self.checkpoint_path(train_key)
+        digest = atomic_torch_save(path, obj)
+        meta = checkpoint_meta(digest, path.stat().st_size)
+        write_sidecar(path, meta)
+        if self.cache is not None:
+            try:
+                self.cache.put(train_key, path, meta)
+            except WriteError as e:
+                self.write_errors.append(f"checkpoint not cached: {e}")
+        return digest
+
+    def stale(self, record: RunRecord) -> str | None:
+        """Why the artefacts of ``record`` no longer match the digests it records (None: they match or are absent)."""
+        for rel, digest in (record.artefacts or {}).items():
+            path = self.root / rel
+            if path.is_file() and (why := mismatch(path, digest)) is not None:
+                return f"{path}: {why}"
         return None
 
     def exits_path(self, key: str) -> Path:
@@ -299,20 +249,25 @@ class ResultStore:
             raise StoreError(f"{path}: not valid JSON ({e}); delete it to rerun that run") from None
         return RunRecord.from_json(data, str(path))
 
-    def _read_or_note(self, path: Path) -> RunRecord | None:
+    def _read_or_note(self, path: Path, verify: bool = True) -> RunRecord | None:
         try:
-            return self.read_run(path)
+            record = self.read_run(path)
         except StoreError as e:
             self.problems[path] = str(e)
             return None
+        if verify and (why := self.stale(record)) is not None:
+            self.problems[path] = f"{path}: damaged artefact {why}; the run is stale and will run again"
+            return None
+        return record
 
-    def iter_runs(self) -> Iterator[RunRecord]:
-        """Every readable run record in the folder (temporary files skipped; unreadable ones noted)."""
+    def iter_runs(self, *, verify: bool = True) -> Iterator[RunRecord]:
+        """Every readable run record in the folder (temporary files skipped; unreadable ones noted;
+        ``verify``: runs whose artefacts do not match their digests noted and skipped too)."""
         runs = self.root / "runs"
         if not runs.is_dir():
             return
         for path in sorted(runs.glob("*/*.json")):
-            record = self._read_or_note(path)
+            record = self._read_or_note(path, verify)
             if record is not None:
                 yield record
 
@@ -321,13 +276,22 @@ class ResultStore:
 
         A folder keeps the files of runs made with earlier settings (a changed threshold list, say);
         reports and ``summary.csv`` describe the latest run of each variant and seed.
+        A variant and seed whose latest run is stale (damaged artefacts) is left out, not replaced by
+        an older run.
         """
         latest: dict[tuple[str, int], RunRecord] = {}
-        for rec in self.iter_runs():
+        for rec in self.iter_runs(verify=False):
             k = (rec.variant, rec.seed)
             if k not in latest or rec.finished >= latest[k].finished:
                 latest[k] = rec
-        return list(latest.values())
+        return [rec for rec in latest.values() if self._sound(rec)]
+
+    def _sound(self, record: RunRecord) -> bool:
+        why = self.stale(record)
+        if why is not None:
+            path = self.run_path(record.variant, record.key)
+            self.problems[path] = f"{path}: damaged artefact {why}; the run is stale and will run again"
+        return why is None
 
     def completed(self, variant: str, key: str) -> RunRecord | None:
         """The finished record of this run, else None (missing, failed, or unreadable: noted, then rerun)."""
@@ -338,10 +302,15 @@ class ResultStore:
         return record if record is not None and record.ok else None
 
 
-def save_exit_outputs(path: Path, val_logits: Sequence[torch.Tensor], val_y: torch.Tensor,
-                      test_logits: Sequence[torch.Tensor], test_y: torch.Tensor) -> dict[str, np.ndarray]:  # fmt: skip
+def save_exit_outputs(
+    path: Path,
+    val_logits: Sequence[torch.Tensor],
+    val_y: torch.Tensor,
+    test_logits: Sequence[torch.Tensor],
+    test_y: torch.Tensor,
+) -> tuple[dict[str, np.ndarray], str]:
     """Per-sample, per-exit predictions and confidences for re-analysis (not committed); returns the arrays
-    saved (``{split}_y``, ``{split}_pred``, ``{split}_maxprob``)."""
+    saved (``{split}_y``, ``{split}_pred``, ``{split}_maxprob``) and the file's SHA-256."""
     arrays: dict[str, np.ndarray] = {}
     for split, logits, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
         probs = [torch.softmax(z.float(), 1) for z in logits]
@@ -350,8 +319,7 @@ def save_exit_outputs(path: Path, val_logits: Sequence[torch.Tensor], val_y: tor
         arrays[f"{split}_maxprob"] = torch.stack([p.amax(1) for p in probs], 1).cpu().numpy().astype(np.float32)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
-    atomic_write_bytes(path, buf.getvalue())
-    return arrays
+    return arrays, atomic_write_bytes(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- the tidy table

@@ -421,8 +421,8 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
         if val is not None:
             _check_range(file, f"{key}.{name}", val >= 0, "an integer >= 0", val)
     for skey, values in v.sweep.items():
-        if not values:
-            raise SuiteError(file, f"{key}.sweep.{skey}", "needs at least one value")
+        if not isinstance(values, list) or not values:
+            raise SuiteError(file, f"{key}.sweep.{skey}", f"expected a non-empty list of values, got {values!r}")
 
 
 SWEEPABLE = ("epochs", "pretrain_epochs", "exits", "policy", "pretrain")
@@ -589,6 +589,8 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     for k in data:
         if k not in tables:
             raise _unknown_key(file, k, k, tables)
+        if k != "variants" and not isinstance(data[k], dict):
+            raise SuiteError(file, k, f"expected a table [{k}], got {data[k]!r}")
 
     meta = _build(SuiteMeta, data.get("suite", {}), file, "suite")
     if not meta.name:

@@ -168,12 +168,12 @@ def test_report_artefacts_are_replaced_atomically(tmp_path: Path, monkeypatch: p
     shutil.copytree(REPO / "tests" / "fixtures" / "results_a", out)
     write_report(out, log=lambda s: None)
     before = {p: p.read_bytes() for p in (out / "figures").iterdir()}
-    import bench.store
+    import bench.files
 
     def crash(src, dst):
         raise OSError("killed")
 
-    monkeypatch.setattr(bench.store.os, "replace", crash)
+    monkeypatch.setattr(bench.files.os, "replace", crash)
     with pytest.raises(OSError, match="killed"):
         write_report(out, log=lambda s: None)
     monkeypatch.undo()

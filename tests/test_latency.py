@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.store as store
+import bench.provenance as store
 from bench.latency import EnergyMeter, Timing, latency_report, time_fn
+from bench.store import ResultStore
 from cascade import StudyCNN, build_policy
 
 from .test_exits import tiny_model
@@ -165,7 +166,7 @@ def test_cuda_run_end_to_end(tmp_path: Path) -> None:
     suite.write_text(TINY.replace("seeds = [0, 1]", 'seeds = [0]\ndevice = "cuda"'))
     summary = run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None)
     assert summary.done == 2 and not summary.failed
-    rec = next(iter(store.ResultStore(tmp_path / "out").latest_runs()))
+    rec = next(iter(ResultStore(tmp_path / "out").latest_runs()))
     assert rec.provenance["device"] == "cuda"
     assert rec.provenance["device_name"] == torch.cuda.get_device_name()
     assert rec.latency.device == torch.cuda.get_device_name()
