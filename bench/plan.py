@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,11 +60,29 @@ class TrainJob:
 
     @property
     def key(self) -> str:
-        return config_hash({**self.describe(), "results_version": cascade.RESULTS_VERSION})
+        """Hash of what the trained weights depend on (logging and evaluation settings at their defaults)."""
+        return self._key(legacy=False)
+
+    @property
+    def legacy_key(self) -> str:
+        """The key before logging settings left it (equal to :attr:`key` at the default settings): run
+        files made with other logging settings before that change are found under it."""
+        return self._key(legacy=True)
+
+    def _key(self, *, legacy: bool) -> str:
+        return config_hash({**self._identity(legacy=legacy), "results_version": cascade.RESULTS_VERSION})
 
     def describe(self) -> dict[str, Any]:
+        """The job as the run file and the checkpoint record it (actual settings)."""
+        return self._identity(legacy=True, record=True)
+
+    def _identity(self, *, legacy: bool, record: bool = False) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["pretrain"] = None if self.pretrain is None else {"key": self.pretrain.key, **self.pretrain.describe()}
+        if not legacy:
+            d["train"] = TrainConfig.pin_untrained(self.train)
+        if self.pretrain is not None:
+            key = self.pretrain.key if record else self.pretrain._key(legacy=legacy)
+            d["pretrain"] = {"key": key, **self.pretrain._identity(legacy=legacy, record=record)}
         if self.threads == DEFAULT_THREADS:  # keys of runs made before threads were set stay valid
             del d["threads"]
         return d
@@ -99,9 +118,17 @@ class RunSpec:
 
     @property
     def key(self) -> str:
+        return self._key(self.job.key)
+
+    @property
+    def legacy_key(self) -> str:
+        """The run key before logging settings left the train key (see :attr:`TrainJob.legacy_key`)."""
+        return self._key(self.job.legacy_key)
+
+    def _key(self, train_key: str) -> str:
         return config_hash(
             {
-                "train_key": self.job.key,
+                "train_key": train_key,
                 "policy": self.policy,
                 "policy_options": self.policy_options,
                 "evaluation": key_fields(self.evaluation),
@@ -254,8 +281,48 @@ def pending(store: ResultStore, runs: Sequence[RunSpec], force: bool) -> tuple[l
     todo: list[RunSpec] = []
     done: list[RunSpec] = []
     for r in runs:
-        (done if (not force and store.completed(r.variant, r.key)) else todo).append(r)
+        found = not force and (
+            store.completed(r.variant, r.key) or (r.legacy_key != r.key and store.completed(r.variant, r.legacy_key))
+        )
+        (done if found else todo).append(r)
     return todo, done
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: obj}
+
+
+#: Config entries that are consequences or records, not settings (left out of "what differs").
+_NOT_SETTINGS = ("overrides", "job.pretrain.key", "variant", "suite")
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 6) -> list[str]:
+    """``key: old -> new`` for each setting that differs between two run configs (dotted keys)."""
+    a, b = _flat(old), _flat(new)
+    keys = [k for k in dict.fromkeys([*b, *a]) if not k.startswith(_NOT_SETTINGS) and a.get(k) != b.get(k)]
+    lines = [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in keys[:limit]]
+    return lines + ([f"... {len(keys) - limit} more"] if len(keys) > limit else [])
+
+
+def why_not_reused(store: ResultStore, todo: Sequence[RunSpec]) -> list[str]:
+    """One line per run to do whose variant and seed already have a finished run in the folder: which
+    settings differ (the reason it runs again rather than being reused)."""
+    latest = {(r.variant, r.seed): r for r in store.latest_runs() if r.ok}
+    out = []
+    for spec in todo:
+        old = latest.get((spec.variant, spec.seed))
+        if old is None:
+            continue
+        diff = config_diff(old.config, json.loads(json.dumps(spec.config(), default=str)))  # as a run file has it
+        what = "; ".join(diff) if diff else "no setting differs (a new code version, RESULTS_VERSION)"
+        out.append(f"{spec.variant} seed {spec.seed}: runs again; settings differ from "
+                   f"{store.run_path(old.variant, old.key).relative_to(store.root)}: {what}")  # fmt: skip
+    return out
 
 
 def make_waves(todo: Sequence[RunSpec], store: ResultStore) -> list[list[Task]]:

@@ -235,6 +235,26 @@ class TrainingRecord:
     checkpoint_source: str | None = field(default=None, metadata=OMIT)
 
 
+#: A classifier below this many times chance accuracy (1 / classes) is "at chance" (the one rule).
+CHANCE_FACTOR = 1.5
+
+
+def at_chance(accuracy: float, classes: int) -> bool:
+    """Whether ``accuracy`` (in [0, 1]) is at chance for ``classes`` classes (NaN: not measured, not at chance)."""
+    return accuracy < CHANCE_FACTOR / classes
+
+
+@dataclass(frozen=True)
+class SanityRecord:
+    """What bench.sanity found after training (see there)."""
+
+    train_mode_accuracy: float  # final exit, first 512 training samples, batch statistics, dropout off
+    eval_mode_accuracy: float  # the same samples in eval mode (running statistics)
+    bn_momentum: list[float]  # distinct momentum values of the batch norms (empty: none)
+    bn_recomputed: bool  # evaluation.recompute_bn was applied before evaluating
+    warnings: list[str]  # at-chance exits, batch-norm statistics that do not describe the data
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
     type: str
@@ -275,6 +295,8 @@ class RunRecord:
     # SHA-256 of the run's checkpoint and exit outputs, by path relative to the results folder
     # (bench.artefacts); absent from run files written before digests
     artefacts: dict[str, str] | None = field(default=None, metadata=OMIT)
+    # sanity checks after training (bench.sanity); absent from older run files
+    sanity: SanityRecord | None = field(default=None, metadata=OMIT)
     status: str = "failed"  # "ok" or "failed"
     error: ErrorInfo | None = field(default=None, metadata=OMIT)
     finished: str = ""

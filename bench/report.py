@@ -46,7 +46,7 @@ from bench.cost import (
 from bench.dataflow import Hardware, dram_traffic, gemm_shapes, load_hardware
 from bench.files import atomic_write_bytes, atomic_write_files
 from bench.plan import build_for, expand_runs, select_runs
-from bench.record import MAIN_METRICS, METRICS, RunRecord, get_metric
+from bench.record import MAIN_METRICS, METRICS, RunRecord, at_chance, get_metric
 from bench.results import Results, load_results
 from bench.store import ResultStore, StoreError
 from bench.store import canonical_json as canonical
@@ -291,13 +291,15 @@ def warnings_for(results: Results) -> list[str]:
         recs = results.records_of(variant)
         assert recs[0].exits is not None
         names = recs[0].exits.names
+        k = recs[0].classes
+        for i, name in enumerate(names):  # every variant, base included
+            acc = stats.t_interval([r.exits.test_accuracy[i] for r in recs if r.exits]).mean
+            if at_chance(acc, k):
+                out.append(f"{variant}: exit {name} is at chance level ({acc:.1%} test accuracy, chance {1 / k:.1%})")
+        for w in dict.fromkeys(w for r in recs if r.sanity for w in r.sanity.warnings if "batch-norm" in w):
+            out.append(w)  # the cause, per seed (at-chance lines per seed would repeat the one above)
         if len(names) < 2:
             continue
-        k = recs[0].classes
-        for i, name in enumerate(names):
-            acc = stats.t_interval([r.exits.test_accuracy[i] for r in recs if r.exits]).mean
-            if acc < 1.5 / k:
-                out.append(f"{variant}: exit {name} is at chance level ({acc:.1%} test accuracy, chance {1 / k:.1%})")
         early = stats.t_interval([r.at(thr).early_share for r in recs]).mean
         if recs[0].at(thr).threshold is not None:
             if early >= 0.999:

@@ -23,10 +23,21 @@ from bench.curves import curve_from_outputs, summarise
 from bench.evaluate import evaluate, relative_exit_costs
 from bench.executors import build_executor
 from bench.files import WriteError, atomic_write_bytes, sha256_file
-from bench.plan import RunSpec, Task, TrainJob, build_for, expand_runs, make_waves, pending, select_runs
+from bench.plan import (
+    RunSpec,
+    Task,
+    TrainJob,
+    build_for,
+    expand_runs,
+    make_waves,
+    pending,
+    select_runs,
+    why_not_reused,
+)
 from bench.plugins import import_plugins
 from bench.provenance import now, provenance
 from bench.record import SCHEMA_VERSION, ErrorInfo, RunRecord, TrainingRecord, from_json
+from bench.sanity import diagnose, recompute_bn
 from bench.store import (
     FolderLock,
     ResultStore,
@@ -155,7 +166,18 @@ def execute_run(
             raise
         fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
         t_eval = time.perf_counter()
+        if spec.evaluation.recompute_bn:
+            if callback is not None:
+                callback.on_phase("recomputing batch-norm statistics")
+            recompute_bn(model, data.train, spec.job.config.batch_size, seed=spec.seed)
         result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None)
+        fields["sanity"] = diagnose(
+            model, data.train, steps=int(history.get("total_steps") or history.get("steps") or 0),
+            recomputed=spec.evaluation.recompute_bn, classes=data.num_classes, exit_names=result.exits.names,
+            val_accuracy=result.exits.val_accuracy, test_accuracy=result.exits.test_accuracy,
+            label=f"{spec.variant} seed {spec.seed}",
+        )  # fmt: skip
+        store.warnings += fields["sanity"].warnings
         fields["phase_seconds"] = {
             "data": t_train - t0,
             "training": t_eval - t_train,
@@ -342,6 +364,8 @@ def run_suite(
         log(f"suite {suite.name}: {len(runs)} runs{chosen} ({len(done)} already complete, {len(todo)} to do) -> {out}")
         for problem in store.problems.values():
             log(f"rerunning: {problem}")
+        for line in why_not_reused(store, todo) if not force else []:
+            log(line)
         summary.problems = list(store.problems.values())
         if todo:
             for results in ex.run_waves(make_waves(todo, store), execute_task, out, force=force, progress=progress):

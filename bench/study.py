@@ -24,7 +24,7 @@ by seed, and the p-values of one dataset's tested rows are Holm-corrected togeth
    swept lambda minus at the smallest.
 5. (ours) *a cascade against the base network*: accuracy at t = 0.6 of sum at p1 / p2 minus base.
 
-A variant whose early exit stays at chance (test accuracy below 1.5 / classes in at least half
+A variant whose early exit stays at chance (test accuracy below 1.5 / classes, bench.record.at_chance, in at least half
 of its seeds) cannot show a trade-off: rows that rest on it read "not reproduced: exit at
 chance" (claims 1, 2) or "untestable: exit at chance" (claim 4) instead of a verdict on the claim.
 Every row states both sides' training steps.
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import stats
+from bench import record, stats
 from bench.curves import MATCHED_SHARES
 from bench.record import RunRecord
 from bench.results import Results, load_results, metric_by_seed
@@ -88,19 +88,20 @@ def _by_seed_at(results: Results, variant: str, key: str, threshold: float) -> d
     return results.by_seed(variant, key, threshold)
 
 
-def at_chance(results: Results, variant: str) -> bool:
-    """Whether the variant's first early exit is at chance (< 1.5 / classes) in at least half its seeds."""
+def variant_at_chance(results: Results, variant: str) -> bool:
+    """Whether the variant's first early exit is at chance (:func:`bench.record.at_chance`) in at least half
+    its seeds."""
     recs = [r for r in results.records_of(variant) if r.exits is not None and len(r.exits.names) > 1]
     if not recs:
         return False
-    low = sum(1 for r in recs if r.exits is not None and r.exits.test_accuracy[0] < 1.5 / r.classes)
+    low = sum(1 for r in recs if r.exits is not None and record.at_chance(r.exits.test_accuracy[0], r.classes))
     return 2 * low >= len(recs)
 
 
 def _claim(results: Results, dataset: str, claim: str, va: str, vb: str, comparison: str, metric: str,
            a: dict[int, float], b: dict[int, float], *, tested: bool = True) -> Claim:  # fmt: skip
     t = stats.paired_test(a, b)
-    chance = next((v for v in (va, vb) if at_chance(results, v)), "")
+    chance = next((v for v in (va, vb) if variant_at_chance(results, v)), "")
     return Claim(dataset, claim, comparison, metric, 100 * t.diff.mean, 100 * t.diff.low, 100 * t.diff.high, t.n,
                  t.p_value if tested else math.nan, steps=f"{results.steps(va)} vs {results.steps(vb)}",
                  note=t.note, tested=tested, at_chance=chance)  # fmt: skip

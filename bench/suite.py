@@ -135,6 +135,10 @@ class EvaluationSpec:
     # are shared by the batch). Left out of run keys at these defaults (runs made before them stay valid).
     hardware: str = field(default="eyeriss", metadata={"key_default": "eyeriss"})
     energy_batch: int = field(default=1, metadata={"key_default": 1})
+    # recompute every batch norm's running statistics on training batches before evaluating (precise BN;
+    # bench.sanity): the remedy for statistics that lag the weights (low momentum, few steps); the
+    # checkpoint is not changed
+    recompute_bn: bool = field(default=False, metadata={"key_default": False})
 
 
 @dataclass(frozen=True)

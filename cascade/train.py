@@ -52,8 +52,10 @@ class TrainConfig:
     momentum: float = 0.5  # SGD momentum
     batch_size: int = 64  # training mini-batch size (>= 2: a batch of one breaks BatchNorm's statistics)
     weight_decay: float = 0.0  # L2 penalty of SGD
-    log_every: int = 100  # log the mean training loss every this many iterations
-    eval_batch_size: int = 1000  # batch size for validation / test passes
+    # Settings that change what is logged or how fast evaluation runs, not the trained weights: a run
+    # key holds them at their defaults, so changing them reuses the checkpoint (see key_fields).
+    log_every: int = field(default=100, metadata={"untrained": True})  # log the mean training loss every N iterations
+    eval_batch_size: int = field(default=1000, metadata={"untrained": True})  # batch size for validation / test passes
     # torch.optim optimiser: "sgd" (the study's, with momentum), "adam" or "adamw" (momentum unused).
     # Added after results existed: left out of the run keys while at its default (see run_fields).
     optimizer: str = field(default="sgd", metadata={"key_default": "sgd"})
@@ -136,6 +138,14 @@ class TrainConfig:
         if self.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+    @classmethod
+    def pin_untrained(cls, train: dict[str, Any]) -> dict[str, Any]:
+        """``train`` (key fields) with the settings that do not change the trained weights at their defaults:
+        what a train key holds, so that a logging setting never retrains (keys of runs at the defaults are
+        those of run files made before this rule)."""
+        pinned = {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("untrained")}
+        return {k: pinned.get(k, v) for k, v in train.items()}
 
     @classmethod
     def run_fields(cls) -> list[str]:
