@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import fnmatch
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
