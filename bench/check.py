@@ -49,6 +49,8 @@ from rich.markup import escape
 from scipy import stats as st
 
 from bench import stats
+from bench._progress import make_console
+from bench.compare import describe
 from bench.files import atomic_write_bytes, atomic_write_json
 from bench.plan import expand_runs, select_runs
 from bench.provenance import code_version, now
@@ -81,7 +83,9 @@ def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict
                 entry["latency_s_per_sample"] = {b: v for b, v in lat.items() if not math.isnan(v)}
             seeds[str(rec.seed)] = entry
         variants[variant] = {"seeds": seeds}
+    side = describe(results)
     return {
+        "context": {"model": side.model, "dataset": side.dataset, "overrides": side.overrides, "steps": side.steps},
         "schema": BASELINE_SCHEMA,
         "suite": results.suite.name if results.suite else out_dir.name,
         "threshold": threshold,
@@ -273,9 +277,18 @@ def latency_frame(rows: Sequence[LatencyRow]) -> pd.DataFrame:
     )
 
 
+#: The range of the checked metrics, in points (accuracy and savings are percentages).
+SPAN = 100.0
+
+
 def rows_frame(rows: Sequence[CheckRow]) -> pd.DataFrame:
     def f(x: float, fmt: str = "{:.2f}") -> str:
         return "n/a" if x is None or math.isnan(x) else fmt.format(x)
+
+    def ci(r: CheckRow) -> str:
+        if math.isnan(r.low):
+            return "n/a"
+        return "n too small" if (r.high - r.low) / 2 > SPAN else f"[{r.low:+.2f}, {r.high:+.2f}]"
 
     return pd.DataFrame(
         {
@@ -284,11 +297,11 @@ def rows_frame(rows: Sequence[CheckRow]) -> pd.DataFrame:
             "baseline (%)": [f(r.baseline) for r in rows],
             "current (%)": [f(r.current) for r in rows],
             "Δ (points)": [f(r.diff, "{:+.2f}") for r in rows],
-            "95% CI": ["n/a" if math.isnan(r.low) else f"[{r.low:+.2f}, {r.high:+.2f}]" for r in rows],
+            "95% CI": [ci(r) for r in rows],
             "n": [r.n for r in rows],
             "margin": [f"±{r.margin:g}" for r in rows],
             "p(worse) Holm": [f(r.p_worse, "{:.3g}") for r in rows],
-            "detectable drop": [f(r.detectable) for r in rows],
+            "detectable drop": ["n too small" if r.detectable > SPAN else f(r.detectable) for r in rows],
             "status": [r.status.upper() if r.fails else r.status for r in rows],
         }
     )
@@ -323,17 +336,19 @@ def run_check(
     ``only`` runs and checks only the variants those names or globs select (the baseline's other
     variants are not "missing"; ``--update`` with ``only`` is refused, as it would drop them).
     """
-    console = console or Console()
+    console = console or make_console()
     suite = load_suite(suite_path, overrides, imports)
     threshold = suite.check.threshold if suite.check.threshold is not None else suite.evaluation.headline_threshold
     base_path = Path(baseline)
     if update and only:
         raise BaselineError("--update rewrites the whole baseline; run it without --only")
+    not_checked: list[str] = []  # baseline variants left out by --only
     if not update:
         base = read_baseline(base_path, suite.name)  # fail before spending time on runs
         if only:
             chosen = select_runs(expand_runs(suite, overrides), only)
             keep = {r.variant for r in chosen}
+            not_checked = [k for k in base["variants"] if k not in keep]
             base = {**base, "variants": {k: v for k, v in base["variants"].items() if k in keep}}
     summary = run_suite(suite_path, out_dir=out_dir, overrides=overrides, jobs=jobs, progress=progress,
                         log=console.print, imports=imports, only=only,
@@ -341,6 +356,7 @@ def run_check(
     command = " ".join(["bench check", str(suite_path), "--baseline", str(base_path), "--update",
                         *(f"--set {o}" for o in overrides)])  # fmt: skip
     current = baseline_from_results(summary.out_dir, threshold, command)
+    new_only = [v for v in current["variants"] if v not in base["variants"]] if not update else []
     if only:
         current["variants"] = {k: v for k, v in current["variants"].items() if k in base["variants"]}
     if summary.failed:
@@ -355,13 +371,14 @@ def run_check(
     frame = rows_frame(rows)
     passed = not any(r.fails for r in rows) and not any(r.fails for r in lat_rows) and not summary.failed
     verdict = "PASSED" if passed else "FAILED"
+    ctx = context_lines(current, base, not_checked, new_only)
     header = (
         f"### bench check {suite.name}: {verdict}\n\n"
         f"Threshold {threshold} (baseline: {base['threshold']}); "
         f"margins: accuracy {spec.max_accuracy_drop} points, "
         f"savings {spec.max_savings_drop} points; one-sided paired t-tests over seeds, Holm-corrected, "
         f"alpha {spec.alpha}; any accuracy drop over {spec.hard_accuracy_drop} points fails (hard limit). "
-        f"Baseline made by `{base.get('command', '?')}`.\n\n{strength_line(rows, spec)}\n\n"
+        f"Baseline made by `{base.get('command', '?')}`.\n\n{strength_line(rows, spec)}\n\n" + "\n".join(ctx) + "\n\n"
     )
     md = header + frame.to_markdown(index=False) + "\n"
     if lat_rows:
@@ -374,8 +391,28 @@ def run_check(
     if lat_rows:
         console.print(rich_table(latency_frame(lat_rows), f"latency gate (limit {spec.max_latency_ratio})"))
     console.print(escape(strength_line(rows, spec)))
+    console.print("\n".join(escape(line) for line in ctx), highlight=False)
     console.print(f"{'[green]' if passed else '[red]'}{verdict}[/]: table written to {md_path}")
     return CheckResult(passed, rows, md, latency=lat_rows)
+
+
+def context_lines(current: dict[str, Any], base: dict[str, Any], not_checked: Sequence[str],
+                  new_only: Sequence[str]) -> list[str]:  # fmt: skip
+    """What both sides were made with (model, dataset, overrides, training steps) and what was not checked."""
+    cur, old = current.get("context") or {}, base.get("context")
+    lines = ["| | current | baseline |", "|---|---|---|"]
+    for key in ("model", "dataset", "overrides"):
+        lines.append(f"| {key} | {cur.get(key, '?')} | {old.get(key, '?') if old else 'not recorded'} |")
+    for v, steps in (cur.get("steps") or {}).items():
+        theirs = (old.get("steps") or {}).get(v, "?") if old else "not recorded"
+        lines.append(f"| training steps, {v} | {steps} | {theirs} |")
+    if old is None:
+        lines.append("\nThe baseline predates recorded context (model, dataset, overrides, steps): `--update` adds it.")
+    if not_checked:
+        lines.append(f"\nBaseline variants not checked (--only): {', '.join(not_checked)}.")
+    if new_only:
+        lines.append(f"\nVariants not in the baseline (not checked): {', '.join(new_only)}.")
+    return lines
 
 
 def strength_line(rows: Sequence[CheckRow], spec: CheckSpec) -> str:
@@ -385,7 +422,11 @@ def strength_line(rows: Sequence[CheckRow], spec: CheckSpec) -> str:
         ds = [r for r in rows if r.metric == metric and not math.isnan(r.detectable)]
         if ds:
             worst = max(ds, key=lambda r: r.detectable)
-            parts.append(f"{metric} drops of {worst.detectable:.2f} points ({worst.variant}, n = {worst.n})")
+            if worst.detectable > SPAN:
+                parts.append(f"no {metric} drop within its 0-100 point range ({worst.variant}: n = {worst.n} is "
+                             "too small)")  # fmt: skip
+            else:
+                parts.append(f"{metric} drops of {worst.detectable:.2f} points ({worst.variant}, n = {worst.n})")
     if not parts:
         return "Gate strength: with one seed per variant no test is possible; a drop beyond the margin fails."
     return (f"Gate strength (80 % power, alpha {spec.alpha} split over the tested rows): the test detects "

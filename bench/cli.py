@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 
+from bench._progress import make_console
 from bench.check import BaselineError, run_check
 from bench.compare import compare
 from bench.executors import EXECUTORS
@@ -18,13 +18,13 @@ from bench.plan import SelectionError, expand_runs
 from bench.record import StoreError
 from bench.report import cost_views, rich_table, run_summary, runs_frame, write_report
 from bench.runner import run_suite
-from bench.suite import SuiteError, load_suite
+from bench.suite import SuiteError, load_suite, suite_errors
 from bench.verify import verify_folder
 from cascade._registry import UnknownNameError
 from cascade.data import DataFormatError, DataNotFoundError
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 def _executor_flags(args: argparse.Namespace) -> dict[str, object]:
@@ -49,11 +49,15 @@ def print_summary(out_dir: Path) -> None:
         console.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
 
 
+#: ``bench run --quick``: the switches that make a run quick (see suites/README.md, "Quick runs").
+QUICK = ("evaluation.latency=false", "evaluation.count_macs=none", "evaluation.test_samples=1000")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     summary = run_suite(
         args.suite,
         out_dir=args.out,
-        overrides=args.set,
+        overrides=[*(QUICK if args.quick else ()), *args.set],
         imports=args.imports,
         jobs=args.jobs,
         force=args.force,
@@ -78,6 +82,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    errors = suite_errors(args.suite, args.set, args.imports)
+    if len(errors) > 1:  # every error at once (one alone takes the usual one-line path below)
+        for e in errors:
+            err.print(f"[red]error[/]: {escape(str(e))}", highlight=False)
+        err.print(f"{len(errors)} errors in {args.suite}", highlight=False)
+        return 2
     suite = load_suite(args.suite, args.set, args.imports)
     runs = expand_runs(suite, args.set)
     console.print(
@@ -203,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=None, help="dask: workers of the local cluster")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.add_argument(
+        "--quick",
+        action="store_true",
+        help="quick evaluation: no latency, no MAC counting of the dynamic forward, 1,000 test samples "
+        "(recorded in the runs and the report; the trained checkpoints are the same)",
+    )
     r.set_defaults(fn=cmd_run)
 
     v = sub.add_parser("validate", help="check a suite file without running it")

@@ -50,6 +50,23 @@ class Side:
     threshold: float
     seeds: str
     steps: dict[str, str]  # variant -> total training steps (per seed, distinct values)
+    model: str = "?"  # backbone and its options (the suite's; variants' own options in brackets)
+    overrides: str = "none"  # the --set overrides the runs were made with
+
+
+def model_text(results: Results) -> str:
+    """``study_cnn (channels=[16, 32, 32], hidden=64)``: the backbone(s) of a folder's runs."""
+    seen: dict[str, None] = {}
+    for r in results.records:
+        job = r.config.get("job") or {}
+        opts = ", ".join(f"{k}={v}" for k, v in sorted((job.get("model_options") or {}).items()))
+        seen.setdefault(f"{job.get('model', '?')}" + (f" ({opts})" if opts else ""), None)
+    return "; ".join(seen) or "?"
+
+
+def overrides_text(results: Results) -> str:
+    found = sorted({o for r in results.records for o in r.config.get("overrides", [])})
+    return " ".join(f"--set {o}" for o in found) or "none"
 
 
 def describe(results: Results) -> Side:
@@ -63,7 +80,8 @@ def describe(results: Results) -> Side:
         v: "/".join(str(s) for s in sorted({r.total_steps for r in results.records_of(v)})) for v in results.variants
     }
     return Side(str(results.out_dir), ", ".join(commits), "; ".join(datasets), results.headline,
-                ", ".join(str(s) for s in sorted({r.seed for r in recs})), steps)  # fmt: skip
+                ", ".join(str(s) for s in sorted({r.seed for r in recs})), steps, model_text(results),
+                overrides_text(results))  # fmt: skip
 
 
 def mismatches(a: Side, b: Side) -> tuple[list[str], list[str]]:
@@ -75,6 +93,16 @@ def mismatches(a: Side, b: Side) -> tuple[list[str], list[str]]:
         blocking.append(f"thresholds differ: A {a.threshold}, B {b.threshold}")
     warn = [f"training lengths differ for {v}: A {a.steps[v]} steps, B {b.steps[v]} steps"
             for v in a.steps if v in b.steps and a.steps[v] != b.steps[v]]  # fmt: skip
+    if a.model != b.model:
+        warn.append(f"models differ: A {a.model}; B {b.model}")
+    if a.overrides != b.overrides:
+        warn.append(f"--set overrides differ: A {a.overrides}; B {b.overrides}")
+    only_a = [v for v in a.steps if v not in b.steps]
+    only_b = [v for v in b.steps if v not in a.steps]
+    if only_a:
+        warn.append(f"variants only in A (not compared): {', '.join(only_a)}")
+    if only_b:
+        warn.append(f"variants only in B (not compared): {', '.join(only_b)}")
     return blocking, warn
 
 
@@ -124,7 +152,9 @@ def header_lines(a: Side, b: Side, problems: list[str]) -> list[str]:
         "|---|---|---|",
         f"| folder | {a.folder} | {b.folder} |",
         f"| commit | {a.commits} | {b.commits} |",
+        f"| model | {a.model} | {b.model} |",
         f"| dataset | {a.dataset} | {b.dataset} |",
+        f"| overrides | {a.overrides} | {b.overrides} |",
         f"| threshold | {a.threshold} | {b.threshold} |",
         f"| seeds | {a.seeds} | {b.seeds} |",
     ]

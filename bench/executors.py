@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench._progress import RichProgress
+from bench._progress import RichProgress, is_live
 from cascade._registry import Registry
 
 
@@ -63,10 +63,16 @@ class Executor:
         *,
         force: bool = False,
         progress: bool = True,
+        log: Callable[[str], None] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Run ``fn`` on every task, wave after wave; yield each wave's results."""
+        """Run ``fn`` on every task, wave after wave; yield each wave's results.
+
+        ``progress``: live bars where standard error is a terminal; otherwise (or with ``progress``
+        False) one line per finished task goes to ``log`` (nothing when ``log`` is None).
+        """
         total = sum(len(w) for w in waves)
-        with self.session(), RichProgress(total, enabled=progress) as bar:
+        live = is_live(progress)
+        with self.session(), RichProgress(total, enabled=live, line=None if live else log) as bar:
             for wave in waves:
                 if wave:
                     yield self.run_wave(list(wave), fn, str(out_dir), force, bar)
@@ -87,7 +93,7 @@ class InProcessExecutor(Executor):
         for task in tasks:
             bar.start_run(task.label)
             results.append(fn(task, out_dir, force, callback=bar))
-            bar.end_run()
+            bar.end_run(results[-1])
         return results
 
 
@@ -107,7 +113,7 @@ class LocalPoolExecutor(Executor):
             for fut in cf.as_completed(futures):
                 bar.start_run(futures[fut].label)
                 results.append(fut.result())
-                bar.end_run()
+                bar.end_run(results[-1])
         return results
 
 
@@ -196,7 +202,7 @@ class SubmititExecutor(Executor):
                 results.append(
                     {"status": "failed", "variant": t.label, "seed": None, "error": f"job {job.job_id}: {e}"}
                 )
-            bar.end_run()
+            bar.end_run(results[-1])
         return results
 
 
@@ -261,7 +267,7 @@ class DaskExecutor(Executor):
         for fut in self.distributed.as_completed(futures):
             bar.start_run(labels[fut.key])
             results.append(fut.result())
-            bar.end_run()
+            bar.end_run(results[-1])
         return results
 
 

@@ -91,6 +91,7 @@ def comparison_frame(
             continue
         for metric, scale in metrics:
             test = stats.paired_test(results.by_seed(variant, metric, thr), results.by_seed(ref, metric, thr))
+            exact = test.note.startswith("exact")  # zero-variance differences: exact, not tested
             rows.append(
                 {
                     "variant": variant,
@@ -101,10 +102,11 @@ def comparison_frame(
                     "diff": test.diff.mean * scale,
                     "diff_low": test.diff.low * scale,
                     "diff_high": test.diff.high * scale,
-                    "p": test.p_value,
+                    "p": math.nan if exact else test.p_value,
+                    "exact": exact,
                 }
             )
-    cols = ["variant", "reference", "steps", "metric", "n", "diff", "diff_low", "diff_high", "p"]
+    cols = ["variant", "reference", "steps", "metric", "n", "diff", "diff_low", "diff_high", "p", "exact"]
     frame = pd.DataFrame(rows, columns=cols)
     frame["p_holm"] = stats.holm(frame["p"].tolist()) if len(frame) else []
     frame["significant"] = frame["p_holm"] < 0.05
@@ -192,6 +194,11 @@ def latency_timed_note(results: Results) -> str:
     return f"Timed: {', '.join(timed)}; the roofline model and these settings: docs/cost.md."
 
 
+#: The latency-model table's last column: a ratio of speedups (how much of the predicted gain was measured),
+#: not of times.
+RATIO = "speedup measured ÷ speedup roofline"
+
+
 def latency_model_frame(results: Results) -> pd.DataFrame:
     """Per variant and timed batch: each exit path's measured and roofline-predicted time per sample,
     and the dynamic forward's speedup over the full network at the headline threshold as measured
@@ -225,7 +232,7 @@ def latency_model_frame(results: Results) -> pd.DataFrame:
                 row[f"{name} roofline (µs)"] = 1e6 * statistics.fmean(p for _, p in pairs)
             for k, v in speed.items():
                 row[f"speedup {k}"] = statistics.fmean(v) if v else math.nan
-            row["measured / roofline"] = row["speedup measured"] / row["speedup roofline"]
+            row[RATIO] = row["speedup measured"] / row["speedup roofline"]
             rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -242,7 +249,7 @@ def latency_model_display(frame: pd.DataFrame) -> pd.DataFrame:
     for c in out.columns:
         if c.endswith("(µs)"):
             out[c] = out[c].map(lambda v: "" if math.isnan(v) else f"{v:.1f}")
-        elif c.startswith("speedup") or c == "measured / roofline":
+        elif c.startswith("speedup") or c == RATIO:
             out[c] = out[c].map(lambda v: "" if math.isnan(v) else f"{v:.2f}")
     return out
 
@@ -272,7 +279,7 @@ def anytime_display(frame: pd.DataFrame) -> pd.DataFrame:
             "cost (% of base MACs)": [signed_zero_free(f"{100 * c:.1f}") for c in frame["cost_fraction"]],
             "n": frame["n"],
             "exit accuracy, all samples (%)": [
-                _fmt(m, lo, hi, 100, 2)
+                _fmt(m, lo, hi, 100, 2, span=1.0)
                 for m, lo, hi in zip(frame["test_accuracy"], frame["acc_low"], frame["acc_high"])
             ],
         }
@@ -381,11 +388,15 @@ def signed_zero_free(text: str) -> str:
 _NEG_ZERO = re.compile(r"(?<![\d.])-(0(?:\.0+)?)(?![\d.])")
 
 
-def _fmt(mean: float, low: float, high: float, scale: float, digits: int) -> str:
+def _fmt(mean: float, low: float, high: float, scale: float, digits: int, span: float | None = None) -> str:
+    """``mean ± half-width``; an interval wider than the metric's whole range ``span`` (raw units, e.g. 1 for
+    a fraction) says so instead of printing a meaningless number."""
     if mean is None or math.isnan(mean):
         return "n/a"
     if low is None or math.isnan(low):
         return signed_zero_free(f"{mean * scale:.{digits}f}")
+    if span is not None and (high - low) / 2 > span:
+        return signed_zero_free(f"{mean * scale:.{digits}f} (n too small)")
     half = (high - low) / 2 * scale
     return signed_zero_free(f"{mean * scale:.{digits}f} ± {half:.{digits}f}")
 
@@ -404,7 +415,8 @@ def main_display(results: Results, tables: Tables) -> pd.DataFrame:
             label = m.label
             if m.name == "energy":
                 label = f"energy ({results.energy_table()}, M {results.energy_unit()})"
-            text = _fmt(row[m.name], row[f"{m.name}_low"], row[f"{m.name}_high"], m.scale, m.digits)
+            span = 1.0 if m.unit == "fraction" else None
+            text = _fmt(row[m.name], row[f"{m.name}_low"], row[f"{m.name}_high"], m.scale, m.digits, span)
             if m.name == "accuracy" and row.get("accuracy_significant"):
                 text += " *"
             cols.setdefault(label, []).append(text)
@@ -429,8 +441,8 @@ def comparison_display(frame: pd.DataFrame) -> pd.DataFrame:
                 "n/a" if math.isnan(lo) else signed_zero_free(f"[{lo:+.2f}, {hi:+.2f}]")
                 for lo, hi in zip(frame["diff_low"], frame["diff_high"])
             ],
-            "p": [fmt_p(p) for p in frame["p"]],
-            "p (Holm)": [fmt_p(p) for p in frame["p_holm"]],
+            "p": ["exact" if x else fmt_p(p) for p, x in zip(frame["p"], frame["exact"])],
+            "p (Holm)": ["exact" if x else fmt_p(p) for p, x in zip(frame["p_holm"], frame["exact"])],
             "sig.": ["*" if s else "" for s in frame["significant"]],
         }
     )
@@ -444,7 +456,7 @@ def budget_display(frame: pd.DataFrame) -> pd.DataFrame:
             f"budget ({frame['unit'].iloc[0]})": frame["budget"],
             "n": frame["n"],
             "test accuracy (%)": [
-                _fmt(m, lo, hi, 100, 2)
+                _fmt(m, lo, hi, 100, 2, span=1.0)
                 for m, lo, hi in zip(frame["test_accuracy"], frame["acc_low"], frame["acc_high"])
             ],
             "test cost (% of base MACs)": [
@@ -637,7 +649,25 @@ def _provenance_lines(results: Results) -> list[str]:
     ]
     if overrides:
         lines.append(f"- overrides applied (`--set`): {', '.join(f'`{o}`' for o in overrides)}")
+    if note := quick_note(results):
+        lines.append(f"- **{note}**")
     return [*lines, ""]
+
+
+def quick_note(results: Results) -> str | None:
+    """A line that says what a quick evaluation left out (so a quick run is never read as a full one)."""
+    evs = [r.config.get("evaluation", {}) for r in results.records]
+    parts = []
+    capped = [r for r, e in zip(results.records, evs) if int(e.get("test_samples") or 0)]
+    if capped:
+        n = sorted({int((r.data_sizes or {}).get("test", 0)) for r in capped})
+        parts.append(f"test accuracy on {', '.join(f'{k:,}' for k in n)} test samples (evaluation.test_samples: "
+                     "a fixed random subset, or all where the split is smaller)")  # fmt: skip
+    if any(e.get("latency") is False for e in evs):
+        parts.append("latency not timed")
+    if any(e.get("count_macs") == "none" for e in evs):
+        parts.append("MACs of the real dynamic forward not counted (expected MACs from the exit shares only)")
+    return f"Quick evaluation: {'; '.join(parts)}" if parts else None
 
 
 @dataclass

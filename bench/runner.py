@@ -152,9 +152,10 @@ def execute_run(
     t0 = time.perf_counter()
     try:
         torch.manual_seed(spec.seed)
-        data = get_data(spec.data, spec.device)
+        full = get_data(spec.data, spec.device)
+        data = full.test_subset(spec.evaluation.test_samples)  # quick evaluation: a fixed subset of the test split
         fields["data_fingerprint"] = data.identity.get("fingerprint")
-        fields["data_sizes"] = data.identity.get("sizes")
+        fields["data_sizes"] = {**data.identity.get("sizes", {}), "test": len(data.test)}
         fields["num_classes"] = data.num_classes
         t_train = time.perf_counter()
         try:
@@ -219,7 +220,9 @@ def execute_run(
             "seconds": record.seconds, "error": record.error_message or None,
             "busy": bool(record.latency and record.latency.busy),
             "checkpoint_source": record.training.checkpoint_source if record.training else None,
-            "warnings": store.warnings, "write_errors": store.write_errors}  # fmt: skip
+            "warnings": store.warnings, "write_errors": store.write_errors,
+            "accuracy": record.at(record.headline_threshold).accuracy if record.ok else None,
+            "threshold": record.headline_threshold if record.ok else None}  # fmt: skip
 
 
 class PretrainingFailedError(RuntimeError):
@@ -252,7 +255,7 @@ def pretrain_job(
 ) -> dict[str, Any]:
     """Train one pre-training checkpoint (no run file); a failure is recorded for the runs that need it."""
     store = ResultStore(out_dir, checkpoint_cache)
-    out: dict[str, Any] = {"status": "pretrain", "key": job.key}
+    out: dict[str, Any] = {"status": "pretrain", "key": job.key, "label": f"{job.loss} seed {job.seed}"}
     try:
         ensure_trained(job, get_data(data_spec, device), store, device)
     except (KeyboardInterrupt, SystemExit):
@@ -261,7 +264,7 @@ def pretrain_job(
         if isinstance(exc, WriteError):
             store.write_errors.append(str(exc))
         write_failed_marker(store, job.key, exc)
-        out = {"status": "failed-pretrain", "key": job.key, "error": str(exc)}
+        out = {**out, "status": "failed-pretrain", "error": str(exc)}
     return {**out, "warnings": store.warnings, "write_errors": store.write_errors}
 
 
@@ -357,7 +360,11 @@ def run_suite(
         todo, done = pending(store, runs, force)
         summary = RunSummary(out, total=len(runs), skipped=len(done))
         if todo:  # read (and check) the data once, before any run file is written
-            get_data(suite.dataset, runs[0].device)
+            sizes = get_data(suite.dataset, runs[0].device).identity.get("sizes", {})
+            if suite.dataset.train_size and sizes.get("val", 0) > sizes.get("train", 0):
+                log(f"hint: the validation split ({sizes['val']:,} samples) is larger than the training split "
+                    f"({sizes['train']:,}, dataset.train_size); dataset.val_size caps it (bench run --quick: "
+                    "suites/README.md, 'Quick runs')")  # fmt: skip
         _write_suite_copy(suite, path, overrides, out)
         t0 = time.perf_counter()
         chosen = f" (--only: {len(runs)} of {len(all_runs)})" if only else ""
@@ -368,7 +375,8 @@ def run_suite(
             log(line)
         summary.problems = list(store.problems.values())
         if todo:
-            for results in ex.run_waves(make_waves(todo, store), execute_task, out, force=force, progress=progress):
+            waves = make_waves(todo, store)
+            for results in ex.run_waves(waves, execute_task, out, force=force, progress=progress, log=log):
                 for res in results:
                     _collect(summary, res, log)
                     if res.get("busy"):

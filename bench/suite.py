@@ -11,9 +11,11 @@ documented in ``suites/README.md``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import itertools
+import re
 import sys
 import types
 import typing
@@ -78,6 +80,7 @@ class DatasetSpec:
     split_seed: int = 0  # seed of the train/validation split (fixed across model seeds)
     download: bool = True  # try to download missing files
     train_size: int = 0  # keep only this many training samples (0 = all); for quick suites
+    val_size: int = 0  # keep only this many validation samples (0 = all of val_fraction); for quick suites
     normalize: Literal["global", "per-channel", "none"] = "global"  # standardisation fitted on the training part
     random_crop: int = 0  # training augmentation: padding of a random crop (0 = none; CIFAR: 4)
     random_flip: bool = False  # training augmentation: random horizontal flip
@@ -88,6 +91,8 @@ class DatasetSpec:
         ident = {"name": self.name, "val_fraction": self.val_fraction, "split_seed": self.split_seed, **self.options}
         if self.train_size:
             ident["train_size"] = self.train_size
+        if self.val_size:
+            ident["val_size"] = self.val_size
         for key in ("normalize", "random_crop", "random_flip"):
             if getattr(self, key) != getattr(DatasetSpec, key):
                 ident[key] = getattr(self, key)
@@ -95,7 +100,8 @@ class DatasetSpec:
 
     def load_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`cascade.data.load_dataset`."""
-        common = ("val_fraction", "split_seed", "download", "train_size", "normalize", "random_crop", "random_flip")
+        common = ("val_fraction", "split_seed", "download", "train_size", "val_size", "normalize", "random_crop",
+                  "random_flip")  # fmt: skip
         return {"root": self.root, **{k: getattr(self, k) for k in common}, **self.options}
 
 
@@ -139,6 +145,8 @@ class EvaluationSpec:
     # bench.sanity): the remedy for statistics that lag the weights (low momentum, few steps); the
     # checkpoint is not changed
     recompute_bn: bool = field(default=False, metadata={"key_default": False})
+    # evaluate on this many test samples (a fixed random subset; 0 = all): quick runs (bench run --quick)
+    test_samples: int = field(default=0, metadata={"key_default": 0})
 
 
 @dataclass(frozen=True)
@@ -341,11 +349,16 @@ def _check_threshold(file: Any, key: str, t: float) -> None:
     _check_range(file, key, 0.0 <= t <= 1.0, "a threshold in [0, 1]", t)
 
 
+#: Appended to an unknown loss, policy, model or dataset name: how a user's own one becomes known.
+PLUGIN_HINT = "your own: register it in a Python file and pass --import FILE, or list the file in [suite] plugins"
+
+
 def _check_name(file: Any, key: str, registry: Any, name: str) -> None:
     try:
         registry.get(name)
     except UnknownNameError as e:
-        raise SuiteError(file, key, str(e)) from None
+        hint = f"; {PLUGIN_HINT}" if registry is not EXECUTORS else ""
+        raise SuiteError(file, key, f"{e}{hint}") from None
 
 
 def _validate_train_overrides(file: Any, key: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -416,8 +429,11 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
             raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
     min_exits = LOSSES.get(v.loss).min_exits
     if len(v.exits) + 1 < min_exits:
+        example = list(model_cls.example_exits[: min_exits - 1]) or [
+            "<a module name of the backbone: bench cost SUITE lists them>"
+        ]
         raise SuiteError(
-            file, f"{key}.exits", f"loss {v.loss!r} needs at least {min_exits - 1} intermediate exit(s), e.g. ['p1']"
+            file, f"{key}.exits", f"loss {v.loss!r} needs at least {min_exits - 1} intermediate exit(s), e.g. {example}"
         )
     if v.pretrain in ("base", "sum") and not v.exits:
         raise SuiteError(file, f"{key}.pretrain", "pre-training only applies to variants with intermediate exits")
@@ -426,7 +442,7 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
             _check_range(file, f"{key}.{name}", val >= 0, "an integer >= 0", val)
     for skey, values in v.sweep.items():
         if not isinstance(values, list) or not values:
-            raise SuiteError(file, f"{key}.sweep.{skey}", f"expected a non-empty list of values, got {values!r}")
+            raise SuiteError(file, f"{key}.sweep.{skey}", f"needs at least one value: a non-empty list, got {values!r}")
 
 
 SWEEPABLE = ("epochs", "pretrain_epochs", "exits", "policy", "pretrain")
@@ -529,6 +545,11 @@ def load_suite(path: str | Path, overrides: Sequence[str] = (), imports: Sequenc
     :mod:`bench.plugins`); the suite records them, resolved, in ``suite.suite.plugins``.
     """
     path = Path(path)
+    return parse_suite(_read_suite(path, overrides, imports), file=path)
+
+
+def _read_suite(path: Path, overrides: Sequence[str], imports: Sequence[str]) -> dict[str, Any]:
+    """The suite file's TOML with the overrides applied and the plugins imported (not yet validated)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -558,7 +579,68 @@ def load_suite(path: str | Path, overrides: Sequence[str] = (), imports: Sequenc
                 where = f"suite.plugins[{i}]" if i < len(listed) else "--import"
                 raise SuiteError(path, where, str(e)) from None
         suite_table["plugins"] = resolved
-    return parse_suite(data, file=path)
+    return data
+
+
+def suite_errors(path: str | Path, overrides: Sequence[str] = (), imports: Sequence[str] = (), *,
+                 limit: int = 25) -> list[SuiteError]:  # fmt: skip
+    """Every error of a suite, not only the first (``bench validate``): after each error the key it names
+    is removed (its default applies) and validation goes on, until the suite validates, an error names no
+    key that can be removed, or ``limit`` errors were found. An empty list: the suite is valid."""
+    path = Path(path)
+    try:
+        data = _read_suite(path, overrides, imports)
+    except SuiteError as e:
+        return [e]
+    errors: list[SuiteError] = []
+    while len(errors) < limit:
+        try:
+            parse_suite(copy.deepcopy(data), file=path)
+            return errors
+        except SuiteError as e:
+            errors.append(e)
+            if not _remove_key(data, e.key):
+                return errors
+    return errors
+
+
+_VARIANT = re.compile(r"^variants\[(\d+)\](?: \([^)]*\))?(?: with \{.*?\})?")
+_INDEX = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def _remove_key(data: dict[str, Any], key: str) -> bool:
+    """Delete the entry a :class:`SuiteError` key names (``train.lr``, ``variants[1] (x).sweep.a.b``,
+    ``evaluation.thresholds[2]``); False when it names nothing that can be deleted."""
+    node: Any = data
+    m = _VARIANT.match(key)
+    if m:
+        variants = data.get("variants")
+        if not isinstance(variants, list) or int(m.group(1)) >= len(variants):
+            return False
+        node, key = variants[int(m.group(1))], key[m.end() :].lstrip(".")
+        if not key:
+            del variants[int(m.group(1))]
+            return True
+    parts = key.split(".") if key else []
+    while parts and isinstance(node, dict):
+        for j in range(len(parts), 0, -1):  # dotted keys inside a table ("loss_options.lambda" in a sweep)
+            name = ".".join(parts[:j])
+            idx = _INDEX.match(name)
+            if idx and isinstance(node.get(idx.group(1)), list) and int(idx.group(2)) < len(node[idx.group(1)]):
+                if j == len(parts):
+                    del node[idx.group(1)][int(idx.group(2))]
+                    return True
+                node, parts = node[idx.group(1)][int(idx.group(2))], parts[j:]
+                break
+            if name in node:
+                if j == len(parts):
+                    del node[name]
+                    return True
+                node, parts = node[name], parts[j:]
+                break
+        else:
+            return False
+    return False
 
 
 def _parse_executor(file: Any, raw: Any) -> ExecutorSpec:
@@ -616,6 +698,7 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     dataset = _build(DatasetSpec, ds_raw, file, "dataset", extra_ok=ds_entry.option_names())
     _check_range(file, "dataset.val_fraction", 0 < dataset.val_fraction < 1, "a number in (0, 1)", dataset.val_fraction)
     _check_range(file, "dataset.train_size", dataset.train_size >= 0, "an integer >= 0 (0 = all)", dataset.train_size)
+    _check_range(file, "dataset.val_size", dataset.val_size >= 0, "an integer >= 0 (0 = all)", dataset.val_size)
     _check_range(file, "dataset.random_crop", dataset.random_crop >= 0, "an integer >= 0", dataset.random_crop)
     defaults = ds_entry.option_defaults()
     for k, v in dataset.options.items():
@@ -673,6 +756,8 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     _check_range(
         file, "evaluation.latency_warmup", evaluation.latency_warmup >= 0, "an integer >= 0", evaluation.latency_warmup
     )
+    _check_range(file, "evaluation.test_samples", evaluation.test_samples >= 0, "an integer >= 0 (0 = all)",
+                 evaluation.test_samples)  # fmt: skip
     try:
         load_energy_table(evaluation.energy_table)
     except (FileNotFoundError, ValueError) as e:

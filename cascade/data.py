@@ -99,6 +99,15 @@ class DataSplits:
             self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
         )
 
+    def test_subset(self, n: int, seed: int = 0) -> DataSplits:
+        """The same splits with a fixed random subset of ``n`` test samples, in their original order (all of
+        them when ``n`` is 0 or not smaller than the test split): quick evaluation."""
+        if not n or n >= len(self.test):
+            return self
+        idx = torch.randperm(len(self.test), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        idx = idx.to(self.test.y.device)
+        return dataclasses.replace(self, test=Split(self.test.x[idx], self.test.y[idx]))
+
 
 @dataclass(frozen=True)
 class RawData:
@@ -502,6 +511,7 @@ def load_dataset(
     split_seed: int = 0,
     download: bool = True,
     train_size: int = 0,
+    val_size: int = 0,
     normalize: str = "global",
     random_crop: int = 0,
     random_flip: bool = False,
@@ -517,6 +527,9 @@ def load_dataset(
         download: try to download missing files.
         train_size: keep only this many training samples (after the validation split; 0 = all),
             for quick runs. The validation and test splits are unchanged.
+        val_size: keep only this many validation samples (0 = the whole ``val_fraction`` share);
+            the training samples are the same as without it. With ``train_size``, a validation
+            split larger than the training one mostly costs evaluation time.
         normalize: ``global`` (one mean and std of the training part), ``per-channel`` or ``none``.
         random_crop: padding of the random crop applied to training batches (0 = none).
         random_flip: random horizontal flip of training batches.
@@ -534,6 +547,11 @@ def load_dataset(
         raise ValueError(f"train_size must be >= 0, got {train_size}")
     if train_size:
         train_idx = train_idx[:train_size]
+    if val_size < 0:
+        raise ValueError(f"val_size must be >= 0, got {val_size}")
+    if val_size:
+        val_idx = val_idx[:val_size]
+        n_val = len(val_idx)
     train_x = raw.train_x[train_idx]
     if normalize == "global":
         mean, std = train_x.mean(), train_x.std()
@@ -556,6 +574,7 @@ def load_dataset(
         "val_fraction": val_fraction,
         "split_seed": split_seed,
         "train_size": train_size,
+        **({"val_size": val_size} if val_size else {}),
         "fingerprint": fingerprint(raw.train_x, raw.train_y, raw.test_x, raw.test_y),
         "sizes": {"train": len(train_idx), "val": n_val, "test": len(raw.test_y)},
     }

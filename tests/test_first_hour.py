@@ -4,6 +4,7 @@ progress without a terminal, quick evaluation, comparisons that say what differs
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from bench.runner import run_suite
 from bench.sanity import GAP, diagnose, mode_accuracies, recompute_bn
 from bench.store import ResultStore
 from bench.suite import load_suite
-from cascade import StudyCNN
+from cascade import StudyCNN, load_dataset
 from cascade.losses import build_loss
 from cascade.models import MODELS
 from cascade.train import TrainConfig, train
@@ -200,3 +201,216 @@ def test_run_file_json_keeps_the_sanity_section(tmp_path: Path) -> None:
     sanity = json.loads(path.read_text())["sanity"]
     assert set(sanity) == {"train_mode_accuracy", "eval_mode_accuracy", "bn_momentum", "bn_recomputed", "warnings"}
     assert sanity["bn_momentum"] == [0.1]
+
+
+# --------------------------------------------------------------------------- progress without a terminal
+
+
+def test_one_line_per_finished_run_without_a_terminal(tmp_path: Path) -> None:
+    suite = tmp_path / "t.toml"
+    suite.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]"))
+    log: list[str] = []
+    assert run_suite(suite, out_dir=tmp_path / "a", progress=True, log=log.append).ok  # stderr is not a TTY here
+    lines = [s for s in log if s.startswith("[")]
+    assert len(lines) == 2  # firm-p2's base pre-training is the base variant's own run
+    import re
+
+    pattern = r"^\[(\d)/2\] (base|firm-p2) seed 0: ok, accuracy \d+\.\d\d % at t = 0\.6, \d+\.\d s, ETA \d:\d\d:\d\d$"
+    assert all(re.match(pattern, s) for s in lines), lines
+    assert lines[-1].startswith("[2/2]") and lines[-1].endswith("ETA 0:00:00")
+
+
+def test_finished_line_by_hand() -> None:
+    from bench._progress import RichProgress
+
+    now = [0.0]
+    bar = RichProgress(4, enabled=False, clock=lambda: now[0], line=lambda s: None)
+    now[0] = 30.0
+    bar.finished = 1
+    failed = {"variant": "sum-p1", "seed": 2, "status": "failed", "error": "loss is nan", "seconds": 12.25}
+    assert bar.finished_line(failed) == "[1/4] sum-p1 seed 2: FAILED (loss is nan), 12.2 s, ETA 0:01:30"
+    pre = {"status": "pretrain", "key": "abc", "label": "base seed 0"}
+    assert bar.finished_line(pre) == "[1/4] pre-training base seed 0: pre-trained, ETA 0:01:30"
+
+
+def test_piped_tables_never_split_a_number(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.cli import main
+
+    from .conftest import REPO
+
+    assert main(["cost", str(REPO / "suites" / "smoke.toml"), "--variant", "base"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(s for s in out if "module" in s and "macs" in s)
+    assert "input_bytes" in header and "output_bytes" in header  # one header line, not wrapped at 80 columns
+    row = next(s for s in out if "blocks.0.0" in s)
+    assert "313600" in row and "627200" in row  # 16 x 784 x 25 MACs, whole
+
+
+# --------------------------------------------------------------------------- quick evaluation
+
+
+def test_val_size_caps_validation_and_keeps_the_training_samples(digits) -> None:
+    small = load_dataset("digits", val_size=50)
+    assert len(small.val) == 50 and torch.equal(small.train.x, digits.train.x)
+    assert torch.equal(small.val.y, digits.val.y[:50]) and small.identity["val_size"] == 50
+    assert "val_size" not in digits.identity  # at 0 the identity (and every key) is unchanged
+
+
+def test_test_subset_is_fixed_and_ordered(digits) -> None:
+    a, b = digits.test_subset(100), digits.test_subset(100)
+    assert len(a.test) == 100 and torch.equal(a.test.x, b.test.x)
+    assert digits.test_subset(0) is digits and digits.test_subset(10**6) is digits
+    idx = [int((digits.test.x == a.test.x[i]).flatten(1).all(1).nonzero()[0]) for i in range(5)]
+    assert idx == sorted(idx)
+
+
+def test_quick_run_is_recorded_and_named_in_the_report(tmp_path: Path, capsys) -> None:
+    from bench.cli import main
+
+    suite = tmp_path / "t.toml"
+    suite.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("train_size = 300", "train_size = 100"))
+    rc = main(["run", str(suite), "--out", str(tmp_path / "q"), "--quick", "--only", "base", "--no-progress",
+               "--set", "evaluation.test_samples=100"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "hint: the validation split (144 samples) is larger than the training split (100" in out
+    (rec,) = ResultStore(tmp_path / "q").latest_runs()
+    ev = rec.config["evaluation"]
+    assert ev["latency"] is False and ev["count_macs"] == "none" and ev["test_samples"] == 100
+    assert rec.latency is None and rec.data_sizes["test"] == 100
+    report = (tmp_path / "q" / "report.md").read_text()
+    assert "**Quick evaluation: test accuracy on 100 test samples" in report and "latency not timed" in report
+    # the same checkpoint, evaluated in full without --quick
+    full = run_suite(suite, out_dir=tmp_path / "q", progress=False, log=lambda s: None, only=["base"])
+    assert full.done == 1 and full.from_cache == 0
+    latest = ResultStore(tmp_path / "q").latest_runs()[0]
+    assert latest.train_key == rec.train_key and latest.data_sizes["test"] == 359
+
+
+# --------------------------------------------------------------------------- comparisons that say what differs
+
+
+def test_compare_names_models_overrides_and_one_sided_variants(tmp_path: Path) -> None:
+    import shutil
+
+    from rich.console import Console
+
+    from bench.compare import compare
+
+    from .conftest import REPO
+
+    fix = REPO / "tests" / "fixtures"
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(fix / "results_a", a)
+    shutil.copytree(fix / "results_b", b)
+    shutil.rmtree(b / "runs" / "base")
+    md = tmp_path / "c.md"
+    compare(a, b, console=Console(file=open(os.devnull, "w")), out=str(md))
+    text = md.read_text()
+    assert (
+        "| model | study_cnn (channels=[8, 16, 16], hidden=32) | study_cnn (channels=[8, 16, 16], hidden=32) |" in text
+    )
+    assert "| overrides | none | --set variants.soft-p2.epochs=6 |" in text
+    assert "- --set overrides differ: A none; B --set variants.soft-p2.epochs=6" in text
+    assert "- variants only in A (not compared): base" in text
+
+
+def test_check_context_lines_by_hand() -> None:
+    from bench.check import context_lines
+
+    cur = {"context": {"model": "m", "dataset": "d", "overrides": "none", "steps": {"base": "54"}}}
+    old = {"context": {"model": "m2", "dataset": "d", "overrides": "--set x=1", "steps": {"base": "108"}}}
+    lines = context_lines(cur, old, ["sum-p1"], ["new"])
+    assert "| model | m | m2 |" in lines and "| training steps, base | 54 | 108 |" in lines
+    assert "\nBaseline variants not checked (--only): sum-p1." in lines
+    assert "\nVariants not in the baseline (not checked): new." in lines
+    legacy = context_lines(cur, {}, [], [])
+    assert "| model | m | not recorded |" in legacy and any("predates recorded context" in s for s in legacy)
+
+
+# --------------------------------------------------------------------------- statistics at small n
+
+
+def test_intervals_wider_than_the_range_say_n_too_small() -> None:
+    from bench.report import _fmt
+
+    assert _fmt(0.5469, -2.56, 3.65, 100, 2, span=1.0) == "54.69 (n too small)"
+    assert _fmt(0.5469, 0.50, 0.59, 100, 2, span=1.0) == "54.69 ± 4.50"
+    assert _fmt(5e5, -1e9, 1e9, 1e-6, 3) == "0.500 ± 1000.000"  # MACs: no natural range
+
+
+def test_check_says_n_too_small_instead_of_a_detectable_drop() -> None:
+    from bench.check import CheckRow, rows_frame, strength_line
+    from bench.suite import CheckSpec
+
+    row = CheckRow("base", "accuracy", 90.0, 89.0, -1.0, -300.0, 298.0, 2, 5.0, 0.4, 0.6, "not significant",
+                   detectable=359.86)  # fmt: skip
+    frame = rows_frame([row])
+    assert frame["detectable drop"][0] == "n too small" and frame["95% CI"][0] == "n too small"
+    line = strength_line([row], CheckSpec())
+    assert "359" not in line and "no accuracy drop within its 0-100 point range" in line
+
+
+def test_zero_variance_differences_are_exact_not_tested() -> None:
+    from bench.report import comparison_display, comparison_frame
+    from bench.results import Results
+
+    class R:  # the two methods comparison_frame reads
+        headline = 0.6
+        variants = ("a", "ref")
+
+        def by_seed(self, v, metric, thr):
+            ref = {0: 0.5, 1: 0.75, 2: 0.25}  # a constant difference of -0.125, exact in binary
+            return ref if v == "ref" else {k: x - 0.125 for k, x in ref.items()}
+
+        def steps(self, v):
+            return "10"
+
+    frame = comparison_frame(R(), [("accuracy", 100.0)], lambda r, v: "ref" if v == "a" else None)  # type: ignore[arg-type]
+    assert frame["exact"][0] and frame["p"].isna()[0] and not frame["significant"][0]
+    shown = comparison_display(frame)
+    assert shown["p"][0] == "exact" and shown["sig."][0] == "" and shown["Δ (points)"][0] == "-12.50"
+    assert Results is not None
+
+
+# --------------------------------------------------------------------------- hints
+
+
+def test_exit_hint_uses_the_models_own_exits(tmp_path: Path) -> None:
+    from bench.suite import SuiteError
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        TINY.replace("[model]\nchannels = [4, 8, 8]\nhidden = 16\n", '[model]\nname = "resnet20"\n').replace(
+            'exits = ["p2"]', "exits = []"
+        )
+    )
+    with pytest.raises(SuiteError, match=r"needs at least 1 intermediate exit\(s\), e\.g\. \['layer1'\]"):
+        load_suite(suite)
+
+
+def test_unknown_names_point_at_plugins(tmp_path: Path) -> None:
+    from bench.suite import SuiteError
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(TINY.replace('loss = "firm"', 'loss = "wsum"'))
+    with pytest.raises(SuiteError, match=r"unknown loss 'wsum'.*--import FILE, or list the file in \[suite\] plugins"):
+        load_suite(suite)
+
+
+def test_validate_reports_every_error_at_once(tmp_path: Path, capsys) -> None:
+    from bench.cli import main
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        TINY.replace("train_size = 300", "train_size = 300\nval_fractoin = 0.2")
+        .replace("epochs = 1", "epochs = -1")
+        .replace("thresholds = [0.0, 0.6, 1.0]", "thresholds = [0.0, 0.6, 1.5]")
+        .replace('loss = "firm"', 'loss = "wsum"')
+    )
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err
+    for key in ("dataset.val_fractoin", "train.epochs", "evaluation.thresholds[2]", "variants[1] (firm-p2).loss"):
+        assert f": {key}: " in err, err
+    assert "4 errors in" in err
+    suite.write_text(TINY)
+    assert main(["validate", str(suite)]) == 0  # a valid suite: no error at all

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import bench.runner as runner
-from bench.report import write_report
+from bench.report import RATIO, write_report
 from bench.runner import run_suite
 from bench.store import ResultStore, atomic_write_json
 
@@ -147,7 +147,7 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
     assert row["speedup roofline"] == pytest.approx(
         sum(c["roofline_full_per_sample"] / c["roofline_per_sample"] for c in cascades) / len(cascades)
     )
-    assert row["measured / roofline"] == pytest.approx(row["speedup measured"] / row["speedup roofline"])
+    assert row[RATIO] == pytest.approx(row["speedup measured"] / row["speedup roofline"])
     assert {"p2 measured (µs)", "p2 roofline (µs)", "final roofline (µs)"} <= set(model.columns)
     assert (out / "figures" / "latency_model.png").is_file() and (out / "figures" / "energy_levels.png").is_file()
     # and a note under it says what was timed, from the run files
