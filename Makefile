@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,slurm,dask]"
+	$(BIN)/python -m pip install -q -e ".[dev,slurm,dask,onnx]"
 	touch $(STAMP)
 
 venv: $(STAMP)

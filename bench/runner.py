@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 import cascade
+from bench._progress import is_live
 from bench.curves import curve_from_outputs, summarise
 from bench.evaluate import evaluate, relative_exit_costs
 from bench.executors import build_executor
@@ -393,8 +394,9 @@ def run_suite(
             summary.write_errors.append(str(e))
             log(f"write error: {e}")
     summary.seconds = time.perf_counter() - t0
-    for f in summary.failed:
-        log(f"FAILED {f['variant']} seed {f['seed']}: {f['error']}")
+    if is_live(progress):  # without live bars each run's line already gave its failure
+        for f in summary.failed:
+            log(f"FAILED {f['variant']} seed {f['seed']}: {f['error']}")
     return summary
 
 

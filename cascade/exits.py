@@ -151,6 +151,8 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
         policy: the exit rule.
     """
     batch = x.shape[0]
+    if batch == 1:
+        return _dynamic_one(model, x, policy)
     num_exits = model.num_exits
     predictions = torch.empty(batch, dtype=torch.long, device=x.device)
     exit_index = torch.empty(batch, dtype=torch.long, device=x.device)
@@ -179,6 +181,24 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
         h, remaining = h[stay], remaining[stay]
         state = {k: v[stay] for k, v in state.items()}
     return EarlyExitResult(predictions, exit_index, num_exits)
+
+
+def _dynamic_one(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) -> EarlyExitResult:
+    """:func:`dynamic_forward` for one sample: no index bookkeeping, the first exit that says "leave" answers
+    (batch 1 is where early exit is deployed; benchmarks/bench_runtimes.py measures what this saves)."""
+    num_exits = model.num_exits
+    state = policy.init_state(1, x.device)
+    h = x
+    for level, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
+        h = segment(h)
+        logits = head(h)  # (1, K)
+        if level < num_exits - 1:
+            leave, state = policy.decide(logits, state)
+            if not bool(leave[0]):  # one host sync per exit, as in the batched path
+                continue
+        index = torch.full((1,), level, dtype=torch.long, device=x.device)
+        return EarlyExitResult(logits.argmax(dim=1), index, num_exits)
+    raise AssertionError("unreachable: the last exit always answers")
 
 
 @torch.no_grad()

@@ -83,3 +83,24 @@ def test_patience_never_leaves_at_first_exit_and_needs_agreement() -> None:
 def test_policy_rejects_bad_threshold() -> None:
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
         build_policy("max-prob", threshold=1.5)
+
+
+@pytest.mark.parametrize("exits", [("p1",), ("p1", "p2")], ids=["2-exits", "3-exits"])
+def test_batch_one_fast_path_equals_masked_sample_by_sample(exits: tuple[str, ...]) -> None:
+    """dynamic_forward's batch-1 path, one sample at a time over a batch whose samples leave at every exit."""
+    model = tiny_model(exits)
+    x = torch.randn(64, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        full = model(x).logits
+    policies = [build_policy("patience", patience=1)]
+    for name in [n for n in POLICIES.names() if POLICIES.get(n).has_threshold]:
+        conf = build_policy(name, threshold=0.5).confidence(full[0]).sort().values
+        # halfway between two confidences: no sample sits on the threshold, where rounding decides
+        policies.append(build_policy(name, threshold=float(conf[20] + conf[21]) / 2))
+    for policy in policies:
+        ref = masked_decisions(full, policy)
+        one = [dynamic_forward(model, x[i : i + 1], policy) for i in range(len(x))]
+        assert torch.equal(torch.cat([r.exit_index for r in one]), ref.exit_index), policy
+        assert torch.equal(torch.cat([r.predictions for r in one]), ref.predictions), policy
+        if policy.has_threshold:
+            assert len(set(ref.exit_index.tolist())) >= 2, policy  # both leaving and staying happen

@@ -1,0 +1,119 @@
+"""Exit-path and cascade latency per runtime (eager, eager optimised, ONNX Runtime) at batch 1 and 256.
+
+    BENCH_THREADS=1 .venv/bin/python benchmarks/bench_runtimes.py
+
+For the study CNN (exits p1, p2), B-LeNet (exit conv1), LeNet (no exit) and ResNet-20 (exits layer1,
+layer2), untrained weights with non-trivial batch-norm statistics: the median time per sample of every
+exit path, and of the real dynamic cascade at a threshold that sends about 70 % of the samples out at
+the first exit, with what the exit paths predict for that mix (``path-pred.``: shares x path times;
+measured / path-predicted below 1 is the cascade's own overhead: policy, host syncs, index bookkeeping).
+Time it alone: other processes on 2 cores distort every number.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from cascade import build_policy
+from cascade.exits import dynamic_forward, optimise_for_inference
+from cascade.models import build_model
+from cascade.ort import OrtCascade, SessionSettings
+
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
+CALLS = {1: 200, 256: 4}  # calls per timed repeat
+REPEATS = 5
+
+MODELS = [
+    ("study_cnn", {}, ["p1", "p2"], (1, 28, 28)),
+    ("branchynet_lenet", {}, ["conv1"], (1, 28, 28)),
+    ("branchynet_lenet", {}, [], (1, 28, 28)),
+    ("resnet20", {}, ["layer1", "layer2"], (3, 32, 32)),
+]
+
+
+def per_call(fn: Callable[[], Any], calls: int) -> float:
+    """Median over REPEATS of the mean seconds per call (two warm-up rounds)."""
+    for _ in range(2):
+        fn()
+    samples = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        samples.append((time.perf_counter() - t0) / calls)
+    return statistics.median(samples)
+
+
+def model_for(name: str, options: dict[str, Any], exits: list[str], shape: tuple[int, ...]) -> Any:
+    torch.manual_seed(0)
+    model = build_model(name, **options, exits=exits, num_classes=10, in_channels=shape[0], input_size=shape[-1])
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def report(label: str, runtime: str, model: Any, policy: Any, path: Callable[[Any, int], Any],
+           dyn: Callable[[Any], Any], data: Any, x: torch.Tensor) -> None:  # fmt: skip
+    """One runtime of one model: path times and the cascade at batch 1 and 256, one line each."""
+    for batch in (1, 256):
+        calls = CALLS[batch]
+        paths = [
+            per_call(functools.partial(path, data[:batch], level), calls) / batch for level in range(model.num_exits)
+        ]
+        if batch == 1:
+            samples = [data[i : i + 1] for i in range(64)]
+            cascade = per_call(functools.partial(_each, dyn, samples), max(1, calls // 64)) / 64
+            taken = torch.cat([dynamic_forward(model, x[i : i + 1], policy).exit_index for i in range(64)])
+        else:
+            cascade = per_call(functools.partial(dyn, data), calls) / 256
+            taken = dynamic_forward(model, x, policy).exit_index
+        shares = torch.bincount(taken, minlength=model.num_exits).float() / len(taken)
+        predicted = float(sum(s * p for s, p in zip(shares.tolist(), paths)))
+        cols = " ".join(f"{1e6 * p:>10.1f}" for p in paths) + " " * 11 * (3 - len(paths))
+        print(f"{label:<28} {runtime:<16} {batch:>5} {cols} {1e6 * cascade:>10.1f} {1e6 * predicted:>10.1f} "
+              f"{predicted / cascade:>9.2f} {100 * float(shares[:-1].sum()):>7.1f}", flush=True)  # fmt: skip
+
+
+def _each(fn: Callable[[Any], Any], samples: list[Any]) -> None:
+    for s in samples:
+        fn(s)
+
+
+@torch.no_grad()
+def main() -> None:
+    torch.set_num_threads(THREADS)
+    print(f"threads {THREADS}, torch {torch.__version__}; µs per sample (median of {REPEATS} repeats)")
+    header = f"{'model':<28} {'runtime':<16} {'batch':>5} " + " ".join(f"{'path ' + str(i):>10}" for i in range(3))
+    print(header + f" {'cascade':>10} {'path-pred.':>10} {'meas/pred':>9} {'early %':>7}")
+    for name, options, exits, shape in MODELS:
+        model = model_for(name, options, exits, shape)
+        x = torch.randn(256, *shape, generator=torch.Generator().manual_seed(1))
+        label = f"{name}[{'+'.join(exits) or 'none'}]"
+        first = torch.softmax(model.forward_until(x, 0).logits[0], 1).amax(1).sort().values
+        policy = build_policy("max-prob", threshold=float(first[int(0.3 * len(first))]))  # ~70 % leave at exit 1
+        optimised = optimise_for_inference(model, channels_last=True, example=x)
+        ort = OrtCascade.from_model(model, x[:2], SessionSettings(threads=THREADS))
+        report(label, "eager", model, policy, model.forward_until, functools.partial(dynamic_forward, model,
+               policy=policy), x, x)  # fmt: skip
+        report(label, "eager optimised", model, policy, optimised.forward_until,
+               functools.partial(dynamic_forward, optimised, policy=policy),
+               x.contiguous(memory_format=torch.channels_last), x)  # fmt: skip
+        report(label, "onnxruntime", model, policy, ort.forward_until, functools.partial(_ort_dynamic, ort, policy),
+               x.numpy(), x)  # fmt: skip
+
+
+def _ort_dynamic(ort: OrtCascade, policy: Any, xb: Any) -> Any:
+    return ort.dynamic(xb, policy)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""A multi-exit model served by ONNX Runtime: each segment and each exit head exported once, the exit
+decision taken between inference sessions, the batch shrunk between segments.
+
+This is :func:`cascade.exits.dynamic_forward` with ONNX Runtime executing the pieces: segment k runs
+only on the samples that did not leave at exits 0..k-1. The pieces are exported with
+``torch.onnx.export(..., dynamo=False)`` (TorchScript-based exporter; it exports the study CNN, LeNet,
+B-LeNet and ResNet-20 pieces as they are) with a dynamic batch axis, so one session serves every
+batch size. The policy's decision is the same code as in eager mode (the ORT logits are wrapped as
+torch tensors without a copy), so both runtimes apply one rule.
+
+ONNX Runtime is an optional dependency (``pip install cascade-bench[onnx]``); :func:`require_ort`
+raises :class:`MissingRuntimeError` naming the extra when it is not installed.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cascade.exits import EarlyExitResult, ExitPolicy
+from cascade.models._base import MultiExitModel
+
+#: ONNX opset of the exported pieces (recorded with every export and timing).
+OPSET = 17
+
+
+class MissingRuntimeError(ImportError):
+    """A runtime was asked for whose package is not installed."""
+
+
+def require_ort() -> Any:
+    """The ``onnxruntime`` module, or :class:`MissingRuntimeError` saying how to install it."""
+    try:
+        import onnxruntime  # noqa: PLC0415  (optional extra)
+    except ImportError:
+        raise MissingRuntimeError(
+            "runtime 'onnxruntime' needs the onnx and onnxruntime packages: pip install 'cascade-bench[onnx]'"
+        ) from None
+    return onnxruntime
+
+
+def export_piece(piece: nn.Module, example: torch.Tensor, *, opset: int = OPSET) -> bytes:
+    """One segment or head as ONNX bytes, batch axis dynamic (input ``x``, output ``y``)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter announces its own deprecation
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        torch.onnx.export(
+            piece.eval(),
+            (example,),
+            buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects; the stub says paths
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
+@torch.no_grad()
+def export_model(
+    model: MultiExitModel, example: torch.Tensor, *, opset: int = OPSET
+) -> tuple[list[bytes], list[bytes]]:
+    """(segments, heads) of ``model`` as ONNX bytes; ``example`` is one input batch (its values do not matter)."""
+    model.eval()
+    segments, heads = [], []
+    h = example
+    for segment, head in zip(model.exit_segments, model.exit_heads):
+        segments.append(export_piece(segment, h, opset=opset))
+        h = segment(h)
+        heads.append(export_piece(head, h, opset=opset))
+    return segments, heads
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How the inference sessions run (recorded with every ORT timing)."""
+
+    threads: int = 1  # intra-op threads of each session
+    optimization: str = "all"  # graph optimisation level: basic | extended | all
+
+    def options(self) -> Any:
+        ort = require_ort()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        level = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level[self.optimization])
+        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        return opts
+
+
+class OrtCascade:
+    """A multi-exit network as ONNX Runtime sessions: ``segments[k]`` then ``heads[k]`` for exit k.
+
+    Args:
+        segments: each segment as ONNX bytes or a file path.
+        heads: each exit head (same count), as ONNX bytes or a file path.
+        settings: threads and graph optimisation of the sessions.
+    """
+
+    def __init__(self, segments: Sequence[bytes | str], heads: Sequence[bytes | str],
+                 settings: SessionSettings | None = None) -> None:  # fmt: skip
+        if len(segments) != len(heads) or not segments:
+            raise ValueError(f"need as many segments as heads (at least one), got {len(segments)} and {len(heads)}")
+        ort = require_ort()
+        self.settings = settings or SessionSettings()
+        opts = self.settings.options()
+        providers = ["CPUExecutionProvider"]
+        self.segments = [ort.InferenceSession(s, opts, providers=providers) for s in segments]
+        self.heads = [ort.InferenceSession(h, opts, providers=providers) for h in heads]
+        self.num_exits = len(self.heads)
+
+    @classmethod
+    def from_model(cls, model: MultiExitModel, example: torch.Tensor, settings: SessionSettings | None = None,
+                   *, opset: int = OPSET) -> OrtCascade:  # fmt: skip
+        segments, heads = export_model(model, example, opset=opset)
+        return cls(segments, heads, settings)
+
+    @staticmethod
+    def _run(session: Any, x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = session.run(None, {"x": x})[0]
+        return out
+
+    def forward_until(self, x: np.ndarray, exit_index: int) -> list[np.ndarray]:
+        """Every exit's logits up to ``exit_index`` on the whole batch (what obtaining that exit costs)."""
+        logits = []
+        h = x
+        for segment, head in zip(self.segments[: exit_index + 1], self.heads[: exit_index + 1]):
+            h = self._run(segment, h)
+            logits.append(self._run(head, h))
+        return logits
+
+    def full(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every exit's logits on the whole batch (the network without early exit)."""
+        return self.forward_until(x, self.num_exits - 1)
+
+    def dynamic(self, x: np.ndarray, policy: ExitPolicy) -> EarlyExitResult:
+        """The real early-exit cascade: samples that left are removed before the next segment runs."""
+        batch = x.shape[0]
+        predictions = np.empty(batch, dtype=np.int64)
+        exit_index = np.empty(batch, dtype=np.int64)
+        remaining = np.arange(batch)
+        state = policy.init_state(batch, torch.device("cpu"))
+        h = x
+        for level, (segment, head) in enumerate(zip(self.segments, self.heads)):
+            h = self._run(segment, h)
+            logits = self._run(head, h)  # (b, K) for the b samples still running
+            if level == self.num_exits - 1:
+                predictions[remaining] = logits.argmax(1)
+                exit_index[remaining] = level
+                break
+            leave_t, state = policy.decide(torch.from_numpy(logits), state)  # the eager rule, no copy
+            leave = leave_t.numpy()
+            if not leave.any():
+                continue
+            if leave.all():
+                predictions[remaining] = logits.argmax(1)
+                exit_index[remaining] = level
+                break
+            predictions[remaining[leave]] = logits[leave].argmax(1)
+            exit_index[remaining[leave]] = level
+            stay = ~leave
+            h, remaining = np.ascontiguousarray(h[stay]), remaining[stay]
+            state = {k: v[torch.from_numpy(stay)] for k, v in state.items()}
+        return EarlyExitResult(torch.from_numpy(predictions), torch.from_numpy(exit_index), self.num_exits)
+
+
+def agreement(a: EarlyExitResult, b: EarlyExitResult, logits: Sequence[torch.Tensor], policy: ExitPolicy,
+              *, tie: float = 1e-6) -> dict[str, int]:  # fmt: skip
+    """How two runtimes' cascades on the same samples compare; ``logits``: every exit's logits (one runtime).
+
+    A sample on which they differ is a *tie* when, at the first exit where their decisions part, the
+    policy's confidence is within ``tie`` of the threshold, or the two top class probabilities are within
+    ``tie`` of each other (rounding can then tip either way); every other difference is ``other``.
+    """
+    differ = (a.exit_index != b.exit_index) | (a.predictions != b.predictions)
+    ties = 0
+    threshold = getattr(policy, "threshold", None)
+    for i in differ.nonzero().flatten().tolist():
+        level = int(min(a.exit_index[i], b.exit_index[i]))
+        z = logits[level][i : i + 1].double()
+        p = torch.softmax(z, 1)[0].sort(descending=True).values
+        close_top = float(p[0] - p[1]) <= tie
+        close_threshold = threshold is not None and abs(float(policy.confidence(z)[0]) - threshold) <= tie
+        ties += bool(close_top or close_threshold)
+    n_differ = int(differ.sum())
+    return {"samples": len(differ), "differ": n_differ, "ties": ties, "other": n_differ - ties}

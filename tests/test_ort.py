@@ -1,0 +1,88 @@
+"""ONNX Runtime cascade: the same exits and predictions as eager PyTorch, batch by batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cascade import build_policy
+from cascade.exits import dynamic_forward, masked_decisions
+from cascade.models import build_model
+
+ort = pytest.importorskip("onnxruntime")
+
+from cascade.ort import OrtCascade, agreement  # noqa: E402
+
+CASES = [
+    ("study_cnn", {"channels": [8, 16, 16], "hidden": 32}, ["p1"], (1, 28, 28)),
+    ("study_cnn", {"channels": [8, 16, 16], "hidden": 32}, ["p1", "p2"], (1, 28, 28)),
+    ("resnet20", {}, ["layer1", "layer2"], (3, 32, 32)),
+    ("branchynet_lenet", {}, ["conv1"], (1, 28, 28)),
+]
+
+
+def _model(name: str, options: dict, exits: list[str], shape: tuple[int, ...]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(name, **options, exits=exits, num_classes=10, in_channels=shape[0], input_size=shape[-1])
+    for m in model.modules():  # non-trivial batch-norm statistics, so that folding them matters
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize(("name", "options", "exits", "shape"), CASES, ids=[f"{c[0]}-{'+'.join(c[2])}" for c in CASES])
+def test_ort_cascade_equals_eager(name: str, options: dict, exits: list[str], shape: tuple[int, ...]) -> None:
+    model = _model(name, options, exits, shape)
+    x = torch.randn(257, *shape, generator=torch.Generator().manual_seed(1))
+    cascade = OrtCascade.from_model(model, x[:2])
+    with torch.no_grad():
+        eager = model(x).logits
+    full = cascade.full(x.numpy())
+    assert len(full) == len(eager) == len(exits) + 1
+    for a, b in zip(full, eager):
+        assert torch.allclose(torch.from_numpy(a), b, atol=1e-4, rtol=1e-4)
+    # a threshold that sends about half the samples out at the first exit, halfway between two confidences
+    conf = torch.softmax(eager[0], 1).amax(1).sort().values
+    policy = build_policy("max-prob", threshold=float(conf[128] + conf[129]) / 2)
+    for batch in (1, 7, 257):
+        for i in range(0, 257, batch):
+            xb = x[i : i + batch]
+            want = dynamic_forward(model, xb, policy)
+            got = cascade.dynamic(xb.numpy(), policy)
+            logits = [z[i : i + batch] for z in eager]
+            agree = agreement(want, got, logits, policy)
+            assert agree["other"] == 0, agree
+            assert agree["differ"] == agree["ties"] == 0  # no tie lands within 1e-6 on these samples
+        if batch == 257:
+            assert 0.3 < want.early_share < 0.7  # both branches of the cascade are exercised
+            assert torch.equal(got.exit_index, masked_decisions(eager, policy).exit_index)
+
+
+def test_agreement_counts_ties_and_real_differences() -> None:
+    from cascade.exits import EarlyExitResult
+
+    policy = build_policy("max-prob", threshold=0.5)
+    # sample 0: confidence exactly at the threshold (a tie); sample 1: far from it (a real difference)
+    z0 = torch.tensor([[0.0, 0.0], [3.0, -3.0]])
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    a = EarlyExitResult(torch.tensor([0, 0]), torch.tensor([0, 0]), 2)
+    b = EarlyExitResult(torch.tensor([1, 1]), torch.tensor([1, 1]), 2)
+    assert agreement(a, b, [z0, z1], policy) == {"samples": 2, "differ": 2, "ties": 1, "other": 1}
+
+
+def test_missing_onnxruntime_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from cascade.ort import MissingRuntimeError, require_ort
+
+    real = builtins.__import__
+
+    def no_ort(name, *a, **k):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(MissingRuntimeError, match=r"pip install 'cascade-bench\[onnx\]'"):
+        require_ort()
