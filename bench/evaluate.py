@@ -32,6 +32,7 @@ from bench.dataflow import Hardware, load_hardware
 from bench.latency import latency_report
 from bench.plan import RunSpec, TrainJob, build_for
 from bench.record import BudgetRecord, CostRecord, ExitCostRecord, ExitInfo, LatencyRecord, OperatingPoint, from_json
+from bench.runtimes import runtime_latency
 from cascade.data import DataSplits
 from cascade.exits import POLICIES, ExitPolicy, build_policy, dynamic_forward, masked_decisions
 from cascade.train import exit_logits
@@ -206,6 +207,21 @@ def evaluate(
             warmup=ev.latency_warmup,
             optimised=ev.latency_optimised,
         )
+        for name in ev.runtimes[1:]:  # eager first (above); then each other runtime, same samples and settings
+            say(f"timing latency in {name}")
+            paths, cascades, settings = runtime_latency(
+                name,
+                model,
+                data.test.x,
+                [(t, p) for t, p in policies_for(spec) if t is None or t in chosen],
+                batch_sizes=ev.latency_batch_sizes,
+                samples_batch1=ev.latency_samples,
+                repeats=ev.latency_repeats,
+                warmup=ev.latency_warmup,
+            )
+            report["exit_paths"] += paths
+            report["cascade"] += cascades
+            report.setdefault("runtimes", {})[name] = settings
         latency = from_json(LatencyRecord, {**report, "seconds": time.perf_counter() - t_lat})
     budget = None
     if spec.budget.values and model.num_exits > 1:

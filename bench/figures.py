@@ -493,11 +493,39 @@ def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
     return finish(fig, [ax], out / "latency_model", "Latency: roofline vs measured")
 
 
+def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Exit-path time per sample against the path's MACs, one colour per runtime, marker per batch (log-log);
+    only when a folder timed more than one runtime."""
+    points: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    for rec in results.records:
+        if rec.latency is None or rec.cost is None or rec.exits is None or len(rec.latency.runtime_names) < 2:
+            continue
+        macs = {name: c.macs for name, c in zip(rec.exits.names, rec.cost.per_exit)}
+        for item in rec.latency.exit_paths:
+            key = (item.get("runtime", "eager"), int(item["batch_size"]))
+            points[key].append((macs[item["exit"]], item["per_sample_median"] * 1e6))
+    if not points:
+        return []
+    fig, (ax,) = panels(1)
+    runtimes = sorted({rt for rt, _ in points}, key=lambda rt: (rt != "eager", rt))
+    batches = sorted({b for _, b in points})
+    for (rt, batch), pts in sorted(points.items()):
+        color = style(runtimes.index(rt))["color"]
+        marker = style(batches.index(batch))["marker"]
+        ax.scatter([m for m, _ in pts], [t for _, t in pts], s=14, color=color, marker=marker, alpha=0.8,
+                   label=f"{rt}, batch {batch}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MACs of the exit path (per sample)")
+    ax.set_ylabel("measured median (µs per sample)")
+    return finish(fig, [ax], out / "runtime_paths", "Exit-path time against MACs, per runtime")
+
+
 def write_all(results: Results, out: Path, *, budget: pd.DataFrame | None = None) -> list[tuple[str, Path]]:
     """Every figure that the results support; returns (title, png path) pairs."""
     figs: list[tuple[str, Path]] = []
     for fn in (loss_curves, accuracy_per_epoch, threshold_curves, lambda_sweep, headline_bars, accuracy_vs_cost,
-               anytime, energy_levels, latency_model):  # fmt: skip
+               anytime, energy_levels, latency_model, runtime_paths):  # fmt: skip
         figs += fn(results, out)
     if any(r.budget for r in results.records):
         figs += budget_figures(results, budget if budget is not None else pd.DataFrame(), out)

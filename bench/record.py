@@ -168,23 +168,45 @@ class LatencyRecord:
     roofline: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # what bench.roofline.keep_freed_memory did to the allocator before timing; absent from older files
     allocator: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # runtimes other than eager (bench.runtimes): name -> settings and agreement with eager; entries of
+    # exit_paths and cascade timed in them carry "runtime" (eager ones, and older files, do not)
+    runtimes: dict[str, Any] | None = field(default=None, metadata=OMIT)
 
     @property
     def busy(self) -> bool:
         """Whether other processes took a notable share of the CPU before or during timing."""
         return bool(self.load and self.load.get("busy"))
 
-    def per_sample(self, threshold: float | None, batch: int) -> float:
-        """Median seconds per sample of the dynamic forward at ``threshold`` and ``batch`` (NaN: not timed)."""
-        for item in self.cascade:
+    def entries(self, runtime: str = "eager") -> list[dict[str, Any]]:
+        """The cascade timings of one runtime."""
+        return [item for item in self.cascade if item.get("runtime", "eager") == runtime]
+
+    def path_entries(self, runtime: str = "eager") -> list[dict[str, Any]]:
+        """The exit-path timings of one runtime."""
+        return [item for item in self.exit_paths if item.get("runtime", "eager") == runtime]
+
+    def at(self, threshold: float | None, batch: int, runtime: str = "eager") -> dict[str, Any] | None:
+        """The cascade timing at ``threshold`` and ``batch`` in ``runtime`` (None: not timed): the one lookup."""
+        for item in self.entries(runtime):
             t = item["threshold"]
             if item["batch_size"] == batch and (t is None or threshold is None or math.isclose(t, threshold)):
-                return float(item["per_sample_median"])
-        return math.nan
+                return item
+        return None
+
+    def per_sample(self, threshold: float | None, batch: int, runtime: str = "eager") -> float:
+        """Median seconds per sample of the dynamic forward at ``threshold`` and ``batch`` (NaN: not timed)."""
+        item = self.at(threshold, batch, runtime)
+        return float(item["per_sample_median"]) if item is not None else math.nan
 
     @property
     def batch_sizes(self) -> list[int]:
-        return sorted({int(item["batch_size"]) for item in self.cascade})
+        """Batch sizes timed in eager."""
+        return sorted({int(item["batch_size"]) for item in self.entries()})
+
+    @property
+    def runtime_names(self) -> list[str]:
+        """``eager`` and every other runtime timed."""
+        return ["eager", *(self.runtimes or {})]
 
 
 @dataclass(frozen=True)
@@ -384,7 +406,9 @@ class RunRecord:
             if self.latency is not None:
                 for item in self.latency.cascade:
                     if item["threshold"] == t.threshold:
-                        row[f"latency_s_per_sample_b{item['batch_size']}"] = item["per_sample_median"]
+                        rt = item.get("runtime", "eager")
+                        name = "latency" if rt == "eager" else f"latency_{rt}"  # eager's columns keep their names
+                        row[f"{name}_s_per_sample_b{item['batch_size']}"] = item["per_sample_median"]
                         if "roofline_per_sample" in item:
                             row[f"latency_roofline_s_per_sample_b{item['batch_size']}"] = item["roofline_per_sample"]
             row["params"] = self.cost.per_exit[-1].params
@@ -459,16 +483,20 @@ METRICS: dict[str, Metric] = {
 #: Metrics of the main table, in column order (latency columns follow, one per timed batch size).
 MAIN_METRICS = ("accuracy", "early_share", "macs", "flops", "energy", "saved_vs_base", "energy_saved")
 
-_LATENCY = re.compile(r"latency_b(\d+)$")
+_LATENCY = re.compile(r"latency(?:_([a-z]+))?_b(\d+)$")
 
 
-def latency_metric(batch: int) -> Metric:
-    """Median seconds per sample of the dynamic forward at batch ``batch``."""
+def latency_metric(batch: int, runtime: str = "eager") -> Metric:
+    """Median seconds per sample of the dynamic forward at batch ``batch`` in ``runtime``
+    (``latency_b<N>`` for eager, ``latency_<runtime>_b<N>`` for the others)."""
 
     def read(record: RunRecord, point: OperatingPoint) -> float | None:
-        return record.latency.per_sample(point.threshold, batch) if record.latency else math.nan
+        return record.latency.per_sample(point.threshold, batch, runtime) if record.latency else math.nan
 
-    return Metric(f"latency_b{batch}", f"latency b{batch} (µs/sample)", "s per sample", 1e6, 1, False, read)
+    if runtime == "eager":
+        return Metric(f"latency_b{batch}", f"latency b{batch} (µs/sample)", "s per sample", 1e6, 1, False, read)
+    return Metric(f"latency_{runtime}_b{batch}", f"latency {runtime} b{batch} (µs/sample)", "s per sample", 1e6, 1,
+                  False, read)  # fmt: skip
 
 
 def get_metric(name: str) -> Metric:
@@ -477,8 +505,8 @@ def get_metric(name: str) -> Metric:
         return METRICS[name]
     match = _LATENCY.match(name)
     if match:
-        return latency_metric(int(match.group(1)))
-    known = [*METRICS, "latency_b<N>"]
+        return latency_metric(int(match.group(2)), match.group(1) or "eager")
+    known = [*METRICS, "latency_b<N>", "latency_<runtime>_b<N>"]
     raise KeyError(f"unknown metric {name!r}; known: {', '.join(known)}")
 
 

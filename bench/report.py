@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +253,56 @@ def latency_model_display(frame: pd.DataFrame) -> pd.DataFrame:
         elif c.startswith("speedup") or c == RATIO:
             out[c] = out[c].map(lambda v: "" if math.isnan(v) else f"{v:.2f}")
     return out
+
+
+def runtime_frame(results: Results) -> pd.DataFrame:
+    """Per variant, runtime and timed batch (headline threshold, means over seeds): each exit path's time per
+    sample, the dynamic cascade's, its speedup over the full network as measured and as the MACs say, what
+    the exit paths predict for the cascade, and the decisions that differ from eager's. Empty unless a
+    folder timed more than one runtime."""
+    rows = []
+    for variant in results.variants:
+        recs = [r for r in results.records_of(variant) if r.latency is not None and len(r.latency.runtime_names) > 1]
+        if not recs:
+            continue
+        for runtime in recs[0].latency.runtime_names:  # type: ignore[union-attr]
+            for batch in sorted({int(c["batch_size"]) for r in recs for c in r.latency.entries(runtime)}):  # type: ignore[union-attr]
+                row: dict[str, Any] = {"variant": variant, "runtime": runtime, "batch": batch, "n": len(recs)}
+                cells: dict[str, list[float]] = defaultdict(list)
+                for r in recs:
+                    assert r.latency is not None and r.cost is not None
+                    for p in r.latency.path_entries(runtime):
+                        if p["batch_size"] == batch:
+                            cells[f"{p['exit']} path (µs)"].append(1e6 * p["per_sample_median"])
+                    c = r.latency.at(results.headline, batch, runtime)
+                    if c is None:
+                        continue
+                    cells["cascade (µs)"].append(1e6 * c["per_sample_median"])
+                    cells["speedup measured (full ÷ cascade)"].append(c["speedup_vs_full"])
+                    cells["speedup by MACs"].append(r.cost.per_exit[-1].macs / r.at(c["threshold"]).macs_expected)
+                    cells["cascade ÷ path-predicted"].append(c["per_sample_median"] / c["path_predicted_per_sample"])
+                    agree = (r.latency.runtimes or {}).get(runtime, {}).get("agreement_with_eager", {})
+                    counts = agree.get(str(c["threshold"]))
+                    if counts:
+                        cells["decisions ≠ eager (ties)"].append(counts["differ"])
+                        cells["_ties"].append(counts["ties"])
+                row.update({k: statistics.fmean(v) for k, v in cells.items() if v and not k.startswith("_")})
+                if "decisions ≠ eager (ties)" in row:
+                    row["decisions ≠ eager (ties)"] = (
+                        f"{sum(cells['decisions ≠ eager (ties)']):.0f} ({sum(cells['_ties']):.0f})"
+                    )
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runtime_display(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for c in out.columns:
+        if c.endswith("(µs)"):
+            out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+        elif c.startswith("speedup") or c.startswith("cascade ÷"):
+            out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    return out.fillna("")
 
 
 def anytime_frame(results: Results) -> pd.DataFrame:
@@ -552,6 +603,13 @@ def write_report(
             latency_model_display(tables.latency_model),
             tables.latency_model,
             f"Latency model: roofline prediction vs measurement (speedups at threshold {results.headline})",
+        )
+    runtimes = runtime_frame(results)
+    if not runtimes.empty:
+        displays["runtimes"] = (
+            runtime_display(runtimes),
+            runtimes,
+            f"Latency per runtime (threshold {results.headline}; µs per sample; eager is PyTorch as timed above)",
         )
     if not tables.anytime.empty:
         displays["anytime"] = (

@@ -68,12 +68,11 @@ def _latency(rec: RunRecord, batch: int, which: str) -> tuple[float, float] | No
     """(median, IQR) seconds per sample of the full or dynamic pass at ``batch`` at the headline threshold."""
     if rec.latency is None:
         return None
-    for item in rec.latency.cascade:
-        if item["batch_size"] == batch and (item["threshold"] is None or
-                                            math.isclose(item["threshold"], rec.headline_threshold)):  # fmt: skip
-            t = item[which]
-            return t["median"] / item["samples"], t["iqr"] / item["samples"]
-    return None
+    item = rec.latency.at(rec.headline_threshold, batch)
+    if item is None:
+        return None
+    t = item[which]
+    return t["median"] / item["samples"], t["iqr"] / item["samples"]
 
 
 def rows(results: Results) -> list[Row]:

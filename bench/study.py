@@ -234,7 +234,7 @@ def cost_rows(results: Results, dataset: str) -> list[dict[str, Any]]:
         esaved = stats.t_interval(list(metric_by_seed(results, v, "energy_saved", thr).values()))
         lat: dict[int, list[float]] = {}
         for r in recs:
-            for item in r.latency.cascade if r.latency else []:
+            for item in r.latency.entries() if r.latency else []:
                 if item["threshold"] is None or math.isclose(item["threshold"], thr):
                     lat.setdefault(item["batch_size"], []).append(
                         1 - item["dynamic"]["median"] / item["full"]["median"]

@@ -28,6 +28,7 @@ from bench import plugins
 from bench.cost import load_energy_table
 from bench.dataflow import load_hardware
 from bench.executors import EXECUTORS
+from bench.runtimes import RUNTIMES
 from cascade._registry import UnknownNameError
 from cascade.data import DATASETS
 from cascade.exits import POLICIES
@@ -147,6 +148,9 @@ class EvaluationSpec:
     recompute_bn: bool = field(default=False, metadata={"key_default": False})
     # evaluate on this many test samples (a fixed random subset; 0 = all): quick runs (bench run --quick)
     test_samples: int = field(default=0, metadata={"key_default": 0})
+    # execution engines timed (bench.runtimes): "eager" (PyTorch, with the roofline prediction) and
+    # "onnxruntime" (each segment and exit head an ONNX Runtime session; the [onnx] extra)
+    runtimes: tuple[str, ...] = field(default=("eager",), metadata={"key_default": ("eager",)})
 
 
 @dataclass(frozen=True)
@@ -353,11 +357,24 @@ def _check_threshold(file: Any, key: str, t: float) -> None:
 PLUGIN_HINT = "your own: register it in a Python file and pass --import FILE, or list the file in [suite] plugins"
 
 
+def _check_runtimes(file: Any, names: Sequence[str]) -> None:
+    """Known and installed, each once, eager first (its timing is the reference the others are checked against)."""
+    if not names or names[0] != "eager" or len(set(names)) != len(names):
+        raise SuiteError(file, "evaluation.runtimes", f"{list(names)!r}: give 'eager' first, then other runtimes "
+                         f"once each, e.g. ['eager', 'onnxruntime']; known: {', '.join(RUNTIMES.names())}")  # fmt: skip
+    for i, name in enumerate(names):
+        _check_name(file, f"evaluation.runtimes[{i}]", RUNTIMES, name)
+        try:
+            RUNTIMES.get(name).check()
+        except ImportError as e:
+            raise SuiteError(file, f"evaluation.runtimes[{i}]", str(e)) from None
+
+
 def _check_name(file: Any, key: str, registry: Any, name: str) -> None:
     try:
         registry.get(name)
     except UnknownNameError as e:
-        hint = f"; {PLUGIN_HINT}" if registry is not EXECUTORS else ""
+        hint = f"; {PLUGIN_HINT}" if registry not in (EXECUTORS, RUNTIMES) else ""
         raise SuiteError(file, key, f"{e}{hint}") from None
 
 
@@ -758,6 +775,7 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     )
     _check_range(file, "evaluation.test_samples", evaluation.test_samples >= 0, "an integer >= 0 (0 = all)",
                  evaluation.test_samples)  # fmt: skip
+    _check_runtimes(file, evaluation.runtimes)
     try:
         load_energy_table(evaluation.energy_table)
     except (FileNotFoundError, ValueError) as e:

@@ -86,3 +86,111 @@ def test_missing_onnxruntime_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(builtins, "__import__", no_ort)
     with pytest.raises(MissingRuntimeError, match=r"pip install 'cascade-bench\[onnx\]'"):
         require_ort()
+
+
+# --------------------------------------------------------------------------- the runtime axis in a suite
+
+SUITE = """
+[suite]
+name = "rt"
+seeds = [0]
+
+[dataset]
+name = "digits"
+train_size = 300
+
+[model]
+channels = [4, 8, 8]
+hidden = 16
+
+[train]
+epochs = 1
+lr = 0.05
+momentum = 0.9
+
+[evaluation]
+thresholds = [0.0, 0.6, 1.0]
+latency_batch_sizes = [1, 32]
+latency_samples = 8
+latency_repeats = 1
+latency_warmup = 1
+count_macs = "none"
+runtimes = ["eager", "onnxruntime"]
+
+[[variants]]
+name = "sum-p2"
+loss = "sum"
+exits = ["p2"]
+"""
+
+
+def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
+    import pandas as pd
+
+    from bench.plan import expand_runs
+    from bench.record import get_metric
+    from bench.report import write_report
+    from bench.runner import run_suite
+    from bench.store import ResultStore
+    from bench.suite import load_suite
+
+    path = tmp_path / "rt.toml"
+    path.write_text(SUITE)
+    assert run_suite(path, out_dir=tmp_path / "out", progress=False, log=lambda s: None, checkpoint_cache=False).ok
+    (rec,) = ResultStore(tmp_path / "out").latest_runs()
+    lat = rec.latency
+    assert lat is not None and lat.runtime_names == ["eager", "onnxruntime"]
+    settings = lat.runtimes["onnxruntime"]
+    assert settings["opset"] == 17 and settings["threads"] == lat.threads
+    assert settings["agreement_with_eager"]["0.6"] == {"samples": 359, "differ": 0, "ties": 0, "other": 0}
+    for runtime in ("eager", "onnxruntime"):
+        assert {(p["exit"], p["batch_size"]) for p in lat.path_entries(runtime)} == {
+            (e, b) for e in ("p2", "final") for b in (1, 32)
+        }
+        assert {c["batch_size"] for c in lat.entries(runtime)} == {1, 32}
+    ort_b1 = lat.at(0.6, 1, "onnxruntime")
+    assert ort_b1 is not None and ort_b1["samples"] == 8 and "roofline_per_sample" not in ort_b1
+    assert get_metric("latency_onnxruntime_b1").value_at(rec, 0.6) == ort_b1["per_sample_median"]
+    assert get_metric("latency_b1").value_at(rec, 0.6) == lat.at(0.6, 1)["per_sample_median"]
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert {"latency_s_per_sample_b1", "latency_onnxruntime_s_per_sample_b1"} <= set(summary.columns)
+    report = write_report(tmp_path / "out", log=lambda s: None).read_text()
+    assert "## Latency per runtime" in report and "| sum-p2    | onnxruntime |" in report
+    assert (tmp_path / "out" / "figures" / "runtime_paths.png").is_file()
+    # an evaluation setting: a new run key, the same checkpoint
+    plain = expand_runs(load_suite(path, ['evaluation.runtimes=["eager"]']))
+    both = expand_runs(load_suite(path))
+    assert plain[0].job.key == both[0].job.key and plain[0].key != both[0].key
+
+
+@pytest.mark.parametrize(
+    ("runtimes", "message"),
+    [
+        ('["onnxruntime"]', "give 'eager' first"),
+        ('["eager", "eager"]', "give 'eager' first"),
+        ('["eager", "tvm"]', "unknown runtime 'tvm'"),
+    ],
+)
+def test_runtime_names_are_validated(tmp_path, runtimes: str, message: str) -> None:
+    from bench.suite import SuiteError, load_suite
+
+    path = tmp_path / "rt.toml"
+    path.write_text(SUITE.replace('runtimes = ["eager", "onnxruntime"]', f"runtimes = {runtimes}"))
+    with pytest.raises(SuiteError, match=r"evaluation\.runtimes"):
+        load_suite(path)
+    with pytest.raises(SuiteError, match=message):
+        load_suite(path)
+
+
+def test_a_missing_runtime_is_refused_before_anything_runs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cascade.ort
+    from bench.suite import SuiteError, load_suite
+
+    def missing():
+        raise cascade.ort.MissingRuntimeError("runtime 'onnxruntime' needs ...: pip install 'cascade-bench[onnx]'")
+
+    monkeypatch.setattr(cascade.ort, "require_ort", missing)
+    path = tmp_path / "rt.toml"
+    path.write_text(SUITE)
+    with pytest.raises(SuiteError, match=r"evaluation\.runtimes\[1\]: runtime 'onnxruntime' needs .*\[onnx\]"):
+        load_suite(path)
