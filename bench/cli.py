@@ -13,6 +13,7 @@ from bench._progress import make_console
 from bench.check import BaselineError, run_check
 from bench.compare import compare
 from bench.executors import EXECUTORS
+from bench.export import export_run
 from bench.files import WriteError
 from bench.plan import SelectionError, expand_runs
 from bench.record import StoreError
@@ -102,6 +103,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for line in result.lines():
         console.print(escape(line), highlight=False)
     return 0 if result.ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    summary = export_run(args.dir, variant=args.variant, seed=args.seed, out=args.out, threshold=args.threshold,
+                         checkpoint_cache=_cache(args))  # fmt: skip
+    a = summary.agreement
+    console.print(escape(
+        f"exported {summary.record.variant} seed {summary.record.seed} -> {summary.out}: {', '.join(summary.files)}\n"
+        f"check on {a['samples']:,} test samples with ONNX Runtime: {a['differ']} decision(s) differ from eager "
+        f"({a['ties']} of them ties within 1e-6); test accuracy {100 * summary.test_accuracy:.2f} %; "
+        "serve it as docs/deploy.md shows"
+    ), highlight=False)  # fmt: skip
+    return 0 if a["other"] == 0 else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -229,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     vf = sub.add_parser("verify", help="check every checkpoint and exit-output file against its recorded SHA-256")
     vf.add_argument("dir")
     vf.set_defaults(fn=cmd_verify)
+
+    ex = sub.add_parser("export", help="a trained run as ONNX segments and heads plus cascade.json, for deployment")
+    ex.add_argument("dir", help="results folder")
+    ex.add_argument("--variant", required=True, help="the variant to export")
+    ex.add_argument("--seed", type=int, default=None, help="its seed (default: the lowest)")
+    ex.add_argument("--threshold", type=float, default=None, help="exit threshold (default: the suite's headline)")
+    ex.add_argument("--runtime", choices=["onnx"], default="onnx", help="export format (ONNX, for ONNX Runtime)")
+    ex.add_argument("--out", required=True, help="folder to write the files into")
+    add_cache(ex)
+    ex.set_defaults(fn=cmd_export)
 
     ls = sub.add_parser("list", help="runs in a results folder and their status")
     ls.add_argument("dir")

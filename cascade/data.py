@@ -89,6 +89,9 @@ class DataSplits:
     num_classes: int
     identity: dict[str, Any] = field(default_factory=dict)  # name, options, fingerprint of the tensors
     augment: Augment | None = None  # applied by the trainer to each training batch
+    # how raw images in [0, 1] became the model's input: x' = (x - mean) / std, per channel or global
+    # ({"kind", "mean": [...], "std": [...]}); what a deployment must apply too (bench export)
+    normalization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -589,4 +592,5 @@ def load_dataset(
         num_classes=raw.num_classes,
         identity=identity,
         augment=Augment(random_crop, random_flip) or None,
+        normalization={"kind": normalize, "mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
     )

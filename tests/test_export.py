@@ -1,0 +1,98 @@
+"""bench export: ONNX segments and heads plus cascade.json, served as docs/deploy.md shows."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from bench.cli import main
+from bench.export import export_run, read_export
+from bench.runner import run_suite
+from bench.store import StoreError
+from cascade import build_policy, load_dataset
+from cascade.exits import dynamic_forward
+
+from .conftest import REPO
+from .test_ort import SUITE
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("export")
+    suite = d / "rt.toml"
+    suite.write_text(SUITE.replace('runtimes = ["eager", "onnxruntime"]', "latency = false"))
+    assert run_suite(suite, out_dir=d / "out", progress=False, log=lambda s: None, checkpoint_cache=False).ok
+    return d / "out"
+
+
+def deploy_code() -> str:
+    """The serving code of docs/deploy.md (its first python block)."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)[0]
+
+
+def test_export_round_trip_equals_eager(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "deploy"
+    assert main(["export", str(trained), "--variant", "sum-p2", "--out", str(out), "--runtime", "onnx",
+                 "--no-cache"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "0 decision(s) differ from eager" in said and "359 test samples" in said
+    meta = read_export(out)
+    assert meta["exits"] == ["p2", "final"] and meta["policy"]["name"] == "max-prob"
+    assert meta["policy"]["threshold"] == 0.6 and meta["input"]["shape"] == [1, 28, 28] and meta["opset"] == 17
+    assert meta["check"]["decisions_differing_from_eager"] == 0
+    # the docs' serving code, one raw image at a time, against eager PyTorch on the normalised batch
+    namespace: dict = {}
+    exec(compile(deploy_code(), "docs/deploy.md", "exec"), namespace)
+    served = namespace["Cascade"](out)
+    data = load_dataset("digits", train_size=300)
+    mean, std = (torch.tensor(data.normalization[k]).reshape(-1, 1, 1) for k in ("mean", "std"))
+    raw = data.test.x * std + mean  # the images in [0, 1], as a deployment receives them
+    import json
+
+    from bench.plan import build_for
+    from bench.store import ResultStore
+
+    (rec,) = ResultStore(trained).latest_runs()
+    model = build_for(_job(trained, rec), data)
+    model.load_state_dict(torch.load(trained / "checkpoints" / f"{rec.train_key}.pt", weights_only=True)["state_dict"])
+    want = dynamic_forward(model.eval(), data.test.x, build_policy("max-prob", threshold=0.6))
+    got = [served(raw[i].numpy().astype(np.float32)) for i in range(len(raw))]
+    assert [int(c) for c, _ in got] == want.predictions.tolist()
+    assert [meta["exits"].index(e) for _, e in got] == want.exit_index.tolist()
+    assert 0 < want.early_share < 1 and json.loads((out / "cascade.json").read_text())["classes"][3] == "3"
+
+
+def _job(folder: Path, rec):
+    from bench.plan import expand_runs
+    from bench.suite import load_suite
+
+    return next(r.job for r in expand_runs(load_suite(folder / "suite.toml")) if r.key == rec.key)
+
+
+def test_export_errors_name_what_is_wrong(trained: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"no finished run of variant 'nope'; variants: sum-p2"):
+        export_run(trained, variant="nope", out=tmp_path / "x", checkpoint_cache=False)
+    with pytest.raises(StoreError, match=r"has no run with seed 7; seeds: 0"):
+        export_run(trained, variant="sum-p2", seed=7, out=tmp_path / "x", checkpoint_cache=False)
+    bare = tmp_path / "bare"
+    shutil.copytree(trained, bare, ignore=shutil.ignore_patterns("checkpoints"))
+    with pytest.raises(StoreError, match=r"no checkpoint of train key .* rerun `bench run`"):
+        export_run(bare, variant="sum-p2", out=tmp_path / "x", checkpoint_cache=False)
+
+
+def test_a_damaged_export_file_is_refused(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    export_run(trained, variant="sum-p2", out=out, checkpoint_cache=False)
+    blob = bytearray((out / "head_0.onnx").read_bytes())
+    blob[-5] ^= 0xFF
+    (out / "head_0.onnx").write_bytes(bytes(blob))
+    with pytest.raises(StoreError, match=r"head_0\.onnx: sha256 "):
+        read_export(out)
