@@ -78,9 +78,12 @@ def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict
         seeds: dict[str, dict[str, Any]] = {}
         for rec in results.records_of(variant):
             entry: dict[str, Any] = {m: ALL_METRICS[m].value_at(rec, threshold) for m, _ in METRICS}
-            if rec.latency is not None:
-                lat = {str(b): get_metric(f"latency_b{b}").value_at(rec, threshold) for b in rec.latency.batch_sizes}
-                entry["latency_s_per_sample"] = {b: v for b, v in lat.items() if not math.isnan(v)}
+            timed = rec.latency
+            for runtime in timed.runtime_names if timed is not None else []:
+                metric = "latency" if runtime == "eager" else f"latency_{runtime}"
+                assert timed is not None
+                lat = {str(b): get_metric(f"{metric}_b{b}").value_at(rec, threshold) for b in timed.batch_sizes}
+                entry[f"{metric}_s_per_sample"] = {b: v for b, v in lat.items() if not math.isnan(v)}
             seeds[str(rec.seed)] = entry
         variants[variant] = {"seeds": seeds}
     side = describe(results)
@@ -225,6 +228,7 @@ class LatencyRow:
     n: int
     limit: float
     status: str
+    runtime: str = "eager"
 
     @property
     def fails(self) -> bool:
@@ -240,31 +244,47 @@ def latency_rows(current: dict[str, Any], baseline: dict[str, Any], spec: CheckS
         cur = current["variants"].get(variant)
         if cur is None:
             continue
-        b_lat = {s: v.get("latency_s_per_sample", {}) for s, v in base["seeds"].items()}
-        c_lat = {s: v.get("latency_s_per_sample", {}) for s, v in cur["seeds"].items()}
-        batches = sorted({int(k) for v in [*b_lat.values(), *c_lat.values()] for k in v})
-        batch = spec.latency_batch if spec.latency_batch is not None else (batches[-1] if batches else None)
-        if batch is None:
-            continue
-        shared = [s for s in sorted(set(b_lat) & set(c_lat)) if str(batch) in b_lat[s] and str(batch) in c_lat[s]]
-        if not shared:
-            continue
-        logs = np.log([c_lat[s][str(batch)] / b_lat[s][str(batch)] for s in shared])
-        iv = stats.t_interval(logs.tolist())
-        ratio = float(np.exp(iv.mean))
-        low, high = (math.exp(iv.low), math.exp(iv.high)) if len(shared) >= 2 else (math.nan, math.nan)
-        beyond_noise = low > 1 if len(shared) >= 2 else True
-        status = "slower" if ratio > spec.max_latency_ratio and beyond_noise else "faster" if ratio < 1 else "ok"
-        rows.append(LatencyRow(variant, batch, 1e6 * float(np.mean([b_lat[s][str(batch)] for s in shared])),
-                               1e6 * float(np.mean([c_lat[s][str(batch)] for s in shared])), ratio, low, high,
-                               len(shared), spec.max_latency_ratio, status))  # fmt: skip
+        keys = sorted({k for v in [*base["seeds"].values(), *cur["seeds"].values()] for k in v
+                       if k.startswith("latency") and k.endswith("_s_per_sample")})  # fmt: skip
+        for key in keys:  # latency_s_per_sample (eager), latency_<runtime>_s_per_sample
+            runtime = (
+                key.removeprefix("latency_").removesuffix("_s_per_sample") if key != "latency_s_per_sample" else "eager"
+            )
+            row = _latency_row(variant, runtime, {s: v.get(key, {}) for s, v in base["seeds"].items()},
+                               {s: v.get(key, {}) for s, v in cur["seeds"].items()}, spec)  # fmt: skip
+            if row is not None:
+                rows.append(row)
     return rows
+
+
+def _latency_row(variant: str, runtime: str, b_lat: dict[str, dict[str, float]], c_lat: dict[str, dict[str, float]],
+                 spec: CheckSpec) -> LatencyRow | None:  # fmt: skip
+    """One variant and runtime: current / baseline at the gate's batch, geometric mean over shared seeds."""
+    limit = spec.max_latency_ratio
+    assert limit is not None
+    batches = sorted({int(k) for v in [*b_lat.values(), *c_lat.values()] for k in v})
+    batch = spec.latency_batch if spec.latency_batch is not None else (batches[-1] if batches else None)
+    if batch is None:
+        return None
+    shared = [s for s in sorted(set(b_lat) & set(c_lat)) if str(batch) in b_lat[s] and str(batch) in c_lat[s]]
+    if not shared:
+        return None
+    logs = np.log([c_lat[s][str(batch)] / b_lat[s][str(batch)] for s in shared])
+    iv = stats.t_interval(logs.tolist())
+    ratio = float(np.exp(iv.mean))
+    low, high = (math.exp(iv.low), math.exp(iv.high)) if len(shared) >= 2 else (math.nan, math.nan)
+    beyond_noise = low > 1 if len(shared) >= 2 else True
+    status = "slower" if ratio > limit and beyond_noise else "faster" if ratio < 1 else "ok"
+    return LatencyRow(variant, batch, 1e6 * float(np.mean([b_lat[s][str(batch)] for s in shared])),
+                      1e6 * float(np.mean([c_lat[s][str(batch)] for s in shared])), ratio, low, high,
+                      len(shared), limit, status, runtime)  # fmt: skip
 
 
 def latency_frame(rows: Sequence[LatencyRow]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "variant": [r.variant for r in rows],
+            "runtime": [r.runtime for r in rows],
             "batch": [r.batch for r in rows],
             "baseline (µs/sample)": [f"{r.baseline_us:.1f}" for r in rows],
             "current (µs/sample)": [f"{r.current_us:.1f}" for r in rows],

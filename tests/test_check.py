@@ -240,3 +240,12 @@ def test_latency_gate_is_noise_aware() -> None:
     assert rows["noisy"].ratio > 1.25 and rows["noisy"].low < 1 and rows["noisy"].status == "ok"  # within noise
     assert rows["fine"].status == "ok"
     assert latency_rows(cur, base, SPEC) == []  # off by default
+    # a second runtime is gated on its own
+    for d, scale in ((base, 1.0), (cur, 3.0)):
+        for v in d["variants"].values():
+            for entry in v["seeds"].values():
+                entry["latency_onnxruntime_s_per_sample"] = {"256": scale * 1e-5}
+    both = latency_rows(cur, base, spec)
+    ort = {r.variant: r for r in both if r.runtime == "onnxruntime"}
+    assert {r.runtime for r in both} == {"eager", "onnxruntime"} and ort["fine"].ratio == pytest.approx(3.0)
+    assert ort["fine"].status == "slower"
