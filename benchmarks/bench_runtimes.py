@@ -4,7 +4,8 @@
 
 For the study CNN (exits p1, p2), B-LeNet (exit conv1), LeNet (no exit) and ResNet-20 (exits layer1,
 layer2), untrained weights with non-trivial batch-norm statistics: the median time per sample of every
-exit path, and of the real dynamic cascade at a threshold that sends about 70 % of the samples out at
+exit path (and the MAC rate it reaches, MACs counted as the harness counts them), and of the real
+dynamic cascade at a threshold that sends about 70 % of the samples out at
 the first exit, with what the exit paths predict for that mix (``path-pred.``: shares x path times;
 measured / path-predicted below 1 is the cascade's own overhead: policy, host syncs, index bookkeeping).
 Time it alone: other processes on 2 cores distort every number.
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from bench.cost import counting
 from cascade import build_policy
 from cascade.exits import dynamic_forward, optimise_for_inference
 from cascade.models import build_model
@@ -79,8 +81,24 @@ def report(label: str, runtime: str, model: Any, policy: Any, path: Callable[[An
         shares = torch.bincount(taken, minlength=model.num_exits).float() / len(taken)
         predicted = float(sum(s * p for s, p in zip(shares.tolist(), paths)))
         cols = " ".join(f"{1e6 * p:>10.1f}" for p in paths) + " " * 11 * (3 - len(paths))
+        rates = " ".join(f"{m / p / 1e9:>5.1f}" for m, p in zip(path_macs(model, x), paths))
         print(f"{label:<28} {runtime:<16} {batch:>5} {cols} {1e6 * cascade:>10.1f} {1e6 * predicted:>10.1f} "
-              f"{predicted / cascade:>9.2f} {100 * float(shares[:-1].sum()):>7.1f}", flush=True)  # fmt: skip
+              f"{predicted / cascade:>9.2f} {100 * float(shares[:-1].sum()):>7.1f}   {rates}", flush=True)  # fmt: skip
+
+
+@functools.cache
+def _macs(model_id: int, model: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    for level in range(model.num_exits):
+        with counting(model) as prof:
+            model.forward_until(torch.zeros(1, *shape), level)
+        out.append(prof.macs)
+    return tuple(out)
+
+
+def path_macs(model: Any, x: torch.Tensor) -> tuple[int, ...]:
+    """MACs per sample of every exit path (counted at dispatch level, as the harness counts them)."""
+    return _macs(id(model), model, tuple(x.shape[1:]))
 
 
 def _each(fn: Callable[[Any], Any], samples: list[Any]) -> None:
@@ -93,7 +111,7 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     print(f"threads {THREADS}, torch {torch.__version__}; µs per sample (median of {REPEATS} repeats)")
     header = f"{'model':<28} {'runtime':<16} {'batch':>5} " + " ".join(f"{'path ' + str(i):>10}" for i in range(3))
-    print(header + f" {'cascade':>10} {'path-pred.':>10} {'meas/pred':>9} {'early %':>7}")
+    print(header + f" {'cascade':>10} {'path-pred.':>10} {'meas/pred':>9} {'early %':>7}   GMAC/s per path")
     for name, options, exits, shape in MODELS:
         model = model_for(name, options, exits, shape)
         x = torch.randn(256, *shape, generator=torch.Generator().manual_seed(1))

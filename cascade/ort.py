@@ -147,6 +147,8 @@ class OrtCascade:
     def dynamic(self, x: np.ndarray, policy: ExitPolicy) -> EarlyExitResult:
         """The real early-exit cascade: samples that left are removed before the next segment runs."""
         batch = x.shape[0]
+        if batch == 1:
+            return self._dynamic_one(x, policy)
         predictions = np.empty(batch, dtype=np.int64)
         exit_index = np.empty(batch, dtype=np.int64)
         remaining = np.arange(batch)
@@ -173,6 +175,21 @@ class OrtCascade:
             h, remaining = np.ascontiguousarray(h[stay]), remaining[stay]
             state = {k: v[torch.from_numpy(stay)] for k, v in state.items()}
         return EarlyExitResult(torch.from_numpy(predictions), torch.from_numpy(exit_index), self.num_exits)
+
+    def _dynamic_one(self, x: np.ndarray, policy: ExitPolicy) -> EarlyExitResult:
+        """:meth:`dynamic` for one sample: the first exit that says "leave" answers, no index bookkeeping."""
+        state = policy.init_state(1, torch.device("cpu"))
+        h = x
+        last = self.num_exits - 1
+        for level, (segment, head) in enumerate(zip(self.segments, self.heads)):
+            h = self._run(segment, h)
+            logits = torch.from_numpy(self._run(head, h))  # (1, K), no copy
+            if level < last:
+                leave, state = policy.decide(logits, state)
+                if not bool(leave[0]):
+                    continue
+            return EarlyExitResult(logits.argmax(dim=1), torch.full((1,), level, dtype=torch.long), self.num_exits)
+        raise AssertionError("unreachable: the last exit always answers")
 
 
 def agreement(a: EarlyExitResult, b: EarlyExitResult, logits: Sequence[torch.Tensor], policy: ExitPolicy,
