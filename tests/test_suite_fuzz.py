@@ -180,3 +180,19 @@ def test_the_property_can_fail() -> None:
         path.write_text(tomli_w.dumps(doc))
         with pytest.raises(SuiteError, match=r"train\.epochs"):
             load_suite(path)
+
+
+def test_a_huge_model_is_checked_without_allocating_it() -> None:
+    """Found by the long fuzz run: a mutated model size made validation build the model for real and ask
+    for exabytes (a RuntimeError from the allocator). The model is now built on the meta device (shapes
+    only): a large one validates at once, an impossible one is a SuiteError naming the model."""
+    doc = copy.deepcopy(SHIPPED["smoke.toml"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.toml"
+        doc["model"]["channels"] = [10**5, 10**5, 10**5]  # 10^11 weights per layer: 400 GB if allocated
+        path.write_text(tomli_w.dumps(doc))
+        assert load_suite(path).model.options["channels"] == [10**5] * 3
+        doc["model"]["channels"] = [10**12, 10**12, 10**12]  # more elements than an int64 counts
+        path.write_text(tomli_w.dumps(doc))
+        with pytest.raises(SuiteError, match=r": model: the model cannot be built with these options"):
+            load_suite(path)

@@ -64,11 +64,20 @@ class MultiExitModel(nn.Module):
     def check(cls, *, exits: Sequence[Any] = (), **options: Any) -> None:
         """Raise ``ValueError``/``TypeError`` naming what is wrong with these options and exits.
 
-        The default builds the model (cheap for the registered ones); a model whose construction
-        is expensive overrides this with direct checks.
+        The default builds the model on the ``meta`` device (shapes only, no memory: a suite asking for
+        10^9 channels is an error, not an allocation of exabytes), and builds it for real when some
+        operator of a user's model has no meta implementation; a model whose construction is
+        expensive overrides this with direct checks.
         """
         build: Any = cls  # subclasses take exits and their options as keywords; the base class takes none
-        build(exits=exits, **options)
+        try:
+            try:
+                with torch.device("meta"):
+                    build(exits=exits, **options)
+            except NotImplementedError:
+                build(exits=exits, **options)
+        except (RuntimeError, MemoryError, OverflowError) as e:  # sizes no tensor can have
+            raise ValueError(f"the model cannot be built with these options: {str(e).splitlines()[0]}") from None
 
     def __init__(self) -> None:
         super().__init__()
