@@ -147,13 +147,16 @@ class CheckRow:
     def fails(self) -> bool:
         return self.status.startswith("worse") or self.status == "missing"
 
+    @property
+    def exact(self) -> bool:
+        """Every seed's difference is the same: reported exactly, not tested."""
+        return self.n >= 2 and self.low == self.high
+
 
 def _one_sided(d: np.ndarray, margin: float) -> tuple[float, float]:
     """p-values of H1: mean(d) < -margin and H1: mean(d) > +margin."""
-    if len(d) < 2:
+    if len(d) < 2 or np.all(d == d[0]):  # one seed, or an exact difference: nothing to test
         return math.nan, math.nan
-    if np.all(d == d[0]):
-        return (0.0 if d[0] < -margin else 1.0), (0.0 if d[0] > margin else 1.0)
     worse = float(st.ttest_1samp(d, -margin, alternative="less").pvalue)
     better = float(st.ttest_1samp(d, margin, alternative="greater").pvalue)
     return worse, better
@@ -200,7 +203,7 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
             continue
         if r.n == 0:
             r.status = "missing"
-        elif r.n == 1:
+        elif r.n == 1 or r.exact:  # no test: the difference itself against the margin
             r.status = "worse" if r.diff < -r.margin else "better" if r.diff > r.margin else "unchanged"
         elif pw < spec.alpha:
             r.status = "worse"
@@ -320,7 +323,7 @@ def rows_frame(rows: Sequence[CheckRow]) -> pd.DataFrame:
             "95% CI": [ci(r) for r in rows],
             "n": [r.n for r in rows],
             "margin": [f"±{r.margin:g}" for r in rows],
-            "p(worse) Holm": [f(r.p_worse, "{:.3g}") for r in rows],
+            "p(worse) Holm": ["exact" if r.exact else f(r.p_worse, "{:.3g}") for r in rows],
             "detectable drop": ["n too small" if r.detectable > SPAN else f(r.detectable) for r in rows],
             "status": [r.status.upper() if r.fails else r.status for r in rows],
         }

@@ -249,3 +249,17 @@ def test_latency_gate_is_noise_aware() -> None:
     ort = {r.variant: r for r in both if r.runtime == "onnxruntime"}
     assert {r.runtime for r in both} == {"eager", "onnxruntime"} and ort["fine"].ratio == pytest.approx(3.0)
     assert ort["fine"].status == "slower"
+
+
+def test_exact_differences_are_not_tested() -> None:
+    """A difference that is the same on every seed has no spread: it is compared with the margin as it is,
+    shown as 'exact' and kept out of Holm (it was a p of 0, 'significant', for a -0.03 point change)."""
+    from bench.check import rows_frame
+
+    exact = doc({"e": [(0.5, 0.25), (0.75, 0.25), (0.25, 0.25)]})
+    minus = doc({"e": [(0.5 - 0.0625, 0.25), (0.75 - 0.0625, 0.25), (0.25 - 0.0625, 0.25)]})  # -6.25 points
+    (acc, saved) = compare_to_baseline(minus, exact, SPEC)
+    assert acc.exact and math.isnan(acc.p_worse) and acc.status == "worse" and acc.fails
+    assert saved.exact and saved.status == "unchanged"
+    frame = rows_frame([acc, saved])
+    assert list(frame["p(worse) Holm"]) == ["exact", "exact"]
