@@ -442,7 +442,7 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
     for i in range(len(v.exits)):  # one exit more at a time, so the error names the exit that is wrong
         try:
             model_cls.check(exits=v.exits[: i + 1], **{**suite_model.options, **v.model_options}, **model_args)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, UnknownNameError) as e:  # an option naming an unknown head, say
             raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
     min_exits = LOSSES.get(v.loss).min_exits
     if len(v.exits) + 1 < min_exits:
@@ -740,7 +740,7 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     model_args = {"num_classes": classes, "in_channels": shape[0], "input_size": shape[-1]}
     try:
         model_cls.check(exits=(), **model.options, **model_args)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, UnknownNameError) as e:  # an option naming an unknown head, say
         raise SuiteError(file, "model", str(e)) from None
 
     train_raw = data.get("train", {})

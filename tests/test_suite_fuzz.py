@@ -196,3 +196,16 @@ def test_a_huge_model_is_checked_without_allocating_it() -> None:
         path.write_text(tomli_w.dumps(doc))
         with pytest.raises(SuiteError, match=r": model: the model cannot be built with these options"):
             load_suite(path)
+
+
+def test_an_unknown_head_name_is_a_suite_error() -> None:
+    """Found by the long fuzz run: ``[model] head = ""`` raised the heads registry's KeyError."""
+    doc = copy.deepcopy(SHIPPED["cifar10_resnet.toml"])
+    doc["model"]["head"] = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.toml"
+        path.write_text(tomli_w.dumps(doc))
+        with pytest.raises(
+            SuiteError, match=r"variants\[1\] \(sum-3\)\.exits\[0\]: unknown exit head ''; known: conv-linear"
+        ):
+            load_suite(path)
