@@ -301,10 +301,19 @@ def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
 _NOT_SETTINGS = ("overrides", "job.pretrain.key", "variant", "suite")
 
 
+def _defaults() -> dict[str, Any]:
+    """Dotted config keys -> default values (a field absent from an older run file had its default)."""
+    as_json = json.loads(json.dumps({"evaluation": dataclasses.asdict(EvaluationSpec()),
+                                     "budget": dataclasses.asdict(BudgetSpec())}, default=str))  # fmt: skip
+    return _flat(as_json)
+
+
 def config_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 6) -> list[str]:
-    """``key: old -> new`` for each setting that differs between two run configs (dotted keys)."""
-    a, b = _flat(old), _flat(new)
-    keys = [k for k in dict.fromkeys([*b, *a]) if not k.startswith(_NOT_SETTINGS) and a.get(k) != b.get(k)]
+    """``key: old -> new`` for each setting that differs between two run configs (dotted keys); a setting
+    absent from the older file that has its default in the newer is not a difference."""
+    a, b, defaults = _flat(old), _flat(new), _defaults()
+    keys = [k for k in dict.fromkeys([*b, *a]) if not k.startswith(_NOT_SETTINGS) and a.get(k) != b.get(k)
+            and not (k not in a and k in defaults and defaults[k] == b.get(k))]  # fmt: skip
     lines = [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in keys[:limit]]
     return lines + ([f"... {len(keys) - limit} more"] if len(keys) > limit else [])
 

@@ -414,3 +414,10 @@ def test_validate_reports_every_error_at_once(tmp_path: Path, capsys) -> None:
     assert "4 errors in" in err
     suite.write_text(TINY)
     assert main(["validate", str(suite)]) == 0  # a valid suite: no error at all
+
+
+def test_config_diff_ignores_fields_older_files_lack_at_their_default() -> None:
+    old = {"evaluation": {"thresholds": [0.6]}}
+    new = {"evaluation": {"thresholds": [0.6], "recompute_bn": False, "test_samples": 0,
+                          "runtimes": ["eager", "onnxruntime"]}}  # fmt: skip
+    assert config_diff(old, new) == ["evaluation.runtimes: (absent) -> ['eager', 'onnxruntime']"]
