@@ -75,6 +75,7 @@ def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
             "opset": OPSET,
             "threads": settings.threads,
             "graph_optimization": settings.optimization,
+            "spinning": settings.spinning,
             "provider": "CPUExecutionProvider",
         },
     )

@@ -86,6 +86,10 @@ class SessionSettings:
 
     threads: int = 1  # intra-op threads of each session
     optimization: str = "all"  # graph optimisation level: basic | extended | all
+    # Worker threads that spin while waiting for work. Off: a cascade runs several sessions (and torch)
+    # in turn, and each session's spinning pool took the cores from the others (study CNN at 2 threads,
+    # batch 256: full network 289 -> 110 µs per sample with spinning off; docs/cost.md).
+    spinning: bool = False
 
     def options(self) -> Any:
         ort = require_ort()
@@ -96,6 +100,7 @@ class SessionSettings:
         level = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level[self.optimization])
         opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         return opts
 
 
