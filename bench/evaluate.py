@@ -197,31 +197,16 @@ def evaluate(
         say("timing latency")
         t_lat = time.perf_counter()
         chosen = ev.latency_thresholds or (ev.headline_threshold,)
-        report = latency_report(
-            model,
-            data.test.x,
-            [(t, p) for t, p in policies_for(spec) if t is None or t in chosen],
-            batch_sizes=ev.latency_batch_sizes,
-            samples_batch1=ev.latency_samples,
-            repeats=ev.latency_repeats,
-            warmup=ev.latency_warmup,
-            optimised=ev.latency_optimised,
-        )
+        timed = [(t, p) for t, p in policies_for(spec) if t is None or t in chosen]
+        settings: dict[str, Any] = {"batch_sizes": ev.latency_batch_sizes, "samples_batch1": ev.latency_samples,
+                    "repeats": ev.latency_repeats, "warmup": ev.latency_warmup}  # fmt: skip
+        report = latency_report(model, data.test.x, timed, optimised=ev.latency_optimised, **settings)
         for name in ev.runtimes[1:]:  # eager first (above); then each other runtime, same samples and settings
             say(f"timing latency in {name}")
-            paths, cascades, settings = runtime_latency(
-                name,
-                model,
-                data.test.x,
-                [(t, p) for t, p in policies_for(spec) if t is None or t in chosen],
-                batch_sizes=ev.latency_batch_sizes,
-                samples_batch1=ev.latency_samples,
-                repeats=ev.latency_repeats,
-                warmup=ev.latency_warmup,
-            )
+            paths, cascades, runtime = runtime_latency(name, model, data.test.x, timed, **settings)
             report["exit_paths"] += paths
             report["cascade"] += cascades
-            report.setdefault("runtimes", {})[name] = settings
+            report.setdefault("runtimes", {})[name] = runtime
         latency = from_json(LatencyRecord, {**report, "seconds": time.perf_counter() - t_lat})
     budget = None
     if spec.budget.values and model.num_exits > 1:

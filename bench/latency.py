@@ -346,6 +346,12 @@ def _slicing(model: MultiExitModel) -> dict[str, Any]:
     }
 
 
+def timed_samples(total: int, batch: int, samples_batch1: int) -> int:
+    """How many test samples are timed at ``batch``: ``samples_batch1`` at batch 1, else all of them up to
+    4096 (at least one batch): the one rule, for every runtime."""
+    return min(total, samples_batch1 if batch == 1 else max(batch, min(total, 4096)))
+
+
 def latency_report(
     model: MultiExitModel,
     x: torch.Tensor,
@@ -394,8 +400,7 @@ def latency_report(
     if roof is not None:
         report["roofline"] = roof.to_dict()
     for bs in batch_sizes:
-        n = min(len(x), samples_batch1 if bs == 1 else max(bs, min(len(x), 4096)))
-        xs = x[:n]
+        xs = x[: timed_samples(len(x), bs, samples_batch1)]
         timed = exit_path_latency(model, xs, bs, repeats=repeats, warmup=warmup)
         if roof is not None:
             for level, item in enumerate(timed):

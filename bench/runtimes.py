@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.latency import time_fn, time_pair
+from bench.latency import time_fn, time_pair, timed_samples
 from cascade._registry import Registry
 from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
 from cascade.models._base import MultiExitModel
@@ -144,7 +144,7 @@ def runtime_latency(
     paths: list[dict[str, Any]] = []
     cascades: list[dict[str, Any]] = []
     for bs in batch_sizes:
-        n = min(len(x), samples_batch1 if bs == 1 else max(bs, min(len(x), 4096)))
+        n = timed_samples(len(x), bs, samples_batch1)
         batches = [prep.convert(x[i : i + bs]) for i in range(0, n, bs)]
         timed = _time_batches(name, prep, model, batches, policies, repeats=repeats, warmup=warmup)
         paths += timed[0]
