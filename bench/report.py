@@ -353,10 +353,12 @@ def warnings_for(results: Results) -> list[str]:
         assert recs[0].exits is not None
         names = recs[0].exits.names
         k = recs[0].classes
-        for i, name in enumerate(names):  # every variant, base included
+        for i, name in enumerate(names):  # every variant, base included; test or validation at chance
             acc = stats.t_interval([r.exits.test_accuracy[i] for r in recs if r.exits]).mean
-            if at_chance(acc, k):
-                out.append(f"{variant}: exit {name} is at chance level ({acc:.1%} test accuracy, chance {1 / k:.1%})")
+            val = stats.t_interval([r.exits.val_accuracy[i] for r in recs if r.exits]).mean
+            if at_chance(acc, k) or at_chance(val, k):
+                out.append(f"{variant}: exit {name} is at chance level ({acc:.1%} test, {val:.1%} validation "
+                           f"accuracy; chance {1 / k:.1%})")  # fmt: skip
         for w in dict.fromkeys(w for r in recs if r.sanity for w in r.sanity.warnings if "batch-norm" in w):
             out.append(w)  # the cause, per seed (at-chance lines per seed would repeat the one above)
         if len(names) < 2:

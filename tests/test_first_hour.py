@@ -421,3 +421,22 @@ def test_config_diff_ignores_fields_older_files_lack_at_their_default() -> None:
     new = {"evaluation": {"thresholds": [0.6], "recompute_bn": False, "test_samples": 0,
                           "runtimes": ["eager", "onnxruntime"]}}  # fmt: skip
     assert config_diff(old, new) == ["evaluation.runtimes: (absent) -> ['eager', 'onnxruntime']"]
+
+
+def test_report_warns_when_base_is_at_chance(tmp_path: Path) -> None:
+    """Base has one exit; it used to be skipped by the at-chance warning."""
+    import shutil
+
+    from bench.report import warnings_for
+    from bench.results import load_results
+
+    from .conftest import REPO
+
+    out = tmp_path / "a"
+    shutil.copytree(REPO / "tests" / "fixtures" / "results_a", out)
+    for path in (out / "runs" / "base").glob("*.json"):
+        data = json.loads(path.read_text())
+        data["exits"]["val_accuracy"] = [0.1]  # validation at chance, test not
+        path.write_text(json.dumps(data))
+    lines = [w for w in warnings_for(load_results(out)) if w.startswith("base: exit final is at chance level")]
+    assert len(lines) == 1 and "validation accuracy; chance 10.0%" in lines[0]
