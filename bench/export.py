@@ -30,8 +30,8 @@ from bench.results import load_results
 from bench.runner import get_data
 from bench.store import ResultStore, StoreError, default_checkpoint_cache
 from bench.suite import load_suite
-from cascade.exits import POLICIES, EarlyExitResult, build_policy, dynamic_forward
-from cascade.ort import OPSET, OrtCascade, agreement, export_model
+from cascade.exits import POLICIES, build_policy
+from cascade.ort import OPSET, OrtCascade, check_against_eager, export_model
 
 EXPORT_FORMAT = 1
 
@@ -119,15 +119,8 @@ def _has_threshold(policy: str) -> bool:
 def _check(model: Any, cascade: OrtCascade, x: torch.Tensor, y: torch.Tensor, policy: Any,
            batch: int = 256) -> tuple[dict[str, int], float]:  # fmt: skip
     """The exported cascade's decisions vs eager's on the test split, and its accuracy."""
-    eager, ours = [], []
-    for i in range(0, len(x), batch):
-        eager.append(dynamic_forward(model, x[i : i + batch], policy))
-        ours.append(cascade.dynamic(x[i : i + batch].numpy(), policy))
-    a = EarlyExitResult(torch.cat([r.predictions for r in eager]), torch.cat([r.exit_index for r in eager]),
-                        model.num_exits)  # fmt: skip
-    b = EarlyExitResult(torch.cat([r.predictions for r in ours]), torch.cat([r.exit_index for r in ours]),
-                        model.num_exits)  # fmt: skip
-    return agreement(a, b, model(x).logits, policy), float((b.predictions == y).float().mean())
+    agree, ours = check_against_eager(model, lambda xb, p: cascade.dynamic(xb.numpy(), p), x, policy, batch)
+    return agree, float((ours.predictions == y).float().mean())
 
 
 def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: Any, threshold: float,

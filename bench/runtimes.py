@@ -26,7 +26,7 @@ import torch
 
 from bench.latency import time_fn, time_pair, timed_samples
 from cascade._registry import Registry
-from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
+from cascade.exits import EarlyExitResult, ExitPolicy
 from cascade.models._base import MultiExitModel
 
 
@@ -121,6 +121,11 @@ def _time_batches(name: str, prep: Prepared, model: MultiExitModel, batches: Seq
     return paths, cascades
 
 
+def _run_converted(prep: Prepared, xb: torch.Tensor, policy: ExitPolicy) -> EarlyExitResult:
+    out: EarlyExitResult = prep.dynamic(prep.convert(xb), policy)
+    return out
+
+
 @torch.no_grad()
 def runtime_latency(
     name: str,
@@ -134,7 +139,7 @@ def runtime_latency(
     warmup: int,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(exit-path entries, cascade entries, settings with the agreement) of runtime ``name`` on ``x``."""
-    from cascade.ort import agreement  # noqa: PLC0415  (optional extra)
+    from cascade.ort import check_against_eager  # noqa: PLC0415  (optional extra)
 
     model = model.eval()
     prepare = RUNTIMES.get(name).prepare
@@ -152,12 +157,6 @@ def runtime_latency(
     checks = {}
     eager_logits = model(x).logits
     for threshold, policy in policies:  # every evaluated test sample, at the largest batch
-        bs = max(batch_sizes)
-        ours = [prep.dynamic(prep.convert(x[i : i + bs]), policy) for i in range(0, len(x), bs)]
-        theirs = [dynamic_forward(model, x[i : i + bs], policy) for i in range(0, len(x), bs)]
-        a = EarlyExitResult(torch.cat([r.predictions for r in theirs]), torch.cat([r.exit_index for r in theirs]),
-                            model.num_exits)  # fmt: skip
-        b = EarlyExitResult(torch.cat([r.predictions for r in ours]), torch.cat([r.exit_index for r in ours]),
-                            model.num_exits)  # fmt: skip
-        checks[str(threshold)] = agreement(a, b, eager_logits, policy)
+        run = functools.partial(_run_converted, prep)
+        checks[str(threshold)] = check_against_eager(model, run, x, policy, max(batch_sizes), eager_logits)[0]
     return paths, cascades, {**prep.settings, "agreement_with_eager": checks}

@@ -151,10 +151,11 @@ class ResultStore:
 
     def __init__(self, root: str | Path, cache: str | Path | None = None) -> None:
         self.root = Path(root)
-        self.cache = CheckpointCache(Path(cache)) if cache is not None else None  # the shared cache, or None
         self.problems: dict[Path, str] = {}
         self.warnings: list[str] = []
         self.write_errors: list[str] = []
+        # the shared cache, or None; the damaged entries it meets are named in this store's warnings
+        self.cache = CheckpointCache(Path(cache), notes=self.warnings) if cache is not None else None
 
     def run_path(self, variant: str, key: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in variant)
@@ -181,8 +182,6 @@ class ResultStore:
         if self.cache is None:
             return None
         meta = self.cache.fetch(train_key, local)
-        self.warnings += self.cache.notes
-        self.cache.notes.clear()
         if meta is None:
             return None
         write_sidecar(local, meta)
@@ -202,8 +201,6 @@ class ResultStore:
             self.warnings.append(f"damaged checkpoint {local} moved to {moved} ({why}); training it again")
         if source == "cache" and self.cache is not None:
             self.cache.discard(train_key, why)
-            self.warnings += self.cache.notes
-            self.cache.notes.clear()
 
     def has_checkpoint(self, train_key: str) -> bool:
         """Whether the folder or the shared cache holds the checkpoint (nothing is copied or verified)."""
@@ -255,10 +252,7 @@ class ResultStore:
         except StoreError as e:
             self.problems[path] = str(e)
             return None
-        if verify and (why := self.stale(record)) is not None:
-            self.problems[path] = f"{path}: damaged artefact {why}; the run is stale and will run again"
-            return None
-        return record
+        return None if verify and not self._sound(record) else record
 
     def iter_runs(self, *, verify: bool = True) -> Iterator[RunRecord]:
         """Every readable run record in the folder (temporary files skipped; unreadable ones noted;
@@ -287,6 +281,7 @@ class ResultStore:
         return [rec for rec in latest.values() if self._sound(rec)]
 
     def _sound(self, record: RunRecord) -> bool:
+        """Whether ``record``'s artefacts match their digests; a stale run is noted in :attr:`problems`."""
         why = self.stale(record)
         if why is not None:
             path = self.run_path(record.variant, record.key)

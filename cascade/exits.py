@@ -130,6 +130,12 @@ class EarlyExitResult:
     exit_index: torch.Tensor  # (B,) 0-based exit each sample left at
     num_exits: int
 
+    @classmethod
+    def concat(cls, parts: Sequence[EarlyExitResult]) -> EarlyExitResult:
+        """The results of consecutive batches as one."""
+        return cls(torch.cat([p.predictions for p in parts]), torch.cat([p.exit_index for p in parts]),
+                   parts[0].num_exits)  # fmt: skip
+
     @property
     def counts(self) -> torch.Tensor:
         """(L,) number of samples that left at each exit."""

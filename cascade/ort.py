@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cascade.exits import EarlyExitResult, ExitPolicy
+from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
 from cascade.models._base import MultiExitModel
 
 #: ONNX opset of the exported pieces (recorded with every export and timing).
@@ -217,3 +217,21 @@ def agreement(a: EarlyExitResult, b: EarlyExitResult, logits: Sequence[torch.Ten
         ties += bool(close_top or close_threshold)
     n_differ = int(differ.sum())
     return {"samples": len(differ), "differ": n_differ, "ties": ties, "other": n_differ - ties}
+
+
+@torch.no_grad()
+def check_against_eager(
+    model: MultiExitModel,
+    run: Callable[[torch.Tensor, ExitPolicy], EarlyExitResult],
+    x: torch.Tensor,
+    policy: ExitPolicy,
+    batch: int,
+    logits: Sequence[torch.Tensor] | None = None,
+) -> tuple[dict[str, int], EarlyExitResult]:
+    """Another runtime's cascade (``run`` on torch batches) against eager :func:`dynamic_forward` over ``x`` in
+    batches of ``batch``: their :func:`agreement` and the other runtime's result. ``logits``: every exit's
+    eager logits on ``x``, when the caller has them already."""
+    starts = range(0, len(x), batch)
+    eager = EarlyExitResult.concat([dynamic_forward(model, x[i : i + batch], policy) for i in starts])
+    other = EarlyExitResult.concat([run(x[i : i + batch], policy) for i in starts])
+    return agreement(eager, other, logits if logits is not None else model(x).logits, policy), other
