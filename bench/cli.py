@@ -9,18 +9,18 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from bench._progress import make_console
-from bench.check import BaselineError, run_check
-from bench.compare import compare
-from bench.executors import EXECUTORS
-from bench.export import export_run
-from bench.files import WriteError
-from bench.plan import SelectionError, expand_runs
-from bench.record import StoreError
-from bench.report import cost_views, rich_table, run_summary, runs_frame, write_report
-from bench.runner import run_suite
-from bench.suite import SuiteError, load_suite, suite_errors
-from bench.verify import verify_folder
+from bench.config.plan import SelectionError, expand_runs
+from bench.config.suite import SuiteError, load_suite, suite_errors
+from bench.execute.executors import EXECUTORS
+from bench.execute.export import export_run
+from bench.execute.progress import make_console
+from bench.execute.runner import run_suite
+from bench.render.report import cost_views, rich_table, run_summary, runs_frame, write_report
+from bench.results.files import WriteError
+from bench.results.record import StoreError
+from bench.results.verify import verify_folder
+from bench.verdicts.check import BaselineError, run_check
+from bench.verdicts.compare import compare
 from cascade._registry import UnknownNameError
 from cascade.data import DataFormatError, DataNotFoundError
 

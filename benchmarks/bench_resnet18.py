@@ -18,7 +18,7 @@ import time
 import torch
 import torchvision
 
-from bench.cost import counting, exit_costs
+from bench.measure.cost import counting, exit_costs
 from cascade import attach_exits, build_policy, dynamic_forward
 from cascade.exits import optimise_for_inference
 

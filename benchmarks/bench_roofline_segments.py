@@ -3,7 +3,7 @@
 For the study CNN (exits p1, p2) and ResNet-20 (exits after layer1, layer2) on the timed copy
 (``optimise_for_inference`` with an example: BN folded, NHWC, memory-order flatten, batch slices), at
 batch 256, times every segment and every head on its real input (median of 9) and prints the
-roofline prediction of the same call (:mod:`bench.roofline`, this machine's cached figures), their
+roofline prediction of the same call (:mod:`bench.measure.roofline`, this machine's cached figures), their
 ratio, MACs, bytes moved and operators dispatched.
 
     .venv/bin/python benchmarks/bench_roofline_segments.py       (BENCH_THREADS=1 for one core)
@@ -16,9 +16,9 @@ import os
 
 import torch
 
-from bench import roofline
-from bench.cost import counting
-from bench.latency import time_fn
+from bench.measure import roofline
+from bench.measure.cost import counting
+from bench.measure.latency import time_fn
 from cascade import StudyCNN, build_model
 from cascade.exits import optimise_for_inference
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.cost import counting
+from bench.measure.cost import counting
 from cascade import build_policy
 from cascade.exits import dynamic_forward, optimise_for_inference
 from cascade.models import build_model

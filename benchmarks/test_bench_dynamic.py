@@ -15,7 +15,7 @@ reports use (``optimise_for_inference``: BN folded, NHWC on CPU, flatten in memo
   bookkeeping itself costs: ratio ~1 means no overhead beyond the layers that ran);
 * the measured speedup once more, full and dynamic timed in alternation (median of the per-pair
   ratios), and its ratio to the roofline prediction;
-* the roofline-predicted speedup (:mod:`bench.roofline`: the operators the full and the dynamic
+* the roofline-predicted speedup (:mod:`bench.measure.roofline`: the operators the full and the dynamic
   forward dispatch, each class of operator bounded by its rate or by bandwidth, plus dispatch costs,
   with this machine's micro-benchmark figures) and measured / roofline-predicted (issue 15's target:
   >= 0.9 at batch 256).
@@ -37,9 +37,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import roofline
-from bench.cost import counting, exit_costs, profile
-from bench.latency import predicted_per_sample, time_pair
+from bench.measure import roofline
+from bench.measure.cost import counting, exit_costs, profile
+from bench.measure.latency import predicted_per_sample, time_pair
 from cascade import StudyCNN, build_model, build_policy, dynamic_forward
 from cascade.exits import optimise_for_inference
 

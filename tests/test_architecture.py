@@ -15,14 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench.runner as runner
-from bench.cost import counting
-from bench.record import SCHEMA_VERSION, RunRecord, StoreError
-from bench.report import write_report
-from bench.results import load_results
-from bench.runner import run_suite
-from bench.store import ResultStore
-from bench.suite import load_suite
+import bench.execute.runner as runner
+from bench.analyse.load import load_results
+from bench.config.suite import load_suite
+from bench.execute.runner import run_suite
+from bench.measure.cost import counting
+from bench.render.report import write_report
+from bench.results.record import SCHEMA_VERSION, RunRecord, StoreError
+from bench.results.store import ResultStore
 from cascade import build_model, build_policy, dynamic_forward
 from cascade.exits import optimise_for_inference
 from cascade.layers import ChunkedSegment, FlattenChannelsLast
@@ -92,13 +92,15 @@ def test_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_import_cycles_and_cascade_never_imports_bench() -> None:
     graph = module_imports()
-    assert len(graph) > 20 and "bench.runner" in graph["bench.cli"]  # the walk sees the real modules
+    assert len(graph) > 20 and "bench.execute.runner" in graph["bench.cli"]  # the walk sees the real modules
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph) or [])}"
     wrong = sorted(f"{m} -> {d}" for m, deps in graph.items() if m.startswith("cascade") for d in deps
                    if d.startswith("bench"))  # fmt: skip
     assert not wrong, wrong
     # the runner executes; rendering happens above it
-    assert not {d for d in graph["bench.runner"] if d in ("bench.report", "bench.figures", "bench.cli")}
+    assert not {
+        d for d in graph["bench.execute.runner"] if d in ("bench.render.report", "bench.render.figures", "bench.cli")
+    }
 
 
 # --------------------------------------------------------------------------- a loss from a test file
@@ -287,8 +289,8 @@ def test_large_batches_run_in_cache_sized_slices() -> None:
 
 
 def test_small_defects_stay_fixed(tmp_path: Path) -> None:
-    from bench.store import config_hash
-    from bench.suite import SuiteError
+    from bench.config.suite import SuiteError
+    from bench.results.store import config_hash
 
     with pytest.raises(TypeError):  # never hash a repr silently
         config_hash({"x": object()})

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from bench.cost import exit_costs, profile
-from bench.runner import run_suite
-from bench.store import ResultStore
-from bench.suite import SuiteError, load_suite
+from bench.config.suite import SuiteError, load_suite
+from bench.execute.runner import run_suite
+from bench.measure.cost import exit_costs, profile
+from bench.results.store import ResultStore
 from cascade import build_policy, dynamic_forward, masked_decisions
 from cascade.heads import HEADS, build_head
 from cascade.models import MODELS, ExitAttachError, attach_exits

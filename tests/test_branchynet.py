@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cost import exit_costs
-from bench.reproduction import render
-from bench.runner import run_suite
-from bench.suite import load_suite
+from bench.config.suite import load_suite
+from bench.execute.runner import run_suite
+from bench.measure.cost import exit_costs
+from bench.verdicts.reproduction import render
 from cascade import build_model, build_policy
 from cascade.models import LeNet
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.budget import cascade_outcome, choose_thresholds, operating_point, search_two_exits
+from bench.analyse.budget import cascade_outcome, choose_thresholds, operating_point, search_two_exits
 
 
 def synthetic(n: int, levels: int, seed: int, better_later: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +82,8 @@ def test_selection_never_reads_test_data(levels: int, costs) -> None:
     """Thresholds depend only on validation: shuffled test labels or test outputs change nothing."""
     import torch
 
-    from bench.budget import budget_evaluation
-    from bench.suite import BudgetSpec
+    from bench.analyse.budget import budget_evaluation
+    from bench.config.suite import BudgetSpec
 
     g = torch.Generator().manual_seed(0)
     val_logits = [torch.randn(300, 10, generator=g) * (1 + lv) for lv in range(levels)]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.check import BaselineError, compare_to_baseline, run_check
-from bench.suite import CheckSpec
+from bench.config.suite import CheckSpec
+from bench.verdicts.check import BaselineError, compare_to_baseline, run_check
 
 from .conftest import REPO
 
@@ -185,7 +185,7 @@ def test_malformed_baseline(gate, tmp_path: Path, content: str, message: str) ->
 
 
 def test_committed_baselines_are_readable() -> None:
-    from bench.check import read_baseline
+    from bench.verdicts.check import read_baseline
 
     for name in ("smoke", "quick_mnist"):
         data = read_baseline(REPO / "results" / "baselines" / f"{name}.json", name)
@@ -196,7 +196,7 @@ def test_committed_baselines_are_readable() -> None:
 def test_detectable_drop_by_hand() -> None:
     from scipy import stats as st
 
-    from bench.check import detectable_drop
+    from bench.verdicts.check import detectable_drop
 
     # m + (t(0.95, 3) + t(0.8, 3)) * s / sqrt(4) with s = 1: 0.5 + (2.3534 + 0.9785) / 2
     assert detectable_drop(0.5, 1.0, 4, 0.05) == pytest.approx(0.5 + (2.353363 + 0.978472) / 2, abs=1e-5)
@@ -221,7 +221,7 @@ def test_hard_limit_fails_a_large_drop_that_two_noisy_seeds_cannot_prove() -> No
 
 
 def test_latency_gate_is_noise_aware() -> None:
-    from bench.check import latency_rows
+    from bench.verdicts.check import latency_rows
 
     def with_latency(values: dict[str, list[float]]) -> dict:
         d = doc({v: [(0.9, 0.3)] * len(lat) for v, lat in values.items()})
@@ -254,7 +254,7 @@ def test_latency_gate_is_noise_aware() -> None:
 def test_exact_differences_are_not_tested() -> None:
     """A difference that is the same on every seed has no spread: it is compared with the margin as it is,
     shown as 'exact' and kept out of Holm (it was a p of 0, 'significant', for a -0.03 point change)."""
-    from bench.check import rows_frame
+    from bench.verdicts.check import rows_frame
 
     exact = doc({"e": [(0.5, 0.25), (0.75, 0.25), (0.25, 0.25)]})
     minus = doc({"e": [(0.5 - 0.0625, 0.25), (0.75 - 0.0625, 0.25), (0.25 - 0.0625, 0.25)]})  # -6.25 points

@@ -8,15 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cost import (
-    EnergyTable,
-    counting,
-    energy_breakdown,
-    exit_costs,
-    expected_cost,
-    load_energy_table,
-    profile,
-)
+from bench.config.tables import EnergyTable, load_energy_table
+from bench.measure.cost import counting, energy_breakdown, exit_costs, expected_cost, profile
 from cascade import StudyCNN, build_policy, dynamic_forward
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cost import load_energy_table, profile
-from bench.crosscheck import load_hardware, zigzag_hardware
+from bench.config.tables import load_energy_table
+from bench.measure.cost import profile
+from bench.measure.crosscheck import load_hardware, zigzag_hardware
 
 needs_zigzag = pytest.mark.skipif(
     importlib.util.find_spec("zigzag") is None or importlib.util.find_spec("onnx") is None,
@@ -39,7 +40,7 @@ def test_hardware_description_and_zigzag_document() -> None:
 
 @needs_zigzag
 def test_zigzag_agrees_on_macs_and_the_mac_energy_of_one_small_layer() -> None:
-    from bench.crosscheck import crosscheck
+    from bench.measure.crosscheck import crosscheck
 
     (row,) = crosscheck(nn.Sequential(nn.Conv2d(4, 8, 3)), torch.randn(1, 4, 10, 10))
     assert row.macs_ours == row.macs_zigzag == 8 * 8 * 8 * 3 * 3 * 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.curves import curve_from_outputs, exact_curve, grid_curve, summarise
+from bench.analyse.curves import curve_from_outputs, exact_curve, grid_curve, summarise
 
 # 4 samples; early-exit confidence, whether the early exit and the final exit are right
 CONF = np.array([0.9, 0.8, 0.8, 0.3])
@@ -49,10 +49,10 @@ def test_three_exits_use_the_grid() -> None:
 
 
 def test_run_record_carries_the_exact_curve_of_its_saved_outputs(tmp_path) -> None:
-    from bench.plan import expand_runs
-    from bench.runner import execute_run
-    from bench.store import ResultStore
-    from bench.suite import load_suite
+    from bench.config.plan import expand_runs
+    from bench.config.suite import load_suite
+    from bench.execute.runner import execute_run
+    from bench.results.store import ResultStore
 
     from .test_daily_loop import SWEEP
 

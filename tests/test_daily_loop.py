@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.plan import SelectionError, expand_runs, select_variants
-from bench.report import write_report
-from bench.runner import run_suite
-from bench.store import ResultStore
-from bench.suite import load_suite
+from bench.config.plan import SelectionError, expand_runs, select_variants
+from bench.config.suite import load_suite
+from bench.execute.runner import run_suite
+from bench.render.report import write_report
+from bench.results.store import ResultStore
 
 from .conftest import REPO
 
@@ -117,7 +117,7 @@ def test_cli_only_errors_name_the_pattern(sweep: Path, tmp_path: Path) -> None:
 def test_checkpoint_cache_is_shared_across_output_folders(
     sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bench.runner as runner
+    import bench.execute.runner as runner
 
     trained: list[str] = []
     real = runner.train
@@ -146,7 +146,7 @@ def test_checkpoint_cache_is_shared_across_output_folders(
 
 
 def test_default_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from bench.store import default_checkpoint_cache
+    from bench.results.store import default_checkpoint_cache
 
     monkeypatch.setenv("CASCADE_CHECKPOINT_CACHE", "off")
     assert default_checkpoint_cache() is None
@@ -158,7 +158,7 @@ def test_default_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 def test_progress_shows_this_runs_accuracy_phase_and_eta() -> None:
-    from bench._progress import RichProgress, format_eta
+    from bench.execute.progress import RichProgress, format_eta
     from cascade.train import EpochRecord
 
     now = [0.0]
@@ -193,7 +193,7 @@ def test_runner_reports_phases(sweep: Path, tmp_path: Path) -> None:
         def on_phase(self, phase: str) -> None:
             seen.append(phase)
 
-    from bench.runner import execute_run
+    from bench.execute.runner import execute_run
 
     run = next(r for r in expand_runs(load_suite(sweep)) if r.variant == "sum-p1")
     execute_run(run, tmp_path / "o", callback=Phases())

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cost import EnergyTable, buffered_breakdown, energy_breakdown, exit_costs, load_energy_table, profile
-from bench.dataflow import GemmShape, Hardware, dram_traffic, gemm_shapes, load_hardware, operand_accesses
+from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
+from bench.measure.cost import buffered_breakdown, energy_breakdown, exit_costs, profile
+from bench.measure.dataflow import GemmShape, dram_traffic, gemm_shapes, operand_accesses
 from cascade import StudyCNN
 
 G = 55_296  # Eyeriss: 108 KiB of 16-bit words

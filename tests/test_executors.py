@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.executors import MissingExtraError, make_executor
-from bench.runner import run_suite
-from bench.store import ResultStore
+from bench.execute.executors import MissingExtraError, make_executor
+from bench.execute.runner import run_suite
+from bench.results.store import ResultStore
 
 from .test_runner import TINY
 
@@ -99,8 +99,8 @@ def test_local_pool_gives_the_in_process_results(suite_and_reference) -> None:
 
 
 def test_threads_enter_the_keys_only_when_set(tmp_path: Path) -> None:
-    from bench.plan import expand_runs
-    from bench.suite import load_suite
+    from bench.config.plan import expand_runs
+    from bench.config.suite import load_suite
 
     p = tmp_path / "t.toml"
     p.write_text(TINY)
@@ -110,8 +110,8 @@ def test_threads_enter_the_keys_only_when_set(tmp_path: Path) -> None:
 
 
 def test_executor_from_the_suite_and_flags(tmp_path: Path) -> None:
-    from bench.executors import engine_options
-    from bench.suite import SuiteError, load_suite
+    from bench.config.suite import SuiteError, load_suite
+    from bench.execute.executors import engine_options
 
     p = tmp_path / "s.toml"
     p.write_text(TINY + '\n[executor]\nname = "slurm"\npartition = "gpu"\ngpus_per_job = 1\ntime = 30\n')

@@ -13,9 +13,9 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from bench.cli import main
-from bench.export import export_run, read_export
-from bench.runner import run_suite
-from bench.store import StoreError
+from bench.execute.export import export_run, read_export
+from bench.execute.runner import run_suite
+from bench.results.store import StoreError
 from cascade import build_policy, load_dataset
 from cascade.exits import dynamic_forward
 
@@ -57,8 +57,8 @@ def test_export_round_trip_equals_eager(trained: Path, tmp_path: Path, capsys) -
     raw = data.test.x * std + mean  # the images in [0, 1], as a deployment receives them
     import json
 
-    from bench.plan import build_for
-    from bench.store import ResultStore
+    from bench.config.plan import build_for
+    from bench.results.store import ResultStore
 
     (rec,) = ResultStore(trained).latest_runs()
     model = build_for(_job(trained, rec), data)
@@ -71,8 +71,8 @@ def test_export_round_trip_equals_eager(trained: Path, tmp_path: Path, capsys) -
 
 
 def _job(folder: Path, rec):
-    from bench.plan import expand_runs
-    from bench.suite import load_suite
+    from bench.config.plan import expand_runs
+    from bench.config.suite import load_suite
 
     return next(r.job for r in expand_runs(load_suite(folder / "suite.toml")) if r.key == rec.key)
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.runner as runner
-from bench.plan import config_diff, expand_runs
-from bench.record import at_chance
-from bench.runner import run_suite
-from bench.sanity import GAP, diagnose, mode_accuracies, recompute_bn
-from bench.store import ResultStore
-from bench.suite import load_suite
+import bench.execute.runner as runner
+from bench.config.plan import config_diff, expand_runs
+from bench.config.suite import load_suite
+from bench.execute.runner import run_suite
+from bench.execute.sanity import GAP, diagnose, mode_accuracies, recompute_bn
+from bench.results.record import at_chance
+from bench.results.store import ResultStore
 from cascade import StudyCNN, load_dataset
 from cascade.losses import build_loss
 from cascade.models import MODELS
@@ -123,7 +123,7 @@ def test_a_network_at_chance_is_warned_with_its_cause_and_the_option_fixes_it(tm
         assert bn.startswith("warning: base seed 0: in train mode") and "momentum 0.01" in bn
         (rec,) = ResultStore(tmp_path / "a").latest_runs()
         assert rec.sanity is not None and not rec.sanity.bn_recomputed and rec.sanity.warnings
-        from bench.report import write_report
+        from bench.render.report import write_report
 
         report = write_report(tmp_path / "a", log=lambda s: None).read_text()
         assert "batch-norm running statistics" in report
@@ -221,7 +221,7 @@ def test_one_line_per_finished_run_without_a_terminal(tmp_path: Path) -> None:
 
 
 def test_finished_line_by_hand() -> None:
-    from bench._progress import RichProgress
+    from bench.execute.progress import RichProgress
 
     now = [0.0]
     bar = RichProgress(4, enabled=False, clock=lambda: now[0], line=lambda s: None)
@@ -294,7 +294,7 @@ def test_compare_names_models_overrides_and_one_sided_variants(tmp_path: Path) -
 
     from rich.console import Console
 
-    from bench.compare import compare
+    from bench.verdicts.compare import compare
 
     from .conftest import REPO
 
@@ -315,7 +315,7 @@ def test_compare_names_models_overrides_and_one_sided_variants(tmp_path: Path) -
 
 
 def test_check_context_lines_by_hand() -> None:
-    from bench.check import context_lines
+    from bench.verdicts.check import context_lines
 
     cur = {"context": {"model": "m", "dataset": "d", "overrides": "none", "steps": {"base": "54"}}}
     old = {"context": {"model": "m2", "dataset": "d", "overrides": "--set x=1", "steps": {"base": "108"}}}
@@ -331,7 +331,7 @@ def test_check_context_lines_by_hand() -> None:
 
 
 def test_intervals_wider_than_the_range_say_n_too_small() -> None:
-    from bench.report import _fmt
+    from bench.render.report import _fmt
 
     assert _fmt(0.5469, -2.56, 3.65, 100, 2, span=1.0) == "54.69 (n too small)"
     assert _fmt(0.5469, 0.50, 0.59, 100, 2, span=1.0) == "54.69 ± 4.50"
@@ -339,8 +339,8 @@ def test_intervals_wider_than_the_range_say_n_too_small() -> None:
 
 
 def test_check_says_n_too_small_instead_of_a_detectable_drop() -> None:
-    from bench.check import CheckRow, rows_frame, strength_line
-    from bench.suite import CheckSpec
+    from bench.config.suite import CheckSpec
+    from bench.verdicts.check import CheckRow, rows_frame, strength_line
 
     row = CheckRow("base", "accuracy", 90.0, 89.0, -1.0, -300.0, 298.0, 2, 5.0, 0.4, 0.6, "not significant",
                    detectable=359.86)  # fmt: skip
@@ -351,8 +351,8 @@ def test_check_says_n_too_small_instead_of_a_detectable_drop() -> None:
 
 
 def test_zero_variance_differences_are_exact_not_tested() -> None:
-    from bench.report import comparison_display, comparison_frame
-    from bench.results import Results
+    from bench.analyse.load import Results
+    from bench.render.report import comparison_display, comparison_frame
 
     class R:  # the two methods comparison_frame reads
         headline = 0.6
@@ -376,7 +376,7 @@ def test_zero_variance_differences_are_exact_not_tested() -> None:
 
 
 def test_exit_hint_uses_the_models_own_exits(tmp_path: Path) -> None:
-    from bench.suite import SuiteError
+    from bench.config.suite import SuiteError
 
     suite = tmp_path / "s.toml"
     suite.write_text(
@@ -389,7 +389,7 @@ def test_exit_hint_uses_the_models_own_exits(tmp_path: Path) -> None:
 
 
 def test_unknown_names_point_at_plugins(tmp_path: Path) -> None:
-    from bench.suite import SuiteError
+    from bench.config.suite import SuiteError
 
     suite = tmp_path / "s.toml"
     suite.write_text(TINY.replace('loss = "firm"', 'loss = "wsum"'))
@@ -427,8 +427,8 @@ def test_report_warns_when_base_is_at_chance(tmp_path: Path) -> None:
     """Base has one exit; it used to be skipped by the at-chance warning."""
     import shutil
 
-    from bench.report import warnings_for
-    from bench.results import load_results
+    from bench.analyse.load import load_results
+    from bench.render.report import warnings_for
 
     from .conftest import REPO
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.report import write_report
-from bench.runner import run_suite
-from bench.store import FolderLock, ResultStore, StoreError
-from bench.suite import SuiteError, load_suite
+from bench.config.suite import SuiteError, load_suite
+from bench.execute.runner import run_suite
+from bench.render.report import write_report
+from bench.results.store import FolderLock, ResultStore, StoreError
 
 from .conftest import REPO
 from .synthetic import write_mnist
@@ -123,7 +123,7 @@ def test_broken_input_gives_one_line_and_exit_2(tmp_path: Path, capsys: pytest.C
 def test_invalid_suites_fail_at_validate(tmp_path: Path, override: str, key: str, message: str) -> None:
     import torch
 
-    from bench.plan import expand_runs
+    from bench.config.plan import expand_runs
 
     if "cuda" in override and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -168,12 +168,12 @@ def test_report_artefacts_are_replaced_atomically(tmp_path: Path, monkeypatch: p
     shutil.copytree(REPO / "tests" / "fixtures" / "results_a", out)
     write_report(out, log=lambda s: None)
     before = {p: p.read_bytes() for p in (out / "figures").iterdir()}
-    import bench.files
+    import bench.results.files
 
     def crash(src, dst):
         raise OSError("killed")
 
-    monkeypatch.setattr(bench.files.os, "replace", crash)
+    monkeypatch.setattr(bench.results.files.os, "replace", crash)
     with pytest.raises(OSError, match="killed"):
         write_report(out, log=lambda s: None)
     monkeypatch.undo()

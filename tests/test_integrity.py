@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import bench.runner as runner
-from bench.artefacts import read_meta, sidecar_path
+import bench.execute.runner as runner
 from bench.cli import main
-from bench.files import WriteError, atomic_write_bytes, atomic_write_files
-from bench.runner import run_suite
-from bench.store import ResultStore
-from bench.verify import verify_folder
+from bench.execute.runner import run_suite
+from bench.results.artefacts import read_meta, sidecar_path
+from bench.results.files import WriteError, atomic_write_bytes, atomic_write_files
+from bench.results.store import ResultStore
+from bench.results.verify import verify_folder
 
 from .conftest import REPO
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.provenance as store
-from bench.latency import EnergyMeter, Timing, latency_report, time_fn
-from bench.store import ResultStore
+import bench.results.provenance as store
+from bench.measure.latency import EnergyMeter, Timing, latency_report, time_fn
+from bench.results.store import ResultStore
 from cascade import StudyCNN, build_policy
 
 from .test_exits import tiny_model
@@ -88,7 +88,7 @@ def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -
     # largest maps 4 x 28 x 28 and 6 x 14 x 14 floats = 12,544 and 4,704 B per sample; slices of 2 MiB per
     # thread // those (167 and 445 samples on one thread); from 16 MiB / those, rounded up
     threads = rep["threads"]
-    assert rep["allocator"]["kept"] is (platform.libc_ver()[0] == "glibc")  # bench.roofline.keep_freed_memory
+    assert rep["allocator"]["kept"] is (platform.libc_ver()[0] == "glibc")  # bench.measure.roofline.keep_freed_memory
     assert rep["layout"]["flatten_memory_order"] is True
     assert rep["layout"]["segment_slices"] == [{"chunk": 2**21 * threads // 12_544, "from_batch": 1338},
                                                {"chunk": 2**21 * threads // 4_704, "from_batch": 3567}]  # fmt: skip
@@ -158,7 +158,7 @@ def test_cuda_latency_report_and_nvml_energy() -> None:
 
 @needs_cuda
 def test_cuda_run_end_to_end(tmp_path: Path) -> None:
-    from bench.runner import run_suite
+    from bench.execute.runner import run_suite
 
     from .test_runner import TINY
 
@@ -173,7 +173,7 @@ def test_cuda_run_end_to_end(tmp_path: Path) -> None:
 
 
 def test_time_pair_alternates_and_load_monitor_arithmetic() -> None:
-    from bench.latency import LoadMonitor, time_pair
+    from bench.measure.latency import LoadMonitor, time_pair
 
     calls: list[str] = []
     a, b = time_pair(lambda: calls.append("a"), lambda: calls.append("b"), repeats=3, warmup=0)
@@ -193,7 +193,7 @@ def test_load_monitor_sees_another_process_burning_cpu() -> None:
     import subprocess
     import sys
 
-    from bench.latency import LoadMonitor
+    from bench.measure.latency import LoadMonitor
 
     burner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
     try:
@@ -208,8 +208,8 @@ def test_load_monitor_sees_another_process_burning_cpu() -> None:
 def test_report_warns_about_busy_timing(tmp_path) -> None:
     import dataclasses
 
-    from bench.report import warnings_for
-    from bench.results import load_results
+    from bench.analyse.load import load_results
+    from bench.render.report import warnings_for
 
     from .conftest import REPO
 

@@ -127,12 +127,12 @@ exits = ["p2"]
 def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     import pandas as pd
 
-    from bench.plan import expand_runs
-    from bench.record import get_metric
-    from bench.report import write_report
-    from bench.runner import run_suite
-    from bench.store import ResultStore
-    from bench.suite import load_suite
+    from bench.config.plan import expand_runs
+    from bench.config.suite import load_suite
+    from bench.execute.runner import run_suite
+    from bench.render.report import write_report
+    from bench.results.record import get_metric
+    from bench.results.store import ResultStore
 
     path = tmp_path / "rt.toml"
     path.write_text(SUITE)
@@ -172,7 +172,7 @@ def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     ],
 )
 def test_runtime_names_are_validated(tmp_path, runtimes: str, message: str) -> None:
-    from bench.suite import SuiteError, load_suite
+    from bench.config.suite import SuiteError, load_suite
 
     path = tmp_path / "rt.toml"
     path.write_text(SUITE.replace('runtimes = ["eager", "onnxruntime"]', f"runtimes = {runtimes}"))
@@ -184,7 +184,7 @@ def test_runtime_names_are_validated(tmp_path, runtimes: str, message: str) -> N
 
 def test_a_missing_runtime_is_refused_before_anything_runs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cascade.ort
-    from bench.suite import SuiteError, load_suite
+    from bench.config.suite import SuiteError, load_suite
 
     def missing():
         raise cascade.ort.MissingRuntimeError("runtime 'onnxruntime' needs ...: pip install 'cascade-bench[onnx]'")

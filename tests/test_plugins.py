@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 from .test_runner import TINY
 

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from bench.compare import CompareError, compare
-from bench.report import build_tables, main_display, write_report
-from bench.results import load_results
-from bench.stats import holm
+from bench.analyse.load import load_results
+from bench.analyse.stats import holm
+from bench.render.report import build_tables, main_display, write_report
+from bench.verdicts.compare import CompareError, compare
 
 from .conftest import REPO
 
@@ -144,7 +144,7 @@ def test_report_content_follows_the_run_files(report_dir: Path) -> None:
     """Tables carry values recomputed here from the run records; the report names its figures' axes."""
     import pandas as pd
 
-    from bench.store import ResultStore
+    from bench.results.store import ResultStore
 
     records = ResultStore(FIX / "results_a").latest_runs()
     base = [r for r in records if r.variant == "base"]
@@ -160,7 +160,7 @@ def test_report_content_follows_the_run_files(report_dir: Path) -> None:
 
 
 def test_figures_carry_axis_labels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from bench import figures
+    from bench.render import figures
 
     closed = []
     monkeypatch.setattr(figures.plt, "close", closed.append)
@@ -180,7 +180,7 @@ def test_figures_carry_axis_labels(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_figure_styles_are_unique_and_sizes_fit_a_journal(tmp_path: Path) -> None:
     import struct
 
-    from bench import figures
+    from bench.render import figures
 
     pairs = [(figures.style(i)["color"], figures.style(i)["marker"]) for i in range(20)]
     assert len(set(pairs)) == 20  # issue 18: base and firm-p2[lambda=0.2] shared blue + circle
@@ -203,7 +203,7 @@ def test_no_error_bars_at_one_seed_and_collapsed_variants_have_no_line(
 ) -> None:
     import dataclasses
 
-    from bench import figures
+    from bench.render import figures
 
     res = load_results(FIX / "results_a")
     one = dataclasses.replace(res, records=[r for r in res.records if r.seed == 0])
@@ -229,7 +229,7 @@ def test_no_error_bars_at_one_seed_and_collapsed_variants_have_no_line(
 def test_facets_by_loss_family_above_six_variants() -> None:
     import dataclasses
 
-    from bench import figures
+    from bench.render import figures
 
     res = load_results(REPO / "results" / "mnist")
     assert len(res.variants) > figures.FACET_ABOVE
@@ -243,7 +243,7 @@ def test_facets_by_loss_family_above_six_variants() -> None:
 def test_report_names_its_data_and_has_no_negative_zero(tmp_path: Path) -> None:
     import json
 
-    from bench.report import signed_zero_free
+    from bench.render.report import signed_zero_free
 
     assert signed_zero_free("-0.00") == "0.00" and signed_zero_free("-0.0 ± 0.1") == "0.0 ± 0.1"
     assert signed_zero_free("[-0.01, -0.00]") == "[-0.01, 0.00]" and signed_zero_free("-10.0") == "-10.0"

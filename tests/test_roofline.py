@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench import roofline
-from bench.cost import LayerCost, counting, profile
-from bench.roofline import Machine, fit_overhead_bandwidth, layer_seconds, predict
+from bench.measure import roofline
+from bench.measure.cost import LayerCost, counting, profile
+from bench.measure.roofline import Machine, fit_overhead_bandwidth, layer_seconds, predict
 from cascade import StudyCNN, build_model
 from cascade.exits import optimise_for_inference
 
@@ -175,7 +175,7 @@ def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.Mo
 
 
 def test_padding_taps_are_left_out_of_the_convolution_rate_work() -> None:
-    from bench.cost import valid_tap_share
+    from bench.measure.cost import valid_tap_share
 
     # 5 x 5 taps, padding 2, 7 pixels: valid taps per output 3, 4, 5, 5, 5, 4, 3 -> 29 of 35 per axis
     assert valid_tap_share((7, 7), (5, 5), (1, 1), (2, 2), (1, 1)) == pytest.approx((29 / 35) ** 2)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import bench.runner as runner
-from bench.report import RATIO, write_report
-from bench.runner import run_suite
-from bench.store import ResultStore, atomic_write_json
+import bench.execute.runner as runner
+from bench.execute.runner import run_suite
+from bench.render.report import RATIO, write_report
+from bench.results.store import ResultStore, atomic_write_json
 
 from .conftest import REPO
 
@@ -229,7 +229,7 @@ def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
 
 
 def test_budget_suite_end_to_end(tmp_path: Path) -> None:
-    from bench.report import write_report
+    from bench.render.report import write_report
 
     text = TINY.replace(
         'name = "firm-p2"\nloss = "firm"\nexits = ["p2"]', 'name = "sum-3"\nloss = "sum"\nexits = ["p1", "p2"]'
@@ -257,7 +257,7 @@ def test_budget_suite_end_to_end(tmp_path: Path) -> None:
 
 
 def test_reports_use_the_latest_run_of_each_variant_and_seed(tiny: Path, tmp_path: Path) -> None:
-    from bench.results import load_results
+    from bench.analyse.load import load_results
 
     out = tmp_path / "out"
     run(tiny, out, overrides=["suite.seeds=[0]", "evaluation.latency=false"])

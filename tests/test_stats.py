@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as st
 
-from bench.stats import few_seeds_warning, holm, paired_test, t_interval
+from bench.analyse.stats import few_seeds_warning, holm, paired_test, t_interval
 
 X = [0.912, 0.934, 0.925, 0.941, 0.919]
 Y = [0.901, 0.930, 0.915, 0.925, 0.917]

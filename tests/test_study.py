@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.results import load_results
-from bench.stats import holm
-from bench.study import Claim, _verdicts, claims_for, matched_rows, render, tradeoff_auc
+from bench.analyse.load import load_results
+from bench.analyse.stats import holm
+from bench.verdicts.study import Claim, _verdicts, claims_for, matched_rows, render, tradeoff_auc
 
 from .conftest import REPO
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.runner import expand_runs
-from bench.suite import SuiteError, load_suite
+from bench.config.suite import SuiteError, load_suite
+from bench.execute.runner import expand_runs
 
 from .conftest import REPO
 

@@ -1,0 +1,249 @@
+"""Evaluation of one trained model: per-exit accuracy, every threshold's operating point, costs,
+latency and budgets. Returns the record's parts; writing them is the runner's job.
+
+Thresholds and budgets are applied post hoc to every exit's logits (``masked_decisions``); at the
+headline threshold (or every threshold, ``count_macs = "all"``) the real dynamic forward runs too,
+its MACs are counted at dispatch level and its decisions checked equal to the masked ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import cascade
+from bench.analyse.budget import budget_evaluation
+from bench.config.plan import RunSpec, TrainJob, build_for
+from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
+from bench.measure.cost import ALWAYS_REPORTED_TABLES, ExitCost, buffered_name, counting, exit_costs, expected_cost
+from bench.measure.latency import latency_report
+from bench.measure.runtimes import runtime_latency
+from bench.results.record import (
+    BudgetRecord,
+    CostRecord,
+    ExitCostRecord,
+    ExitInfo,
+    LatencyRecord,
+    OperatingPoint,
+    from_json,
+)
+from cascade.data import DataSplits
+from cascade.exits import POLICIES, ExitPolicy, build_policy, dynamic_forward, masked_decisions
+from cascade.train import exit_logits
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The parts of a run record that evaluation produces."""
+
+    exits: ExitInfo
+    cost: CostRecord
+    thresholds: list[OperatingPoint]
+    latency: LatencyRecord | None
+    budget: BudgetRecord | None
+
+
+@dataclass(frozen=True)
+class Logits:
+    """Every exit's logits on the validation and test splits (saved for re-analysis, never in the record)."""
+
+    val: tuple[torch.Tensor, ...]
+    test: tuple[torch.Tensor, ...]
+
+
+def policies_for(spec: RunSpec) -> list[tuple[float | None, ExitPolicy]]:
+    """(threshold, policy) of each operating point; one point (threshold None) for threshold-free policies."""
+    if not POLICIES.get(spec.policy).has_threshold:
+        return [(None, build_policy(spec.policy, **spec.policy_options))]
+    return [(t, build_policy(spec.policy, threshold=t, **spec.policy_options)) for t in spec.evaluation.thresholds]
+
+
+def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
+    return float((pred == y).float().mean()) if len(y) else float("nan")
+
+
+def _shares(counts: torch.Tensor) -> list[float]:
+    total = float(counts.sum())
+    return [float(c) / total if total else float("nan") for c in counts]
+
+
+def base_cost(
+    job: TrainJob, data: DataSplits, tables: Sequence[EnergyTable], hardware: Hardware | None = None, batch: int = 1
+) -> dict[str, Any]:
+    """Cost of the same backbone without intermediate exits (the ``base`` network)."""
+    model = build_for(dataclasses.replace(job, exits=()), data)
+    (c,) = exit_costs(model, data.input_shape, tables, hardware=hardware, batch=batch)
+    return {"macs": c.macs, "flops": c.flops, "params": c.params, "bytes": c.bytes, "energy": c.energy}
+
+
+def relative_exit_costs(job: TrainJob, data: DataSplits) -> list[float]:
+    """C_l / C_L (MACs) of the job's architecture, for losses that penalise expected compute."""
+    model = build_for(job, data)
+    macs = [c.macs for c in exit_costs(model, data.input_shape, [])]
+    return [m / macs[-1] for m in macs]
+
+
+def cost_record(
+    costs: Sequence[ExitCost],
+    base: dict[str, Any],
+    tables: Sequence[EnergyTable],
+    hardware: Hardware | None = None,
+    batch: int = 1,
+) -> CostRecord:
+    unsupported: dict[str, int] = {}
+    for c in costs:
+        for op, calls in c.unsupported.items():
+            unsupported[op] = max(unsupported.get(op, 0), calls)
+    return CostRecord(
+        convention="1 MAC = 1 multiply-add = 2 FLOPs; per sample",
+        energy_tables=energy_table_info(tables, hardware, batch),
+        per_exit=[ExitCostRecord(c.exit, c.macs, c.params, c.bytes, c.energy, c.flops) for c in costs],
+        base=base,
+        full={"macs": costs[-1].macs, "energy": {t: costs[-1].energy[t]["total"] for t in costs[-1].energy}},
+        unsupported=unsupported,
+    )
+
+
+def energy_table_info(
+    tables: Sequence[EnergyTable], hardware: Hardware | None, batch: int
+) -> dict[str, dict[str, str]]:
+    """Unit and description of every energy entry of a run: each table (ideal model, batch 1) and,
+    with ``hardware``, its buffer-aware entry (``<table>_buffered``, at ``batch``)."""
+    out = {}
+    for t in tables:
+        out[t.name] = {"unit": t.unit, "description": t.description, "model": "ideal", "batch": "1"}
+        if hardware is not None:
+            out[buffered_name(t.name)] = {
+                "unit": t.unit,
+                "description": f"{t.description}; buffer-aware on {hardware.name} "
+                f"({hardware.glb_bytes // 1024} KiB global buffer, {hardware.word_bits}-bit words)",
+                "model": "buffered", "hardware": hardware.name, "batch": str(batch),
+            }  # fmt: skip
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    spec: RunSpec,
+    model: cascade.MultiExitModel,
+    data: DataSplits,
+    *,
+    phase: Callable[[str], None] | None = None,
+) -> tuple[Evaluation, Logits]:
+    """Per-exit accuracy, every threshold's operating point, costs, latency, budget.
+
+    ``phase`` is told what is being done ("evaluating", "counting MACs", "timing latency", ...).
+    """
+    say = phase or (lambda s: None)
+    ev = spec.evaluation
+    say("evaluating: costs and exit outputs")
+    model.eval()
+    tables = [load_energy_table(ev.energy_table)]
+    tables += [load_energy_table(name) for name in ALWAYS_REPORTED_TABLES if name != tables[0].name]
+    hardware = load_hardware(ev.hardware)
+    costs = exit_costs(model, data.input_shape, tables, hardware=hardware, batch=ev.energy_batch)
+    base = base_cost(spec.job, data, tables, hardware, ev.energy_batch)
+    macs = [c.macs for c in costs]
+    energy = {name: [c.energy[name]["total"] for c in costs] for name in costs[0].energy}
+    batch = spec.job.config.eval_batch_size
+    logits = Logits(exit_logits(model, data.val.x, batch), exit_logits(model, data.test.x, batch))
+    exits = ExitInfo(
+        names=list(model.exit_names),
+        val_accuracy=[_accuracy(z.argmax(1), data.val.y) for z in logits.val],
+        test_accuracy=[_accuracy(z.argmax(1), data.test.y) for z in logits.test],
+    )
+    points = []
+    for threshold, policy in policies_for(spec):
+        test = masked_decisions(logits.test, policy)
+        val = masked_decisions(logits.val, policy)
+        shares = _shares(test.counts)
+        exp_macs = expected_cost(shares, macs)
+        exp_energy = {name: expected_cost(shares, per_exit) for name, per_exit in energy.items()}
+        counted: dict[str, Any] = {}
+        if ev.count_macs == "all" or (ev.count_macs == "headline" and threshold in (None, ev.headline_threshold)):
+            say(f"counting MACs of the dynamic forward (threshold {threshold})")
+            counted = _count_dynamic(model, data, logits.test, policy, batch)
+        points.append(
+            OperatingPoint(
+                threshold=threshold,
+                accuracy=_accuracy(test.predictions, data.test.y),
+                val_accuracy=_accuracy(val.predictions, data.val.y),
+                early_share=test.early_share,
+                exit_share=shares,
+                val_exit_share=_shares(val.counts),
+                exit_accuracy=[
+                    _accuracy(test.predictions[test.exit_index == i], data.test.y[test.exit_index == i])
+                    if int(test.counts[i])
+                    else None
+                    for i in range(model.num_exits)
+                ],
+                macs_expected=exp_macs,
+                flops_expected=2 * exp_macs,
+                energy_expected=exp_energy,
+                saved_vs_base=1 - exp_macs / base["macs"],
+                saved_vs_full=1 - exp_macs / macs[-1],
+                energy_saved_vs_base={name: 1 - e / base["energy"][name]["total"] for name, e in exp_energy.items()},
+                **counted,
+            )
+        )
+    latency = None
+    if ev.latency:
+        say("timing latency")
+        t_lat = time.perf_counter()
+        chosen = ev.latency_thresholds or (ev.headline_threshold,)
+        timed = [(t, p) for t, p in policies_for(spec) if t is None or t in chosen]
+        settings: dict[str, Any] = {"batch_sizes": ev.latency_batch_sizes, "samples_batch1": ev.latency_samples,
+                    "repeats": ev.latency_repeats, "warmup": ev.latency_warmup}  # fmt: skip
+        report = latency_report(model, data.test.x, timed, optimised=ev.latency_optimised, **settings)
+        for name in ev.runtimes[1:]:  # eager first (above); then each other runtime, same samples and settings
+            say(f"timing latency in {name}")
+            paths, cascades, runtime = runtime_latency(name, model, data.test.x, timed, **settings)
+            report["exit_paths"] += paths
+            report["cascade"] += cascades
+            report.setdefault("runtimes", {})[name] = runtime
+        latency = from_json(LatencyRecord, {**report, "seconds": time.perf_counter() - t_lat})
+    budget = None
+    if spec.budget.values and model.num_exits > 1:
+        table = tables[0].name
+        by_energy = spec.budget.unit == "energy"
+        say("budget search on validation")
+        budget = budget_evaluation(
+            spec.policy,
+            spec.policy_options,
+            spec.budget,
+            logits.val,
+            data.val.y,
+            logits.test,
+            data.test.y,
+            energy[table] if by_energy else [float(m) for m in macs],
+            base["energy"][table]["total"] if by_energy else float(base["macs"]),
+            table if by_energy else "MACs",
+        )
+    return Evaluation(
+        exits, cost_record(costs, base, tables, hardware, ev.energy_batch), points, latency, budget
+    ), logits
+
+
+def _count_dynamic(
+    model: cascade.MultiExitModel,
+    data: DataSplits,
+    test_logits: Sequence[torch.Tensor],
+    policy: ExitPolicy,
+    batch: int,
+) -> dict[str, Any]:
+    """MACs per sample counted while the real dynamic forward runs, and whether it equals the masked one."""
+    counted = 0
+    match = True
+    for i in range(0, len(data.test), batch):
+        xb = data.test.x[i : i + batch]
+        with counting(model) as prof:
+            dyn = dynamic_forward(model, xb, policy)
+        counted += prof.macs
+        ref = masked_decisions(tuple(z[i : i + batch] for z in test_logits), policy)
+        match &= bool(torch.equal(dyn.exit_index, ref.exit_index) and torch.equal(dyn.predictions, ref.predictions))
+    return {"macs_counted": counted / len(data.test), "dynamic_matches_masked": match}

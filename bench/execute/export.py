@@ -1,0 +1,184 @@
+"""``bench export``: a trained multi-exit model as files a deployment serves without PyTorch.
+
+Writes, for one run of a results folder (a variant and a seed):
+
+* ``segment_<k>.onnx`` and ``head_<k>.onnx`` for every exit k (dynamic batch axis; :mod:`cascade.ort`);
+* ``cascade.json``: the exit order and names, the exit policy and its threshold, the class names, the
+  input shape and the normalisation to apply to images in [0, 1], the opset, the SHA-256 of every
+  file, and where the model came from (folder, run and train keys, seed, test accuracy).
+
+The checkpoint is found (and verified by digest) in the folder or the shared checkpoint cache. After
+writing, the exported cascade is run with ONNX Runtime on the test split and its decisions compared
+with eager PyTorch's (:func:`cascade.ort.agreement`); docs/deploy.md serves the files with
+onnxruntime and numpy alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.analyse.load import load_results
+from bench.config.plan import build_for, expand_runs
+from bench.config.suite import load_suite
+from bench.execute.runner import get_data
+from bench.results.files import atomic_write_bytes, atomic_write_json, mismatch
+from bench.results.provenance import now
+from bench.results.record import RunRecord
+from bench.results.store import ResultStore, StoreError, default_checkpoint_cache
+from cascade.exits import POLICIES, build_policy
+from cascade.ort import OPSET, OrtCascade, check_against_eager, export_model
+
+EXPORT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What ``bench export`` wrote and how the exported cascade compares with eager on the test split."""
+
+    out: Path
+    files: list[str]
+    record: RunRecord
+    agreement: dict[str, int]
+    test_accuracy: float  # of the exported cascade (ONNX Runtime) at the exported threshold
+
+
+def pick_run(results_dir: Path, variant: str, seed: int | None) -> RunRecord:
+    """The finished run of ``variant`` (at ``seed``, default the lowest) in a results folder."""
+    results = load_results(results_dir)
+    recs = results.records_of(variant) if variant in results.variants else []
+    if not recs:
+        raise StoreError(f"{results_dir}: no finished run of variant {variant!r}; variants: "
+                         f"{', '.join(results.variants) or 'none'}")  # fmt: skip
+    if seed is None:
+        return min(recs, key=lambda r: r.seed)
+    for r in recs:
+        if r.seed == seed:
+            return r
+    raise StoreError(f"{results_dir}: variant {variant!r} has no run with seed {seed}; seeds: "
+                     f"{', '.join(str(r.seed) for r in recs)}")  # fmt: skip
+
+
+def export_run(
+    results_dir: str | Path,
+    *,
+    variant: str,
+    out: str | Path,
+    seed: int | None = None,
+    threshold: float | None = None,
+    checkpoint_cache: str | Path | bool | None = True,
+) -> ExportSummary:
+    """Export one run's trained model as ONNX segments and heads plus ``cascade.json`` (see the module)."""
+    folder, out = Path(results_dir), Path(out)
+    record = pick_run(folder, variant, seed)
+    suite_file = folder / "suite.toml"
+    if not suite_file.is_file():
+        raise StoreError(f"{folder}: no suite.toml (the suite as run), so the model cannot be rebuilt")
+    overrides = record.config.get("overrides", [])
+    spec = next((r for r in expand_runs(load_suite(suite_file, overrides), overrides) if r.key == record.key
+                 or r.legacy_key == record.key), None)  # fmt: skip
+    if spec is None:
+        raise StoreError(f"{folder}: run {record.key} is not among the runs its suite.toml plans (edited suite?)")
+    cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
+    store = ResultStore(folder, cache)
+    if store.find_checkpoint(spec.job.key) is None:
+        raise StoreError(
+            f"no checkpoint of train key {spec.job.key} in {folder}/checkpoints or the shared cache "
+            f"({cache or 'off'}); checkpoints are not committed: rerun `bench run` for this variant"
+        )
+    data = get_data(spec.data, "cpu")
+    model = build_for(spec.job, data)
+    ckpt = torch.load(store.checkpoint_path(spec.job.key), map_location="cpu", weights_only=True)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    t = threshold if threshold is not None else record.headline_threshold
+    policy = build_policy(record.policy, **({"threshold": t} if _has_threshold(record.policy) else {}),
+                          **record.config.get("policy_options", {}))  # fmt: skip
+    segments, heads = export_model(model, data.test.x[:2])
+    files: dict[str, str] = {}
+    for kind, parts in (("segment", segments), ("head", heads)):
+        for k, blob in enumerate(parts):
+            files[f"{kind}_{k}.onnx"] = atomic_write_bytes(out / f"{kind}_{k}.onnx", blob)
+    cascade = OrtCascade([str(out / f"segment_{k}.onnx") for k in range(len(segments))],
+                         [str(out / f"head_{k}.onnx") for k in range(len(heads))])  # fmt: skip
+    agree, accuracy = _check(model, cascade, data.test.x, data.test.y, policy)
+    meta = _meta(record, spec.job.key, folder, data, policy, t, files, agree, accuracy)
+    atomic_write_json(out / "cascade.json", meta)
+    return ExportSummary(out, [*files, "cascade.json"], record, agree, accuracy)
+
+
+def _has_threshold(policy: str) -> bool:
+    return POLICIES.get(policy).has_threshold
+
+
+@torch.no_grad()
+def _check(model: Any, cascade: OrtCascade, x: torch.Tensor, y: torch.Tensor, policy: Any,
+           batch: int = 256) -> tuple[dict[str, int], float]:  # fmt: skip
+    """The exported cascade's decisions vs eager's on the test split, and its accuracy."""
+    agree, ours = check_against_eager(model, lambda xb, p: cascade.dynamic(xb.numpy(), p), x, policy, batch)
+    return agree, float((ours.predictions == y).float().mean())
+
+
+def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: Any, threshold: float,
+          files: dict[str, str], agree: dict[str, int], accuracy: float) -> dict[str, Any]:  # fmt: skip
+    n = record.exits.names if record.exits else []
+    return {
+        "format": EXPORT_FORMAT,
+        "exits": n,
+        "files": {
+            "segments": [f"segment_{k}.onnx" for k in range(len(n))],
+            "heads": [f"head_{k}.onnx" for k in range(len(n))],
+        },
+        "policy": {
+            "name": record.policy,
+            "threshold": threshold if hasattr(policy, "threshold") else None,
+            "options": record.config.get("policy_options", {}),
+            "rule": _RULES.get(record.policy, "see cascade.exits"),
+        },
+        "classes": [str(k) for k in range(data.num_classes)],
+        "input": {
+            "shape": list(data.input_shape),
+            "dtype": "float32",
+            "layout": "NCHW",
+            "pixels": "images scaled to [0, 1], then (x - mean) / std",
+            "normalization": data.normalization,
+        },
+        "opset": OPSET,
+        "sha256": files,
+        "check": {
+            "test_samples": agree["samples"],
+            "decisions_differing_from_eager": agree["differ"],
+            "of_which_ties": agree["ties"],
+            "test_accuracy": accuracy,
+        },
+        "source": {
+            "folder": str(folder),
+            "variant": record.variant,
+            "seed": record.seed,
+            "run_key": record.key,
+            "train_key": train_key,
+            "dataset": record.dataset,
+            "exported": now(),
+        },
+    }
+
+
+_RULES = {
+    "max-prob": "leave at the first exit whose max softmax probability > threshold; the last exit takes the rest",
+    "entropy": "leave at the first exit whose 1 - H(softmax) / log K > threshold; the last exit takes the rest",
+    "patience": "leave when the predicted class stayed the same for `patience` consecutive exits",
+}
+
+
+def read_export(folder: str | Path) -> dict[str, Any]:
+    """``cascade.json`` of an export, every file checked against its SHA-256."""
+    folder = Path(folder)
+    meta: dict[str, Any] = json.loads((folder / "cascade.json").read_text())
+    for name, digest in meta["sha256"].items():
+        if (why := mismatch(folder / name, digest)) is not None:
+            raise StoreError(f"{folder / name}: {why}")
+    return meta

@@ -1,0 +1,421 @@
+"""Execution: train (or reuse) and evaluate each run, write one record per run.
+
+:func:`run_suite` plans the suite (:mod:`bench.config.plan`), hands the tasks to an
+executor (:mod:`bench.execute.executors`) and writes ``summary.csv``; it never renders
+a report (the CLI does that after the run). :func:`execute_task` is the one
+function every executor runs, in this process or elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import cascade
+from bench.analyse.curves import curve_from_outputs, summarise
+from bench.config.plan import (
+    RunSpec,
+    Task,
+    TrainJob,
+    build_for,
+    expand_runs,
+    make_waves,
+    pending,
+    select_runs,
+    why_not_reused,
+)
+from bench.config.plugins import import_plugins
+from bench.config.suite import DatasetSpec, Suite, SuiteError, load_suite
+from bench.execute.evaluate import evaluate, relative_exit_costs
+from bench.execute.executors import build_executor
+from bench.execute.progress import is_live
+from bench.execute.sanity import diagnose, recompute_bn
+from bench.results.files import WriteError, atomic_write_bytes, sha256_file
+from bench.results.provenance import now, provenance
+from bench.results.record import SCHEMA_VERSION, ErrorInfo, RunRecord, TrainingRecord, from_json
+from bench.results.store import (
+    FolderLock,
+    ResultStore,
+    config_hash,
+    default_checkpoint_cache,
+    prepare_folder,
+    save_exit_outputs,
+    write_summary,
+)
+from cascade.data import DataSplits, load_dataset
+from cascade.losses import LOSSES, build_loss
+from cascade.train import TrainCallback, train
+
+_DATA_CACHE: dict[str, DataSplits] = {}
+
+
+def get_data(spec: DatasetSpec, device: str) -> DataSplits:
+    """Load (once per process) the suite's dataset onto ``device``."""
+    key = config_hash([spec.identity(), spec.root, device])
+    if key not in _DATA_CACHE:
+        data = load_dataset(spec.name, **spec.load_options())
+        _DATA_CACHE[key] = data.to(device)
+    return _DATA_CACHE[key]
+
+
+def ensure_trained(
+    job: TrainJob,
+    data: DataSplits,
+    store: ResultStore,
+    device: str,
+    callback: TrainCallback | None = None,
+    *,
+    force: bool = False,
+    is_pretrain: bool = False,
+) -> tuple[cascade.MultiExitModel, dict[str, Any], bool]:
+    """Return (model, history dict, trained_now) for ``job``, loading its checkpoint when present."""
+    path = store.checkpoint_path(job.key)
+    torch.manual_seed(job.seed)
+    model = build_for(job, data).to(device)
+    source = None if force else store.find_checkpoint(job.key)
+    if source is not None:
+        try:
+            ckpt = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:  # digest-verified but unloadable (written before digests): moved aside, retrained
+            store.discard_checkpoint(job.key, f"does not load: {type(e).__name__}", source=source)
+        else:
+            if callback is not None:
+                callback.on_phase(f"reused checkpoint ({'shared cache' if source == 'cache' else 'this folder'})")
+            model.load_state_dict(ckpt["state_dict"])
+            model.eval()
+            return model, {**ckpt["history"], "checkpoint_source": source}, False
+    pre_history = None
+    if job.pretrain is not None:
+        marker = failed_marker(store, job.pretrain.key)
+        if marker.is_file():
+            raise PretrainingFailedError(f"its pre-training ({job.pretrain.loss}, seed {job.seed}) failed: "
+                                         f"{marker.read_text().strip()}")  # fmt: skip
+        pre_model, pre_history, _ = ensure_trained(job.pretrain, data, store, device, callback, is_pretrain=True)
+        pre_history = {k: v for k, v in pre_history.items() if k != "checkpoint_source"}
+        result = model.load_state_dict(pre_model.state_dict(), strict=False)
+        stray = [k for k in result.missing_keys if not k.startswith(model.exit_parameter_prefixes())]
+        if stray or result.unexpected_keys:
+            raise RuntimeError(f"pre-trained weights do not fit: missing {stray}, unexpected {result.unexpected_keys}")
+        torch.manual_seed(job.seed)
+    options = dict(job.loss_options)
+    loss_cls = LOSSES.get(job.loss)
+    if loss_cls.harness_options:
+        options.update(loss_cls.harness_values(relative_exit_costs=relative_exit_costs(job, data)))
+    loss = build_loss(job.loss, options, num_exits=model.num_exits)
+    if callback is not None:
+        callback.on_phase(f"training {job.loss}" + (f" (pre-training for seed {job.seed})" if is_pretrain else ""))
+    history = train(model, loss, data, job.config, seed=job.seed, callback=callback)
+    hist = dataclasses.asdict(history)
+    hist["pretrain_steps"] = (pre_history or {}).get("total_steps", 0)
+    hist["total_steps"] = history.steps + hist["pretrain_steps"]
+    hist["pretrain_history"] = pre_history
+    store.save_checkpoint(job.key, {"state_dict": model.state_dict(), "history": hist, "job": job.describe()})
+    return model, {**hist, "checkpoint_source": "trained"}, True
+
+
+def execute_run(
+    spec: RunSpec,
+    out_dir: str | Path,
+    *,
+    callback: TrainCallback | None = None,
+    force: bool = False,
+    checkpoint_cache: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train (or reuse) and evaluate one run; write its record; never raise for a failing run.
+
+    ``checkpoint_cache``: the shared checkpoint cache folder (a finished training of another
+    results folder is reused from there; a new one is put there), or None.
+    """
+    store = ResultStore(out_dir, checkpoint_cache)
+    fields: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "key": spec.key,
+        "train_key": spec.job.key,
+        "suite": spec.suite,
+        "variant": spec.variant,
+        "variant_base": spec.variant_base,
+        "sweep": spec.sweep,
+        "seed": spec.seed,
+        "loss": spec.job.loss,
+        "exits_at": list(spec.job.exits),
+        "dataset": spec.job.dataset["name"],
+        "policy": spec.policy,
+        "config": spec.config(),
+        "started": now(),
+    }
+    t0 = time.perf_counter()
+    try:
+        torch.manual_seed(spec.seed)
+        full = get_data(spec.data, spec.device)
+        data = full.test_subset(spec.evaluation.test_samples)  # quick evaluation: a fixed subset of the test split
+        fields["data_fingerprint"] = data.identity.get("fingerprint")
+        fields["data_sizes"] = {**data.identity.get("sizes", {}), "test": len(data.test)}
+        fields["num_classes"] = data.num_classes
+        t_train = time.perf_counter()
+        try:
+            model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # runs pre-trained from this one fail with its reason instead of retraining
+            write_failed_marker(store, spec.job.key, exc)
+            raise
+        fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
+        t_eval = time.perf_counter()
+        if spec.evaluation.recompute_bn:
+            if callback is not None:
+                callback.on_phase("recomputing batch-norm statistics")
+            recompute_bn(model, data.train, spec.job.config.batch_size, seed=spec.seed)
+        result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None)
+        fields["sanity"] = diagnose(
+            model, data.train, steps=int(history.get("total_steps") or history.get("steps") or 0),
+            recomputed=spec.evaluation.recompute_bn, classes=data.num_classes, exit_names=result.exits.names,
+            val_accuracy=result.exits.val_accuracy, test_accuracy=result.exits.test_accuracy,
+            label=f"{spec.variant} seed {spec.seed}",
+        )  # fmt: skip
+        store.warnings += fields["sanity"].warnings
+        fields["phase_seconds"] = {
+            "data": t_train - t0,
+            "training": t_eval - t_train,
+            "evaluation": time.perf_counter() - t_eval,
+            "latency": result.latency.seconds if result.latency and result.latency.seconds else 0.0,
+        }
+        exits_file, ckpt_file = store.exits_path(spec.key), store.checkpoint_path(spec.job.key)
+        saved, exits_digest = save_exit_outputs(exits_file, logits.val, data.val.y, logits.test, data.test.y)
+        fields["artefacts"] = {ckpt_file.relative_to(store.root).as_posix(): sha256_file(ckpt_file),
+                               exits_file.relative_to(store.root).as_posix(): exits_digest}  # fmt: skip
+        if spec.policy == "max-prob" and len(logits.test) > 1:  # the exact curve from the outputs just saved
+            curve = curve_from_outputs(saved["test_maxprob"], saved["test_pred"], saved["test_y"])
+            fields["curve"] = summarise(curve)
+        fields.update(
+            exits=result.exits,
+            cost=result.cost,
+            thresholds=result.thresholds,
+            latency=result.latency,
+            budget=result.budget,
+            status="ok",
+        )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        fields["status"] = "failed"
+        fields["error"] = ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc())
+        if isinstance(exc, WriteError):
+            store.write_errors.append(str(exc))
+    fields["finished"] = now()
+    fields["seconds"] = time.perf_counter() - t0
+    fields["provenance"] = provenance(spec.device)
+    record = RunRecord(**fields)
+    try:
+        store.write_run(record)
+    except WriteError as e:  # the run is not recorded: it counts as failed, and runs again next time
+        record = dataclasses.replace(record, status="failed", error=ErrorInfo("WriteError", str(e), ""))
+        store.write_errors.append(str(e))
+    return {"key": record.key, "variant": record.variant, "seed": record.seed, "status": record.status,
+            "seconds": record.seconds, "error": record.error_message or None,
+            "busy": bool(record.latency and record.latency.busy),
+            "checkpoint_source": record.training.checkpoint_source if record.training else None,
+            "warnings": store.warnings, "write_errors": store.write_errors,
+            "accuracy": record.at(record.headline_threshold).accuracy if record.ok else None,
+            "threshold": record.headline_threshold if record.ok else None}  # fmt: skip
+
+
+class PretrainingFailedError(RuntimeError):
+    """The pre-training a run starts from failed earlier in this suite run."""
+
+
+def failed_marker(store: ResultStore, train_key: str) -> Path:
+    """Where a failed pre-training leaves its reason, so that the runs that need it fail with it."""
+    return store.checkpoint_path(train_key).with_suffix(".failed")
+
+
+def write_failed_marker(store: ResultStore, train_key: str, exc: BaseException) -> None:
+    """Leave the reason a training failed for the runs that start from it (a marker that cannot be
+    written is a write error of its own; the training's failure stands)."""
+    try:
+        atomic_write_bytes(failed_marker(store, train_key), f"{type(exc).__name__}: {exc}\n".encode())
+    except WriteError as e:
+        store.write_errors.append(str(e))
+
+
+def check_pretraining_markers(store: ResultStore) -> None:
+    """A new suite run retries failed pre-trainings: forget the reasons the last one left."""
+    folder = store.checkpoint_path("x").parent
+    for marker in folder.glob("*.failed") if folder.is_dir() else []:
+        marker.unlink(missing_ok=True)
+
+
+def pretrain_job(
+    job: TrainJob, data_spec: DatasetSpec, device: str, out_dir: str | Path, checkpoint_cache: str | None = None
+) -> dict[str, Any]:
+    """Train one pre-training checkpoint (no run file); a failure is recorded for the runs that need it."""
+    store = ResultStore(out_dir, checkpoint_cache)
+    out: dict[str, Any] = {"status": "pretrain", "key": job.key, "label": f"{job.loss} seed {job.seed}"}
+    try:
+        ensure_trained(job, get_data(data_spec, device), store, device)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        if isinstance(exc, WriteError):
+            store.write_errors.append(str(exc))
+        write_failed_marker(store, job.key, exc)
+        out = {**out, "status": "failed-pretrain", "error": str(exc)}
+    return {**out, "warnings": store.warnings, "write_errors": store.write_errors}
+
+
+def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = None) -> dict[str, Any]:
+    """Run one task (top-level so every engine can pickle it).
+
+    Every task runs with the suite's ``[suite] threads`` torch threads, whichever executor runs it,
+    so a run's numbers do not depend on where it ran.
+    """
+    torch.set_num_threads(task.threads)
+    import_plugins(task.run.plugins if task.run is not None else task.plugins)  # a spawned worker starts bare
+    if task.run is not None:
+        return execute_run(task.run, out_dir, callback=callback, force=force, checkpoint_cache=task.checkpoint_cache)
+    assert task.job is not None and task.data is not None
+    return pretrain_job(task.job, task.data, task.device, out_dir, task.checkpoint_cache)
+
+
+# --------------------------------------------------------------------------- the whole suite
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    total: int
+    skipped: int = 0  # runs already complete in the folder
+    from_cache: int = 0  # runs done now whose training came from the shared checkpoint cache
+    done: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)  # unreadable or stale run files found (replaced by reruns)
+    warnings: list[str] = field(default_factory=list)  # damaged checkpoints moved aside, foreign training code
+    write_errors: list[str] = field(default_factory=list)  # every write that failed, one line each
+
+    def closing_line(self) -> str:
+        """The last line of ``bench run``: what was done, and every failure counted."""
+        errors = f", {len(self.write_errors)} write error(s)" if self.write_errors else ""
+        return (f"{self.done} run(s) done ({self.from_cache} with a training from the shared cache), "
+                f"{self.skipped} already complete, {len(self.failed)} failed{errors} "
+                f"in {self.seconds:.1f} s -> {self.out_dir}")  # fmt: skip
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.write_errors
+
+
+def run_suite(
+    path: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    jobs: int | None = None,
+    force: bool = False,
+    executor: str | None = None,
+    executor_options: dict[str, Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    imports: Sequence[str] = (),
+    only: Sequence[str] = (),
+    checkpoint_cache: str | Path | bool | None = True,
+) -> RunSummary:
+    """Validate the suite, run what is not done yet, write ``summary.csv``.
+
+    Args:
+        path: the suite TOML file.
+        out_dir: output folder; default ``results/<suite name>``.
+        overrides: ``key=value`` strings applied to the suite before validation.
+        jobs: parallel processes of the local executor (1 = in this process); default the suite's.
+        force: rerun runs that are already complete (and retrain their checkpoints).
+        executor: a registered executor (``local``, ``slurm``, ``dask``); default the suite's ``[executor] name``.
+        executor_options: executor flags (``partition``, ``cluster``, ...), checked against the
+            executor's declared options; they override the suite's ``[executor]`` table.
+        progress: show rich progress bars.
+        imports: plugin files or modules to import first (``--import``; see :mod:`bench.config.plugins`).
+        only: run only the variants these names or globs select (``--only``; see
+            :func:`bench.config.plan.select_variants`); the other runs of the folder are left as they are.
+        checkpoint_cache: True (default): the shared cache of :func:`bench.results.store.default_checkpoint_cache`;
+            a folder: that cache; False or None: no cache (only this folder's checkpoints are reused).
+    """
+    suite = load_suite(path, overrides, imports)
+    out = Path(out_dir) if out_dir is not None else Path("results") / suite.name
+    try:
+        ex = build_executor(suite.executor.name, suite.executor.options(), suite.executor.jobs,
+                            name=executor, jobs=jobs, flags=executor_options)  # fmt: skip
+    except ValueError as e:
+        raise SuiteError(path, "executor", str(e)) from None
+    all_runs = expand_runs(suite, overrides)
+    runs = select_runs(all_runs, only)
+    prepare_folder(out)
+    cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
+    store = ResultStore(out, cache)
+    with FolderLock(out):
+        check_pretraining_markers(store)
+        todo, done = pending(store, runs, force)
+        summary = RunSummary(out, total=len(runs), skipped=len(done))
+        if todo:  # read (and check) the data once, before any run file is written
+            sizes = get_data(suite.dataset, runs[0].device).identity.get("sizes", {})
+            if suite.dataset.train_size and sizes.get("val", 0) > sizes.get("train", 0):
+                log(f"hint: the validation split ({sizes['val']:,} samples) is larger than the training split "
+                    f"({sizes['train']:,}, dataset.train_size); dataset.val_size caps it (bench run --quick: "
+                    "suites/README.md, 'Quick runs')")  # fmt: skip
+        _write_suite_copy(suite, path, overrides, out)
+        t0 = time.perf_counter()
+        chosen = f" (--only: {len(runs)} of {len(all_runs)})" if only else ""
+        log(f"suite {suite.name}: {len(runs)} runs{chosen} ({len(done)} already complete, {len(todo)} to do) -> {out}")
+        for problem in store.problems.values():
+            log(f"rerunning: {problem}")
+        for line in why_not_reused(store, todo) if not force else []:
+            log(line)
+        summary.problems = list(store.problems.values())
+        if todo:
+            waves = make_waves(todo, store)
+            for results in ex.run_waves(waves, execute_task, out, force=force, progress=progress, log=log):
+                for res in results:
+                    _collect(summary, res, log)
+                    if res.get("busy"):
+                        log(f"warning: {res['variant']} seed {res['seed']}: latency timed on a busy machine "
+                            "(other processes took CPU); see the report's warnings")  # fmt: skip
+                    if res.get("status") == "ok":
+                        summary.done += 1
+                        summary.from_cache += res.get("checkpoint_source") == "cache"
+                    elif res.get("status") == "failed":
+                        summary.failed.append(res)
+        try:
+            write_summary(store)
+        except WriteError as e:
+            summary.write_errors.append(str(e))
+            log(f"write error: {e}")
+    summary.seconds = time.perf_counter() - t0
+    if is_live(progress):  # without live bars each run's line already gave its failure
+        for f in summary.failed:
+            log(f"FAILED {f['variant']} seed {f['seed']}: {f['error']}")
+    return summary
+
+
+def _collect(summary: RunSummary, res: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Log a task's warnings and the write errors that did not fail its run; count every write error."""
+    for w in res.get("warnings") or []:
+        if w not in summary.warnings:
+            summary.warnings.append(w)
+            log(f"warning: {w}")
+    failed_by = res.get("error") if res.get("status") == "failed" else None
+    for e in res.get("write_errors") or []:
+        if e not in summary.write_errors:
+            summary.write_errors.append(e)
+            if e != failed_by:
+                log(f"write error: {e}")
+
+
+def _write_suite_copy(suite: Suite, path: str | Path, overrides: Sequence[str], out: Path) -> None:
+    text = Path(path).read_text()
+    if overrides:
+        text += "\n# --set overrides applied to this run:\n" + "".join(f"#   {o}\n" for o in overrides)
+    atomic_write_bytes(out / "suite.toml", text.encode())

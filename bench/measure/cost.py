@@ -1,0 +1,584 @@
+"""What a network costs: MACs, FLOPs, bytes moved and modelled energy, per layer.
+
+Counting convention, stated once and used everywhere: **one multiply-add is
+one MAC and two FLOPs** (fvcore counts "one fused multiply-add" as one flop;
+we call that a MAC and report FLOPs = 2 x MACs). MAC-type operators are
+convolutions and matrix products (formulas from ``torch.utils.flop_counter``,
+halved), attention (below) and inference batch norm (a per-channel scale and
+shift, one MAC per element; kept apart as ``norm_macs`` too, since reference
+counts such as torchvision's ``_ops`` leave it out). Element-wise and reduction
+operators (ReLU, GELU, layer norm, max-pool compares, softmax, the exit
+decision) are counted separately as ``other_ops`` (one per element produced or
+read), never as MACs.
+
+Attention, whichever kernel runs it:
+
+* scaled dot-product attention (``_scaled_dot_product_*``, incl. the CPU flash kernel) with
+  queries (B, H, Lq, d), keys (B, H, Lk, d), values (B, H, Lk, dv): B H P (d + dv) MACs, where
+  P = Lq Lk pairs, or with ``is_causal`` (top-left aligned mask) P = sum_i min(i + 1, Lk);
+* the fused multi-head attention of ``nn.MultiheadAttention``'s inference fast path
+  (``_native_multi_head_attention``), embedding E, queries (B, Lq, E), keys/values (B, Lk, E):
+  B (Lq E^2 + 2 Lk E^2 [Q, K, V projections] + 2 Lq Lk E [QK^T, AV] + Lq E^2 [output projection]).
+
+Counting happens at the dispatch level (a ``TorchDispatchMode``): what counts
+is what actually ran, so a data-dependent early exit is counted correctly
+(fvcore's jit tracing drops an exit head whose output only feeds a Python
+``if``). Each operator is attributed to the innermost module running it
+(forward hooks keep a module stack). Operators with no formula are listed in
+``Profile.unsupported`` with their call counts, never silently counted as 0.
+
+Energy (Eyeriss-style). For a layer with M MACs, I input elements, W weight
+elements, O output elements and kernel width S (1 for non-convolutions):
+
+* MAC-type layers (convolution, matrix product):
+  - MAC:   M operations
+  - RF:    3 M accesses (each MAC reads its input and weight and updates a partial sum)
+  - array: 3 M / S (operands enter a PE's register file once and are reused along a
+    filter row of width S, row-stationary; partial sums hop once per S MACs)
+  - GLB:   I + W + 2 O (inputs and weights staged once, outputs written and read back once)
+  - DRAM:  I + W + O (each tensor crosses off-chip once: the layer's working set is
+    assumed to fit in the global buffer)
+* Other layers (batch norm, pooling, activations, exit decisions) are assumed fused on
+  chip with the layer before them: MAC energy for their MACs (batch norm) and GLB
+  accesses I + W + O; no DRAM, array or RF accesses.
+
+Energy = sum over levels of accesses x the table's cost per access, plus MACs x
+the MAC cost. Tables are TOML data files (``bench/config/energy_tables/``): ``eyeriss``
+(normalised: DRAM 200, GLB 6, array 2, RF 1, MAC 1) and ``horowitz45`` (pJ).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import flop_registry
+
+from bench.config.tables import LEVELS, EnergyTable, Hardware
+from bench.measure.dataflow import GemmShape, extra_accesses, gemm_shapes
+
+THIN_CONV_CHANNELS = 8  # convolutions with fewer input channels per group run far below the MAC peak
+NARROW_MATMUL_FEATURES = 16  # matrix products with fewer output columns (a 10-class head) run far below it too
+BUFFERED_SUFFIX = "_buffered"  # energy-table key suffix of the buffer-aware model (bench.measure.dataflow)
+#: Tables every run reports besides the suite's ``energy_table``: the SPEC's absolute-pJ table.
+ALWAYS_REPORTED_TABLES = ("horowitz45",)
+TOP = "(top)"  # operators that ran outside any module (e.g. the exit decision)
+
+aten = torch.ops.aten
+
+_BATCH_NORM = {
+    aten.native_batch_norm,
+    aten._native_batch_norm_legit_no_training,
+    aten._native_batch_norm_legit,
+    aten.cudnn_batch_norm,
+    aten.miopen_batch_norm,
+}
+_CONV = {aten.convolution, aten._convolution, aten.cudnn_convolution, aten.convolution_overrideable}
+_MATMUL = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm}
+
+
+def _causal_pairs(lq: int, lk: int) -> int:
+    """Query-key pairs a top-left-aligned causal mask keeps: sum_i min(i + 1, Lk)."""
+    full = min(lq, lk)
+    return full * (full + 1) // 2 + max(lq - lk, 0) * lk
+
+
+def sdpa_macs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool) -> int:
+    """MACs of softmax(Q K^T) V for (B, H, L, d) tensors (see the module docstring)."""
+    *batch, lq, d = q.shape
+    lk, dv = k.shape[-2], v.shape[-1]
+    pairs = _causal_pairs(lq, lk) if is_causal else lq * lk
+    n = 1
+    for b in batch:
+        n *= int(b)
+    return n * pairs * (int(d) + int(dv))
+
+
+# position of is_causal among the positional arguments of each SDPA kernel
+_SDPA_CAUSAL_ARG = {
+    aten._scaled_dot_product_flash_attention_for_cpu: 4,
+    aten._scaled_dot_product_flash_attention: 4,
+    aten._scaled_dot_product_efficient_attention: 6,
+    aten._scaled_dot_product_cudnn_attention: 6,
+}
+
+
+def _sdpa_call_macs(packet: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> int:
+    pos = _SDPA_CAUSAL_ARG[packet]
+    causal = bool(args[pos]) if len(args) > pos else bool(kwargs.get("is_causal", False))
+    return sdpa_macs(args[0], args[1], args[2], causal)
+
+
+def mha_macs(query: torch.Tensor, key: torch.Tensor, embed_dim: int) -> int:
+    """MACs of ``_native_multi_head_attention`` (projections, QK^T, AV, output projection)."""
+    e = int(embed_dim)
+    b = int(query.shape[0]) if query.dim() == 3 else 1
+    lq, lk = int(query.shape[-2]), int(key.shape[-2])
+    return b * (lq * e * e + 2 * lk * e * e + 2 * lq * lk * e + lq * e * e)
+
+
+# One op per element produced (activations, arithmetic, comparisons).
+_ELEMENTWISE = {
+    aten.native_layer_norm, aten.masked_fill, aten.masked_fill_, aten.tril, aten.triu,
+    aten.relu, aten.relu_, aten.hardswish, aten.hardswish_, aten.hardsigmoid, aten.hardsigmoid_,
+    aten.sigmoid, aten.sigmoid_, aten.tanh, aten.silu, aten.silu_, aten.gelu, aten.exp, aten.log, aten.neg,
+    aten.add, aten.add_, aten.sub, aten.rsub, aten.mul, aten.mul_, aten.div, aten.div_, aten.where,
+    aten.clamp, aten.clamp_, aten.clamp_min, aten.gt, aten.lt, aten.ge, aten.le, aten.eq, aten.ne,
+    aten.bitwise_not, aten.logical_not, aten.hardtanh, aten.hardtanh_, aten.leaky_relu, aten.leaky_relu_,
+}  # fmt: skip
+# One op per element read (softmax, reductions).
+_REDUCTION = {
+    aten._safe_softmax, aten.linalg_vector_norm,
+    aten._softmax, aten._log_softmax, aten.amax, aten.amin, aten.max, aten.argmax, aten.sum, aten.mean,
+    aten.any, aten.all, aten.adaptive_avg_pool2d, aten._adaptive_avg_pool2d,
+}  # fmt: skip
+_POOL = {aten.max_pool2d_with_indices, aten.max_pool2d, aten.avg_pool2d}
+# Data movement: bytes counted, no arithmetic.
+_MOVEMENT = {
+    aten.roll, aten.channel_shuffle, aten.native_channel_shuffle,
+    aten.index, aten.index_put_, aten.index_put, aten.index_select, aten.cat, aten.stack, aten.clone,
+    aten.copy_, aten._to_copy, aten.nonzero, aten.masked_select, aten.gather, aten.scatter, aten.bincount,
+    aten.fill_, aten.zero_, aten.constant_pad_nd, aten._unsafe_index,
+}  # fmt: skip
+# Views, allocation and metadata: nothing moved, nothing computed.
+_FREE = {
+    aten.as_strided_, aten.view, aten._unsafe_view, aten.reshape, aten.t, aten.transpose, aten.permute, aten.expand,
+    aten.squeeze, aten.unsqueeze, aten.slice, aten.select, aten.alias, aten.as_strided, aten.detach,
+    aten.lift_fresh, aten.empty, aten.empty_like, aten.empty_strided, aten.full, aten.zeros, aten.zeros_like,
+    aten.ones, aten.ones_like, aten.arange, aten._local_scalar_dense, aten.new_empty, aten.new_zeros,
+    aten.randn, aten.rand, aten.randint, aten.flatten, aten.split, aten.split_with_sizes, aten.unbind,
+    aten.contiguous, aten.scalar_tensor, aten.full_like, aten.sym_size, aten.sym_stride, aten.is_same_size,
+}  # fmt: skip
+
+
+@dataclass
+class LayerCost:
+    """Cost of one module (summed over its calls) or of the operators outside any module."""
+
+    module: str  # qualified module path ("(top)" for operators outside modules)
+    op_type: str  # module class name
+    calls: int = 0  # forward calls seen
+    macs: int = 0  # multiply-accumulates (1 MAC = 2 FLOPs), batch norm included
+    norm_macs: int = 0  # the part of macs that is inference batch norm (scale and shift)
+    other_ops: int = 0  # element-wise / reduction / comparison operations (not MACs)
+    params: int = 0  # parameters owned directly by the module
+    input_bytes: int = 0  # bytes of activations read
+    weight_bytes: int = 0  # bytes of parameters and buffers read
+    output_bytes: int = 0  # bytes written
+    input_elems: int = 0
+    weight_elems: int = 0
+    output_elems: int = 0
+    kernel_width: int = 1  # S of the energy model (1 for non-convolutions)
+    mac_type: bool = False  # convolution / matrix product (full memory-hierarchy model)
+    ops: int = 0  # operators dispatched (views and allocation left out): the roofline's per-op overhead
+    mac_ops: int = 0  # of which convolution / matrix-product / attention kernels
+    # MACs and kernel calls per kernel family of its MAC-type operators: "conv", "conv_thin" (< 8 input
+    # channels per group: stems, depthwise), "matmul" (linear layers, attention) or "matmul_narrow" (< 16
+    # output columns: classification heads). A traced backbone's operators all land in one row, so a row
+    # can hold several families.
+    family_macs: dict[str, int] = field(default_factory=dict)
+    family_ops: dict[str, int] = field(default_factory=dict)
+    # convolution MACs by reduction length K = input channels per group x kernel area (what a convolution
+    # kernel's MAC rate depends on most), counting only the taps that land on the input, not on its zero
+    # padding (kernels skip those: a 5 x 5 convolution on 7 x 7 pixels has 31 % of its taps in the padding)
+    conv_reduction_macs: dict[int, int] = field(default_factory=dict)
+    window_ops: int = 0  # elements read by pooling windows (output elements x window size; also in other_ops)
+    window_calls: int = 0  # pooling operators
+    # of input + weight + output bytes: those of the MAC-type kernels and of the pooling operators (the
+    # roofline bounds each class of operator by its own rate; the rest are element-wise and movement)
+    kernel_bytes: int = 0
+    window_bytes: int = 0
+
+    @property
+    def family(self) -> str:
+        """The kernel family with the most MACs ("" without MAC-type operators)."""
+        return max(self.family_macs, key=self.family_macs.__getitem__) if self.family_macs else ""
+
+    def add_kernel(self, family: str, macs: int) -> None:
+        """Count one MAC-type kernel call of ``family`` doing ``macs`` multiply-accumulates."""
+        self.macs += macs
+        self.mac_type = True
+        self.mac_ops += 1
+        self.family_macs[family] = self.family_macs.get(family, 0) + macs
+        self.family_ops[family] = self.family_ops.get(family, 0) + 1
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclass
+class Profile:
+    """Per-layer costs of one counted run, plus operators the counter does not know."""
+
+    layers: list[LayerCost]
+    unsupported: dict[str, int] = field(default_factory=dict)  # aten op -> calls
+    samples: int = 1  # batch size of the counted run(s); per-sample figures divide by it
+
+    def total(self, name: str) -> int:
+        return sum(getattr(layer, name) for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return self.total("macs")
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def params(self) -> int:
+        return self.total("params")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per-layer rows as plain dicts (for DataFrames and JSON)."""
+        out = []
+        for layer in self.layers:
+            row = asdict(layer)
+            row["flops"] = layer.flops
+            out.append(row)
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        cols = ["module", "op_type", "calls", "macs", "flops", "other_ops", "params",
+                "input_bytes", "weight_bytes", "output_bytes"]  # fmt: skip
+        return pd.DataFrame(self.rows(), columns=cols)
+
+    def totals(self) -> dict[str, int]:
+        keys = ("macs", "norm_macs", "other_ops", "params", "input_bytes", "weight_bytes", "output_bytes")
+        out = {k: self.total(k) for k in keys}
+        out["flops"] = 2 * out["macs"]
+        return out
+
+
+def valid_tap_share(
+    size: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
+) -> float:
+    """Share of a convolution's (output, kernel tap) pairs whose tap lands on the input, not on zero padding.
+
+    Per spatial axis: outputs o = 0 .. (size + 2 pad - dil (k - 1) - 1) // stride, taps t = 0 .. k - 1,
+    input index o stride - pad + t dil; the share is the product over axes. 5 x 5 taps, padding 2, on
+    7 x 7 pixels: (3 + 4 + 5 + 5 + 5 + 4 + 3) / 35 per axis, 0.686 in all.
+    """
+    share = 1.0
+    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation):
+        outputs = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if outputs < 1:
+            return 1.0
+        valid = sum(1 for o in range(outputs) for t in range(k) if 0 <= o * s - p + t * d < n)
+        share *= valid / (outputs * k)
+    return share
+
+
+def _valid_tap_share(packet: Any, args: Sequence[Any]) -> float:
+    """:func:`valid_tap_share` of an ``aten.convolution``-style call (transposed convolutions, or ops with
+    another argument order such as ``cudnn_convolution``: 1)."""
+    x, w = args[0], args[1]
+    if packet not in (aten.convolution, aten._convolution, aten.convolution_overrideable) or len(args) < 7 or args[6]:
+        return 1.0
+    axes = w.dim() - 2
+    stride, padding, dilation = ([int(v) for v in a] * (axes if len(a) == 1 else 1) for a in args[3:6])
+    return valid_tap_share(x.shape[2:], w.shape[2:], stride, padding, dilation)
+
+
+def _numel_bytes(tensors: Sequence[torch.Tensor]) -> tuple[int, int]:
+    return sum(t.numel() for t in tensors), sum(t.numel() * t.element_size() for t in tensors)
+
+
+class _CostMode(TorchDispatchMode):
+    def __init__(self, weights: set[int], stack: list[str], layers: dict[str, LayerCost]) -> None:
+        super().__init__()
+        self.weights = weights
+        self.stack = stack
+        self.layers = layers
+        self.unsupported: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func.overloadpacket
+        if packet in _FREE:
+            return out
+        layer = self.layers[self.stack[-1] if self.stack else TOP]
+        layer.ops += 1
+        inputs = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        outputs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+        weights = [t for t in inputs if t.untyped_storage().data_ptr() in self.weights]
+        acts = [t for t in inputs if t.untyped_storage().data_ptr() not in self.weights]
+        if packet in (aten.index_put_, aten.copy_, aten.fill_, aten.zero_):
+            outputs = outputs[:0] if packet is aten.index_put_ else outputs
+            acts = acts[1:] if packet in (aten.index_put_, aten.copy_) else []  # the destination is written, not read
+            outputs = [args[0]] if packet is aten.index_put_ else outputs
+        n_in, b_in = _numel_bytes(acts)
+        n_w, b_w = _numel_bytes(weights)
+        n_out, b_out = _numel_bytes(outputs)
+        if packet in _CONV or packet in _MATMUL:
+            if packet in _CONV:
+                layer.kernel_width = int(args[1].shape[-1])
+                family = "conv_thin" if int(args[1].shape[1]) < THIN_CONV_CHANNELS else "conv"
+            else:
+                family = "matmul_narrow" if int(out.shape[-1]) < NARROW_MATMUL_FEATURES else "matmul"
+            macs = flop_registry[packet](*args, **kwargs, out_val=out) // 2
+            layer.add_kernel(family, macs)
+            if packet in _CONV:
+                reduction = math.prod(int(d) for d in args[1].shape[1:])
+                valid = round(macs * _valid_tap_share(packet, args))
+                layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + valid
+            layer.kernel_bytes += b_in + b_w + b_out
+        elif packet in _SDPA_CAUSAL_ARG:
+            layer.add_kernel("matmul", _sdpa_call_macs(packet, args, kwargs))
+            n_out, b_out = _numel_bytes(outputs[:1])  # log-sum-exp and RNG state are bookkeeping
+            layer.kernel_bytes += b_in + b_w + b_out
+        elif packet is aten._native_multi_head_attention:
+            layer.add_kernel("matmul", mha_macs(args[0], args[1], args[3]))
+            layer.kernel_bytes += b_in + b_w + b_out
+        elif packet in _BATCH_NORM:
+            layer.macs += args[0].numel()
+            layer.norm_macs += args[0].numel()
+            n_out, b_out = _numel_bytes(outputs[:1])  # saved mean/invstd are bookkeeping, not outputs
+        elif packet in _ELEMENTWISE:
+            layer.other_ops += max([n_out, *(t.numel() for t in inputs)])
+        elif packet in _REDUCTION:
+            layer.other_ops += max(t.numel() for t in inputs)
+        elif packet in _POOL:
+            kernel = args[1] if len(args) > 1 else kwargs.get("kernel_size")
+            k = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
+            k = k * 2 if len(k) == 1 else k
+            layer.other_ops += outputs[0].numel() * k[0] * k[1]
+            layer.window_ops += outputs[0].numel() * k[0] * k[1]
+            layer.window_calls += 1
+            n_out, b_out = _numel_bytes(outputs[:1])  # max-pool indices are bookkeeping
+            layer.window_bytes += b_in + b_w + b_out
+        elif packet not in _MOVEMENT:
+            self.unsupported[str(packet)] += 1
+            return out
+        layer.input_elems += n_in
+        layer.input_bytes += b_in
+        layer.weight_elems += n_w
+        layer.weight_bytes += b_w
+        layer.output_elems += n_out
+        layer.output_bytes += b_out
+        return out
+
+
+@contextmanager
+def counting(root: nn.Module | None = None) -> Iterator[Profile]:
+    """Count everything that runs inside the block; modules are named from ``root``.
+
+    Example::
+
+        with counting(model) as prof:
+            dynamic_forward(model, x, policy)
+        prof.macs
+    """
+    names: dict[int, str] = {}
+    params: dict[str, int] = {}
+    weights: set[int] = set()
+    if root is not None:
+        for name, mod in root.named_modules():
+            names[id(mod)] = name or type(root).__name__
+            params[names[id(mod)]] = sum(p.numel() for p in mod.parameters(recurse=False))
+        weights = {t.untyped_storage().data_ptr() for t in [*root.parameters(), *root.buffers()]}
+    stack: list[str] = []
+    order: list[str] = []
+    types: dict[str, str] = {}
+    layers: dict[str, LayerCost] = defaultdict(lambda: LayerCost("", ""))
+    profile = Profile(layers=[])
+
+    def pre(mod: nn.Module, args: Any) -> None:
+        name = names.get(id(mod))
+        if name is None:
+            return
+        stack.append(name)
+        if name not in types:
+            types[name] = type(mod).__name__
+            order.append(name)
+        layers[name].calls += 1
+
+    def post(mod: nn.Module, args: Any, out: Any) -> None:
+        if names.get(id(mod)) is not None and stack:
+            stack.pop()
+
+    h1 = nn.modules.module.register_module_forward_pre_hook(pre)
+    h2 = nn.modules.module.register_module_forward_hook(post)
+    mode = _CostMode(weights, stack, layers)
+    try:
+        with mode:
+            yield profile
+    finally:
+        h1.remove()
+        h2.remove()
+    rows = []
+    for name in [*order, TOP]:
+        if name not in layers:
+            continue
+        layer = layers[name]
+        if name != TOP and (layer.macs or layer.other_ops or layer.input_bytes or layer.output_bytes):
+            layer.module, layer.op_type, layer.params = name, types[name], params.get(name, 0)
+            rows.append(layer)
+        elif name == TOP and (layer.other_ops or layer.input_bytes or layer.output_bytes):
+            layer.module, layer.op_type = TOP, "exit decision / glue"
+            rows.append(layer)
+    profile.layers = rows
+    profile.unsupported = dict(mode.unsupported)
+
+
+@torch.no_grad()
+def profile(module: nn.Module, example_input: Any, *, forward: Callable[..., Any] | None = None) -> Profile:
+    """Profile any ``nn.Module`` on an example input: per-layer rows and totals.
+
+    Args:
+        module: the network (put it in eval mode first for inference figures).
+        example_input: a tensor, or a tuple of positional arguments.
+        forward: what to run instead of ``module(*inputs)`` (e.g. ``model.forward_until``).
+
+    Returns:
+        A :class:`Profile` whose ``samples`` is the example's batch size.
+    """
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    fn = forward or module
+    with counting(module) as prof:
+        fn(*args)
+    first = args[0]
+    prof.samples = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
+    return prof
+
+
+# --------------------------------------------------------------------------- energy
+
+
+def layer_accesses(layer: LayerCost) -> dict[str, float]:
+    """Accesses per memory level for one layer under the documented dataflow model."""
+    m, i, w, o = layer.macs, layer.input_elems, layer.weight_elems, layer.output_elems
+    if layer.mac_type:
+        return {"dram": i + w + o, "glb": i + w + 2 * o, "array": 3 * m / layer.kernel_width, "rf": 3 * m}
+    return {"dram": 0, "glb": i + w + o, "array": 0, "rf": 0}
+
+
+def energy_breakdown(prof: Profile, table: EnergyTable) -> dict[str, float]:
+    """Energy of a profile by component (``mac`` and each level) and ``total``, per sample."""
+    parts = {"mac": 0.0, **dict.fromkeys(LEVELS, 0.0)}
+    for layer in prof.layers:
+        parts["mac"] += layer.macs * table.mac
+        for level, count in layer_accesses(layer).items():
+            parts[level] += count * table.access[level]
+    parts = {k: v / prof.samples for k, v in parts.items()}
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def buffered_breakdown(
+    prof: Profile, shapes: list[tuple[str, GemmShape]], table: EnergyTable, buffer_words: int
+) -> dict[str, float]:
+    """Energy per sample of a profile under the buffer-aware model (:mod:`bench.measure.dataflow`): the ideal
+    breakdown at the profile's batch plus the re-fetched DRAM words and their GLB staging."""
+    parts = energy_breakdown(prof, table)
+    for level, words in extra_accesses(shapes, buffer_words).items():
+        parts[level] += words * table.access[level] / prof.samples
+    parts["total"] = sum(v for k, v in parts.items() if k != "total")
+    return parts
+
+
+def layer_energy_rows(prof: Profile, table: EnergyTable) -> list[dict[str, Any]]:
+    """Per-layer energy breakdown (compute vs each level)."""
+    rows = []
+    for layer in prof.layers:
+        acc = layer_accesses(layer)
+        row: dict[str, Any] = {"module": layer.module, "mac": layer.macs * table.mac}
+        row.update({lv: acc[lv] * table.access[lv] for lv in LEVELS})
+        row["total"] = sum(v for k, v in row.items() if k != "module")
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- multi-exit models
+
+
+@dataclass(frozen=True)
+class ExitCost:
+    """Cumulative cost per sample of producing one exit (heads met on the way included)."""
+
+    exit: str
+    macs: int
+    params: int
+    bytes: int  # input + weight + output bytes of every operator that ran
+    energy: dict[str, dict[str, float]]  # table name -> breakdown (mac, levels, total)
+    unsupported: dict[str, int] = field(default_factory=dict)  # operators without a formula -> calls
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+def buffered_name(table: str) -> str:
+    """The key of a table's buffer-aware energy next to its ideal one (``eyeriss`` -> ``eyeriss_buffered``)."""
+    return f"{table}{BUFFERED_SUFFIX}"
+
+
+def exit_costs(
+    model: Any,
+    input_shape: Sequence[int],
+    tables: Sequence[EnergyTable],
+    *,
+    hardware: Hardware | None = None,
+    batch: int = 1,
+) -> list[ExitCost]:
+    """Per-exit cumulative costs of a multi-exit model at batch 1.
+
+    Exit l costs segments 0..l and heads 0..l: in a cascade the earlier heads
+    must run to decide that the sample goes on. With ``hardware``, each table's energy
+    also has a buffer-aware entry (:func:`buffered_name`) for that accelerator's global
+    buffer, per sample at ``batch`` (the ideal entries stay at batch 1).
+    """
+    model.eval()
+    registered = {id(p) for p in model.parameters()}
+    for part in (*model.exit_segments, *model.exit_heads):
+        stray = [n for n, p in part.named_parameters() if id(p) not in registered]
+        if stray:
+            raise ValueError(
+                f"{type(model).__name__}: parameters {stray[:3]} of a segment or head are not registered on the "
+                "model; register its modules under stable names (docs/models.md), or every cost row collapses "
+                "to the root and weights count as activations"
+            )
+    param = next(iter(model.parameters()), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else None)
+    out = []
+    for level, name in enumerate(model.exit_names):
+        prof = profile(model, x, forward=lambda inp, lv=level: model.forward_until(inp, lv))
+        total_bytes = prof.total("input_bytes") + prof.total("weight_bytes") + prof.total("output_bytes")
+        out.append(
+            ExitCost(
+                exit=name,
+                macs=prof.macs,
+                params=prof.params,
+                bytes=total_bytes,
+                energy={t.name: energy_breakdown(prof, t) for t in tables},
+                unsupported=dict(prof.unsupported),
+            )
+        )
+    if hardware is not None and tables:
+        xb = torch.zeros(batch, *input_shape, device=x.device)
+        for level, cost in enumerate(out):
+            fwd = functools.partial(model.forward_until, exit_index=level)
+            prof = profile(model, xb, forward=fwd)
+            shapes = gemm_shapes(model, xb, fwd)
+            for t in tables:
+                cost.energy[buffered_name(t.name)] = buffered_breakdown(prof, shapes, t, hardware.glb_words)
+    return out
+
+
+def expected_cost(shares: Sequence[float], per_exit: Sequence[float]) -> float:
+    """Cascade cost at a threshold: sum_l share_l x cumulative cost of exit l."""
+    if len(shares) != len(per_exit):
+        raise ValueError(f"{len(shares)} exit shares for {len(per_exit)} exits")
+    return float(sum(s * c for s, c in zip(shares, per_exit)))

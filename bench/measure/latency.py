@@ -1,0 +1,431 @@
+"""Wall-clock of the real dynamic forward, and measured energy where a counter exists.
+
+Timing follows nanoGPT's ``bench.py`` and pytest-benchmark: warm up, then time
+``repeats`` runs, synchronising the device before reading the clock (CUDA
+events on GPU), keep the raw samples and report the median and the
+inter-quartile range. The thread count is recorded with every timing
+(``torch.utils.benchmark.Timer`` defaults to one thread; we use whatever
+``torch.get_num_threads()`` says and write it down).
+
+Load: a latency measured while other processes compete for the CPU is not the model's latency.
+:class:`LoadMonitor` records the 1-minute load average and the CPU time other processes used (psutil:
+machine-wide CPU time minus this process's) in a short idle window before timing and over the whole
+timing; the run is marked ``busy`` when they used more than ``max(0.25, (cores - threads) / 2)`` cores,
+and the report warns. The full network and the dynamic forward are timed in alternation (ABBA order),
+and the speedup is the median of the per-repeat ratios, so a load that comes and goes affects both
+sides of each ratio alike.
+
+Measured energy: NVML's total-energy counter on NVIDIA GPUs (nvidia-ml-py),
+RAPL (``/sys/class/powercap/intel-rapl:*/energy_uj``) on CPUs that expose it.
+Where neither is readable the result is ``None`` with a reason, never 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+from torch import nn
+
+from bench.measure import roofline
+from bench.measure.cost import counting
+from bench.measure.roofline import device_name
+from cascade.exits import ExitPolicy, dynamic_forward, optimise_for_inference
+from cascade.layers import ChunkedSegment, FlattenChannelsLast
+from cascade.models._base import MultiExitModel
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Raw timing samples (seconds) of one measured callable and their summary."""
+
+    samples: list[float]  # seconds per repeat
+    warmup: int  # untimed runs before the samples
+    threads: int  # torch.get_num_threads() during the measurement
+    device: str  # device name
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def iqr(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        q = statistics.quantiles(self.samples, n=4, method="inclusive")
+        return q[2] - q[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "median": self.median, "iqr": self.iqr}
+
+
+def time_fn(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, device: str | torch.device = "cpu") -> Timing:
+    """Time ``fn`` (which should do a fixed amount of work) ``repeats`` times after ``warmup`` runs."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            samples.append(start.elapsed_time(end) / 1000.0)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+    return Timing(samples, warmup, torch.get_num_threads(), device_name(device))
+
+
+def time_pair(
+    fn_a: Callable[[], Any],
+    fn_b: Callable[[], Any],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: str | torch.device = "cpu",
+) -> tuple[Timing, Timing]:
+    """Time ``fn_a`` and ``fn_b`` in alternation (A B, B A, A B, ...) so that drifting load hits both."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(repeats):
+        order = ((fn_a, a), (fn_b, b)) if i % 2 == 0 else ((fn_b, b), (fn_a, a))
+        for fn, out in order:
+            out.extend(time_fn(fn, repeats=1, warmup=0, device=device).samples)
+    name = device_name(device)
+    return Timing(a, warmup, torch.get_num_threads(), name), Timing(b, warmup, torch.get_num_threads(), name)
+
+
+class LoadMonitor:
+    """Other processes' CPU use before timing (an idle window) and during it; see the module docstring."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.cores = psutil.cpu_count() or 1
+        self.threads = threads or torch.get_num_threads()
+        self.limit = max(0.25, (self.cores - self.threads) / 2)  # other processes' cores that make it "busy"
+        self.proc = psutil.Process()
+
+    def _others_cores(self, machine_percent: float, own_percent: float) -> float:
+        # machine-wide percent is over all cores; a process's percent is of one core
+        return max(0.0, machine_percent / 100 * self.cores - own_percent / 100)
+
+    def before(self, window: float = 0.5) -> dict[str, Any]:
+        """Sleep ``window`` seconds and report what other processes used meanwhile."""
+        self.start()
+        time.sleep(window)
+        return {**self.during(), "window_s": window}
+
+    def start(self) -> None:
+        psutil.cpu_percent(None)
+        self.proc.cpu_percent(None)
+
+    def during(self) -> dict[str, Any]:
+        """What other processes used since :meth:`start`."""
+        return {"others_cores": round(self._others_cores(psutil.cpu_percent(None), self.proc.cpu_percent(None)), 3),
+                "loadavg_1min": round(psutil.getloadavg()[0], 2)}  # fmt: skip
+
+    def summary(self, before: dict[str, Any], during: dict[str, Any]) -> dict[str, Any]:
+        worst = max(before["others_cores"], during["others_cores"])
+        return {"cores": self.cores, "threads": self.threads, "busy_limit_cores": self.limit,
+                "before": before, "during": during, "busy": worst > self.limit}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- energy counters
+
+
+@dataclass
+class EnergyReading:
+    """Joules measured around a block, or why it could not be measured."""
+
+    joules: float | None = None
+    source: str = "unavailable"  # nvml | rapl | unavailable
+    reason: str = ""  # why it is unavailable
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Rapl:
+    def __init__(self) -> None:
+        base = Path("/sys/class/powercap")
+        self.files = sorted(
+            p / "energy_uj" for p in base.glob("intel-rapl:*") if ":" in p.name and p.name.count(":") == 1
+        )
+        self.files = [f for f in self.files if f.is_file()]
+        if not self.files:
+            raise OSError("no RAPL domain under /sys/class/powercap")
+        self.read()  # raises PermissionError when not readable
+
+    def read(self) -> float:
+        return sum(int(f.read_text()) for f in self.files) / 1e6
+
+
+class _Nvml:
+    def __init__(self, index: int) -> None:
+        import pynvml  # noqa: PLC0415  # optional extra [nvml]
+
+        pynvml.nvmlInit()
+        self.pynvml = pynvml
+        self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        self.read()
+
+    def read(self) -> float:
+        return self.pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1000.0  # mJ -> J
+
+
+@dataclass
+class EnergyMeter:
+    """Measures energy of a block with NVML (CUDA) or RAPL (CPU) where available."""
+
+    device: str = "cpu"
+    _counter: Any = field(default=None, init=False, repr=False)
+    source: str = field(default="unavailable", init=False)
+    reason: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        dev = torch.device(self.device)
+        try:
+            if dev.type == "cuda":
+                self._counter = _Nvml(dev.index or 0)
+                self.source = "nvml"
+            else:
+                self._counter = _Rapl()
+                self.source = "rapl"
+        except ImportError:
+            self.reason = "nvidia-ml-py is not installed (pip install cascade-bench[nvml])"
+        except Exception as e:  # no counter, no permission, driver without the call
+            self.reason = f"{type(e).__name__}: {e}"
+
+    @property
+    def available(self) -> bool:
+        return self._counter is not None
+
+    def measure(self, fn: Callable[[], Any], repeats: int = 1, min_seconds: float = 0.0) -> EnergyReading:
+        """Joules per call of ``fn``: at least ``repeats`` calls, and more until ``min_seconds`` have passed.
+
+        Energy counters advance in steps (NVML's every few tens of milliseconds, RAPL's every
+        millisecond or so), so a short block is repeated until the clock says enough time has passed
+        for the reading to mean something. A counter that did not advance gives ``None`` with the
+        reason, never 0 J. The reading is the device's whole energy (idle power included) while
+        ``fn`` ran, divided by the number of calls.
+        """
+        if self._counter is None:
+            return EnergyReading(None, "unavailable", self.reason)
+        cuda = torch.device(self.device).type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        e0 = self._counter.read()
+        t0 = time.perf_counter()
+        calls = 0
+        while calls < repeats or time.perf_counter() - t0 < min_seconds:
+            fn()
+            calls += 1
+            if cuda and calls >= repeats:
+                torch.cuda.synchronize()  # the clock (and the counter read below) must see the work finish
+        delta = self._counter.read() - e0
+        if delta <= 0:
+            return EnergyReading(
+                None, self.source, f"the {self.source} counter did not advance in {calls} calls; lengthen the block"
+            )
+        return EnergyReading(delta / calls, self.source)
+
+
+# --------------------------------------------------------------------------- multi-exit latency
+
+
+def _batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    return [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+
+
+@torch.no_grad()
+def exit_path_latency(
+    model: MultiExitModel, x: torch.Tensor, batch_size: int, *, repeats: int, warmup: int
+) -> list[dict[str, Any]]:
+    """Per exit: time of running everything up to that exit on one batch of ``batch_size``."""
+    model.eval()
+    xb = x[:batch_size]
+    out = []
+    for level, name in enumerate(model.exit_names):
+
+        def up_to_exit(lv: int = level) -> None:
+            model.forward_until(xb, lv)
+
+        t = time_fn(up_to_exit, repeats=repeats, warmup=warmup, device=x.device)
+        out.append(
+            {"exit": name, "batch_size": len(xb), "per_batch": t.to_dict(), "per_sample_median": t.median / len(xb)}
+        )
+    return out
+
+
+@torch.no_grad()
+def cascade_latency(
+    model: MultiExitModel,
+    x: torch.Tensor,
+    policy: ExitPolicy,
+    batch_size: int,
+    *,
+    repeats: int,
+    warmup: int,
+    meter: EnergyMeter | None = None,
+    energy_seconds: float = 0.5,
+) -> dict[str, Any]:
+    """Time the real dynamic forward over all of ``x`` in batches of ``batch_size``.
+
+    With ``meter`` the energy of the dynamic forward is measured too, repeating it for at
+    least ``energy_seconds`` so that the counter advances.
+    """
+    model.eval()
+    batches = _batches(x, batch_size)
+
+    def run() -> None:
+        for xb in batches:
+            dynamic_forward(model, xb, policy)
+
+    def full() -> None:
+        for xb in batches:
+            model(xb)
+
+    t, t_full = time_pair(run, full, repeats=repeats, warmup=warmup, device=x.device)
+    result: dict[str, Any] = {
+        "batch_size": batch_size,
+        "samples": len(x),
+        "dynamic": t.to_dict(),
+        "full": t_full.to_dict(),
+        "per_sample_median": t.median / len(x),
+        # median of the paired per-repeat ratios (timed in alternation), robust to load that comes and goes
+        "speedup_vs_full": statistics.median(f / d for f, d in zip(t_full.samples, t.samples)),
+    }
+    if meter is not None:
+        reading = meter.measure(run, min_seconds=energy_seconds)
+        result["measured_energy_joules_per_sample"] = None if reading.joules is None else reading.joules / len(x)
+        result["measured_energy"] = reading.to_dict()
+    return result
+
+
+@torch.no_grad()
+def predicted_per_sample(
+    model: nn.Module,
+    x: torch.Tensor,
+    machine: roofline.Machine,
+    fn: Callable[[torch.Tensor], Any],
+    batch_size: int | None = None,
+) -> float:
+    """Roofline seconds per sample of ``fn`` over ``x`` in batches (what it dispatches is counted, not assumed)."""
+    with counting(model) as prof:
+        for xb in _batches(x, batch_size or len(x)):
+            fn(xb)
+    prof.samples = len(x)
+    return roofline.predict(prof, machine).per_sample
+
+
+def _slicing(model: MultiExitModel) -> dict[str, Any]:
+    """What :func:`optimise_for_inference` did beyond folding: memory-order flattens, sliced segments."""
+    return {
+        "flatten_memory_order": any(isinstance(m, FlattenChannelsLast) for m in model.modules()),
+        # per segment: slice size and the batch from which it slices (None: never sliced)
+        "segment_slices": [
+            {"chunk": s.chunk, "from_batch": s.from_batch} if isinstance(s, ChunkedSegment) else None
+            for s in model.exit_segments
+        ],
+    }
+
+
+def timed_samples(total: int, batch: int, samples_batch1: int) -> int:
+    """How many test samples are timed at ``batch``: ``samples_batch1`` at batch 1, else all of them up to
+    4096 (at least one batch): the one rule, for every runtime."""
+    return min(total, samples_batch1 if batch == 1 else max(batch, min(total, 4096)))
+
+
+def latency_report(
+    model: MultiExitModel,
+    x: torch.Tensor,
+    policies: Sequence[tuple[float | None, ExitPolicy]],
+    *,
+    batch_sizes: Sequence[int],
+    samples_batch1: int,
+    repeats: int,
+    warmup: int,
+    optimised: bool = True,
+    predict: bool = True,
+) -> dict[str, Any]:
+    """Per-exit-path and per-threshold latency at every batch size, with provenance.
+
+    With ``predict`` each timed path and cascade also gets its roofline prediction
+    (:mod:`bench.measure.roofline`, ``roofline_per_sample``; the machine's figures under ``roofline``).
+
+    With ``optimised`` the timed model is :func:`cascade.exits.optimise_for_inference` of ``model``
+    (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region;
+    flatten-before-linear in memory order; on CPU, cache-sized batch slices for segments with large
+    feature maps), for the full network and the dynamic forward alike; ``layout`` records which. On CPU
+    glibc keeps freed memory from here on (:func:`bench.measure.roofline.keep_freed_memory`, ``allocator``).
+    """
+    allocator = roofline.keep_freed_memory() if x.device.type == "cpu" else {}
+    meter = EnergyMeter(str(x.device))
+    monitor = LoadMonitor() if x.device.type == "cpu" else None
+    load_before = monitor.before() if monitor else None
+    if monitor:
+        monitor.start()
+    channels_last = optimised and x.device.type == "cpu" and x.dim() == 4
+    if optimised:
+        model = optimise_for_inference(model, channels_last=channels_last, example=x[:1])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+    report: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "device": device_name(x.device),
+        "layout": {"bn_folded": optimised, "channels_last": channels_last, **_slicing(model)},
+        "allocator": allocator,
+        "measured_energy_source": meter.source,
+        "measured_energy_reason": meter.reason,
+        "exit_paths": [],
+        "cascade": [],
+    }
+    roof = roofline.machine(x.device, channels_last=channels_last) if predict else None
+    if roof is not None:
+        report["roofline"] = roof.to_dict()
+    for bs in batch_sizes:
+        xs = x[: timed_samples(len(x), bs, samples_batch1)]
+        timed = exit_path_latency(model, xs, bs, repeats=repeats, warmup=warmup)
+        if roof is not None:
+            for level, item in enumerate(timed):
+                item["roofline_per_sample"] = predicted_per_sample(
+                    model, xs[:bs], roof, functools.partial(model.forward_until, exit_index=level)
+                )
+        report["exit_paths"] += timed
+        paths = {p["exit"]: p["per_sample_median"] for p in timed}
+        for threshold, policy in policies:
+            res = cascade_latency(model, xs, policy, bs, repeats=repeats, warmup=warmup, meter=meter)
+            # what the per-exit path latencies predict for this mix of exits (implementation overhead check);
+            # the same pass, counted, is what the roofline predicts the dynamic forward from
+            counted = counting(model) if roof is not None else contextlib.nullcontext()
+            with torch.no_grad(), counted as prof:
+                counts = torch.zeros(model.num_exits)
+                for xb in _batches(xs, bs):
+                    counts += dynamic_forward(model, xb, policy).counts.float().cpu()
+            shares = (counts / counts.sum()).tolist()
+            res["exit_share"] = shares
+            res["path_predicted_per_sample"] = sum(s * paths[name] for s, name in zip(shares, model.exit_names))
+            if roof is not None and prof is not None:
+                prof.samples = len(xs)
+                res["roofline_per_sample"] = roofline.predict(prof, roof).per_sample
+                res["roofline_full_per_sample"] = predicted_per_sample(model, xs, roof, model, bs)
+            report["cascade"].append({"threshold": threshold, **res})
+    if monitor and load_before is not None:
+        report["load"] = monitor.summary(load_before, monitor.during())
+    return report

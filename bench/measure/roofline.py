@@ -1,0 +1,398 @@
+"""A roofline latency model: what a layer should take on this machine, from what it computes and moves.
+
+MACs alone are the wrong predictor of time: a layer that moves many bytes per MAC (the study CNN's
+first block: 3 % of the MACs, 13 % of the time on the 2-core CPU) is limited by memory bandwidth,
+and small layers by the cost of dispatching each operator. The model, per layer of a
+:class:`bench.measure.cost.Profile` (what actually ran, so a dynamic early exit is predicted from the
+operators it really dispatched):
+
+    time = kernels x launch[family] + (ops - kernels) x overhead
+           + max(MACs / rate, kernel bytes / bandwidth(bytes per call))          MAC-type kernels
+           + max(window elements / pool rate, pooling bytes / bandwidth(...))    pooling
+           + other bytes / bandwidth(bytes per call)                             element-wise, movement
+
+* ``rate[family]``: the sustained MAC rate of the layer's kernel family (``conv``: a 3 x 3
+  convolution, 64 -> 64 channels; ``conv_thin``: fewer than 8 input channels per group, e.g. a 3 x 3
+  stem from 3 channels; ``matmul``: a 256 x 1024 x 1024 matrix product; ``matmul_narrow``: fewer
+  than 16 output columns, a classification head, measured as a 1024 -> 10 linear layer on 256 rows),
+  measured by :func:`measure_machine` in the layout the latency runs use (NHWC on CPU). Convolutions
+  take their rate from a curve over the reduction length K = C_in per group x R x S instead
+  (:func:`conv_rate`, five convolutions from K = 25 to 1600), in MACs whose taps land on the input:
+  kernels skip the zero padding, so a 5 x 5 convolution on 7 x 7 pixels (31 % of its taps in the
+  padding) seemed to run at 73 GMAC/s and the same one on 14 x 14 at 60, both 50 counted this way;
+* ``pool rate``: elements read per second by a 2 x 2 max-pool (64 x 32 x 28 x 28 input): pooling
+  kernels compare every window element and run several times slower per byte than an
+  element-wise operator, so bandwidth alone under-predicts them (the study CNN's first max-pool:
+  about 10x on the 2-core CPU);
+* ``bandwidth`` and ``overhead``: fitted together on the same machine as the straight line
+  ``t = overhead + bytes / bandwidth`` through the times of an element-wise operator (ReLU) on
+  tensors of 256 to 4 M elements (least squares on relative error); ``bandwidth(bytes per call)``:
+  the same operator's effective bandwidth measured from 2 KB to 134 MB per call
+  (:func:`memory_seconds`);
+* ``launch[family]``: the fixed cost of one MAC-type kernel call of that family (primitive
+  selection, packing, thread start-up; several times an element-wise op's), the time of the family's
+  benchmark kernel on a tiny input (batch 1, 4 x 4 pixels; a 1 x 16 x 16 matrix product);
+* ``bytes``: activations read, parameters read and outputs written (the profile's byte counts);
+  ``ops``: operators dispatched (views and allocations left out).
+
+Batch norm and other operators without a MAC-type kernel or pooling window are memory- or
+overhead-bound by this formula. A row holds every operator of a module, or of a whole traced segment,
+so each class of operator gets its own roofline. The machine's figures are cached per device, thread
+count, layout, torch version and :data:`MODEL_VERSION`
+(``$CASCADE_ROOFLINE_CACHE``, default ``~/.cache/cascade-bench/roofline``; ``off`` measures every
+time) and recorded in each run's latency section.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime
+import functools
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.measure.cost import LayerCost, Profile, valid_tap_share
+from bench.results.files import atomic_write_bytes
+from bench.results.store import user_cache
+
+CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
+FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
+#: the family a record made before a family existed falls back to
+FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
+MODEL_VERSION = 8  # part of the cache key: figures measured by an older micro-benchmark are measured again
+#: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
+FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
+#: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
+#: batch); K = 25 (a 1-channel 5 x 5 stem: grey images, where nothing vectorises over input channels),
+#: 27 (a 3-channel stem, the ``conv_thin`` rate), 144, 576 (the ``conv`` rate), 1600
+CONV_CURVE = ((1, 32, 5, 28, 64), (3, 32, 3, 32, 64), (16, 16, 3, 32, 32), (64, 64, 3, 28, 32), (64, 64, 5, 14, 16))
+#: and of the bandwidth-by-size curve, which goes on to DRAM-sized tensors (134 MB moved per call)
+CURVE_SIZES = (*FIT_SIZES, 4**12)
+RATE_ROUNDS = 2  # rounds over the rate benchmarks; each rate is the fastest round's
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine's roofline figures for one device, thread count and layout."""
+
+    device: str
+    threads: int
+    channels_last: bool
+    torch_version: str
+    mac_rate: dict[str, float]  # kernel family -> sustained MACs per second
+    bandwidth: float  # bytes per second
+    overhead: float  # seconds per dispatched operator
+    launch: dict[str, float] = field(default_factory=dict)  # kernel family -> seconds per MAC-type kernel call
+    pool_rate: float = 0.0  # pooling-window elements read per second (0: pooling is bandwidth-bound)
+    # [bytes moved per call, seconds per call] of the element-wise benchmark from cache to DRAM sizes
+    memory_curve: list[list[float]] = field(default_factory=list)
+    # [reduction length K, MACs per second on valid taps] of convolutions with K = 25 .. 1600 (CONV_CURVE)
+    conv_curve: list[list[float]] = field(default_factory=list)
+    seconds: float = 0.0  # how long the micro-benchmark took
+    allocator: dict[str, Any] = field(default_factory=dict)  # keep_freed_memory() as the benchmark ran
+    measured_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Machine:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def device_name(device: torch.device | str) -> str:
+    """The device's model name (GPU name; CPU: the processor string) as timings record it."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def memory_seconds(nbytes: float, calls: int, machine: Machine) -> float:
+    """Seconds to move ``nbytes`` in ``calls`` operator calls, at the bandwidth measured for that size per call.
+
+    With a measured curve (:attr:`Machine.memory_curve`) the bandwidth is the effective one of the
+    element-wise benchmark at the same traffic per call, interpolated in log size and clamped to the
+    measured range: a few MB per call stream from cache, tens of MB from DRAM, three to four times
+    slower on the 2-core CPU. Without one: the fitted :attr:`Machine.bandwidth`.
+    """
+    if nbytes <= 0:
+        return 0.0
+    # sizes whose time is mostly transfer (3x the per-op overhead or more); smaller ones take the smallest's rate
+    points = [(b, b / (t - machine.overhead)) for b, t in machine.memory_curve if t >= 3 * machine.overhead]
+    if calls < 1 or len(points) < 2:
+        return nbytes / machine.bandwidth
+    sizes, bandwidths = zip(*points)
+    bandwidth = float(np.interp(np.log(nbytes / calls), np.log(sizes), bandwidths))
+    return nbytes / bandwidth
+
+
+def conv_rate(reduction: int, machine: Machine) -> float:
+    """MACs per second of a convolution with reduction length ``reduction`` (= C_in per group x R x S).
+
+    Interpolated in log K over the measured :attr:`Machine.conv_curve` and clamped to its range.
+    """
+    ks, rates = zip(*machine.conv_curve)
+    return float(np.interp(np.log(reduction), np.log(ks), rates))
+
+
+def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
+    """Predicted seconds of one profiled layer (all its calls) and what bounds it: compute, memory or overhead.
+
+    Each class of operator in the row gets its own roofline: MAC-type kernels max(MACs / rate, their
+    bytes / bandwidth), pooling max(window elements / pool rate, its bytes / bandwidth), the rest
+    (element-wise, movement) their bytes / bandwidth; the three add up, plus the dispatch costs.
+    A traced backbone puts a whole segment in one row, where a single max over the row would hide
+    every element-wise operator behind the convolutions.
+    """
+    macs, calls = layer.family_macs, layer.family_ops
+    if layer.mac_type and not macs:  # a row built by hand: its MAC-type work as matmul kernels
+        macs, calls = {"matmul": layer.macs - layer.norm_macs}, {"matmul": layer.mac_ops}
+
+    def known(family: str) -> str:  # figures measured before a family existed: its fallback's
+        return family if family in machine.mac_rate else FALLBACK.get(family, "matmul")
+
+    total_bytes = layer.input_bytes + layer.weight_bytes + layer.output_bytes
+    kernel_bytes, window_bytes = layer.kernel_bytes, layer.window_bytes
+    if not kernel_bytes and not window_bytes:  # a row built by hand (one class of operator): all its bytes
+        kernel_bytes = total_bytes if layer.mac_type else 0
+        window_bytes = total_bytes if layer.window_ops and not layer.mac_type else 0
+    kernels = sum(calls.values())
+    windows = layer.window_calls or (1 if window_bytes else 0)
+    by_reduction = layer.conv_reduction_macs if len(machine.conv_curve) >= 2 else {}
+    mac_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items()
+                      if not (by_reduction and f in ("conv", "conv_thin")))  # fmt: skip
+    mac_compute += sum(n / conv_rate(k, machine) for k, n in by_reduction.items())
+    mac_memory = memory_seconds(kernel_bytes, max(kernels, 1), machine)
+    window_compute = layer.window_ops / machine.pool_rate if layer.window_ops and machine.pool_rate else 0.0
+    window_memory = memory_seconds(window_bytes, windows, machine)
+    other_memory = memory_seconds(total_bytes - kernel_bytes - window_bytes,
+                                  max(layer.ops - kernels - windows, 1), machine)  # fmt: skip
+    roof = max(mac_compute, mac_memory) + max(window_compute, window_memory) + other_memory
+    launch = sum(n * machine.launch.get(known(f), machine.overhead) for f, n in calls.items())
+    dispatch = launch + (layer.ops - kernels) * machine.overhead
+    compute = (mac_compute if mac_compute >= mac_memory else 0.0) + (
+        window_compute if window_compute >= window_memory else 0.0
+    )
+    bound = "compute" if compute and compute >= roof - compute else "memory"
+    if dispatch > roof:
+        bound = "overhead"
+    return dispatch + roof, bound
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted seconds of a profiled run (the whole profile: every sample of it) and per layer."""
+
+    seconds: float
+    samples: int
+    layers: list[dict[str, Any]]  # module, seconds, bound
+
+    @property
+    def per_sample(self) -> float:
+        return self.seconds / self.samples
+
+    def share(self, bound: str) -> float:
+        """Share of the predicted time in layers bound by ``bound``."""
+        return sum(r["seconds"] for r in self.layers if r["bound"] == bound) / self.seconds if self.seconds else 0.0
+
+
+def predict(prof: Profile, machine: Machine) -> Prediction:
+    """The roofline prediction of everything a profile counted."""
+    rows: list[dict[str, Any]] = []
+    total = 0.0
+    for layer in prof.layers:
+        sec, bound = layer_seconds(layer, machine)
+        rows.append({"module": layer.module, "seconds": sec, "bound": bound})
+        total += sec
+    return Prediction(total, prof.samples, rows)
+
+
+# --------------------------------------------------------------------------- measuring the machine
+
+
+def _median_seconds(fn: Callable[[], Any], device: torch.device, min_seconds: float = 0.05, repeats: int = 5) -> float:
+    """Median over ``repeats`` of the mean time of ``fn`` over a loop of at least ``min_seconds``."""
+    cuda = device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    once = max(time.perf_counter() - t0, 1e-7)
+    loops = max(1, int(min_seconds / once))
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        sync()
+        out.append((time.perf_counter() - t0) / loops)
+    return statistics.median(out)
+
+
+def fit_overhead_bandwidth(nbytes: list[float], seconds: list[float]) -> tuple[float, float]:
+    """(overhead s, bandwidth bytes/s) of ``t = overhead + bytes / bandwidth``, least squares on relative error."""
+    b, t = np.asarray(nbytes, float), np.asarray(seconds, float)
+    if len(b) < 2 or np.ptp(b) == 0:
+        raise ValueError("the fit needs times at two or more different sizes")
+    a = np.stack([np.ones_like(b), b], axis=1) / t[:, None]
+    (overhead, inv_bw), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+    if inv_bw <= 0:
+        raise ValueError(f"times do not grow with size (slope {inv_bw:.3g} s/byte); the machine is too noisy to fit")
+    return max(float(overhead), 0.0), float(1.0 / inv_bw)
+
+
+KEEP_ENV = "CASCADE_KEEP_FREED_MEMORY"
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_TOP_PAD = 64 << 20
+_KEPT: dict[str, Any] = {}
+
+
+def keep_freed_memory() -> dict[str, Any]:
+    """Stop glibc's malloc from handing freed memory back to the OS, for timing (process-wide, for good).
+
+    By default glibc serves allocations of 32 MiB and more with fresh ``mmap`` pages and trims freed
+    memory at the top of the heap, so the large activations of a forward pass are page-faulted in
+    again on every call: on the 2-core VM a 134 MB element-wise pass ran at 3.6 GB/s that way and at
+    23 GB/s with freed memory kept, and the study CNN's first block (exit p1's path) took 10.3 ms
+    instead of 5.1 at two threads. PyTorch's CPU performance guide recommends jemalloc or tcmalloc
+    for this reason; this is glibc's equivalent (``mallopt``: no ``mmap`` allocations, no trimming,
+    64 MiB top pad), applied before anything is timed or the roofline is measured. Memory freed
+    afterwards stays with the process (its peak RSS is kept). ``CASCADE_KEEP_FREED_MEMORY=0`` leaves
+    the allocator alone. Returns what was done, for the run's provenance.
+    """
+    if _KEPT:
+        return dict(_KEPT)
+    if os.environ.get(KEEP_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return {"kept": False, "reason": f"{KEEP_ENV}=0"}
+    if platform.libc_ver()[0] != "glibc":
+        return {"kept": False, "reason": f"allocator not glibc ({platform.system()})"}
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, _TOP_PAD))
+    done = [libc.mallopt(param, value) for param, value in settings]
+    if not all(done):
+        return {"kept": False, "reason": f"mallopt refused ({done})"}
+    _KEPT.update(kept=True, allocator=f"glibc {platform.libc_ver()[1]}", mmap_max=0, trim_threshold=2**31 - 1,
+                 top_pad=_TOP_PAD)  # fmt: skip
+    return dict(_KEPT)
+
+
+@torch.no_grad()
+def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None) -> Machine:
+    """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds)."""
+    device = torch.device(device)
+    nhwc = device.type == "cpu" if channels_last is None else channels_last
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    allocator = keep_freed_memory() if device.type == "cpu" else {}
+    start = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+
+    def rnd(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(device)
+
+    # every MAC-type and pooling rate: (name, callable, work per call); timed in RATE_ROUNDS interleaved
+    # rounds and the fastest kept: noise only ever slows a kernel down, and a slow spell of the machine
+    # (a measurement right after training) once took a point of the convolution curve to 60 % of its rate
+    probes: list[tuple[str, Callable[[], Any], float]] = []
+    launch: dict[str, float] = {}
+    for cin, cout, k, hw, batch in CONV_CURVE:
+        conv = nn.Conv2d(cin, cout, k, padding=k // 2).to(device).eval().to(memory_format=fmt)
+        x = rnd(batch, cin, hw, hw).contiguous(memory_format=fmt)
+        valid = valid_tap_share((hw, hw), (k, k), (1, 1), (k // 2, k // 2), (1, 1))  # MACs on real input
+        probes.append((f"conv{cin * k * k}", functools.partial(conv, x), batch * hw * hw * cout * cin * k * k * valid))
+        family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
+        if family:
+            tiny = rnd(1, cin, 4, 4).contiguous(memory_format=fmt)
+            launch[family] = _median_seconds(functools.partial(conv, tiny), device, min_seconds=0.02)
+    a, w = rnd(256, 1024), rnd(1024, 1024)
+    probes.append(("matmul", functools.partial(torch.matmul, a, w), 256 * 1024 * 1024))
+    lin, tiny = nn.Linear(16, 16).to(device).eval(), rnd(1, 16)
+    launch["matmul"] = _median_seconds(functools.partial(lin, tiny), device, min_seconds=0.02)
+    head = nn.Linear(1024, 10).to(device).eval()
+    probes.append(("matmul_narrow", functools.partial(head, a), 256 * 1024 * 10))
+    narrow = nn.Linear(16, 10).to(device).eval()
+    launch["matmul_narrow"] = _median_seconds(functools.partial(narrow, tiny), device, min_seconds=0.02)
+    fmap = rnd(64, 32, 28, 28).contiguous(memory_format=fmt)
+    probes.append(("pool", functools.partial(nn.functional.max_pool2d, fmap, 2), fmap.numel()))
+    best: dict[str, float] = {}
+    for _ in range(RATE_ROUNDS):
+        for name, fn, work in probes:
+            for _ in range(3):  # primitive creation and the first touch of its buffers are not the rate
+                fn()
+            best[name] = max(best.get(name, 0.0), work / _median_seconds(fn, device))
+    curve = [[cin * k * k, best[f"conv{cin * k * k}"]] for cin, _, k, _, _ in CONV_CURVE]
+    rates = {"conv_thin": best["conv27"], "conv": best["conv576"], "matmul": best["matmul"],
+             "matmul_narrow": best["matmul_narrow"]}  # fmt: skip
+    pool_rate = best["pool"]
+    sizes, times = [], []
+    for n in CURVE_SIZES:
+        x = rnd(n)
+        times.append(_median_seconds(functools.partial(torch.relu, x), device, min_seconds=0.02))
+        sizes.append(8.0 * n)  # 4 bytes read, 4 written
+        del x
+    fit = len(FIT_SIZES)
+    overhead, bandwidth = fit_overhead_bandwidth(sizes[:fit], times[:fit])
+    return Machine(
+        device=device_name(device),
+        threads=torch.get_num_threads(),
+        channels_last=nhwc,
+        torch_version=torch.__version__,
+        mac_rate=rates,
+        bandwidth=bandwidth,
+        overhead=overhead,
+        launch=launch,
+        pool_rate=pool_rate,
+        memory_curve=[[b, t] for b, t in zip(sizes, times)],
+        conv_curve=curve,
+        allocator=allocator,
+        seconds=time.perf_counter() - start,
+        measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def default_cache() -> Path | None:
+    return user_cache(CACHE_ENV, "roofline")
+
+
+def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False) -> Machine:
+    """This machine's figures for the current thread count: from the cache, or measured and cached."""
+    device = torch.device(device)
+    nhwc = device.type == "cpu" if channels_last is None else channels_last
+    layout = "nhwc" if nhwc else "nchw"
+    kept = "" if device.type != "cpu" or keep_freed_memory().get("kept") else "-trimming"
+    ident = (f"{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
+             f"-torch{torch.__version__}-v{MODEL_VERSION}{kept}")  # fmt: skip
+    cache = default_cache()
+    path = cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
+    if path is not None and path.is_file() and not refresh:
+        try:
+            return Machine.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError):
+            pass  # a damaged cache entry is measured again
+    m = measure_machine(device, channels_last=nhwc)
+    if path is not None:
+        try:
+            atomic_write_bytes(path, json.dumps(m.to_dict(), indent=1).encode())
+        except OSError:
+            pass  # a read-only cache: measured again next time
+    return m

@@ -1,0 +1,532 @@
+"""matplotlib figures of a results folder (PNG and PDF), one per study experiment plus ours.
+
+Every curve is the mean over seeds with a 95 % t-interval band (no band and no error bars at one
+seed); axes carry units; legends sit below the axes so that a figure keeps its width. Widths are
+a journal's: :data:`COLUMN` (3.5 in) for one panel, :data:`PAGE` (7 in) for two or more. Each
+variant keeps one colour + marker pair in every figure, unique for up to 56 variants (7 Okabe-Ito
+colours, colour-blind safe, x 8 markers; black is left to the Pareto front). With many variants the
+threshold and cost figures are faceted by loss family (base, drawn grey, stays in every facet as the
+reference). Variants whose exits collapsed (0 % or 100 % early at every threshold) are drawn as
+markers only: their thresholds do not trace a curve of operating points.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after choosing the headless backend
+import numpy as np
+import pandas as pd
+
+from bench.analyse import stats
+from bench.analyse.load import Results
+from bench.results.files import atomic_write_files
+from bench.results.record import RunRecord
+
+# Okabe-Ito without black (distinguishable with the common colour-vision deficiencies).
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+FRONT = {"color": "black", "linewidth": 2.2, "alpha": 0.35, "linestyle": "-", "zorder": 0}  # the Pareto front
+COLUMN, PAGE = 3.5, 7.0  # figure widths, inches
+FACET_ABOVE = 6  # more variants than this: facet the threshold and cost figures by loss family
+REFERENCE_GREY = "#7f7f7f"
+LEGEND_PT = 6.5  # legend font size, points
+plt.rcParams.update({"font.size": 7, "axes.labelsize": 8, "axes.titlesize": 8, "xtick.labelsize": 7,
+                     "ytick.labelsize": 7})  # fmt: skip  # sizes for a 3.5 in column
+
+
+def style(i: int) -> dict[str, Any]:
+    """Colour, marker and line style of series ``i``: a (colour, marker) pair unique for i < 56."""
+    c, cycle = i % len(PALETTE), i // len(PALETTE)
+    return {
+        "color": PALETTE[c],
+        "marker": MARKERS[(c + cycle) % len(MARKERS)],
+        "markersize": 4,
+        "linestyle": ["-", "--", ":", "-."][cycle % 4],
+    }
+
+
+def variant_style(results: Results, variant: str) -> dict[str, Any]:
+    """The style of ``variant``: the same in every figure of a report."""
+    return style(results.variants.index(variant))
+
+
+def _mean_band(values: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """values[i] = the seeds' values at point i -> mean, low, high (low = high = mean when n < 2)."""
+    means, lows, highs = [], [], []
+    for v in values:
+        iv = stats.t_interval(list(v))
+        means.append(iv.mean)
+        lows.append(iv.mean if math.isnan(iv.low) else iv.low)
+        highs.append(iv.mean if math.isnan(iv.high) else iv.high)
+    return np.array(means), np.array(lows), np.array(highs)
+
+
+def line(
+    ax: Any,
+    x: Sequence[float],
+    values: Sequence[Sequence[float]],
+    label: str,
+    i: int | dict[str, Any],
+    scale: float = 1.0,
+    *,
+    markers_only: bool = False,
+) -> None:
+    """Mean over seeds with a 95 % band (none at one seed); ``i``: a series index or a style."""
+    m, lo, hi = _mean_band(values)
+    st = dict(style(i) if isinstance(i, int) else i)
+    if markers_only:
+        st["linestyle"] = "none"
+    ax.plot(x, m * scale, label=label, linewidth=1.4, **st)
+    if any(len(v) > 1 for v in values) and not markers_only:
+        ax.fill_between(x, lo * scale, hi * scale, color=st["color"], alpha=0.18, linewidth=0)
+
+
+def clip_percent(ax: Any) -> None:
+    """Keep percentage axes inside [0, 100] even when a 2-seed interval is wider than that."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, -2.0), min(high, 102.0))
+
+
+def finish(fig: Any, axes: Sequence[Any], path: Path, title: str) -> list[tuple[str, Path]]:
+    """Grid, one legend below the axes (every panel's entries, once), title; PNG and PDF, atomically.
+
+    The figure keeps its width (column or page); it grows in height by the legend's rows.
+    """
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    width, height = fig.get_size_inches()
+    if seen:
+        longest = max(len(lab) for lab in seen)
+        ncol = max(1, min(len(seen), int(width * 72 / (LEGEND_PT * (longest * 0.6 + 4)))))
+        rows = math.ceil(len(seen) / ncol)
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=ncol, frameon=False,
+                   fontsize=LEGEND_PT)  # fmt: skip
+        fig.set_size_inches(width, height + rows * LEGEND_PT * 1.5 / 72 + 0.1)
+    fig.suptitle(title, fontsize=9)
+    files = {}
+    for suffix, options in ((".png", {"dpi": 200}), (".pdf", {})):  # through temp-and-rename, like run files
+        buf = io.BytesIO()
+        fig.savefig(buf, format=suffix[1:], **options)
+        files[path.with_suffix(suffix)] = buf.getvalue()
+    plt.close(fig)
+    atomic_write_files(files)  # the PNG and the PDF as one set
+    return [(title, path.with_suffix(".png"))]
+
+
+def shared_labels(fig: Any, axes: Sequence[Any], xlabel: str, ylabel: str) -> None:
+    """Axis labels: on the axes of a single panel, once for the figure when panels share their axes."""
+    cols = axes[0].get_gridspec().ncols
+    for k, ax in enumerate(axes):
+        ax.set_xlabel(xlabel)
+        if k % cols == 0:
+            ax.set_ylabel(ylabel)
+
+
+def panels(n: int, height: float = 2.6, **kw: Any) -> tuple[Any, list[Any]]:
+    """A figure of ``n`` panels: one column wide for one panel, a page wide (up to 3 per row) for more."""
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(COLUMN if n == 1 else PAGE, height * rows), squeeze=False,
+                             layout="constrained", **kw)  # fmt: skip
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def loss_family(results: Results, variant: str) -> str:
+    return results.records_of(variant)[0].loss
+
+
+def facets(results: Results) -> list[tuple[str, list[str]]]:
+    """(title, variants) per panel: all in one up to :data:`FACET_ABOVE` variants, else one per loss family."""
+    if len(results.variants) <= FACET_ABOVE:
+        return [("", list(results.variants))]
+    groups: dict[str, list[str]] = defaultdict(list)
+    for v in results.variants:
+        groups[loss_family(results, v)].append(v)
+    ref = results.report_spec.reference
+    return [(f"loss: {loss}", ([ref] if ref in results.variants and ref not in vs else []) + vs)
+            for loss, vs in groups.items() if loss != "base" or len(groups) == 1]  # fmt: skip
+
+
+def collapsed(results: Results, variant: str) -> bool:
+    """Whether the variant's exits collapsed: 0 % or 100 % early at every threshold (all seeds).
+
+    A network without intermediate exits (base) has no exits to collapse: False."""
+    recs = results.records_of(variant)
+    if not recs[0].exits_at:
+        return False
+    shares = [t.early_share for r in recs for t in (r.thresholds or []) if t.threshold is not None]
+    return bool(shares) and (all(s <= 0.001 for s in shares) or all(s >= 0.999 for s in shares))
+
+
+def _label(results: Results, variant: str) -> str:
+    return f"{variant} (collapsed)" if collapsed(results, variant) else variant
+
+
+def _facet_style(results: Results, variant: str, title: str) -> dict[str, Any]:
+    """A variant's own style; the reference drawn grey in a facet of another family."""
+    st = variant_style(results, variant)
+    if title and variant == results.report_spec.reference and not title.endswith(loss_family(results, variant)):
+        st = {**st, "color": REFERENCE_GREY}
+    return st
+
+
+def loss_curves(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Experiment 1: training loss over iterations (pre-training steps offset the x axis)."""
+    fig, (ax,) = panels(1)
+    for variant in results.variants:
+        recs = results.records_of(variant)
+        tr = [r.training for r in recs if r.training]
+        if not tr or not tr[0].log_iterations:
+            continue
+        n = min(len(t.log_losses) for t in tr)
+        offset = tr[0].pretrain_steps or 0
+        x = [offset + it for it in tr[0].log_iterations[:n]]
+        line(ax, x, [[t.log_losses[j] for t in tr] for j in range(n)], variant, variant_style(results, variant))
+    ax.set_xlabel("iteration (after any pre-training)")
+    ax.set_ylabel("training loss (window mean)")
+    ax.set_yscale("log")
+    return finish(fig, [ax], out / "loss_curves", "Training loss over iterations")
+
+
+def accuracy_per_epoch(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Experiment 2: final-exit validation and test accuracy per epoch."""
+    fig, axes = panels(2, sharey=True)
+    for variant in results.variants:
+        recs = results.records_of(variant)
+        epochs = [r.training.epochs if r.training else [] for r in recs]
+        n = min(len(e) for e in epochs)
+        if n == 0:
+            continue
+        x = list(range(1, n + 1))
+        for ax, key in zip(axes, ("val_accuracy", "test_accuracy")):
+            line(ax, x, [[e[j][key][-1] for e in epochs] for j in range(n)], variant,
+                 variant_style(results, variant), 100)  # fmt: skip
+    axes[0].set_title("validation", fontsize=8)
+    axes[1].set_title("test (recorded, never used for selection)", fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("final-exit accuracy (%)")
+    clip_percent(axes[0])
+    return finish(fig, list(axes), out / "accuracy_per_epoch", "Accuracy per epoch")
+
+
+def _threshold_values(results: Results, variant: str, key: str) -> tuple[list[float], list[list[float]]]:
+    recs = results.records_of(variant)
+    ts = [t.threshold for t in recs[0].thresholds or [] if t.threshold is not None]
+    vals = [[getattr(r.at(thr), key) for r in recs] for thr in ts]
+    return ts, vals
+
+
+def threshold_curves(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Experiments 3 and 4: cascade accuracy and early predictions against the threshold (faceted)."""
+    figs = []
+    groups = facets(results)
+    for key, label, name, title in (
+        ("accuracy", "cascade test accuracy (%)", "accuracy_vs_threshold", "Cascade accuracy against threshold"),
+        ("early_share", "early predictions (% of test)", "early_vs_threshold", "Early predictions against threshold"),
+    ):
+        fig, axes = panels(len(groups), sharex=True, sharey=True)
+        for ax, (facet, variants) in zip(axes, groups):
+            for variant in variants:
+                ts, vals = _threshold_values(results, variant, key)
+                if ts:
+                    line(ax, ts, vals, _label(results, variant), _facet_style(results, variant, facet), 100,
+                         markers_only=collapsed(results, variant))  # fmt: skip
+            if facet:
+                ax.set_title(facet, fontsize=8)
+        clip_percent(axes[0])  # after every facet is drawn: the panels share the y axis
+        shared_labels(fig, axes, "threshold t (max softmax probability)", label)
+        figs += finish(fig, axes, out / name, title)
+    return figs
+
+
+def lambda_sweep(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Experiment 5: accuracy and early predictions against the firm penalty lambda.
+
+    Several families on one axis are dodged sideways (a small offset, 1.5 % of the λ range per
+    family) so that their points and error bars do not hide each other.
+    """
+    groups: dict[str, dict[float, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    for r in results.records:
+        lam = next((v for k, v in r.sweep.items() if k.split(".")[-1] == "lambda"), None)
+        if lam is not None:
+            groups[r.variant_base][float(lam)].append(r)
+    if not groups:
+        return []
+    thr = results.headline
+    fig, axes = panels(2)
+    n = len(groups)
+    all_lams = sorted({lam for by_lam in groups.values() for lam in by_lam})
+    span = (all_lams[-1] - all_lams[0]) or 1.0
+    for g, (base, by_lam) in enumerate(groups.items()):
+        lams = sorted(by_lam)
+        dodge = 0.015 * span * (g - (n - 1) / 2)
+        st = variant_style(results, next(iter(by_lam.values()))[0].variant)
+        for ax, key in zip(axes, ("accuracy", "early_share")):
+            vals = [[getattr(r.at(thr), key) for r in by_lam[lam]] for lam in lams]
+            m, lo, hi = _mean_band(vals)
+            err = None if all(len(v) < 2 for v in vals) else [(m - lo) * 100, (hi - m) * 100]
+            ax.errorbar([lam + dodge for lam in lams], m * 100, yerr=err, label=base, capsize=2, linewidth=1.2, **st)
+    axes[0].set_ylabel(f"cascade test accuracy at t = {thr} (%)")
+    axes[1].set_ylabel(f"early predictions at t = {thr} (%)")
+    for ax in axes:
+        ax.set_xlabel("penalty weight λ")
+        ax.set_xticks(all_lams)
+        clip_percent(ax)
+    return finish(fig, list(axes), out / "lambda_sweep", f"Firm penalty λ sweep at t = {thr}")
+
+
+def headline_bars(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Experiment 6: all models at the headline threshold, accuracy and early predictions (page wide)."""
+    thr = results.headline
+    variants = results.variants
+    fig, axes = panels(2, height=2.2 + 0.08 * max(len(v) for v in variants))
+    for ax, key, label in zip(
+        axes, ("accuracy", "early_share"), ("cascade test accuracy (%)", "early predictions (%)")
+    ):
+        for i, v in enumerate(variants):
+            iv = stats.t_interval([getattr(r.at(thr), key) for r in results.records_of(v)])
+            err = None if math.isnan(iv.low) else iv.half_width * 100  # no error bar at one seed
+            k = results.variants.index(v)
+            hatch = ["", "////", "....", "xxxx"][(k // len(PALETTE)) % 4]  # bars have no marker: colour + hatch
+            ax.bar(i, iv.mean * 100, yerr=err, color=style(k)["color"], hatch=hatch, capsize=2, edgecolor="black",
+                   linewidth=0.3)  # fmt: skip
+        ax.set_xticks(range(len(variants)))
+        ax.set_xticklabels(variants, rotation=60, ha="right", fontsize=6)
+        ax.set_ylabel(label)
+        clip_percent(ax)
+    return finish(fig, list(axes), out / "headline_bars", f"All models at t = {thr}")  # the x axis names the bars
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points (cost, accuracy) not dominated by a cheaper-or-equal, more-or-equally accurate point."""
+    front: list[tuple[float, float]] = []
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or acc > front[-1][1]:
+            front.append((cost, acc))
+    return front
+
+
+def accuracy_vs_cost(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Accuracy against expected MACs and energy, every variant and threshold; error bars at n >= 2.
+
+    The Pareto front (of the mean points of all variants) is drawn as a wide grey step line behind
+    the points, in no variant's colour.
+    """
+    figs = []
+    table = results.energy_table()
+    groups = facets(results)
+    for key, label, name in (
+        ("macs_expected", "expected MACs per sample (M)", "accuracy_vs_macs"),
+        ("energy", f"energy per sample ({table}, M units)", "accuracy_vs_energy"),
+    ):
+        fig, axes = panels(len(groups), sharex=True, sharey=True)
+        points = []
+        for ax, (facet, variants) in zip(axes, groups):
+            for variant in variants:
+                recs = results.records_of(variant)
+                xs, ys, xe, ye = [], [], [], []
+                for j in range(len(recs[0].thresholds or [])):
+                    rows = [(r.thresholds or [])[j] for r in recs]
+                    costs = [row.energy_expected[table] if key == "energy" else row.macs_expected for row in rows]
+                    cx = stats.t_interval([c / 1e6 for c in costs])
+                    cy = stats.t_interval([row.accuracy * 100 for row in rows])
+                    xs.append(cx.mean)
+                    ys.append(cy.mean)
+                    xe.append(0 if math.isnan(cx.low) else cx.half_width)
+                    ye.append(0 if math.isnan(cy.low) else cy.half_width)
+                    points.append((cx.mean, cy.mean))
+                st = dict(_facet_style(results, variant, facet))
+                if collapsed(results, variant):
+                    st["linestyle"] = "none"
+                one_seed = len(recs) < 2
+                ax.errorbar(xs, ys, xerr=None if one_seed else xe, yerr=None if one_seed else ye,
+                            label=_label(results, variant), linewidth=1, capsize=2, **st)  # fmt: skip
+            if facet:
+                ax.set_title(facet, fontsize=8)
+        shared_labels(fig, axes, label, "cascade test accuracy (%)")
+        front = pareto_front(points)
+        if front:
+            fx, fy = zip(*front)
+            right = max(p[0] for p in points)
+            for ax in axes:
+                ax.plot([*fx, right], [*fy, fy[-1]], drawstyle="steps-post", label="Pareto front (all variants)",
+                        **FRONT)  # fmt: skip
+        clip_percent(axes[0])  # after every facet is drawn: the panels share the y axis
+        figs += finish(fig, axes, out / name, "Accuracy against " + ("compute" if key != "energy" else "energy"))
+    return figs
+
+
+def budget_figures(results: Results, budget: pd.DataFrame, out: Path) -> list[tuple[str, Path]]:
+    """Budget curves (accuracy vs budget; ``budget`` = the report's budget table)."""
+    figs: list[tuple[str, Path]] = []
+    if not budget.empty:
+        fig, axes = panels(2)
+        for variant in budget["variant"].unique():
+            pts = [r.budget.points for r in results.records_of(variant) if r.budget and r.budget.points]
+            xs = [p.budget for p in pts[0]]
+            st = variant_style(results, variant)
+            line(axes[0], xs, [[q[j].test_accuracy for q in pts] for j in range(len(xs))], variant, st, 100)
+            line(axes[1], xs, [[q[j].test_cost_fraction for q in pts] for j in range(len(xs))], variant, st, 100)
+        unit = budget["unit"].iloc[0]
+        xlabel = {"fraction": "budget (fraction of base MACs)", "macs": "budget (MACs per sample)",
+                  "energy": "budget (energy per sample)"}[unit]  # fmt: skip
+        axes[0].set_ylabel("test accuracy, thresholds from val. (%)")
+        axes[1].set_ylabel("test cost (% of base MACs)")
+        for ax in axes:
+            ax.set_xlabel(xlabel)
+        clip_percent(axes[0])
+        figs += finish(fig, list(axes), out / "budget_curves", "Budgeted accuracy (thresholds chosen on validation)")
+    return figs
+
+
+def anytime(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Anytime prediction: each exit's own accuracy (all samples through it) against its cumulative cost."""
+    fig, (ax,) = panels(1)
+    drawn = False
+    for variant in results.variants:
+        recs = results.records_of(variant)
+        cost = recs[0].cost
+        if cost is None or len(cost.per_exit) < 2:
+            continue
+        xs = [c.macs / cost.base["macs"] * 100 for c in cost.per_exit]
+        vals = [[r.exits.test_accuracy[j] for r in recs if r.exits] for j in range(len(cost.per_exit))]
+        line(ax, xs, vals, variant, variant_style(results, variant), 100)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return []
+    ax.set_xlabel("cumulative cost of the exit (% of base MACs)")
+    ax.set_ylabel("exit test accuracy, all samples (%)")
+    clip_percent(ax)
+    return finish(fig, [ax], out / "anytime", "Anytime prediction: each exit alone")
+
+
+ENERGY_PARTS = (("mac", "MAC"), ("rf", "register file"), ("array", "array (inter-PE)"), ("glb", "global buffer"),
+                ("dram", "DRAM"))  # fmt: skip
+LEVEL_COLOURS = {"mac": "#999999", "rf": "#56B4E9", "array": "#009E73", "glb": "#E69F00", "dram": "#D55E00"}
+
+
+def _architectures(results: Results) -> list[tuple[list[str], RunRecord]]:
+    """Distinct exit architectures (by per-exit MACs): the variants sharing each, and one record of them."""
+    found: dict[tuple[Any, ...], tuple[list[str], RunRecord]] = {}
+    for variant in results.variants:
+        rec = results.records_of(variant)[0]
+        if rec.cost is None:
+            continue
+        key = tuple((c.exit, c.macs) for c in rec.cost.per_exit)
+        found.setdefault(key, ([], rec))[0].append(variant)
+    return list(found.values())
+
+
+def energy_levels(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Energy per sample of each exit path by memory level (stacked), ideal and buffer-aware side by side."""
+    table = results.energy_table()
+    archs = [(v, r) for v, r in _architectures(results) if r.cost and r.cost.per_exit
+             and f"{table}_buffered" in r.cost.per_exit[0].energy]  # fmt: skip
+    if not archs:
+        return []
+    archs = archs[:6]
+    fig, axes = panels(len(archs))
+    batch = archs[0][1].cost.energy_tables.get(f"{table}_buffered", {}).get("batch", "1")  # type: ignore[union-attr]
+    for ax, (variants, rec) in zip(axes, archs):
+        assert rec.cost is not None
+        names = [c.exit for c in rec.cost.per_exit]
+        x = np.arange(len(names))
+        for offset, key, hatch in ((-0.2, table, ""), (0.2, f"{table}_buffered", "//")):
+            bottom = np.zeros(len(names))
+            for part, label in ENERGY_PARTS:
+                vals = np.array([c.energy[key][part] for c in rec.cost.per_exit]) / 1e6
+                ax.bar(x + offset, vals, 0.38, bottom=bottom, color=LEVEL_COLOURS[part], hatch=hatch,
+                       edgecolor="white", linewidth=0.4, label=label if offset < 0 else None)  # fmt: skip
+                bottom += vals
+        ax.set_xticks(x, [f"{n}\nideal | buf." for n in names])
+        names_shown = ", ".join(variants)
+        ax.set_title(names_shown if len(names_shown) < 40 else f"{variants[0]} and {len(variants) - 1} more")
+    shared_labels(fig, axes, "exit path", f"energy per sample (M {results.energy_unit()})")
+    title = f"Energy by level per exit path ({table}): ideal (plain, batch 1) vs buffered (hatched, batch {batch})"
+    return finish(fig, axes, out / "energy_levels", title)
+
+
+def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Roofline-predicted vs measured time per sample of every timed exit path and cascade (log-log)."""
+    points: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for rec in results.records:
+        if rec.latency is None:
+            continue
+        for item in [*rec.latency.exit_paths, *rec.latency.cascade]:
+            pred = item.get("roofline_per_sample")
+            if pred:
+                points[int(item["batch_size"])].append((pred * 1e6, item["per_sample_median"] * 1e6))
+    if not points:
+        return []
+    fig, (ax,) = panels(1)
+    for i, (batch, pts) in enumerate(sorted(points.items())):
+        st = style(i)
+        ax.scatter([p for p, _ in pts], [m for _, m in pts], s=12, color=st["color"], marker=st["marker"],
+                   label=f"batch {batch}", alpha=0.8)  # fmt: skip
+    every = [v for pts in points.values() for p in pts for v in p]
+    lo, hi = min(every) / 1.5, max(every) * 1.5
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="identity (prediction = measurement)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("roofline prediction (µs per sample)")
+    ax.set_ylabel("measured median (µs per sample)")
+    return finish(fig, [ax], out / "latency_model", "Latency: roofline vs measured")
+
+
+def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
+    """Exit-path time per sample against the path's MACs, one colour per runtime, marker per batch (log-log);
+    only when a folder timed more than one runtime."""
+    points: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    for rec in results.records:
+        if rec.latency is None or rec.cost is None or rec.exits is None or len(rec.latency.runtime_names) < 2:
+            continue
+        macs = {name: c.macs for name, c in zip(rec.exits.names, rec.cost.per_exit)}
+        for item in rec.latency.exit_paths:
+            key = (item.get("runtime", "eager"), int(item["batch_size"]))
+            points[key].append((macs[item["exit"]], item["per_sample_median"] * 1e6))
+    if not points:
+        return []
+    fig, (ax,) = panels(1)
+    runtimes = sorted({rt for rt, _ in points}, key=lambda rt: (rt != "eager", rt))
+    batches = sorted({b for _, b in points})
+    for (rt, batch), pts in sorted(points.items()):
+        color = style(runtimes.index(rt))["color"]
+        marker = style(batches.index(batch))["marker"]
+        ax.scatter([m for m, _ in pts], [t for _, t in pts], s=14, color=color, marker=marker, alpha=0.8,
+                   label=f"{rt}, batch {batch}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MACs of the exit path (per sample)")
+    ax.set_ylabel("measured median (µs per sample)")
+    return finish(fig, [ax], out / "runtime_paths", "Exit-path time against MACs, per runtime")
+
+
+def write_all(results: Results, out: Path, *, budget: pd.DataFrame | None = None) -> list[tuple[str, Path]]:
+    """Every figure that the results support; returns (title, png path) pairs."""
+    figs: list[tuple[str, Path]] = []
+    for fn in (loss_curves, accuracy_per_epoch, threshold_curves, lambda_sweep, headline_bars, accuracy_vs_cost,
+               anytime, energy_levels, latency_model, runtime_paths):  # fmt: skip
+        figs += fn(results, out)
+    if any(r.budget for r in results.records):
+        figs += budget_figures(results, budget if budget is not None else pd.DataFrame(), out)
+    return figs

@@ -1,0 +1,522 @@
+"""The typed run record: what one run computed, and the one table of metrics every report reads.
+
+A run file (``runs/<variant>/<key>.json``) is the JSON of a :class:`RunRecord`.
+:meth:`RunRecord.to_json` writes the fields in declaration order and leaves out
+optional parts that a run did not produce (a failed run has no costs, a run
+without ``[budget]`` no budget); :meth:`RunRecord.from_json` checks the schema
+version and raises :class:`StoreError` naming the file on an old or corrupt one.
+
+Every metric that a summary column, a report table, a figure, ``bench check``,
+``bench compare`` or the study reads is declared once in :data:`METRICS` (name,
+column label, scale and digits for display, unit, whether higher is better,
+and how to read it from a record at a threshold). A new metric is one field of
+the record plus one row there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(ValueError):
+    """A results folder or file that cannot be read."""
+
+
+# --------------------------------------------------------------------------- generic (de)serialisation
+
+
+#: Field metadata: the field is left out of the JSON when it is ``None`` (a part the run did not produce).
+OMIT = {"omit_none": True}
+
+
+def to_json(obj: Any) -> Any:
+    """Dataclasses -> JSON-ready dicts in field order; ``None`` parts marked optional are left out."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.name] = to_json(value)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_json(v) for k, v in obj.items()}
+    return obj
+
+
+def from_json(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` (recursively) from :func:`to_json` output; unknown keys are kept out."""
+    if not isinstance(data, dict):
+        raise StoreError(f"{where or cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise StoreError(f"{where or cls.__name__}: missing field {f.name!r}")
+            continue
+        kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}" if where else f.name)
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, where) if len(args) == 1 else value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return from_json(tp, value, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise StoreError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+# --------------------------------------------------------------------------- the record's parts
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """Per-exit accuracy when every sample goes through every exit."""
+
+    names: list[str]  # exit names, first to last ("p1", ..., "final")
+    val_accuracy: list[float]  # in [0, 1]
+    test_accuracy: list[float]  # in [0, 1]
+
+
+@dataclass(frozen=True)
+class ExitCostRecord:
+    """Cumulative cost per sample of producing one exit (heads met on the way included)."""
+
+    exit: str
+    macs: int
+    params: int
+    bytes: int
+    energy: dict[str, dict[str, float]]  # energy table -> breakdown (mac, dram, glb, array, rf, total)
+    flops: int  # 2 x macs
+
+
+@dataclass(frozen=True)
+class CostRecord:
+    """What the network costs: per exit, the base network, the full multi-exit network."""
+
+    convention: str
+    energy_tables: dict[str, dict[str, str]]  # table name -> unit, description
+    per_exit: list[ExitCostRecord]
+    base: dict[str, Any]  # macs, flops, params, bytes, energy of the network without intermediate exits
+    full: dict[str, Any]  # macs, energy totals of the last exit
+    unsupported: dict[str, int] | None = field(
+        default=None, metadata=OMIT
+    )  # operators without a cost formula (not counted) -> calls
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The cascade at one threshold (or the only point of a threshold-free policy)."""
+
+    threshold: float | None
+    accuracy: float  # test, in [0, 1]
+    val_accuracy: float
+    early_share: float  # share of test samples that left before the last exit
+    exit_share: list[float]
+    val_exit_share: list[float]
+    exit_accuracy: list[float | None]  # accuracy of the samples that left at each exit (None: nobody)
+    macs_expected: float  # per sample: shares x cumulative exit MACs
+    flops_expected: float
+    energy_expected: dict[str, float]  # energy table -> expected energy per sample
+    saved_vs_base: float  # 1 - expected MACs / base MACs
+    saved_vs_full: float
+    energy_saved_vs_base: dict[str, float]
+    macs_counted: float | None = field(
+        default=None, metadata=OMIT
+    )  # MACs counted while running the real dynamic forward
+    dynamic_matches_masked: bool | None = field(default=None, metadata=OMIT)
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """Wall-clock of the exit paths and of the dynamic forward (see :mod:`bench.measure.latency`)."""
+
+    threads: int
+    device: str
+    # bn_folded, channels_last, flatten_memory_order, segment_slices (what cascade.exits.optimise_for_inference
+    # did); absent from run files written before the timed copy was optimised
+    layout: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    measured_energy_source: str | None = None
+    measured_energy_reason: str | None = None
+    exit_paths: list[dict[str, Any]] = field(default_factory=list)
+    cascade: list[dict[str, Any]] = field(default_factory=list)  # threshold, batch_size, dynamic, full, ...
+    seconds: float | None = field(default=None, metadata=OMIT)
+    # the machine's load before and during timing (bench.measure.latency.LoadMonitor); absent from older files
+    load: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # the machine's roofline figures (bench.measure.roofline.Machine); absent from older files
+    roofline: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # what bench.measure.roofline.keep_freed_memory did to the allocator before timing; absent from older files
+    allocator: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # runtimes other than eager (bench.measure.runtimes): name -> settings and agreement with eager; entries of
+    # exit_paths and cascade timed in them carry "runtime" (eager ones, and older files, do not)
+    runtimes: dict[str, Any] | None = field(default=None, metadata=OMIT)
+
+    @property
+    def busy(self) -> bool:
+        """Whether other processes took a notable share of the CPU before or during timing."""
+        return bool(self.load and self.load.get("busy"))
+
+    def entries(self, runtime: str = "eager") -> list[dict[str, Any]]:
+        """The cascade timings of one runtime."""
+        return [item for item in self.cascade if item.get("runtime", "eager") == runtime]
+
+    def path_entries(self, runtime: str = "eager") -> list[dict[str, Any]]:
+        """The exit-path timings of one runtime."""
+        return [item for item in self.exit_paths if item.get("runtime", "eager") == runtime]
+
+    def at(self, threshold: float | None, batch: int, runtime: str = "eager") -> dict[str, Any] | None:
+        """The cascade timing at ``threshold`` and ``batch`` in ``runtime`` (None: not timed): the one lookup."""
+        for item in self.entries(runtime):
+            t = item["threshold"]
+            if item["batch_size"] == batch and (t is None or threshold is None or math.isclose(t, threshold)):
+                return item
+        return None
+
+    def per_sample(self, threshold: float | None, batch: int, runtime: str = "eager") -> float:
+        """Median seconds per sample of the dynamic forward at ``threshold`` and ``batch`` (NaN: not timed)."""
+        item = self.at(threshold, batch, runtime)
+        return float(item["per_sample_median"]) if item is not None else math.nan
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Batch sizes timed in eager."""
+        return sorted({int(item["batch_size"]) for item in self.entries()})
+
+    @property
+    def runtime_names(self) -> list[str]:
+        """``eager`` and every other runtime timed."""
+        return ["eager", *(self.runtimes or {})]
+
+
+@dataclass(frozen=True)
+class BudgetPoint:
+    budget: float
+    budget_absolute: float
+    feasible: bool
+    thresholds: list[float]
+    val_accuracy: float
+    val_cost: float
+    test_accuracy: float
+    test_cost: float
+    test_cost_fraction: float
+    test_exit_share: list[float]
+
+
+@dataclass(frozen=True)
+class BudgetRecord:
+    """Thresholds chosen on validation for compute budgets (see :mod:`bench.analyse.budget`)."""
+
+    unit: str | None = field(default=None, metadata=OMIT)
+    cost_unit: str | None = field(default=None, metadata=OMIT)
+    base_cost: float | None = field(default=None, metadata=OMIT)
+    exit_costs: list[float] | None = field(default=None, metadata=OMIT)
+    search: str | None = field(default=None, metadata=OMIT)
+    points: list[BudgetPoint] | None = field(default=None, metadata=OMIT)
+    skipped: str | None = field(
+        default=None, metadata=OMIT
+    )  # why no budget was searched (e.g. a threshold-free policy)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """The training history of the run's checkpoint (pre-training included in the step counts)."""
+
+    log_iterations: list[int]
+    log_losses: list[float]
+    epochs: list[dict[str, Any]]  # epoch, train_loss, val_accuracy, test_accuracy, seconds
+    steps: int
+    samples: int
+    train_seconds: float
+    pretrain_steps: int = 0
+    total_steps: int = 0
+    pretrain_history: dict[str, Any] | None = None
+    reused_checkpoint: bool | None = field(default=None, metadata=OMIT)
+    # where the checkpoint came from: "trained" (now), "folder" (this results folder) or "cache"
+    # (the shared checkpoint cache, trained for another folder)
+    checkpoint_source: str | None = field(default=None, metadata=OMIT)
+
+
+#: A classifier below this many times chance accuracy (1 / classes) is "at chance" (the one rule).
+CHANCE_FACTOR = 1.5
+
+
+def at_chance(accuracy: float, classes: int) -> bool:
+    """Whether ``accuracy`` (in [0, 1]) is at chance for ``classes`` classes (NaN: not measured, not at chance)."""
+    return accuracy < CHANCE_FACTOR / classes
+
+
+@dataclass(frozen=True)
+class SanityRecord:
+    """What bench.execute.sanity found after training (see there)."""
+
+    train_mode_accuracy: float  # final exit, first 512 training samples, batch statistics, dropout off
+    eval_mode_accuracy: float  # the same samples in eval mode (running statistics)
+    bn_momentum: list[float]  # distinct momentum values of the batch norms (empty: none)
+    bn_recomputed: bool  # evaluation.recompute_bn was applied before evaluating
+    warnings: list[str]  # at-chance exits, batch-norm statistics that do not describe the data
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str
+    message: str
+    traceback: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: identity, configuration, what it measured, provenance."""
+
+    schema: int
+    key: str
+    train_key: str
+    suite: str
+    variant: str  # display name, with sweep values
+    variant_base: str  # the [[variants]] name
+    sweep: dict[str, Any]
+    seed: int
+    loss: str
+    exits_at: list[str]
+    dataset: str
+    policy: str
+    config: dict[str, Any]  # the resolved configuration (RunSpec.config())
+    started: str
+    data_fingerprint: str | None = field(default=None, metadata=OMIT)
+    data_sizes: dict[str, int] | None = field(default=None, metadata=OMIT)
+    num_classes: int | None = field(default=None, metadata=OMIT)
+    training: TrainingRecord | None = field(default=None, metadata=OMIT)
+    phase_seconds: dict[str, float] | None = field(default=None, metadata=OMIT)
+    exits: ExitInfo | None = field(default=None, metadata=OMIT)
+    cost: CostRecord | None = field(default=None, metadata=OMIT)
+    thresholds: list[OperatingPoint] | None = field(default=None, metadata=OMIT)
+    latency: LatencyRecord | None = field(default=None, metadata=OMIT)
+    budget: BudgetRecord | None = field(default=None, metadata=OMIT)
+    # exact accuracy against early share on the test split (bench.analyse.curves.summarise); max-prob only
+    curve: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # SHA-256 of the run's checkpoint and exit outputs, by path relative to the results folder
+    # (bench.results.artefacts); absent from run files written before digests
+    artefacts: dict[str, str] | None = field(default=None, metadata=OMIT)
+    # sanity checks after training (bench.execute.sanity); absent from older run files
+    sanity: SanityRecord | None = field(default=None, metadata=OMIT)
+    status: str = "failed"  # "ok" or "failed"
+    error: ErrorInfo | None = field(default=None, metadata=OMIT)
+    finished: str = ""
+    seconds: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ (de)serialisation
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = to_json(self)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "run record") -> RunRecord:
+        """Parse a run file's JSON; raises :class:`StoreError` for another schema or a malformed file."""
+        if not isinstance(data, dict):
+            raise StoreError(f"{where}: expected a JSON object")
+        if data.get("schema") != SCHEMA_VERSION:
+            raise StoreError(f"{where}: schema {data.get('schema')!r} is not {SCHEMA_VERSION}; rerun to replace it")
+        try:
+            record: RunRecord = from_json(cls, data, where)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"{where}: malformed run record ({e}); delete it to rerun that run") from None
+        if record.ok and (record.exits is None or record.cost is None or not record.thresholds):
+            raise StoreError(f"{where}: status 'ok' but exits, cost or thresholds are missing")
+        return record
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def headline_threshold(self) -> float:
+        return float(self.config["evaluation"]["headline_threshold"])
+
+    @property
+    def energy_table(self) -> str:
+        return str(self.config["evaluation"]["energy_table"])
+
+    @property
+    def classes(self) -> int:
+        """Classes of the run's dataset (run files before this field existed: the 10 of every shipped dataset)."""
+        return int(self.num_classes or 10)
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.training.total_steps or 0) if self.training else 0
+
+    @property
+    def error_message(self) -> str:
+        return self.error.message if self.error else ""
+
+    def at(self, threshold: float | None) -> OperatingPoint:
+        """The operating point at ``threshold`` (the only one for threshold-free policies)."""
+        for t in self.thresholds or []:
+            if t.threshold is None or threshold is None or math.isclose(t.threshold, threshold):
+                return t
+        raise KeyError(f"run {self.key} has no threshold {threshold}")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per threshold: the columns of ``summary.csv`` (the one flattening of a record)."""
+        assert self.exits is not None and self.cost is not None and self.thresholds is not None
+        rows = []
+        names = self.exits.names
+        ident = {
+            "suite": self.suite, "variant": self.variant, "variant_base": self.variant_base, "loss": self.loss,
+            "exits": "+".join(self.exits_at) or "none", "dataset": self.dataset, "policy": self.policy,
+            "seed": self.seed,
+        }  # fmt: skip
+        for t in self.thresholds:
+            row: dict[str, Any] = {**ident, "threshold": t.threshold}
+            for m in ("accuracy", "val_accuracy", "early_share"):
+                row[m] = METRICS[m].value(self, t)
+            row.update({f"share_{n}": s for n, s in zip(names, t.exit_share)})
+            row.update({f"exit_accuracy_{n}": a for n, a in zip(names, self.exits.test_accuracy)})
+            row["macs"] = METRICS["macs"].value(self, t)
+            row["flops"] = METRICS["flops"].value(self, t)
+            row["macs_counted"] = t.macs_counted
+            row.update({f"energy_{table}": v for table, v in t.energy_expected.items()})
+            row["saved_vs_base"] = METRICS["saved_vs_base"].value(self, t)
+            row["saved_vs_full"] = METRICS["saved_vs_full"].value(self, t)
+            row.update({f"energy_saved_vs_base_{table}": v for table, v in t.energy_saved_vs_base.items()})
+            if self.latency is not None:
+                for item in self.latency.cascade:
+                    if item["threshold"] == t.threshold:
+                        rt = item.get("runtime", "eager")
+                        name = "latency" if rt == "eager" else f"latency_{rt}"  # eager's columns keep their names
+                        row[f"{name}_s_per_sample_b{item['batch_size']}"] = item["per_sample_median"]
+                        if "roofline_per_sample" in item:
+                            row[f"latency_roofline_s_per_sample_b{item['batch_size']}"] = item["roofline_per_sample"]
+            row["params"] = self.cost.per_exit[-1].params
+            row["total_steps"] = self.training.total_steps if self.training else None
+            row["key"] = self.key
+            rows.append(row)
+        return rows
+
+
+# --------------------------------------------------------------------------- the metrics
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: how to read it from a record at an operating point, and how to show it."""
+
+    name: str  # column / metric name
+    label: str  # column label in tables
+    unit: str  # unit of the raw value
+    scale: float  # displayed value = raw x scale
+    digits: int  # decimals displayed
+    higher_is_better: bool | None  # None: neither (e.g. a cost that is a design choice)
+    read: Callable[[RunRecord, OperatingPoint], float | None]
+    deterministic: bool = False  # fixed by the architecture and the exit shares' definition (MACs, params)
+
+    def value(self, record: RunRecord, point: OperatingPoint) -> float | None:
+        return self.read(record, point)
+
+    def value_at(self, record: RunRecord, threshold: float) -> float:
+        """The metric at ``threshold`` as a float (NaN when the run did not measure it)."""
+        v = self.read(record, record.at(threshold))
+        return float(v) if v is not None else math.nan
+
+
+def _energy(record: RunRecord, point: OperatingPoint) -> float:
+    return point.energy_expected[record.energy_table]
+
+
+def _energy_buffered(record: RunRecord, point: OperatingPoint) -> float | None:
+    """The buffer-aware energy (bench.measure.dataflow) of the suite's table; None in runs made before it."""
+    return point.energy_expected.get(f"{record.energy_table}_buffered")
+
+
+def _params(record: RunRecord) -> int | None:
+    return record.cost.per_exit[-1].params if record.cost else None
+
+
+def _energy_saved(record: RunRecord, point: OperatingPoint) -> float:
+    return point.energy_saved_vs_base[record.energy_table]
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", "accuracy (%)", "fraction", 100.0, 2, True, lambda r, t: t.accuracy),
+        Metric("val_accuracy", "validation accuracy (%)", "fraction", 100.0, 2, True, lambda r, t: t.val_accuracy),
+        Metric("early_share", "early exits (%)", "fraction", 100.0, 1, None, lambda r, t: t.early_share),
+        Metric("macs", "MACs (M)", "MACs per sample", 1e-6, 3, False, lambda r, t: t.macs_expected),
+        Metric("flops", "FLOPs (M, =2×MACs)", "FLOPs per sample", 1e-6, 3, False, lambda r, t: t.flops_expected),
+        Metric("energy", "energy", "energy-table units per sample", 1e-6, 2, False, _energy),
+        Metric(
+            "energy_buffered", "energy, buffered", "energy-table units per sample", 1e-6, 2, False, _energy_buffered
+        ),
+        Metric("saved_vs_base", "MACs saved vs base (%)", "fraction", 100.0, 1, True, lambda r, t: t.saved_vs_base),
+        Metric("saved_vs_full", "MACs saved vs full (%)", "fraction", 100.0, 1, True, lambda r, t: t.saved_vs_full),
+        Metric("energy_saved", "energy saved vs base (%)", "fraction", 100.0, 1, True, _energy_saved),
+        Metric("total_steps", "train steps", "optimiser steps", 1.0, 0, None, lambda r, t: r.total_steps, True),
+        Metric("params", "params", "parameters", 1.0, 0, False, lambda r, t: _params(r), True),
+    )
+}
+
+#: Metrics of the main table, in column order (latency columns follow, one per timed batch size).
+MAIN_METRICS = ("accuracy", "early_share", "macs", "flops", "energy", "saved_vs_base", "energy_saved")
+
+_LATENCY = re.compile(r"latency(?:_([a-z]+))?_b(\d+)$")
+
+
+def latency_metric(batch: int, runtime: str = "eager") -> Metric:
+    """Median seconds per sample of the dynamic forward at batch ``batch`` in ``runtime``
+    (``latency_b<N>`` for eager, ``latency_<runtime>_b<N>`` for the others)."""
+
+    def read(record: RunRecord, point: OperatingPoint) -> float | None:
+        return record.latency.per_sample(point.threshold, batch, runtime) if record.latency else math.nan
+
+    if runtime == "eager":
+        return Metric(f"latency_b{batch}", f"latency b{batch} (µs/sample)", "s per sample", 1e6, 1, False, read)
+    return Metric(f"latency_{runtime}_b{batch}", f"latency {runtime} b{batch} (µs/sample)", "s per sample", 1e6, 1,
+                  False, read)  # fmt: skip
+
+
+def get_metric(name: str) -> Metric:
+    """The metric called ``name`` (``latency_b<N>`` for the latency at batch N)."""
+    if name in METRICS:
+        return METRICS[name]
+    match = _LATENCY.match(name)
+    if match:
+        return latency_metric(int(match.group(2)), match.group(1) or "eager")
+    known = [*METRICS, "latency_b<N>", "latency_<runtime>_b<N>"]
+    raise KeyError(f"unknown metric {name!r}; known: {', '.join(known)}")
+
+
+def by_seed(records: list[RunRecord], metric: str, threshold: float) -> dict[int, float]:
+    """{seed: value} of ``metric`` at ``threshold`` over ``records``."""
+    m = get_metric(metric)
+    return {int(r.seed): m.value_at(r, threshold) for r in records}
+
+
+def as_mapping(obj: Any) -> Mapping[str, Any]:
+    """A record part as a plain mapping (for code that renders arbitrary fields)."""
+    out: Mapping[str, Any] = to_json(obj)
+    return out

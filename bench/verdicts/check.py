@@ -1,0 +1,456 @@
+"""``bench check``: a CI gate on compute savings and accuracy against a committed baseline.
+
+The baseline (``results/baselines/<suite>.json``) stores, per variant and seed,
+accuracy and compute saved (MACs saved vs the base network) at the checked
+threshold. A check run computes the same numbers and, per variant and metric,
+the per-seed paired differences d = current - baseline (percentage points).
+
+Each row is classified with the suite's ``[check]`` margin m and level alpha:
+
+* **worse** (fails the gate): the drop is larger than the margin with
+  confidence, i.e. the one-sided paired t-test of H0: mean(d) >= -m against
+  H1: mean(d) < -m rejects at level alpha after Holm correction over all rows
+  of the table. Noise alone does not fail the gate.
+* **better**: likewise, mean(d) > +m with confidence.
+* **unchanged**: the 95 % t-interval of d lies within [-m, +m] (or every d is 0).
+* **not significant**: none of the above (too few seeds or too much noise to say).
+
+With a single seed no test is possible: a row is worse when d < -m.
+A variant in the baseline but not in the run fails the gate too ("missing").
+
+Two guards against a weak test (few seeds, noisy seeds):
+
+* **hard limit**: an accuracy drop larger than ``[check] hard_accuracy_drop`` points (default 5)
+  fails, significant or not ("worse: hard limit").
+* **detectable drop**: each row states the smallest true drop the test finds with 80 % power at its
+  n and alpha, from the seeds' spread s of d: ``m + (t(1 - alpha/k, n-1) + t(0.8, n-1)) * s / sqrt(n)``
+  with k the number of tested rows (Bonferroni, the bound of Holm's first step). A drop smaller than
+  that can pass unnoticed; more seeds shrink it.
+
+Optional latency gate (``[check] max_latency_ratio``, off by default; asv-style): per variant the
+ratio current / baseline of the dynamic forward's latency at ``latency_batch``; "slower" (fails) when
+the geometric-mean ratio over seeds exceeds the limit *and* its 95 % interval lies above 1, so that
+timing noise alone does not fail the gate. Latency baselines only mean something on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from scipy import stats as st
+
+from bench.analyse import stats
+from bench.analyse.load import load_results
+from bench.config.plan import expand_runs, select_runs
+from bench.config.suite import CheckSpec, load_suite
+from bench.execute.progress import make_console
+from bench.execute.runner import run_suite
+from bench.render.report import rich_table
+from bench.results.files import atomic_write_bytes, atomic_write_json
+from bench.results.provenance import code_version, now
+from bench.results.record import METRICS as ALL_METRICS
+from bench.results.record import get_metric
+from bench.verdicts.compare import describe
+
+BASELINE_SCHEMA = 1
+#: (metric in bench.results.record.METRICS, the [check] margin that applies to it)
+METRICS = (("accuracy", "max_accuracy_drop"), ("saved_vs_base", "max_savings_drop"))
+
+
+class BaselineError(ValueError):
+    """A missing or malformed baseline file."""
+
+
+def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict[str, Any]:
+    """The baseline document of a results folder (latency per timed batch size where the runs timed it)."""
+    results = load_results(out_dir)
+    variants: dict[str, Any] = {}
+    for variant in results.variants:
+        seeds: dict[str, dict[str, Any]] = {}
+        for rec in results.records_of(variant):
+            entry: dict[str, Any] = {m: ALL_METRICS[m].value_at(rec, threshold) for m, _ in METRICS}
+            timed = rec.latency
+            for runtime in timed.runtime_names if timed is not None else []:
+                metric = "latency" if runtime == "eager" else f"latency_{runtime}"
+                assert timed is not None
+                lat = {str(b): get_metric(f"{metric}_b{b}").value_at(rec, threshold) for b in timed.batch_sizes}
+                entry[f"{metric}_s_per_sample"] = {b: v for b, v in lat.items() if not math.isnan(v)}
+            seeds[str(rec.seed)] = entry
+        variants[variant] = {"seeds": seeds}
+    side = describe(results)
+    return {
+        "context": {"model": side.model, "dataset": side.dataset, "overrides": side.overrides, "steps": side.steps},
+        "schema": BASELINE_SCHEMA,
+        "suite": results.suite.name if results.suite else out_dir.name,
+        "threshold": threshold,
+        "created": now(),
+        "command": command,
+        "code": code_version(),
+        "variants": variants,
+    }
+
+
+def read_baseline(path: Path, suite_name: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise BaselineError(
+            f"baseline {path} not found; create it on purpose with: bench check SUITE --baseline {path} --update"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise BaselineError(f"baseline {path} is not valid JSON ({e}); regenerate it with --update") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != BASELINE_SCHEMA
+        or not isinstance(data.get("variants"), dict)
+    ):
+        raise BaselineError(
+            f"baseline {path}: expected schema {BASELINE_SCHEMA} with a 'variants' table; regenerate it with --update"
+        )
+    if data.get("suite") != suite_name:
+        raise BaselineError(f"baseline {path} is for suite {data.get('suite')!r}, not {suite_name!r}")
+    for name, v in data["variants"].items():
+        seeds = v.get("seeds") if isinstance(v, dict) else None
+        if not isinstance(seeds, dict) or not all(
+            isinstance(s, dict) and all(isinstance(s.get(m), (int, float)) for m, _ in METRICS) for s in seeds.values()
+        ):
+            raise BaselineError(f"baseline {path}: variant {name!r} lacks per-seed {', '.join(m for m, _ in METRICS)}")
+    return data
+
+
+@dataclass
+class CheckRow:
+    variant: str
+    metric: str
+    baseline: float  # mean, points
+    current: float  # mean, points
+    diff: float  # mean of paired differences, points
+    low: float
+    high: float
+    n: int
+    margin: float
+    p_worse: float  # one-sided, before Holm
+    p_better: float
+    status: str = ""
+    detectable: float = math.nan  # smallest true drop (points) found with 80 % power; see the module docstring
+
+    @property
+    def fails(self) -> bool:
+        return self.status.startswith("worse") or self.status == "missing"
+
+    @property
+    def exact(self) -> bool:
+        """Every seed's difference is the same: reported exactly, not tested."""
+        return self.n >= 2 and self.low == self.high
+
+
+def _one_sided(d: np.ndarray, margin: float) -> tuple[float, float]:
+    """p-values of H1: mean(d) < -margin and H1: mean(d) > +margin."""
+    if len(d) < 2 or np.all(d == d[0]):  # one seed, or an exact difference: nothing to test
+        return math.nan, math.nan
+    worse = float(st.ttest_1samp(d, -margin, alternative="less").pvalue)
+    better = float(st.ttest_1samp(d, margin, alternative="greater").pvalue)
+    return worse, better
+
+
+def detectable_drop(margin: float, spread: float, n: int, alpha: float, power: float = 0.8) -> float:
+    """Smallest true drop (points) a one-sided paired t-test at level ``alpha`` detects with ``power``,
+    with ``n`` seeds whose differences have standard deviation ``spread``; NaN for n < 2."""
+    if n < 2 or math.isnan(spread):
+        return math.nan
+    return margin + (float(st.t.ppf(1 - alpha, n - 1)) + float(st.t.ppf(power, n - 1))) * spread / math.sqrt(n)
+
+
+def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec: CheckSpec) -> list[CheckRow]:
+    """Classify every (variant, metric) of the baseline; see the module docstring."""
+    rows: list[CheckRow] = []
+    spreads: list[float] = []
+    for variant, base in baseline["variants"].items():
+        cur = current["variants"].get(variant)
+        for metric, margin_key in METRICS:
+            margin = float(getattr(spec, margin_key))
+            b = {s: 100 * v[metric] for s, v in base["seeds"].items()}
+            if cur is None:
+                rows.append(CheckRow(variant, metric, float(np.mean(list(b.values()))), math.nan, math.nan,
+                                     math.nan, math.nan, 0, margin, math.nan, math.nan, "missing"))  # fmt: skip
+                spreads.append(math.nan)
+                continue
+            c = {s: 100 * v[metric] for s, v in cur["seeds"].items()}
+            shared = sorted(set(b) & set(c))
+            d = np.array([c[s] - b[s] for s in shared])
+            iv = stats.t_interval(d.tolist())
+            pw, pb = _one_sided(d, margin)
+            rows.append(CheckRow(variant, metric, float(np.mean([b[s] for s in shared])) if shared else math.nan,
+                                 float(np.mean([c[s] for s in shared])) if shared else math.nan,
+                                 iv.mean, iv.low, iv.high, len(shared), margin, pw, pb))  # fmt: skip
+            spreads.append(float(d.std(ddof=1)) if len(d) >= 2 else math.nan)
+    tested = sum(1 for r in rows if r.n >= 2)
+    for r, spread in zip(rows, spreads):
+        r.detectable = detectable_drop(r.margin, spread, r.n, spec.alpha / max(tested, 1))
+    adj_worse = stats.holm([r.p_worse for r in rows])
+    adj_better = stats.holm([r.p_better for r in rows])
+    for r, pw, pb in zip(rows, adj_worse, adj_better):
+        if r.status:
+            continue
+        if r.n == 0:
+            r.status = "missing"
+        elif r.n == 1 or r.exact:  # no test: the difference itself against the margin
+            r.status = "worse" if r.diff < -r.margin else "better" if r.diff > r.margin else "unchanged"
+        elif pw < spec.alpha:
+            r.status = "worse"
+        elif pb < spec.alpha:
+            r.status = "better"
+        elif (r.diff == 0 and r.low == r.high) or (-r.margin <= r.low and r.high <= r.margin):
+            r.status = "unchanged"
+        else:
+            r.status = "not significant"
+        if r.metric == "accuracy" and r.diff < -spec.hard_accuracy_drop and r.status != "worse":
+            r.status = "worse: hard limit"
+        r.p_worse, r.p_better = pw, pb
+    return rows
+
+
+@dataclass
+class LatencyRow:
+    variant: str
+    batch: int
+    baseline_us: float  # mean over seeds, µs per sample
+    current_us: float
+    ratio: float  # geometric mean of the per-seed ratios current / baseline
+    low: float  # 95 % interval of that ratio
+    high: float
+    n: int
+    limit: float
+    status: str
+    runtime: str = "eager"
+
+    @property
+    def fails(self) -> bool:
+        return self.status == "slower"
+
+
+def latency_rows(current: dict[str, Any], baseline: dict[str, Any], spec: CheckSpec) -> list[LatencyRow]:
+    """The latency gate (``[check] max_latency_ratio``); empty when it is off or nothing was timed."""
+    if spec.max_latency_ratio is None:
+        return []
+    rows = []
+    for variant, base in baseline["variants"].items():
+        cur = current["variants"].get(variant)
+        if cur is None:
+            continue
+        keys = sorted({k for v in [*base["seeds"].values(), *cur["seeds"].values()] for k in v
+                       if k.startswith("latency") and k.endswith("_s_per_sample")})  # fmt: skip
+        for key in keys:  # latency_s_per_sample (eager), latency_<runtime>_s_per_sample
+            runtime = (
+                key.removeprefix("latency_").removesuffix("_s_per_sample") if key != "latency_s_per_sample" else "eager"
+            )
+            row = _latency_row(variant, runtime, {s: v.get(key, {}) for s, v in base["seeds"].items()},
+                               {s: v.get(key, {}) for s, v in cur["seeds"].items()}, spec)  # fmt: skip
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def _latency_row(variant: str, runtime: str, b_lat: dict[str, dict[str, float]], c_lat: dict[str, dict[str, float]],
+                 spec: CheckSpec) -> LatencyRow | None:  # fmt: skip
+    """One variant and runtime: current / baseline at the gate's batch, geometric mean over shared seeds."""
+    limit = spec.max_latency_ratio
+    assert limit is not None
+    batches = sorted({int(k) for v in [*b_lat.values(), *c_lat.values()] for k in v})
+    batch = spec.latency_batch if spec.latency_batch is not None else (batches[-1] if batches else None)
+    if batch is None:
+        return None
+    shared = [s for s in sorted(set(b_lat) & set(c_lat)) if str(batch) in b_lat[s] and str(batch) in c_lat[s]]
+    if not shared:
+        return None
+    logs = np.log([c_lat[s][str(batch)] / b_lat[s][str(batch)] for s in shared])
+    iv = stats.t_interval(logs.tolist())
+    ratio = float(np.exp(iv.mean))
+    low, high = (math.exp(iv.low), math.exp(iv.high)) if len(shared) >= 2 else (math.nan, math.nan)
+    beyond_noise = low > 1 if len(shared) >= 2 else True
+    status = "slower" if ratio > limit and beyond_noise else "faster" if ratio < 1 else "ok"
+    return LatencyRow(variant, batch, 1e6 * float(np.mean([b_lat[s][str(batch)] for s in shared])),
+                      1e6 * float(np.mean([c_lat[s][str(batch)] for s in shared])), ratio, low, high,
+                      len(shared), limit, status, runtime)  # fmt: skip
+
+
+def latency_frame(rows: Sequence[LatencyRow]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "variant": [r.variant for r in rows],
+            "runtime": [r.runtime for r in rows],
+            "batch": [r.batch for r in rows],
+            "baseline (µs/sample)": [f"{r.baseline_us:.1f}" for r in rows],
+            "current (µs/sample)": [f"{r.current_us:.1f}" for r in rows],
+            "ratio": [f"{r.ratio:.3f}" for r in rows],
+            "95% CI": ["n/a" if math.isnan(r.low) else f"[{r.low:.3f}, {r.high:.3f}]" for r in rows],
+            "n": [r.n for r in rows],
+            "limit": [f"{r.limit:g}" for r in rows],
+            "status": [r.status.upper() if r.fails else r.status for r in rows],
+        }
+    )
+
+
+#: The range of the checked metrics, in points (accuracy and savings are percentages).
+SPAN = 100.0
+
+
+def rows_frame(rows: Sequence[CheckRow]) -> pd.DataFrame:
+    def f(x: float, fmt: str = "{:.2f}") -> str:
+        return "n/a" if x is None or math.isnan(x) else fmt.format(x)
+
+    def ci(r: CheckRow) -> str:
+        if math.isnan(r.low):
+            return "n/a"
+        return "n too small" if (r.high - r.low) / 2 > SPAN else f"[{r.low:+.2f}, {r.high:+.2f}]"
+
+    return pd.DataFrame(
+        {
+            "variant": [r.variant for r in rows],
+            "metric": [r.metric for r in rows],
+            "baseline (%)": [f(r.baseline) for r in rows],
+            "current (%)": [f(r.current) for r in rows],
+            "Δ (points)": [f(r.diff, "{:+.2f}") for r in rows],
+            "95% CI": [ci(r) for r in rows],
+            "n": [r.n for r in rows],
+            "margin": [f"±{r.margin:g}" for r in rows],
+            "p(worse) Holm": ["exact" if r.exact else f(r.p_worse, "{:.3g}") for r in rows],
+            "detectable drop": ["n too small" if r.detectable > SPAN else f(r.detectable) for r in rows],
+            "status": [r.status.upper() if r.fails else r.status for r in rows],
+        }
+    )
+
+
+@dataclass
+class CheckResult:
+    passed: bool
+    rows: list[CheckRow]
+    markdown: str
+    updated: bool = False
+    latency: list[LatencyRow] = field(default_factory=list)
+
+
+def run_check(
+    suite_path: str | Path,
+    *,
+    baseline: str | Path,
+    out_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    imports: Sequence[str] = (),
+    update: bool = False,
+    jobs: int | None = None,
+    markdown: str | Path | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+    only: Sequence[str] = (),
+    checkpoint_cache: str | Path | bool | None = True,
+) -> CheckResult:
+    """Run (or reuse) the suite, then compare it with the baseline; ``update`` rewrites the baseline.
+
+    ``only`` runs and checks only the variants those names or globs select (the baseline's other
+    variants are not "missing"; ``--update`` with ``only`` is refused, as it would drop them).
+    """
+    console = console or make_console()
+    suite = load_suite(suite_path, overrides, imports)
+    threshold = suite.check.threshold if suite.check.threshold is not None else suite.evaluation.headline_threshold
+    base_path = Path(baseline)
+    if update and only:
+        raise BaselineError("--update rewrites the whole baseline; run it without --only")
+    not_checked: list[str] = []  # baseline variants left out by --only
+    if not update:
+        base = read_baseline(base_path, suite.name)  # fail before spending time on runs
+        if only:
+            chosen = select_runs(expand_runs(suite, overrides), only)
+            keep = {r.variant for r in chosen}
+            not_checked = [k for k in base["variants"] if k not in keep]
+            base = {**base, "variants": {k: v for k, v in base["variants"].items() if k in keep}}
+    summary = run_suite(suite_path, out_dir=out_dir, overrides=overrides, jobs=jobs, progress=progress,
+                        log=console.print, imports=imports, only=only,
+                        checkpoint_cache=checkpoint_cache)  # fmt: skip
+    command = " ".join(["bench check", str(suite_path), "--baseline", str(base_path), "--update",
+                        *(f"--set {o}" for o in overrides)])  # fmt: skip
+    current = baseline_from_results(summary.out_dir, threshold, command)
+    new_only = [v for v in current["variants"] if v not in base["variants"]] if not update else []
+    if only:
+        current["variants"] = {k: v for k, v in current["variants"].items() if k in base["variants"]}
+    if summary.failed:
+        console.print(f"[red]{len(summary.failed)} run(s) failed[/]; the check uses the runs that finished")
+    if update:
+        atomic_write_json(base_path, current)
+        console.print(f"baseline written: {base_path} ({len(current['variants'])} variants, threshold {threshold})")
+        return CheckResult(True, [], "", updated=True)
+    spec = suite.check
+    rows = compare_to_baseline(current, base, spec)
+    lat_rows = latency_rows(current, base, spec)
+    frame = rows_frame(rows)
+    passed = not any(r.fails for r in rows) and not any(r.fails for r in lat_rows) and not summary.failed
+    verdict = "PASSED" if passed else "FAILED"
+    ctx = context_lines(current, base, not_checked, new_only)
+    header = (
+        f"### bench check {suite.name}: {verdict}\n\n"
+        f"Threshold {threshold} (baseline: {base['threshold']}); "
+        f"margins: accuracy {spec.max_accuracy_drop} points, "
+        f"savings {spec.max_savings_drop} points; one-sided paired t-tests over seeds, Holm-corrected, "
+        f"alpha {spec.alpha}; any accuracy drop over {spec.hard_accuracy_drop} points fails (hard limit). "
+        f"Baseline made by `{base.get('command', '?')}`.\n\n{strength_line(rows, spec)}\n\n" + "\n".join(ctx) + "\n\n"
+    )
+    md = header + frame.to_markdown(index=False) + "\n"
+    if lat_rows:
+        md += (f"\nLatency gate: fails when current/baseline > {spec.max_latency_ratio} and the ratio's 95 % "
+               "interval lies above 1 (same machine only).\n\n" + latency_frame(lat_rows).to_markdown(index=False)
+               + "\n")  # fmt: skip
+    md_path = Path(markdown) if markdown else summary.out_dir / "check.md"
+    atomic_write_bytes(md_path, md.encode())
+    console.print(rich_table(frame, f"bench check {suite.name} vs {base_path}: {verdict}"))
+    if lat_rows:
+        console.print(rich_table(latency_frame(lat_rows), f"latency gate (limit {spec.max_latency_ratio})"))
+    console.print(escape(strength_line(rows, spec)))
+    console.print("\n".join(escape(line) for line in ctx), highlight=False)
+    console.print(f"{'[green]' if passed else '[red]'}{verdict}[/]: table written to {md_path}")
+    return CheckResult(passed, rows, md, latency=lat_rows)
+
+
+def context_lines(current: dict[str, Any], base: dict[str, Any], not_checked: Sequence[str],
+                  new_only: Sequence[str]) -> list[str]:  # fmt: skip
+    """What both sides were made with (model, dataset, overrides, training steps) and what was not checked."""
+    cur, old = current.get("context") or {}, base.get("context")
+    lines = ["| | current | baseline |", "|---|---|---|"]
+    for key in ("model", "dataset", "overrides"):
+        lines.append(f"| {key} | {cur.get(key, '?')} | {old.get(key, '?') if old else 'not recorded'} |")
+    for v, steps in (cur.get("steps") or {}).items():
+        theirs = (old.get("steps") or {}).get(v, "?") if old else "not recorded"
+        lines.append(f"| training steps, {v} | {steps} | {theirs} |")
+    if old is None:
+        lines.append("\nThe baseline predates recorded context (model, dataset, overrides, steps): `--update` adds it.")
+    if not_checked:
+        lines.append(f"\nBaseline variants not checked (--only): {', '.join(not_checked)}.")
+    if new_only:
+        lines.append(f"\nVariants not in the baseline (not checked): {', '.join(new_only)}.")
+    return lines
+
+
+def strength_line(rows: Sequence[CheckRow], spec: CheckSpec) -> str:
+    """How strong the gate is at this run's n and alpha (the worst row per metric)."""
+    parts = []
+    for metric, _ in METRICS:
+        ds = [r for r in rows if r.metric == metric and not math.isnan(r.detectable)]
+        if ds:
+            worst = max(ds, key=lambda r: r.detectable)
+            if worst.detectable > SPAN:
+                parts.append(f"no {metric} drop within its 0-100 point range ({worst.variant}: n = {worst.n} is "
+                             "too small)")  # fmt: skip
+            else:
+                parts.append(f"{metric} drops of {worst.detectable:.2f} points ({worst.variant}, n = {worst.n})")
+    if not parts:
+        return "Gate strength: with one seed per variant no test is possible; a drop beyond the margin fails."
+    return (f"Gate strength (80 % power, alpha {spec.alpha} split over the tested rows): the test detects "
+            f"{'; '.join(parts)}; smaller drops can pass unnoticed; more seeds shrink this.")  # fmt: skip
