@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from cascade.data import DataSplits, Split
+from cascade.keys import added_later, is_unkeyed, key_fields, unkeyed
 from cascade.losses import Loss
 from cascade.models._base import MultiExitModel
 
@@ -42,9 +43,10 @@ class TrainConfig:
     """Optimiser and loop settings (defaults = the study's).
 
     This is the one definition of the training settings: the suite's ``[train]`` table is this
-    dataclass (plus the harness's ``equal_budget``), validated here. Fields marked
-    ``loop_only`` decide only *when* something is noticed, not what is trained; they stay out of
-    the suite format and of the run keys.
+    dataclass (plus the harness's ``equal_budget``), validated here. Fields declared ``unkeyed``
+    decide only *when* something is noticed, not what is trained; they stay out of the suite format
+    and of the run keys. Fields declared ``added_later`` enter a run key only away from their default
+    (:mod:`cascade.keys`).
     """
 
     epochs: int = 20  # passes over the training split
@@ -57,24 +59,24 @@ class TrainConfig:
     log_every: int = field(default=100, metadata={"untrained": True})  # log the mean training loss every N iterations
     eval_batch_size: int = field(default=1000, metadata={"untrained": True})  # batch size for validation / test passes
     # torch.optim optimiser: "sgd" (the study's, with momentum), "adam" or "adamw" (momentum unused).
-    # Added after results existed: left out of the run keys while at its default (see run_fields).
-    optimizer: str = field(default="sgd", metadata={"key_default": "sgd"})
+    # Added after results existed: left out of the run keys while at its default (cascade.keys).
+    optimizer: str = added_later("sgd")
     # Learning-rate schedule over optimiser steps (torch.optim.lr_scheduler.LambdaLR): "constant"
     # (the study's), "step" (multiply by lr_gamma every lr_step_epochs epochs) or "cosine" (from lr
     # towards 0, reached just after the last step). warmup_epochs ramps the rate linearly from lr/warm-up steps up to
     # lr first; the schedule starts after it. All left out of the run keys at their defaults.
-    lr_schedule: str = field(default="constant", metadata={"key_default": "constant"})
-    warmup_epochs: int = field(default=0, metadata={"key_default": 0})
-    lr_step_epochs: int = field(default=10, metadata={"key_default": 10})
-    lr_gamma: float = field(default=0.1, metadata={"key_default": 0.1})
+    lr_schedule: str = added_later("constant")
+    warmup_epochs: int = added_later(0)
+    lr_step_epochs: int = added_later(10)
+    lr_gamma: float = added_later(0.1)
     # Train only the intermediate exit heads; every other parameter keeps its (pre-trained) value and
     # the backbone's batch-norm statistics stay frozen (SDN's "IC-only" setting). Needs a pre-trained
     # network: a variant's pre-training, or a model's pre-trained weights.
-    freeze_backbone: bool = field(default=False, metadata={"key_default": False})
+    freeze_backbone: bool = added_later(False)
     # Check the loss for NaN/inf every this many iterations (0 = every iteration on CPU, every
     # log_every on GPU, where a per-step check would stall the launch queue with a host sync).
     # The error names the first bad iteration either way.
-    finite_check_every: int = field(default=0, metadata={"loop_only": True})
+    finite_check_every: int = unkeyed(0)
 
     def __post_init__(self) -> None:
         for name, ok, allowed in self.checks():
@@ -120,16 +122,8 @@ class TrainConfig:
         return 1.0
 
     def key_fields(self) -> dict[str, Any]:
-        """The run fields as they enter a run key: fields added later are left out at their default."""
-        out = {}
-        for f in dataclasses.fields(self):
-            if f.metadata.get("loop_only") or f.name not in self.run_fields():
-                continue
-            value = getattr(self, f.name)
-            if "key_default" in f.metadata and value == f.metadata["key_default"]:
-                continue
-            out[f.name] = value
-        return out
+        """The run fields as they enter a run key (:func:`cascade.keys.key_fields`)."""
+        return key_fields(self)
 
     def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """The configured torch.optim optimiser over ``params``."""
@@ -150,7 +144,7 @@ class TrainConfig:
     @classmethod
     def run_fields(cls) -> list[str]:
         """The fields that decide what is trained (part of the suite format and of the run keys)."""
-        return [f.name for f in dataclasses.fields(cls) if not f.metadata.get("loop_only")]
+        return [f.name for f in dataclasses.fields(cls) if not is_unkeyed(f)]
 
 
 @dataclass

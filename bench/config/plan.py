@@ -35,6 +35,7 @@ import cascade
 from bench.config.suite import BudgetSpec, DatasetSpec, EvaluationSpec, Suite, SuiteError, SuiteMeta, expand_variant
 from bench.results.store import ResultStore, config_hash
 from cascade.data import DataSplits
+from cascade.keys import added_later, key_fields
 from cascade.models import build_model
 from cascade.train import TrainConfig
 
@@ -56,7 +57,7 @@ class TrainJob:
     train: dict[str, Any]  # TrainConfig fields
     seed: int
     pretrain: TrainJob | None = None
-    threads: int = DEFAULT_THREADS  # torch CPU threads (the suite's [suite] threads)
+    threads: int = added_later(DEFAULT_THREADS)  # torch CPU threads (the suite's [suite] threads)
 
     @property
     def key(self) -> str:
@@ -77,14 +78,12 @@ class TrainJob:
         return self._identity(legacy=True, record=True)
 
     def _identity(self, *, legacy: bool, record: bool = False) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = key_fields(self)
         if not legacy:
             d["train"] = TrainConfig.pin_untrained(self.train)
         if self.pretrain is not None:
             key = self.pretrain.key if record else self.pretrain._key(legacy=legacy)
             d["pretrain"] = {"key": key, **self.pretrain._identity(legacy=legacy, record=record)}
-        if self.threads == DEFAULT_THREADS:  # keys of runs made before threads were set stay valid
-            del d["threads"]
         return d
 
     @property
@@ -176,16 +175,6 @@ class Task:
             return f"{self.run.variant} seed {self.run.seed}"
         assert self.job is not None
         return f"pretrain {self.job.loss} seed {self.job.seed}"
-
-
-def key_fields(spec: Any) -> dict[str, Any]:
-    """A spec dataclass as it enters a run key: fields added later are left out at their default
-    (``metadata={"key_default": ...}``), so run files made before them keep their keys."""
-    out = dataclasses.asdict(spec)
-    for f in dataclasses.fields(spec):
-        if "key_default" in f.metadata and out[f.name] == f.metadata["key_default"]:
-            del out[f.name]
-    return out
 
 
 def sweep_label(name: str, point: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from bench.measure.runtimes import RUNTIMES
 from cascade._registry import UnknownNameError
 from cascade.data import DATASETS
 from cascade.exits import POLICIES
+from cascade.keys import added_later, key_fields, unkeyed
 from cascade.losses import LOSSES, build_loss, loss_option_names
 from cascade.models import MODELS
 from cascade.train import ConfigError, TrainConfig
@@ -75,28 +76,24 @@ class DatasetSpec:
     """``[dataset]``: a registered dataset and its options."""
 
     name: str = "digits"  # a registered dataset (mnist, noisy_mnist, fashion_mnist, digits, cifar10, ...)
-    root: str | None = None  # data folder; default $CASCADE_DATA_DIR or the user cache
+    root: str | None = unkeyed(None)  # data folder; default $CASCADE_DATA_DIR or the user cache
     val_fraction: float = 0.1  # share of the training data held out for validation
     split_seed: int = 0  # seed of the train/validation split (fixed across model seeds)
-    download: bool = True  # try to download missing files
-    train_size: int = 0  # keep only this many training samples (0 = all); for quick suites
-    val_size: int = 0  # keep only this many validation samples (0 = all of val_fraction); for quick suites
-    normalize: Literal["global", "per-channel", "none"] = "global"  # standardisation fitted on the training part
-    random_crop: int = 0  # training augmentation: padding of a random crop (0 = none; CIFAR: 4)
-    random_flip: bool = False  # training augmentation: random horizontal flip
+    download: bool = unkeyed(True)  # try to download missing files
+    train_size: int = added_later(0)  # keep only this many training samples (0 = all); for quick suites
+    val_size: int = added_later(0)  # keep only this many validation samples (0 = all of val_fraction); quick suites
+    # standardisation fitted on the training part
+    normalize: Literal["global", "per-channel", "none"] = added_later("global")
+    random_crop: int = added_later(0)  # training augmentation: padding of a random crop (0 = none; CIFAR: 4)
+    random_flip: bool = added_later(False)  # training augmentation: random horizontal flip
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keys (sigma, salt_pepper, noise_seed)
 
     def identity(self) -> dict[str, Any]:
-        """What identifies the data (the root folder does not); settings at their defaults are left out."""
-        ident = {"name": self.name, "val_fraction": self.val_fraction, "split_seed": self.split_seed, **self.options}
-        if self.train_size:
-            ident["train_size"] = self.train_size
-        if self.val_size:
-            ident["val_size"] = self.val_size
-        for key in ("normalize", "random_crop", "random_flip"):
-            if getattr(self, key) != getattr(DatasetSpec, key):
-                ident[key] = getattr(self, key)
-        return ident
+        """What identifies the data, as it enters a run key (:func:`cascade.keys.key_fields`; the root
+        folder and the download switch do not identify it); the dataset's own options inline."""
+        ident = key_fields(self)
+        options = ident.pop("options")
+        return {**ident, **options}
 
     def load_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`cascade.data.load_dataset`."""
@@ -136,20 +133,20 @@ class EvaluationSpec:
     latency_repeats: int = 5  # timed repeats (median and IQR reported)
     latency_warmup: int = 1  # untimed warm-up repeats
     latency_optimised: bool = True  # time an inference copy: BN folded, NHWC on CPU (see cascade.exits)
-    # the buffer-aware energy model (bench.measure.dataflow): accelerator (bench/config/hardware/<name>.toml or a path) and
-    # the batch its per-sample energy is stated at (1: the latency-critical case; weights re-read per tile
+    # the buffer-aware energy model (bench.measure.dataflow): accelerator (bench/config/hardware/<name>.toml or a
+    # path) and the batch its per-sample energy is stated at (1: the latency-critical case; weights re-read per tile
     # are shared by the batch). Left out of run keys at these defaults (runs made before them stay valid).
-    hardware: str = field(default="eyeriss", metadata={"key_default": "eyeriss"})
-    energy_batch: int = field(default=1, metadata={"key_default": 1})
+    hardware: str = added_later("eyeriss")
+    energy_batch: int = added_later(1)
     # recompute every batch norm's running statistics on training batches before evaluating (precise BN;
     # bench.execute.sanity): the remedy for statistics that lag the weights (low momentum, few steps); the
     # checkpoint is not changed
-    recompute_bn: bool = field(default=False, metadata={"key_default": False})
+    recompute_bn: bool = added_later(False)
     # evaluate on this many test samples (a fixed random subset; 0 = all): quick runs (bench run --quick)
-    test_samples: int = field(default=0, metadata={"key_default": 0})
+    test_samples: int = added_later(0)
     # execution engines timed (bench.measure.runtimes): "eager" (PyTorch, with the roofline prediction) and
     # "onnxruntime" (each segment and exit head an ONNX Runtime session; the [onnx] extra)
-    runtimes: tuple[str, ...] = field(default=("eager",), metadata={"key_default": ("eager",)})
+    runtimes: tuple[str, ...] = added_later(("eager",))
 
 
 @dataclass(frozen=True)

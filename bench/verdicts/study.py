@@ -24,9 +24,10 @@ by seed, and the p-values of one dataset's tested rows are Holm-corrected togeth
    swept lambda minus at the smallest.
 5. (ours) *a cascade against the base network*: accuracy at t = 0.6 of sum at p1 / p2 minus base.
 
-A variant whose early exit stays at chance (test accuracy below 1.5 / classes, bench.results.record.at_chance, in at least half
-of its seeds) cannot show a trade-off: rows that rest on it read "not reproduced: exit at
-chance" (claims 1, 2) or "untestable: exit at chance" (claim 4) instead of a verdict on the claim.
+A variant whose early exit stays at chance (test accuracy below 1.5 / classes,
+bench.results.record.at_chance, in at least half of its seeds) cannot show a trade-off: rows that
+rest on it read "not reproduced: exit at chance" (claims 1, 2) or "untestable: exit at chance"
+(claim 4) instead of a verdict on the claim.
 Every row states both sides' training steps.
 """
 
