@@ -2,7 +2,7 @@
 
 For the study CNN (exits p1, p2) and ResNet-20 (exits after layer1, layer2) on the inference copy
 (BN folded, NHWC, memory-order flatten), at batch 256, times every segment on the whole batch and in
-slices of 16 / 20 / 32 / 41 / 64 / 128 samples, and the choice :func:`cascade.exits.optimise_for_inference`
+slices of 16 / 20 / 32 / 41 / 64 / 128 samples, and the choice :func:`cascade.inference.optimise_for_inference`
 makes (``ChunkedSegment``: slices when the segment's largest feature map reaches ``CHUNK_ABOVE``, of
 ``CHUNK_BYTES`` per thread), then the full forward with and without that choice. Whole and chunked are timed in
 alternation (:func:`bench.measure.latency.time_pair`); medians in ms.
@@ -20,7 +20,7 @@ import torch
 from bench.measure.latency import time_pair
 from bench.measure.roofline import keep_freed_memory
 from cascade import StudyCNN, build_model
-from cascade.exits import CHUNK_ABOVE, CHUNK_BYTES, optimise_for_inference
+from cascade.inference import CHUNK_ABOVE, CHUNK_BYTES, optimise_for_inference
 
 BATCH = 256
 

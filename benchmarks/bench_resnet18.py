@@ -20,7 +20,7 @@ import torchvision
 
 from bench.measure.cost import counting, exit_costs
 from cascade import attach_exits, build_policy, dynamic_forward
-from cascade.exits import optimise_for_inference
+from cascade.inference import optimise_for_inference
 
 
 def main() -> None:

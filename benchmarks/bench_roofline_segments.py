@@ -20,7 +20,7 @@ from bench.measure import roofline
 from bench.measure.cost import counting
 from bench.measure.latency import time_fn
 from cascade import StudyCNN, build_model
-from cascade.exits import optimise_for_inference
+from cascade.inference import optimise_for_inference
 
 BATCH = 256
 

@@ -24,7 +24,8 @@ import torch
 
 from bench.measure.cost import counting
 from cascade import build_policy
-from cascade.exits import dynamic_forward, optimise_for_inference
+from cascade.exits import dynamic_forward
+from cascade.inference import optimise_for_inference
 from cascade.models import build_model
 from cascade.ort import OrtCascade, SessionSettings
 

@@ -41,7 +41,7 @@ from bench.measure import roofline
 from bench.measure.cost import counting, exit_costs, profile
 from bench.measure.latency import predicted_per_sample, time_pair
 from cascade import StudyCNN, build_model, build_policy, dynamic_forward
-from cascade.exits import optimise_for_inference
+from cascade.inference import optimise_for_inference
 
 MEDIANS: dict[tuple[str, str, int], float] = {}
 INFO: dict[tuple[str, int], dict[str, float]] = {}

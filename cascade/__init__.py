@@ -2,47 +2,66 @@
 
 The library half of cascade-bench: it knows nothing of suites, result files
 or reports. See ``bench`` for the harness.
+
+The names below are imported on first use (PEP 562), so that ``import cascade.keys`` or the
+command line's ``--help`` does not pay for torch and torchvision.
 """
 
 from __future__ import annotations
 
-from cascade.data import DATASETS, DataNotFoundError, DataSplits, Split, load_dataset
-from cascade.exits import POLICIES, EarlyExitResult, build_policy, dynamic_forward, masked_decisions
-from cascade.heads import HEADS
-from cascade.losses import LOSSES, build_loss
-from cascade.models import MODELS, AttachedExits, ExitOutputs, MultiExitModel, StudyCNN, attach_exits, build_model
-from cascade.train import TrainConfig, TrainHistory, exit_accuracies, exit_logits, train
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 #: Bump when a change alters what a run computes (training, evaluation, costs):
 #: it is part of every run key, so results from older code are not reused.
 RESULTS_VERSION = "1"
 
-__all__ = [
-    "DATASETS",
-    "HEADS",
-    "LOSSES",
-    "MODELS",
-    "POLICIES",
-    "RESULTS_VERSION",
-    "AttachedExits",
-    "DataNotFoundError",
-    "DataSplits",
-    "EarlyExitResult",
-    "ExitOutputs",
-    "MultiExitModel",
-    "Split",
-    "StudyCNN",
-    "TrainConfig",
-    "TrainHistory",
-    "attach_exits",
-    "build_loss",
-    "build_model",
-    "build_policy",
-    "dynamic_forward",
-    "exit_accuracies",
-    "exit_logits",
-    "load_dataset",
-    "masked_decisions",
-    "train",
-]
+#: public name -> the module that defines it
+_EXPORTS = {
+    **dict.fromkeys(["DATASETS", "DataNotFoundError", "DataSplits", "Split", "load_dataset"], "cascade.data"),
+    **dict.fromkeys(
+        ["POLICIES", "EarlyExitResult", "build_policy", "dynamic_forward", "masked_decisions"], "cascade.exits"
+    ),
+    "HEADS": "cascade.heads",
+    **dict.fromkeys(["LOSSES", "build_loss"], "cascade.losses"),
+    **dict.fromkeys(
+        ["MODELS", "AttachedExits", "ExitOutputs", "MultiExitModel", "StudyCNN", "attach_exits", "build_model"],
+        "cascade.models",
+    ),
+    **dict.fromkeys(["TrainConfig", "TrainHistory", "exit_accuracies", "exit_logits", "train"], "cascade.train"),
+    "optimise_for_inference": "cascade.inference",
+}
+
+__all__ = ["RESULTS_VERSION", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cascade' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from cascade.data import DATASETS, DataNotFoundError, DataSplits, Split, load_dataset
+    from cascade.exits import POLICIES, EarlyExitResult, build_policy, dynamic_forward, masked_decisions
+    from cascade.heads import HEADS
+    from cascade.inference import optimise_for_inference
+    from cascade.losses import LOSSES, build_loss
+    from cascade.models import (
+        MODELS,
+        AttachedExits,
+        ExitOutputs,
+        MultiExitModel,
+        StudyCNN,
+        attach_exits,
+        build_model,
+    )
+    from cascade.train import TrainConfig, TrainHistory, exit_accuracies, exit_logits, train

@@ -18,8 +18,6 @@ applied to the full computation (every exit on every sample); tests check it.
 
 from __future__ import annotations
 
-import copy
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,10 +25,8 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cascade._registry import Registry
-from cascade.layers import ChunkedSegment, FlattenChannelsLast
 from cascade.models._base import MultiExitModel
 
 State = dict[str, torch.Tensor]
@@ -224,98 +220,3 @@ def masked_decisions(logits: Sequence[torch.Tensor], policy: ExitPolicy) -> Earl
     all_preds = torch.stack([z.argmax(dim=1) for z in logits], dim=1)  # (B, L)
     predictions = all_preds.gather(1, exit_index[:, None]).squeeze(1)
     return EarlyExitResult(predictions, exit_index, num_exits)
-
-
-#: :func:`optimise_for_inference` slices a segment's batch when its largest feature map reaches CHUNK_ABOVE
-#: bytes, into slices whose largest map fits CHUNK_BYTES per intra-op thread (measured on a 2-core EPYC,
-#: 1 MiB L2 per core, 32 MiB L3: benchmarks/bench_chunking.py)
-CHUNK_ABOVE = 16 * 2**20
-CHUNK_BYTES = 2 * 2**20
-
-
-def optimise_for_inference(
-    model: MultiExitModel,
-    *,
-    channels_last: bool | None = None,
-    example: torch.Tensor | None = None,
-    chunk: bool = True,
-) -> MultiExitModel:
-    """An eval-mode copy for timing: batch norm folded into the layer before it, optional NHWC layout.
-
-    :meth:`MultiExitModel.fold_batch_norm` folds each ``Conv2d`` followed by ``BatchNorm2d`` (or
-    ``Linear`` followed by ``BatchNorm1d``) into one layer, the standard inference transformation.
-    The function is the same up to float rounding. ``channels_last`` (default: on CPU) stores
-    activations NHWC, which makes pooling and small-channel convolutions several times faster
-    on CPUs. With ``channels_last`` and an ``example`` input (one sample or a batch), every
-    ``Flatten -> Linear`` that flattens a feature map with more than one pixel flattens it in memory
-    order instead (:class:`cascade.layers.FlattenChannelsLast`, a view, where the standard flatten
-    copies the whole map into channel-major order) and the linear layer's columns are permuted to
-    match: the study CNN's p1 exit head loses a copy of 6,272 floats per sample. With an ``example``
-    on a CPU and ``chunk``, every segment runs in cache-sized slices of the batch
-    (:class:`cascade.layers.ChunkedSegment`) when its largest feature map reaches ``CHUNK_ABOVE``
-    bytes at the batch it is given (16 MiB: the study CNN's first block from batch 168, ResNet-20's
-    stem and layer1 from batch 256), in slices whose largest map fits ``CHUNK_BYTES`` per intra-op
-    thread (2 MiB: 20 and 32 samples on one thread, 41 and 64 on two). MAC counts are always taken on
-    the unfused model.
-    """
-    fused = copy.deepcopy(model).eval()
-    fused.fold_batch_norm()
-    if channels_last is None:
-        channels_last = next(fused.parameters()).device.type == "cpu"
-    if channels_last:
-        fused = fused.to(memory_format=torch.channels_last)
-        for part in (*fused.exit_segments, *fused.exit_heads):  # pieces not registered as submodules
-            part.to(memory_format=torch.channels_last)
-        if example is not None:
-            _flatten_in_memory_order(fused, example)
-    if example is not None and chunk and next(fused.parameters()).device.type == "cpu":
-        _chunk_segments(fused, example)
-    return fused
-
-
-@torch.no_grad()
-def _chunk_segments(model: MultiExitModel, example: torch.Tensor) -> None:
-    """Wrap each segment in a :class:`ChunkedSegment` sized by its largest feature map per sample."""
-    h = example[:1] if example.dim() == 4 else example[None]
-    for level, segment in enumerate(model.exit_segments):
-        largest: list[int] = [0]
-
-        def record(module: nn.Module, args: object, out: object, sizes: list[int] = largest) -> None:
-            if isinstance(out, torch.Tensor):
-                sizes.append(out.numel() * out.element_size())
-
-        hooks = [m.register_forward_hook(record) for m in segment.modules() if not list(m.children())]
-        try:
-            h = segment(h)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        model.exit_segments[level] = ChunkedSegment(segment, max(largest), above=CHUNK_ABOVE, chunk_bytes=CHUNK_BYTES)
-
-
-@torch.no_grad()
-def _flatten_in_memory_order(model: MultiExitModel, example: torch.Tensor) -> None:
-    """Replace each ``Flatten -> Linear`` on a (C, H, W) map by a memory-order flatten and permuted weights."""
-    pairs = []
-    for module in model.modules():
-        if isinstance(module, nn.Sequential):
-            children = list(module.named_children())
-            for (name, a), (_, b) in itertools.pairwise(children):
-                if isinstance(a, nn.Flatten) and (a.start_dim, a.end_dim) == (1, -1) and isinstance(b, nn.Linear):
-                    pairs.append((module, name, a, b))
-    shapes: dict[int, tuple[int, ...]] = {}
-    hooks = [flat.register_forward_pre_hook(lambda m, args: shapes.setdefault(id(m), tuple(args[0].shape[1:])) and None)
-             for _, _, flat, _ in pairs]  # fmt: skip
-    try:
-        model(example if example.dim() == 4 else example[None])
-    finally:
-        for hook in hooks:
-            hook.remove()
-    for parent, name, flat, linear in pairs:
-        shape = shapes.get(id(flat), ())
-        if len(shape) != 3 or shape[1] * shape[2] == 1:  # not run, not a feature map, or nothing to reorder
-            continue
-        c, h, w = shape
-        weight = linear.weight.reshape(linear.out_features, c, h, w).permute(0, 2, 3, 1)
-        linear.weight.copy_(weight.reshape(linear.out_features, -1).contiguous())
-        setattr(parent, name, FlattenChannelsLast())

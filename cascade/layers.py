@@ -33,58 +33,6 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
-class FlattenChannelsLast(nn.Module):
-    """(B, C, H, W) -> (B, H * W * C): flattens in (H, W, C) order, a view of a channels-last map (no copy).
-
-    :func:`cascade.exits.optimise_for_inference` puts it in place of ``nn.Flatten`` before a linear
-    layer whose weight columns it permutes to (H, W, C) order, so the pair computes the same function.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1).flatten(1)
-
-
-class ChunkedSegment(nn.Module):
-    """Runs a segment on slices of the batch when its largest feature map would not stay in cache.
-
-    On a CPU, a segment whose feature maps run to tens of MB at the batch size streams each of them
-    through DRAM between operators; on slices of :attr:`chunk` samples they stay in cache. The
-    function is the same (every operator of an eval-mode segment works per sample), the output one
-    tensor.
-
-    Args:
-        segment: the segment.
-        map_bytes: bytes of its largest feature map per sample.
-        above: slice only batches whose largest map reaches this many bytes.
-        chunk_bytes: each intra-op thread's share of a slice's largest map stays within this many
-            bytes (one thread: slices of ``chunk_bytes // map_bytes`` samples; two: twice that).
-    """
-
-    def __init__(self, segment: nn.Module, map_bytes: int, *, above: int, chunk_bytes: int) -> None:
-        super().__init__()
-        self.segment = segment
-        self.map_bytes, self.above, self.chunk_bytes = max(map_bytes, 1), above, chunk_bytes
-
-    @property
-    def chunk(self) -> int:
-        """Samples per slice at the current intra-op thread count."""
-        return max(1, self.chunk_bytes * torch.get_num_threads() // self.map_bytes)
-
-    @property
-    def from_batch(self) -> int:
-        """The smallest batch that is sliced: its largest map reaches ``above`` and it exceeds one slice."""
-        return max(-(-self.above // self.map_bytes), self.chunk + 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, chunk = x.shape[0], self.chunk
-        if batch < self.from_batch:
-            return self.segment(x)
-        return torch.cat([self.segment(x[i : i + chunk]) for i in range(0, batch, chunk)])
-
-    def extra_repr(self) -> str:
-        return f"map_bytes={self.map_bytes}, above={self.above}, chunk_bytes={self.chunk_bytes} per thread"
-
-
 class ExitHead(nn.Sequential):
     """An intermediate exit: ``Flatten -> Linear``; (B, C, H, W) -> (B, K) logits."""
 

@@ -24,8 +24,7 @@ from bench.render.report import write_report
 from bench.results.record import SCHEMA_VERSION, RunRecord, StoreError
 from bench.results.store import ResultStore
 from cascade import build_model, build_policy, dynamic_forward
-from cascade.exits import optimise_for_inference
-from cascade.layers import ChunkedSegment, FlattenChannelsLast
+from cascade.inference import ChunkedSegment, FlattenChannelsLast, optimise_for_inference
 from cascade.losses import LOSSES, Loss
 
 from .conftest import REPO

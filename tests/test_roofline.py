@@ -14,7 +14,7 @@ from bench.measure import roofline
 from bench.measure.cost import LayerCost, counting, profile
 from bench.measure.roofline import Machine, fit_overhead_bandwidth, layer_seconds, predict
 from cascade import StudyCNN, build_model
-from cascade.exits import optimise_for_inference
+from cascade.inference import optimise_for_inference
 
 SYNTH = Machine(device="synthetic", threads=1, channels_last=False, torch_version="-",
                 mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9}, bandwidth=1e9, overhead=1e-5)  # fmt: skip

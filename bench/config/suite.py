@@ -132,7 +132,7 @@ class EvaluationSpec:
     latency_samples: int = 256  # test samples timed at batch 1 (all at larger batches up to 4096)
     latency_repeats: int = 5  # timed repeats (median and IQR reported)
     latency_warmup: int = 1  # untimed warm-up repeats
-    latency_optimised: bool = True  # time an inference copy: BN folded, NHWC on CPU (see cascade.exits)
+    latency_optimised: bool = True  # time an inference copy: BN folded, NHWC on CPU (see cascade.inference)
     # the buffer-aware energy model (bench.measure.dataflow): accelerator (bench/config/hardware/<name>.toml or a
     # path) and the batch its per-sample energy is stated at (1: the latency-critical case; weights re-read per tile
     # are shared by the batch). Left out of run keys at these defaults (runs made before them stay valid).

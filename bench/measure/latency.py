@@ -38,8 +38,8 @@ from torch import nn
 from bench.measure import roofline
 from bench.measure.cost import counting
 from bench.measure.roofline import device_name
-from cascade.exits import ExitPolicy, dynamic_forward, optimise_for_inference
-from cascade.layers import ChunkedSegment, FlattenChannelsLast
+from cascade.exits import ExitPolicy, dynamic_forward
+from cascade.inference import ChunkedSegment, FlattenChannelsLast, optimise_for_inference
 from cascade.models._base import MultiExitModel
 
 
@@ -369,7 +369,7 @@ def latency_report(
     With ``predict`` each timed path and cascade also gets its roofline prediction
     (:mod:`bench.measure.roofline`, ``roofline_per_sample``; the machine's figures under ``roofline``).
 
-    With ``optimised`` the timed model is :func:`cascade.exits.optimise_for_inference` of ``model``
+    With ``optimised`` the timed model is :func:`cascade.inference.optimise_for_inference` of ``model``
     (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region;
     flatten-before-linear in memory order; on CPU, cache-sized batch slices for segments with large
     feature maps), for the full network and the dynamic forward alike; ``layout`` records which. On CPU

@@ -154,7 +154,7 @@ class LatencyRecord:
 
     threads: int
     device: str
-    # bn_folded, channels_last, flatten_memory_order, segment_slices (what cascade.exits.optimise_for_inference
+    # bn_folded, channels_last, flatten_memory_order, segment_slices (what cascade.inference.optimise_for_inference
     # did); absent from run files written before the timed copy was optimised
     layout: dict[str, Any] | None = field(default=None, metadata=OMIT)
     measured_energy_source: str | None = None
