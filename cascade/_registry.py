@@ -11,10 +11,12 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from cascade.errors import UserError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(KeyError, UserError):
     """Raised for a name that is not registered; the message lists the known ones."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want plain text

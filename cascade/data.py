@@ -51,6 +51,7 @@ import torch.nn.functional as F
 import torchvision
 
 from cascade._registry import Registry
+from cascade.errors import UserError
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -60,7 +61,7 @@ MNIST_FILES = (
 )
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(FileNotFoundError, UserError):
     """The dataset's files are missing and could not be downloaded."""
 
 
@@ -178,7 +179,7 @@ def default_root() -> Path:
     return cache / "cascade-bench"
 
 
-class DataFormatError(ValueError):
+class DataFormatError(ValueError, UserError):
     """A data file exists but is not what its format says (truncated, wrong header)."""
 
 

@@ -21,7 +21,9 @@ from bench.config.suite import load_suite
 from bench.execute.runner import run_suite
 from bench.measure.cost import counting
 from bench.render.report import write_report
-from bench.results.record import SCHEMA_VERSION, RunRecord, StoreError
+from bench.results.errors import StoreError
+from bench.results.migrate import SCHEMA_VERSION
+from bench.results.record import RunRecord
 from bench.results.store import ResultStore
 from cascade import build_model, build_policy, dynamic_forward
 from cascade.inference import ChunkedSegment, FlattenChannelsLast, optimise_for_inference

@@ -331,7 +331,7 @@ def test_check_context_lines_by_hand() -> None:
 
 
 def test_intervals_wider_than_the_range_say_n_too_small() -> None:
-    from bench.render.report import _fmt
+    from bench.render.format import fmt_interval as _fmt
 
     assert _fmt(0.5469, -2.56, 3.65, 100, 2, span=1.0) == "54.69 (n too small)"
     assert _fmt(0.5469, 0.50, 0.59, 100, 2, span=1.0) == "54.69 ± 4.50"
@@ -352,7 +352,8 @@ def test_check_says_n_too_small_instead_of_a_detectable_drop() -> None:
 
 def test_zero_variance_differences_are_exact_not_tested() -> None:
     from bench.analyse.load import Results
-    from bench.render.report import comparison_display, comparison_frame
+    from bench.analyse.tables import comparison_frame
+    from bench.render.format import comparison_display
 
     class R:  # the two methods comparison_frame reads
         headline = 0.6
@@ -428,7 +429,7 @@ def test_report_warns_when_base_is_at_chance(tmp_path: Path) -> None:
     import shutil
 
     from bench.analyse.load import load_results
-    from bench.render.report import warnings_for
+    from bench.analyse.tables import warnings_for
 
     from .conftest import REPO
 

@@ -209,7 +209,7 @@ def test_report_warns_about_busy_timing(tmp_path) -> None:
     import dataclasses
 
     from bench.analyse.load import load_results
-    from bench.render.report import warnings_for
+    from bench.analyse.tables import warnings_for
 
     from .conftest import REPO
 

@@ -144,14 +144,15 @@ def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     assert settings["opset"] == 17 and settings["threads"] == lat.threads
     assert settings["agreement_with_eager"]["0.6"] == {"samples": 359, "differ": 0, "ties": 0, "other": 0}
     for runtime in ("eager", "onnxruntime"):
-        assert {(p["exit"], p["batch_size"]) for p in lat.path_entries(runtime)} == {
+        assert {(p.exit, p.batch_size) for p in lat.path_entries(runtime)} == {
             (e, b) for e in ("p2", "final") for b in (1, 32)
         }
-        assert {c["batch_size"] for c in lat.entries(runtime)} == {1, 32}
+        assert {c.batch_size for c in lat.entries(runtime)} == {1, 32}
     ort_b1 = lat.at(0.6, 1, "onnxruntime")
-    assert ort_b1 is not None and ort_b1["samples"] == 8 and "roofline_per_sample" not in ort_b1
-    assert get_metric("latency_onnxruntime_b1").value_at(rec, 0.6) == ort_b1["per_sample_median"]
-    assert get_metric("latency_b1").value_at(rec, 0.6) == lat.at(0.6, 1)["per_sample_median"]
+    assert ort_b1 is not None and ort_b1.samples == 8 and ort_b1.roofline_per_sample is None
+    assert get_metric("latency_onnxruntime_b1").value_at(rec, 0.6) == ort_b1.per_sample_median
+    eager_b1 = lat.at(0.6, 1)
+    assert eager_b1 is not None and get_metric("latency_b1").value_at(rec, 0.6) == eager_b1.per_sample_median
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert {"latency_s_per_sample_b1", "latency_onnxruntime_s_per_sample_b1"} <= set(summary.columns)
     report = write_report(tmp_path / "out", log=lambda s: None).read_text()

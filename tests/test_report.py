@@ -15,7 +15,9 @@ from rich.console import Console
 
 from bench.analyse.load import load_results
 from bench.analyse.stats import holm
-from bench.render.report import build_tables, main_display, write_report
+from bench.analyse.tables import build_tables
+from bench.render.format import main_display
+from bench.render.report import write_report
 from bench.verdicts.compare import CompareError, compare
 
 from .conftest import REPO
@@ -243,7 +245,7 @@ def test_facets_by_loss_family_above_six_variants() -> None:
 def test_report_names_its_data_and_has_no_negative_zero(tmp_path: Path) -> None:
     import json
 
-    from bench.render.report import signed_zero_free
+    from bench.render.format import signed_zero_free
 
     assert signed_zero_free("-0.00") == "0.00" and signed_zero_free("-0.0 ± 0.1") == "0.0 ± 0.1"
     assert signed_zero_free("[-0.01, -0.00]") == "[-0.01, 0.00]" and signed_zero_free("-10.0") == "-10.0"

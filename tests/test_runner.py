@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 import bench.execute.runner as runner
+from bench.analyse.tables import RATIO
 from bench.execute.runner import run_suite
-from bench.render.report import RATIO, write_report
+from bench.render.report import write_report
 from bench.results.store import ResultStore, atomic_write_json
 
 from .conftest import REPO
@@ -131,8 +132,8 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
     # the timed copy and the allocator as they were, in the run file
     assert rec.latency.allocator is not None and "kept" in rec.latency.allocator
     assert rec.latency.layout and set(rec.latency.layout) >= {"flatten_memory_order", "segment_slices"}
-    assert all(p["roofline_per_sample"] > 0 for p in rec.latency.exit_paths)
-    assert all(c["roofline_per_sample"] > 0 and c["roofline_full_per_sample"] > 0 for c in rec.latency.cascade)
+    assert all(p.roofline_per_sample and p.roofline_per_sample > 0 for p in rec.latency.exit_paths)
+    assert all(c.roofline_per_sample and c.roofline_full_per_sample for c in rec.latency.cascade)
     # buffered energy: stated with its hardware and batch; at batch 1 this tiny model fits, so it equals ideal
     info = rec.cost.energy_tables["eyeriss_buffered"]
     assert info["model"] == "buffered" and info["hardware"] == "eyeriss" and info["batch"] == "1"

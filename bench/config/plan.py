@@ -35,6 +35,7 @@ import cascade
 from bench.config.suite import BudgetSpec, DatasetSpec, EvaluationSpec, Suite, SuiteError, SuiteMeta, expand_variant
 from bench.results.store import ResultStore, config_hash
 from cascade.data import DataSplits
+from cascade.errors import UserError
 from cascade.keys import added_later, key_fields
 from cascade.models import build_model
 from cascade.train import TrainConfig
@@ -360,7 +361,7 @@ def build_for(job: TrainJob, data: DataSplits | tuple[tuple[int, ...], int]) -> 
 # --------------------------------------------------------------------------- --only
 
 
-class SelectionError(ValueError):
+class SelectionError(ValueError, UserError):
     """An ``--only`` pattern that matches no variant."""
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, Literal, Union, cast
 
 from bench.config import plugins
+from bench.config.engines import EXECUTORS, RUNTIMES
 from bench.config.tables import load_energy_table, load_hardware
-from bench.execute.executors import EXECUTORS
-from bench.measure.runtimes import RUNTIMES
 from cascade._registry import UnknownNameError
 from cascade.data import DATASETS
+from cascade.errors import UserError
 from cascade.exits import POLICIES
 from cascade.keys import added_later, key_fields, unkeyed
 from cascade.losses import LOSSES, build_loss, loss_option_names
@@ -44,7 +44,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 STUDY_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
-class SuiteError(ValueError):
+class SuiteError(ValueError, UserError):
     """An invalid suite: names the file, the key path and what is allowed."""
 
     def __init__(self, file: str | Path | None, key: str, message: str) -> None:
@@ -185,7 +185,7 @@ class ExecutorSpec:
     """``[executor]``: where runs execute by default (command-line flags override it).
 
     Besides ``name`` and ``jobs``, the table takes the options that the named executor declares in
-    :data:`bench.execute.executors.EXECUTORS` (e.g. slurm: partition, time, gpus_per_job, cpus_per_job;
+    :data:`bench.config.engines.EXECUTORS` (e.g. slurm: partition, time, gpus_per_job, cpus_per_job;
     dask: address, workers).
     """
 

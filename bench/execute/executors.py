@@ -31,20 +31,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from bench.execute.progress import RichProgress, is_live
-from cascade._registry import Registry
-
-
-class TaskLike(Protocol):
-    """What an executor needs of a task (``bench.config.plan.Task``): a label for progress."""
-
-    @property
-    def label(self) -> str: ...
-
+from bench.config.engines import EXECUTORS
+from bench.execute.console import is_live
+from bench.execute.progress import RichProgress
 
 #: ``fn(task, out_dir, force, callback=None)`` -> result dict: ``bench.execute.runner.execute_task``.
 TaskFn = Callable[..., dict[str, Any]]
@@ -154,11 +146,11 @@ class SubmititExecutor(Executor):
     def __init__(
         self,
         *,
+        time: int,
+        gpus_per_job: int,
+        cpus_per_job: int,
         cluster: str | None = None,
         partition: str | None = None,
-        time: int = 60,
-        gpus_per_job: int = 0,
-        cpus_per_job: int = 2,
         max_requeue: int = 3,
         folder: str | None = None,
         array_parallelism: int = 64,
@@ -230,7 +222,7 @@ class DaskExecutor(Executor):
 
     name = "dask"
 
-    def __init__(self, *, address: str | None = None, workers: int = 2) -> None:
+    def __init__(self, *, workers: int, address: str | None = None) -> None:
         try:
             import distributed  # noqa: PLC0415  # optional extra [dask]
         except ImportError as e:
@@ -274,68 +266,17 @@ class DaskExecutor(Executor):
 # --------------------------------------------------------------------------- the registry
 
 
-@dataclass(frozen=True)
-class ExecutorOption:
-    """One option an executor takes, settable in the suite's ``[executor]`` table and by a CLI flag."""
-
-    name: str  # key in [executor] and keyword of the executor's constructor
-    type: type  # int or str
-    default: Any  # None: not passed unless set
-    help: str
-    flag: str = ""  # CLI flag name (without --, underscores) when it differs from ``name``
-    minimum: int = 1  # smallest allowed value of an integer option
-
-    @property
-    def cli(self) -> str:
-        return self.flag or self.name
+#: how each built-in executor of :data:`bench.config.engines.EXECUTORS` is built (a plugin's entry carries its own)
+BUILDERS: dict[str, Callable[..., Executor]] = {
+    "local": lambda *, jobs=1: InProcessExecutor() if jobs == 1 else LocalPoolExecutor(jobs),
+    "slurm": lambda *, jobs=1, **o: SubmititExecutor(**o),
+    "dask": lambda *, jobs=1, **o: DaskExecutor(**o),
+}
 
 
-@dataclass(frozen=True)
-class ExecutorEntry:
-    """A registered executor: how to build it and the options it declares."""
-
-    build: Callable[..., Executor]  # (jobs=..., **options) -> Executor
-    options: tuple[ExecutorOption, ...] = ()
-    uses_jobs: bool = False  # takes --jobs (parallel local processes)
-
-    def option(self, name: str) -> ExecutorOption | None:
-        return next((o for o in self.options if o.name == name), None)
-
-    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Declared defaults, overridden by ``values``; options left at None are not passed."""
-        out = {o.name: values.get(o.name, o.default) for o in self.options}
-        return {k: v for k, v in out.items() if v is not None}
-
-
-EXECUTORS: Registry[ExecutorEntry] = Registry("executor")
-
-
-def _local(*, jobs: int = 1) -> Executor:
-    return InProcessExecutor() if jobs == 1 else LocalPoolExecutor(jobs)
-
-
-EXECUTORS.register("local")(ExecutorEntry(_local, (), uses_jobs=True))
-EXECUTORS.register("slurm")(
-    ExecutorEntry(
-        lambda *, jobs=1, **o: SubmititExecutor(**o),
-        (
-            ExecutorOption("partition", str, None, "Slurm partition"),
-            ExecutorOption("time", int, 60, "time limit per job, minutes"),
-            ExecutorOption("gpus_per_job", int, 0, "GPUs per job", minimum=0),
-            ExecutorOption("cpus_per_job", int, 2, "CPUs per job (give at least the suite's threads)"),
-            ExecutorOption("cluster", str, None, "'local' for submitit's local executor (tests, laptops)"),
-        ),
-    )
-)
-EXECUTORS.register("dask")(
-    ExecutorEntry(
-        lambda *, jobs=1, **o: DaskExecutor(**o),
-        (
-            ExecutorOption("address", str, None, "scheduler address tcp://host:port (none: a LocalCluster)", "cluster"),
-            ExecutorOption("workers", int, 2, "workers of the LocalCluster"),
-        ),
-    )
-)
+def _builder(name: str) -> Callable[..., Executor]:
+    entry = EXECUTORS.get(name)
+    return entry.build if entry.build is not None else BUILDERS[name]
 
 
 def engine_options(engine: str, flags: dict[str, Any]) -> dict[str, Any]:
@@ -360,7 +301,7 @@ def make_executor(name: str, *, jobs: int = 1, **options: Any) -> Executor:
     if unknown:
         takes = ", ".join(o.name for o in entry.options) or "no options"
         raise ValueError(f"the {name} executor has no option {unknown[0]!r}; it takes {takes}")
-    return entry.build(jobs=jobs, **entry.resolve(options))
+    return _builder(name)(jobs=jobs, **entry.resolve(options))
 
 
 def build_executor(

@@ -9,7 +9,6 @@ take minutes), and the current run's phase: the training epoch with the latest v
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,21 +18,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cascade.train import EpochRecord, TrainCallback
-
-#: Width of a console that does not write to a terminal (a log, a pipe): wide enough that rich never
-#: wraps a table cell, which would split numbers across lines (rich's default there is 80 columns).
-PIPE_WIDTH = 400
-
-
-def make_console(*, stderr: bool = False) -> Console:
-    """A rich console: the terminal's width on a terminal, :data:`PIPE_WIDTH` when piped or redirected."""
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else PIPE_WIDTH)
-
-
-def is_live(progress: bool) -> bool:
-    """Whether live progress bars are drawn: asked for, and standard error is a terminal."""
-    return progress and sys.stderr.isatty()
 
 
 def format_eta(seconds: float | None) -> str:

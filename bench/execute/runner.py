@@ -33,13 +33,14 @@ from bench.config.plan import (
 )
 from bench.config.plugins import import_plugins
 from bench.config.suite import DatasetSpec, Suite, SuiteError, load_suite
+from bench.execute.console import is_live
 from bench.execute.evaluate import evaluate, relative_exit_costs
 from bench.execute.executors import build_executor
-from bench.execute.progress import is_live
 from bench.execute.sanity import diagnose, recompute_bn
 from bench.results.files import WriteError, atomic_write_bytes, sha256_file
+from bench.results.migrate import SCHEMA_VERSION
 from bench.results.provenance import now, provenance
-from bench.results.record import SCHEMA_VERSION, ErrorInfo, RunRecord, TrainingRecord, from_json
+from bench.results.record import ErrorInfo, RunRecord, TrainingRecord, from_json
 from bench.results.store import (
     FolderLock,
     ResultStore,

@@ -8,9 +8,9 @@ alternation, medians of per-repeat ratios): every exit path and the real dynamic
 latency batch size. Its decisions are compared with eager's on every evaluated test sample
 (:func:`cascade.ort.agreement`: differing decisions are counted, ties within 1e-6 among them).
 
-Entries carry ``"runtime": name`` in the run record's ``latency.exit_paths`` and ``latency.cascade``
-(eager entries of older files have none); ``latency.runtimes`` holds each runtime's settings and its
-agreement with eager.
+Entries of the run record's ``latency.exit_paths`` and ``latency.cascade`` name their runtime
+(:class:`bench.results.record.PathTiming`, :class:`~bench.results.record.CascadeTiming`);
+``latency.runtimes`` holds each runtime's settings and its agreement with eager.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.config.engines import RUNTIMES
 from bench.measure.latency import time_fn, time_pair, timed_samples
-from cascade._registry import Registry
 from cascade.exits import EarlyExitResult, ExitPolicy
 from cascade.models._base import MultiExitModel
 
@@ -39,25 +39,6 @@ class Prepared:
     dynamic: Callable[[Any, ExitPolicy], Any]  # the real early-exit cascade -> EarlyExitResult
     convert: Callable[[torch.Tensor], Any]  # a torch batch -> this runtime's input (outside the timing)
     settings: dict[str, Any]  # what the run file records of the runtime
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """A registry entry: a name, an availability check, and how to prepare a model."""
-
-    name: str
-    check: Callable[[], None]  # raises (with the install command) when the runtime is missing
-    prepare: Callable[[MultiExitModel, torch.Tensor], Prepared] | None  # None: eager, timed by bench.measure.latency
-
-
-RUNTIMES: Registry[Runtime] = Registry("runtime")
-RUNTIMES.register("eager")(Runtime("eager", lambda: None, None))
-
-
-def _ort_check() -> None:
-    from cascade.ort import require_ort  # noqa: PLC0415  (imports onnxruntime lazily: an optional extra)
-
-    require_ort()
 
 
 def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
@@ -81,7 +62,9 @@ def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
     )
 
 
-RUNTIMES.register("onnxruntime")(Runtime("onnxruntime", _ort_check, _ort_prepare))
+#: how each built-in runtime of :data:`bench.config.engines.RUNTIMES` other than eager prepares a model
+#: (eager is timed by :mod:`bench.measure.latency`; a plugin's entry carries its own ``prepare``)
+PREPARE: dict[str, Callable[[MultiExitModel, torch.Tensor], Prepared]] = {"onnxruntime": _ort_prepare}
 
 
 def check_available(names: Sequence[str]) -> None:
@@ -142,7 +125,7 @@ def runtime_latency(
     from cascade.ort import check_against_eager  # noqa: PLC0415  (optional extra)
 
     model = model.eval()
-    prepare = RUNTIMES.get(name).prepare
+    prepare = RUNTIMES.get(name).prepare or PREPARE.get(name)
     if prepare is None:
         raise ValueError(f"runtime {name!r} is timed by bench.measure.latency.latency_report")
     prep = prepare(model, x)

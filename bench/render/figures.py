@@ -471,9 +471,9 @@ def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
         if rec.latency is None:
             continue
         for item in [*rec.latency.exit_paths, *rec.latency.cascade]:
-            pred = item.get("roofline_per_sample")
+            pred = item.roofline_per_sample
             if pred:
-                points[int(item["batch_size"])].append((pred * 1e6, item["per_sample_median"] * 1e6))
+                points[item.batch_size].append((pred * 1e6, item.per_sample_median * 1e6))
     if not points:
         return []
     fig, (ax,) = panels(1)
@@ -502,8 +502,7 @@ def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
             continue
         macs = {name: c.macs for name, c in zip(rec.exits.names, rec.cost.per_exit)}
         for item in rec.latency.exit_paths:
-            key = (item.get("runtime", "eager"), int(item["batch_size"]))
-            points[key].append((macs[item["exit"]], item["per_sample_median"] * 1e6))
+            points[(item.runtime, item.batch_size)].append((macs[item.exit], item.per_sample_median * 1e6))
     if not points:
         return []
     fig, (ax,) = panels(1)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.results.record import StoreError
+from bench.results.errors import StoreError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -20,16 +20,12 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-SCHEMA_VERSION = 1
-
-
-class StoreError(ValueError):
-    """A results folder or file that cannot be read."""
-
+from bench.results.errors import StoreError
+from bench.results.migrate import upgrade
 
 # --------------------------------------------------------------------------- generic (de)serialisation
 
@@ -149,6 +145,44 @@ class OperatingPoint:
 
 
 @dataclass(frozen=True)
+class PathTiming:
+    """One exit path (every segment and head up to that exit, on every sample) timed at one batch size."""
+
+    exit: str
+    batch_size: int
+    per_batch: dict[str, Any]  # the timing: samples, median, iqr, warmup, threads, device (bench.measure.latency)
+    per_sample_median: float  # seconds
+    runtime: str = "eager"  # bench.measure.runtimes
+    roofline_per_sample: float | None = field(default=None, metadata=OMIT)  # eager only
+
+
+@dataclass(frozen=True)
+class CascadeTiming:
+    """The real dynamic cascade at one threshold and batch size, timed against the full network."""
+
+    threshold: float | None
+    batch_size: int
+    samples: int  # test samples timed
+    dynamic: dict[str, Any]  # timing of the dynamic forward over all batches
+    full: dict[str, Any]  # timing of the full network over the same batches
+    per_sample_median: float  # seconds per sample of the dynamic forward
+    speedup_vs_full: float  # median of the per-repeat full / dynamic ratios
+    exit_share: list[float] | None = field(default=None, metadata=OMIT)  # absent from the oldest files
+    path_predicted_per_sample: float | None = field(default=None, metadata=OMIT)  # shares x each path's time
+    runtime: str = "eager"
+    measured_energy_joules_per_sample: float | None = field(default=None, metadata=OMIT)
+    measured_energy: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    roofline_per_sample: float | None = field(default=None, metadata=OMIT)  # eager only
+    roofline_full_per_sample: float | None = field(default=None, metadata=OMIT)
+
+    def matches(self, threshold: float | None, batch: int) -> bool:
+        """Whether this is the timing at ``threshold`` (None: any; a threshold-free policy's matches any)
+        and ``batch``: the one rule every reader uses."""
+        t = self.threshold
+        return self.batch_size == batch and (t is None or threshold is None or math.isclose(t, threshold))
+
+
+@dataclass(frozen=True)
 class LatencyRecord:
     """Wall-clock of the exit paths and of the dynamic forward (see :mod:`bench.measure.latency`)."""
 
@@ -159,8 +193,8 @@ class LatencyRecord:
     layout: dict[str, Any] | None = field(default=None, metadata=OMIT)
     measured_energy_source: str | None = None
     measured_energy_reason: str | None = None
-    exit_paths: list[dict[str, Any]] = field(default_factory=list)
-    cascade: list[dict[str, Any]] = field(default_factory=list)  # threshold, batch_size, dynamic, full, ...
+    exit_paths: list[PathTiming] = field(default_factory=list)
+    cascade: list[CascadeTiming] = field(default_factory=list)
     seconds: float | None = field(default=None, metadata=OMIT)
     # the machine's load before and during timing (bench.measure.latency.LoadMonitor); absent from older files
     load: dict[str, Any] | None = field(default=None, metadata=OMIT)
@@ -168,8 +202,7 @@ class LatencyRecord:
     roofline: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # what bench.measure.roofline.keep_freed_memory did to the allocator before timing; absent from older files
     allocator: dict[str, Any] | None = field(default=None, metadata=OMIT)
-    # runtimes other than eager (bench.measure.runtimes): name -> settings and agreement with eager; entries of
-    # exit_paths and cascade timed in them carry "runtime" (eager ones, and older files, do not)
+    # runtimes other than eager (bench.measure.runtimes): name -> settings and agreement with eager
     runtimes: dict[str, Any] | None = field(default=None, metadata=OMIT)
 
     @property
@@ -177,31 +210,31 @@ class LatencyRecord:
         """Whether other processes took a notable share of the CPU before or during timing."""
         return bool(self.load and self.load.get("busy"))
 
-    def entries(self, runtime: str = "eager") -> list[dict[str, Any]]:
+    def entries(self, runtime: str = "eager") -> list[CascadeTiming]:
         """The cascade timings of one runtime."""
-        return [item for item in self.cascade if item.get("runtime", "eager") == runtime]
+        return [item for item in self.cascade if item.runtime == runtime]
 
-    def path_entries(self, runtime: str = "eager") -> list[dict[str, Any]]:
+    def path_entries(self, runtime: str = "eager") -> list[PathTiming]:
         """The exit-path timings of one runtime."""
-        return [item for item in self.exit_paths if item.get("runtime", "eager") == runtime]
+        return [item for item in self.exit_paths if item.runtime == runtime]
 
-    def at(self, threshold: float | None, batch: int, runtime: str = "eager") -> dict[str, Any] | None:
+    def at(self, threshold: float | None, batch: int, runtime: str = "eager") -> CascadeTiming | None:
         """The cascade timing at ``threshold`` and ``batch`` in ``runtime`` (None: not timed): the one lookup."""
-        for item in self.entries(runtime):
-            t = item["threshold"]
-            if item["batch_size"] == batch and (t is None or threshold is None or math.isclose(t, threshold)):
-                return item
-        return None
+        return next((item for item in self.entries(runtime) if item.matches(threshold, batch)), None)
+
+    def path_at(self, exit_name: str, batch: int, runtime: str = "eager") -> PathTiming | None:
+        """The timing of exit ``exit_name``'s path at ``batch`` in ``runtime`` (None: not timed)."""
+        return next((p for p in self.path_entries(runtime) if p.exit == exit_name and p.batch_size == batch), None)
 
     def per_sample(self, threshold: float | None, batch: int, runtime: str = "eager") -> float:
         """Median seconds per sample of the dynamic forward at ``threshold`` and ``batch`` (NaN: not timed)."""
         item = self.at(threshold, batch, runtime)
-        return float(item["per_sample_median"]) if item is not None else math.nan
+        return float(item.per_sample_median) if item is not None else math.nan
 
     @property
     def batch_sizes(self) -> list[int]:
         """Batch sizes timed in eager."""
-        return sorted({int(item["batch_size"]) for item in self.entries()})
+        return sorted({item.batch_size for item in self.entries()})
 
     @property
     def runtime_names(self) -> list[str]:
@@ -336,8 +369,7 @@ class RunRecord:
         """Parse a run file's JSON; raises :class:`StoreError` for another schema or a malformed file."""
         if not isinstance(data, dict):
             raise StoreError(f"{where}: expected a JSON object")
-        if data.get("schema") != SCHEMA_VERSION:
-            raise StoreError(f"{where}: schema {data.get('schema')!r} is not {SCHEMA_VERSION}; rerun to replace it")
+        data = upgrade(data, where)
         try:
             record: RunRecord = from_json(cls, data, where)
         except (TypeError, ValueError) as e:
@@ -404,13 +436,13 @@ class RunRecord:
             row["saved_vs_full"] = METRICS["saved_vs_full"].value(self, t)
             row.update({f"energy_saved_vs_base_{table}": v for table, v in t.energy_saved_vs_base.items()})
             if self.latency is not None:
-                for item in self.latency.cascade:
-                    if item["threshold"] == t.threshold:
-                        rt = item.get("runtime", "eager")
-                        name = "latency" if rt == "eager" else f"latency_{rt}"  # eager's columns keep their names
-                        row[f"{name}_s_per_sample_b{item['batch_size']}"] = item["per_sample_median"]
-                        if "roofline_per_sample" in item:
-                            row[f"latency_roofline_s_per_sample_b{item['batch_size']}"] = item["roofline_per_sample"]
+                for item in self.latency.cascade:  # in the order timed (the summary's column order)
+                    if item.matches(t.threshold, item.batch_size):
+                        b = item.batch_size
+                        name = "latency" if item.runtime == "eager" else f"latency_{item.runtime}"  # eager's: as before
+                        row[f"{name}_s_per_sample_b{b}"] = item.per_sample_median
+                        if item.roofline_per_sample is not None:
+                            row[f"latency_roofline_s_per_sample_b{b}"] = item.roofline_per_sample
             row["params"] = self.cost.per_exit[-1].params
             row["total_steps"] = self.training.total_steps if self.training else None
             row["key"] = self.key
@@ -514,9 +546,3 @@ def by_seed(records: list[RunRecord], metric: str, threshold: float) -> dict[int
     """{seed: value} of ``metric`` at ``threshold`` over ``records``."""
     m = get_metric(metric)
     return {int(r.seed): m.value_at(r, threshold) for r in records}
-
-
-def as_mapping(obj: Any) -> Mapping[str, Any]:
-    """A record part as a plain mapping (for code that renders arbitrary fields)."""
-    out: Mapping[str, Any] = to_json(obj)
-    return out

@@ -40,8 +40,10 @@ from bench.results.artefacts import (
     sidecar_path,
     write_sidecar,
 )
+from bench.results.errors import StoreError
 from bench.results.files import WriteError, atomic_torch_save, atomic_write_bytes, atomic_write_json, mismatch
-from bench.results.record import SCHEMA_VERSION, RunRecord, StoreError
+from bench.results.migrate import SCHEMA_VERSION
+from bench.results.record import RunRecord
 
 __all__ = ["SCHEMA_VERSION", "ResultStore", "StoreError", "WriteError"]
 

@@ -52,21 +52,22 @@ from bench.analyse import stats
 from bench.analyse.load import load_results
 from bench.config.plan import expand_runs, select_runs
 from bench.config.suite import CheckSpec, load_suite
-from bench.execute.progress import make_console
+from bench.execute.console import make_console
 from bench.execute.runner import run_suite
-from bench.render.report import rich_table
+from bench.render.format import rich_table
 from bench.results.files import atomic_write_bytes, atomic_write_json
 from bench.results.provenance import code_version, now
 from bench.results.record import METRICS as ALL_METRICS
 from bench.results.record import get_metric
 from bench.verdicts.compare import describe
+from cascade.errors import UserError
 
 BASELINE_SCHEMA = 1
 #: (metric in bench.results.record.METRICS, the [check] margin that applies to it)
 METRICS = (("accuracy", "max_accuracy_drop"), ("saved_vs_base", "max_savings_drop"))
 
 
-class BaselineError(ValueError):
+class BaselineError(ValueError, UserError):
     """A missing or malformed baseline file."""
 
 

@@ -27,7 +27,7 @@ from scipy import stats as st
 
 from bench.analyse import stats
 from bench.analyse.load import Results, load_results
-from bench.render.report import fmt_p, markdown, rich_table
+from bench.render.format import fmt_p, markdown, rich_table
 from bench.results.files import atomic_write_bytes
 from bench.results.record import get_metric
 from bench.results.store import StoreError

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.analyse import stats
 from bench.analyse.load import Results, load_results
+from bench.render.format import fmt_interval
 from bench.results.record import RunRecord
 
 THEIRS = {
@@ -71,8 +72,8 @@ def _latency(rec: RunRecord, batch: int, which: str) -> tuple[float, float] | No
     item = rec.latency.at(rec.headline_threshold, batch)
     if item is None:
         return None
-    t = item[which]
-    return t["median"] / item["samples"], t["iqr"] / item["samples"]
+    t = item.full if which == "full" else item.dynamic
+    return t["median"] / item.samples, t["iqr"] / item.samples
 
 
 def rows(results: Results) -> list[Row]:
@@ -172,10 +173,7 @@ def cost_lines(results: Results) -> list[str]:
 def _fmt(iv: stats.Interval | None, unit: str) -> str:
     if iv is None:
         return "n/a"
-    digits = 2 if unit in ("%", "x") else 3
-    if math.isnan(iv.low):
-        return f"{iv.mean:.{digits}f}"
-    return f"{iv.mean:.{digits}f} [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
+    return fmt_interval(iv.mean, iv.low, iv.high, digits=2 if unit in ("%", "x") else 3, brackets=True)
 
 
 def render(folder: Path) -> str:

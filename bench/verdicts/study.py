@@ -44,6 +44,7 @@ from typing import Any
 from bench.analyse import stats
 from bench.analyse.curves import MATCHED_SHARES
 from bench.analyse.load import Results, load_results, metric_by_seed
+from bench.render.format import fmt_interval, fmt_p
 from bench.results import record
 from bench.results.record import RunRecord
 
@@ -236,11 +237,10 @@ def cost_rows(results: Results, dataset: str) -> list[dict[str, Any]]:
         esaved = stats.t_interval(list(metric_by_seed(results, v, "energy_saved", thr).values()))
         lat: dict[int, list[float]] = {}
         for r in recs:
-            for item in r.latency.entries() if r.latency else []:
-                if item["threshold"] is None or math.isclose(item["threshold"], thr):
-                    lat.setdefault(item["batch_size"], []).append(
-                        1 - item["dynamic"]["median"] / item["full"]["median"]
-                    )
+            for batch in r.latency.batch_sizes if r.latency else []:
+                item = r.latency.at(thr, batch) if r.latency else None
+                if item is not None:
+                    lat.setdefault(batch, []).append(1 - item.dynamic["median"] / item.full["median"])
         row = {
             "dataset": dataset,
             "variant": v,
@@ -258,15 +258,7 @@ def cost_rows(results: Results, dataset: str) -> list[dict[str, Any]]:
 
 
 def _iv(iv: stats.Interval, scale: float = 100, digits: int = 1) -> str:
-    if math.isnan(iv.mean):
-        return "n/a"
-    if math.isnan(iv.low):
-        return f"{iv.mean * scale:.{digits}f}"
-    return f"{iv.mean * scale:.{digits}f} ± {iv.half_width * scale:.{digits}f}"
-
-
-def _p(p: float) -> str:
-    return "n/a" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+    return fmt_interval(iv.mean, iv.low, iv.high, scale, digits)
 
 
 def render(folders: Sequence[Path]) -> str:
@@ -297,10 +289,10 @@ def render(folders: Sequence[Path]) -> str:
     ]
     for c in all_claims:
         ci = "n/a" if math.isnan(c.low) else f"[{c.low:+.2f}, {c.high:+.2f}]"
-        p = "exact" if c.note.startswith("exact") and c.tested else _p(c.p)
+        p = "exact" if c.note.startswith("exact") and c.tested else fmt_p(c.p)
         lines.append(
             f"| {c.dataset} | {c.claim} | {c.comparison} | {c.metric} | {c.steps} | {c.diff:+.2f} | {ci} | {c.n} | "
-            f"{p} | {_p(c.p_holm)} | {c.verdict} |"
+            f"{p} | {fmt_p(c.p_holm)} | {c.verdict} |"
         )
     few = sorted({c.dataset for c in all_claims if 0 < c.n < stats.MIN_SEEDS})
     if few:

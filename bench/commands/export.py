@@ -1,0 +1,23 @@
+"""``bench export``: a trained run as ONNX segments and heads plus cascade.json, checked against eager."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.markup import escape
+
+from bench.commands._console import cache_setting, console
+from bench.execute.export import export_run
+
+
+def main(args: argparse.Namespace) -> int:
+    summary = export_run(args.dir, variant=args.variant, seed=args.seed, out=args.out, threshold=args.threshold,
+                         checkpoint_cache=cache_setting(args.no_cache, args.cache_dir))  # fmt: skip
+    a = summary.agreement
+    console.print(escape(
+        f"exported {summary.record.variant} seed {summary.record.seed} -> {summary.out}: {', '.join(summary.files)}\n"
+        f"check on {a['samples']:,} test samples with ONNX Runtime: {a['differ']} decision(s) differ from eager "
+        f"({a['ties']} of them ties within 1e-6); test accuracy {100 * summary.test_accuracy:.2f} %; "
+        "serve it as docs/deploy.md shows"
+    ), highlight=False)  # fmt: skip
+    return 0 if a["other"] == 0 else 1
