@@ -94,7 +94,7 @@ def main_display(results: Results, tables: Tables) -> pd.DataFrame:
             if m.name == "energy":
                 label = f"energy ({results.energy_table()}, M {results.energy_unit()})"
             span = 1.0 if m.unit == "fraction" else None
-            text = fmt_interval(row[m.name], row[f"{m.name}_low"], row[f"{m.name}_high"], m.scale, m.digits, span)
+            text = fmt_interval(row[m.name], row[f"{m.name}_low"], row[f"{m.name}_high"], m.scale, m.digits, span=span)
             if m.name == "accuracy" and row.get("accuracy_significant"):
                 text += " *"
             cols.setdefault(label, []).append(text)
@@ -160,7 +160,7 @@ def markdown(frame: pd.DataFrame) -> str:
 def latex(frame: pd.DataFrame, caption: str) -> str:
     if frame.empty:
         return ""
-    return frame.tolatex(index=False, escape=True, caption=caption)
+    return frame.to_latex(index=False, escape=True, caption=caption)
 
 
 def rich_table(frame: pd.DataFrame, title: str) -> Table:

@@ -170,8 +170,8 @@ class CascadeTiming:
     exit_share: list[float] | None = field(default=None, metadata=OMIT)  # absent from the oldest files
     path_predicted_per_sample: float | None = field(default=None, metadata=OMIT)  # shares x each path's time
     runtime: str = "eager"
-    measured_energy_joules_per_sample: float | None = field(default=None, metadata=OMIT)
-    measured_energy: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    measured_energy_joules_per_sample: float | None = None  # eager: None where no energy counter exists
+    measured_energy: dict[str, Any] | None = None
     roofline_per_sample: float | None = field(default=None, metadata=OMIT)  # eager only
     roofline_full_per_sample: float | None = field(default=None, metadata=OMIT)
 
