@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import bench.execute.runner as runner
 from bench.analyse.load import load_results
-from bench.config.suite import load_suite
+from bench.config.load import load_suite
 from bench.execute.runner import run_suite
 from bench.measure.cost import counting
 from bench.render.report import write_report

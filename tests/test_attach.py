@@ -12,7 +12,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from bench.config.suite import SuiteError, load_suite
+from bench.config.load import load_suite
+from bench.config.suite import SuiteError
 from bench.execute.runner import run_suite
 from bench.measure.cost import exit_costs, profile
 from bench.results.store import ResultStore

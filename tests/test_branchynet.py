@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.config.suite import load_suite
+from bench.config.load import load_suite
 from bench.execute.runner import run_suite
 from bench.measure.cost import exit_costs
 from bench.verdicts.reproduction import render

@@ -49,8 +49,8 @@ def test_three_exits_use_the_grid() -> None:
 
 
 def test_run_record_carries_the_exact_curve_of_its_saved_outputs(tmp_path) -> None:
+    from bench.config.load import load_suite
     from bench.config.plan import expand_runs
-    from bench.config.suite import load_suite
     from bench.execute.runner import execute_run
     from bench.results.store import ResultStore
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.config.load import load_suite
 from bench.config.plan import SelectionError, expand_runs, select_variants
-from bench.config.suite import load_suite
 from bench.execute.runner import run_suite
 from bench.render.report import write_report
 from bench.results.store import ResultStore

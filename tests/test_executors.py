@@ -99,8 +99,8 @@ def test_local_pool_gives_the_in_process_results(suite_and_reference) -> None:
 
 
 def test_threads_enter_the_keys_only_when_set(tmp_path: Path) -> None:
+    from bench.config.load import load_suite
     from bench.config.plan import expand_runs
-    from bench.config.suite import load_suite
 
     p = tmp_path / "t.toml"
     p.write_text(TINY)
@@ -110,7 +110,8 @@ def test_threads_enter_the_keys_only_when_set(tmp_path: Path) -> None:
 
 
 def test_executor_from_the_suite_and_flags(tmp_path: Path) -> None:
-    from bench.config.suite import SuiteError, load_suite
+    from bench.config.load import load_suite
+    from bench.config.suite import SuiteError
     from bench.execute.executors import engine_options
 
     p = tmp_path / "s.toml"

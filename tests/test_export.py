@@ -71,8 +71,8 @@ def test_export_round_trip_equals_eager(trained: Path, tmp_path: Path, capsys) -
 
 
 def _job(folder: Path, rec):
+    from bench.config.load import load_suite
     from bench.config.plan import expand_runs
-    from bench.config.suite import load_suite
 
     return next(r.job for r in expand_runs(load_suite(folder / "suite.toml")) if r.key == rec.key)
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import bench.execute.runner as runner
+from bench.config.load import load_suite
 from bench.config.plan import config_diff, expand_runs
-from bench.config.suite import load_suite
 from bench.execute.runner import run_suite
 from bench.execute.sanity import GAP, diagnose, mode_accuracies, recompute_bn
 from bench.results.record import at_chance

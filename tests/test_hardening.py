@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.config.suite import SuiteError, load_suite
+from bench.config.load import load_suite
+from bench.config.suite import SuiteError
 from bench.execute.runner import run_suite
 from bench.render.report import write_report
 from bench.results.store import FolderLock, ResultStore, StoreError

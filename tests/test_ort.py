@@ -127,8 +127,8 @@ exits = ["p2"]
 def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     import pandas as pd
 
+    from bench.config.load import load_suite
     from bench.config.plan import expand_runs
-    from bench.config.suite import load_suite
     from bench.execute.runner import run_suite
     from bench.render.report import write_report
     from bench.results.record import get_metric
@@ -173,7 +173,8 @@ def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     ],
 )
 def test_runtime_names_are_validated(tmp_path, runtimes: str, message: str) -> None:
-    from bench.config.suite import SuiteError, load_suite
+    from bench.config.load import load_suite
+    from bench.config.suite import SuiteError
 
     path = tmp_path / "rt.toml"
     path.write_text(SUITE.replace('runtimes = ["eager", "onnxruntime"]', f"runtimes = {runtimes}"))
@@ -185,7 +186,8 @@ def test_runtime_names_are_validated(tmp_path, runtimes: str, message: str) -> N
 
 def test_a_missing_runtime_is_refused_before_anything_runs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cascade.ort
-    from bench.config.suite import SuiteError, load_suite
+    from bench.config.load import load_suite
+    from bench.config.suite import SuiteError
 
     def missing():
         raise cascade.ort.MissingRuntimeError("runtime 'onnxruntime' needs ...: pip install 'cascade-bench[onnx]'")

@@ -114,7 +114,7 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
     prov = rec.provenance
     for key in ("git_commit", "git_dirty", "torch", "python", "device", "threads", "results_version"):
         assert key in prov
-    assert rec.schema == 1 and rec.status == "ok" and rec.started <= rec.finished
+    assert rec.schema == 2 and rec.status == "ok" and rec.started <= rec.finished
     t0, _, t1 = rec.thresholds
     assert t0.exit_share == [1.0, 0.0] and t1.exit_share == [0.0, 1.0]
     for t in rec.thresholds:

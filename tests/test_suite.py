@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.config.suite import SuiteError, load_suite
+from bench.config.load import load_suite
+from bench.config.suite import SuiteError
 from bench.execute.runner import expand_runs
 
 from .conftest import REPO

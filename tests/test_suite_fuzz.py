@@ -30,8 +30,9 @@ tomli_w = pytest.importorskip("tomli_w")
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from bench.config.load import load_suite  # noqa: E402
 from bench.config.plan import expand_runs  # noqa: E402
-from bench.config.suite import SuiteError, load_suite  # noqa: E402
+from bench.config.suite import SuiteError  # noqa: E402
 from bench.execute.runner import run_suite  # noqa: E402
 
 from .conftest import REPO  # noqa: E402

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.config.load import load_suite
 from bench.config.plan import select_variants
-from bench.config.suite import ReportSpec, Suite, SuiteError, load_suite
+from bench.config.suite import ReportSpec, Suite, SuiteError
 from bench.results.record import RunRecord, by_seed
 from bench.results.store import ResultStore, StoreError, summary_frame
 

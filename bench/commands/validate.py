@@ -7,8 +7,8 @@ import argparse
 from rich.markup import escape
 
 from bench.commands._console import console, err
+from bench.config.load import load_suite, suite_errors
 from bench.config.plan import expand_runs
-from bench.config.suite import load_suite, suite_errors
 
 
 def main(args: argparse.Namespace) -> int:

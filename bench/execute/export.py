@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from bench.analyse.load import load_results
+from bench.config.load import load_suite
 from bench.config.plan import build_for, expand_runs
-from bench.config.suite import load_suite
 from bench.execute.runner import get_data
 from bench.results.files import atomic_write_bytes, atomic_write_json, mismatch
 from bench.results.provenance import now

@@ -20,6 +20,7 @@ import torch
 
 import cascade
 from bench.analyse.curves import curve_from_outputs, summarise
+from bench.config.load import load_suite
 from bench.config.plan import (
     RunSpec,
     Task,
@@ -32,7 +33,7 @@ from bench.config.plan import (
     why_not_reused,
 )
 from bench.config.plugins import import_plugins
-from bench.config.suite import DatasetSpec, Suite, SuiteError, load_suite
+from bench.config.suite import DatasetSpec, Suite, SuiteError
 from bench.execute.console import is_live
 from bench.execute.evaluate import evaluate, relative_exit_costs
 from bench.execute.executors import build_executor

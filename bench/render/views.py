@@ -11,8 +11,8 @@ import torch
 
 from bench.analyse.load import load_results
 from bench.analyse.tables import build_tables
+from bench.config.load import load_suite
 from bench.config.plan import build_for, expand_runs, select_runs
-from bench.config.suite import load_suite
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
 from bench.measure.cost import buffered_breakdown, energy_breakdown, layer_energy_rows, profile
 from bench.measure.dataflow import dram_traffic, gemm_shapes

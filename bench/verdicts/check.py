@@ -50,8 +50,9 @@ from scipy import stats as st
 
 from bench.analyse import stats
 from bench.analyse.load import load_results
+from bench.config.load import load_suite
 from bench.config.plan import expand_runs, select_runs
-from bench.config.suite import CheckSpec, load_suite
+from bench.config.suite import CheckSpec
 from bench.execute.console import make_console
 from bench.execute.runner import run_suite
 from bench.render.format import rich_table
