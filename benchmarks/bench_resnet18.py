@@ -18,7 +18,8 @@ import time
 import torch
 import torchvision
 
-from bench.measure.cost import counting, exit_costs
+from bench.measure.cost import counting
+from bench.measure.energy import exit_costs
 from cascade import attach_exits, build_policy, dynamic_forward
 from cascade.inference import optimise_for_inference
 

@@ -38,7 +38,8 @@ import pytest
 import torch
 
 from bench.measure import roofline
-from bench.measure.cost import counting, exit_costs, profile
+from bench.measure.cost import counting, profile
+from bench.measure.energy import exit_costs
 from bench.measure.latency import predicted_per_sample, time_pair
 from cascade import StudyCNN, build_model, build_policy, dynamic_forward
 from cascade.inference import optimise_for_inference

@@ -21,7 +21,7 @@ RESULTS_VERSION = "1"
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    **dict.fromkeys(["DATASETS", "DataNotFoundError", "DataSplits", "Split", "load_dataset"], "cascade.data"),
+    **dict.fromkeys(["DATASETS", "DataSplits", "Split", "load_dataset"], "cascade.data"),
     **dict.fromkeys(
         ["POLICIES", "EarlyExitResult", "build_policy", "dynamic_forward", "masked_decisions"], "cascade.exits"
     ),
@@ -33,6 +33,7 @@ _EXPORTS = {
     ),
     **dict.fromkeys(["TrainConfig", "TrainHistory", "exit_accuracies", "exit_logits", "train"], "cascade.train"),
     "optimise_for_inference": "cascade.inference",
+    "DataNotFoundError": "cascade.datafiles",
 }
 
 __all__ = ["RESULTS_VERSION", *sorted(_EXPORTS)]
@@ -65,7 +66,8 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:
-    from cascade.data import DATASETS, DataNotFoundError, DataSplits, Split, load_dataset
+    from cascade.data import DATASETS, DataSplits, Split, load_dataset
+    from cascade.datafiles import DataNotFoundError
     from cascade.exits import POLICIES, EarlyExitResult, build_policy, dynamic_forward, masked_decisions
     from cascade.heads import HEADS
     from cascade.inference import optimise_for_inference

@@ -15,7 +15,8 @@ from torch import nn
 from bench.config.load import load_suite
 from bench.config.suite import SuiteError
 from bench.execute.runner import run_suite
-from bench.measure.cost import exit_costs, profile
+from bench.measure.cost import profile
+from bench.measure.energy import exit_costs
 from bench.results.store import ResultStore
 from cascade import build_policy, dynamic_forward, masked_decisions
 from cascade.heads import HEADS, build_head

@@ -11,7 +11,7 @@ import torch
 
 from bench.config.load import load_suite
 from bench.execute.runner import run_suite
-from bench.measure.cost import exit_costs
+from bench.measure.energy import exit_costs
 from bench.verdicts.reproduction import render
 from cascade import build_model, build_policy
 from cascade.models import LeNet

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from bench.config.tables import EnergyTable, load_energy_table
-from bench.measure.cost import counting, energy_breakdown, exit_costs, expected_cost, profile
+from bench.measure.cost import counting, profile
+from bench.measure.energy import energy_breakdown, exit_costs, expected_cost
 from cascade import StudyCNN, build_policy, dynamic_forward
 
 

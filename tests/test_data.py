@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cascade import DataNotFoundError, load_dataset
-from cascade.data import DATASETS, MNIST_FILES, add_noise
+from cascade.data import DATASETS, add_noise
+from cascade.datafiles import MNIST_FILES
 
 from .conftest import mnist_root, needs_mnist
 
@@ -102,7 +103,7 @@ def test_idx_files_read_plain_or_gzipped(tmp_path, gz: bool) -> None:
 
 
 def test_damaged_idx_file_is_named(tmp_path) -> None:
-    from cascade.data import DataFormatError
+    from cascade.datafiles import DataFormatError
 
     from .synthetic import write_mnist
 

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
-from bench.measure.cost import buffered_breakdown, energy_breakdown, exit_costs, profile
+from bench.measure.cost import profile
 from bench.measure.dataflow import GemmShape, dram_traffic, gemm_shapes, operand_accesses
+from bench.measure.energy import buffered_breakdown, energy_breakdown, exit_costs
 from cascade import StudyCNN
 
 G = 55_296  # Eyeriss: 108 KiB of 16-bit words

@@ -131,7 +131,7 @@ def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     from bench.config.plan import expand_runs
     from bench.execute.runner import run_suite
     from bench.render.report import write_report
-    from bench.results.record import get_metric
+    from bench.results.metrics import get_metric
     from bench.results.store import ResultStore
 
     path = tmp_path / "rt.toml"

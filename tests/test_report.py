@@ -182,12 +182,12 @@ def test_figures_carry_axis_labels(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_figure_styles_are_unique_and_sizes_fit_a_journal(tmp_path: Path) -> None:
     import struct
 
-    from bench.render import figures
+    from bench.render import plotting
 
-    pairs = [(figures.style(i)["color"], figures.style(i)["marker"]) for i in range(20)]
+    pairs = [(plotting.style(i)["color"], plotting.style(i)["marker"]) for i in range(20)]
     assert len(set(pairs)) == 20  # issue 18: base and firm-p2[lambda=0.2] shared blue + circle
-    assert all(figures.style(i)["color"] != "#000000" for i in range(56))  # black is the Pareto front's
-    assert len({(figures.style(i)["color"], figures.style(i)["marker"]) for i in range(56)}) == 56
+    assert all(plotting.style(i)["color"] != "#000000" for i in range(56))  # black is the Pareto front's
+    assert len({(plotting.style(i)["color"], plotting.style(i)["marker"]) for i in range(56)}) == 56
     out = tmp_path / "rep"
     shutil.copytree(FIX / "results_a", out)
     write_report(out, log=lambda s: None)
@@ -205,7 +205,7 @@ def test_no_error_bars_at_one_seed_and_collapsed_variants_have_no_line(
 ) -> None:
     import dataclasses
 
-    from bench.render import figures
+    from bench.render import figures, plotting
 
     res = load_results(FIX / "results_a")
     one = dataclasses.replace(res, records=[r for r in res.records if r.seed == 0])
@@ -224,22 +224,22 @@ def test_no_error_bars_at_one_seed_and_collapsed_variants_have_no_line(
     rec = one.records_of("sum-p2")[0]
     frozen = [dataclasses.replace(t, early_share=0.0) for t in rec.thresholds]
     one.records[one.records.index(rec)] = dataclasses.replace(rec, thresholds=frozen)
-    assert figures.collapsed(one, "sum-p2") and not figures.collapsed(one, "base")
+    assert plotting.collapsed(one, "sum-p2") and not plotting.collapsed(one, "base")
     assert figures._label(one, "sum-p2") == "sum-p2 (collapsed)"
 
 
 def test_facets_by_loss_family_above_six_variants() -> None:
     import dataclasses
 
-    from bench.render import figures
+    from bench.render import figures, plotting
 
     res = load_results(REPO / "results" / "mnist")
     assert len(res.variants) > figures.FACET_ABOVE
-    groups = figures.facets(res)
+    groups = plotting.facets(res)
     assert [title for title, _ in groups] == ["loss: sum", "loss: soft", "loss: firm"]
     assert all(vs[0] == "base" for _, vs in groups)  # the reference in every facet
     small = dataclasses.replace(res, records=[r for r in res.records if r.variant in ("base", "sum-p1")])
-    assert figures.facets(small) == [("", ["base", "sum-p1"])]
+    assert plotting.facets(small) == [("", ["base", "sum-p1"])]
 
 
 def test_report_names_its_data_and_has_no_negative_zero(tmp_path: Path) -> None:

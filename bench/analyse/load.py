@@ -14,7 +14,8 @@ import pandas as pd
 from bench.config.load import load_suite
 from bench.config.plan import select_variants
 from bench.config.suite import ReportSpec, Suite, SuiteError
-from bench.results.record import RunRecord, by_seed
+from bench.results.metrics import by_seed
+from bench.results.record import RunRecord
 from bench.results.store import ResultStore, StoreError, summary_frame
 
 
@@ -58,7 +59,7 @@ class Results:
         return self.records[0].cost.energy_tables[self.energy_table()]["unit"]
 
     def by_seed(self, variant: str, metric: str, threshold: float | None = None) -> dict[int, float]:
-        """{seed: value} of ``metric`` (a name in :data:`bench.results.record.METRICS`) for ``variant``."""
+        """{seed: value} of ``metric`` (a name in :data:`bench.results.metrics.METRICS`) for ``variant``."""
         return by_seed(self.records_of(variant), metric, self.headline if threshold is None else threshold)
 
     def subset(self, patterns: Sequence[str]) -> Results:

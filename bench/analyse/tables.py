@@ -18,7 +18,8 @@ import pandas as pd
 
 from bench.analyse import stats
 from bench.analyse.load import Results
-from bench.results.record import MAIN_METRICS, METRICS, RunRecord, at_chance
+from bench.results.metrics import MAIN_METRICS, METRICS
+from bench.results.record import RunRecord, at_chance
 from cascade.data import DATASETS
 
 

@@ -20,7 +20,8 @@ import cascade
 from bench.analyse.budget import budget_evaluation
 from bench.config.plan import RunSpec, TrainJob, build_for
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
-from bench.measure.cost import ALWAYS_REPORTED_TABLES, ExitCost, buffered_name, counting, exit_costs, expected_cost
+from bench.measure.cost import ALWAYS_REPORTED_TABLES, counting
+from bench.measure.energy import ExitCost, buffered_name, exit_costs, expected_cost
 from bench.measure.latency import latency_report
 from bench.measure.runtimes import runtime_latency
 from bench.results.record import (

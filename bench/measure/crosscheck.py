@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
-from bench.measure.cost import layer_accesses, profile
+from bench.measure.cost import profile
 from bench.measure.dataflow import dram_traffic, gemm_shapes, mac_layers
+from bench.measure.energy import layer_accesses
 
 
 def zigzag_hardware(hw: Hardware, table: EnergyTable) -> dict[str, Any]:

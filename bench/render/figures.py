@@ -1,189 +1,40 @@
 """matplotlib figures of a results folder (PNG and PDF), one per study experiment plus ours.
 
 Every curve is the mean over seeds with a 95 % t-interval band (no band and no error bars at one
-seed); axes carry units; legends sit below the axes so that a figure keeps its width. Widths are
-a journal's: :data:`COLUMN` (3.5 in) for one panel, :data:`PAGE` (7 in) for two or more. Each
-variant keeps one colour + marker pair in every figure, unique for up to 56 variants (7 Okabe-Ito
-colours, colour-blind safe, x 8 markers; black is left to the Pareto front). With many variants the
-threshold and cost figures are faceted by loss family (base, drawn grey, stays in every facet as the
-reference). Variants whose exits collapsed (0 % or 100 % early at every threshold) are drawn as
-markers only: their thresholds do not trace a curve of operating points.
+seed); the set-up (widths, colours, markers, facets) is :mod:`bench.render.plotting`'s.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # after choosing the headless backend
 import numpy as np
 import pandas as pd
 
 from bench.analyse import stats
 from bench.analyse.load import Results
-from bench.results.files import atomic_write_files
+from bench.render.plotting import (
+    FRONT,
+    PALETTE,
+    _facet_style,
+    _label,
+    _mean_band,
+    clip_percent,
+    collapsed,
+    facets,
+    finish,
+    line,
+    panels,
+    plt,
+    shared_labels,
+    style,
+    variant_style,
+)
 from bench.results.record import RunRecord
-
-# Okabe-Ito without black (distinguishable with the common colour-vision deficiencies).
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
-FRONT = {"color": "black", "linewidth": 2.2, "alpha": 0.35, "linestyle": "-", "zorder": 0}  # the Pareto front
-COLUMN, PAGE = 3.5, 7.0  # figure widths, inches
-FACET_ABOVE = 6  # more variants than this: facet the threshold and cost figures by loss family
-REFERENCE_GREY = "#7f7f7f"
-LEGEND_PT = 6.5  # legend font size, points
-plt.rcParams.update({"font.size": 7, "axes.labelsize": 8, "axes.titlesize": 8, "xtick.labelsize": 7,
-                     "ytick.labelsize": 7})  # fmt: skip  # sizes for a 3.5 in column
-
-
-def style(i: int) -> dict[str, Any]:
-    """Colour, marker and line style of series ``i``: a (colour, marker) pair unique for i < 56."""
-    c, cycle = i % len(PALETTE), i // len(PALETTE)
-    return {
-        "color": PALETTE[c],
-        "marker": MARKERS[(c + cycle) % len(MARKERS)],
-        "markersize": 4,
-        "linestyle": ["-", "--", ":", "-."][cycle % 4],
-    }
-
-
-def variant_style(results: Results, variant: str) -> dict[str, Any]:
-    """The style of ``variant``: the same in every figure of a report."""
-    return style(results.variants.index(variant))
-
-
-def _mean_band(values: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """values[i] = the seeds' values at point i -> mean, low, high (low = high = mean when n < 2)."""
-    means, lows, highs = [], [], []
-    for v in values:
-        iv = stats.t_interval(list(v))
-        means.append(iv.mean)
-        lows.append(iv.mean if math.isnan(iv.low) else iv.low)
-        highs.append(iv.mean if math.isnan(iv.high) else iv.high)
-    return np.array(means), np.array(lows), np.array(highs)
-
-
-def line(
-    ax: Any,
-    x: Sequence[float],
-    values: Sequence[Sequence[float]],
-    label: str,
-    i: int | dict[str, Any],
-    scale: float = 1.0,
-    *,
-    markers_only: bool = False,
-) -> None:
-    """Mean over seeds with a 95 % band (none at one seed); ``i``: a series index or a style."""
-    m, lo, hi = _mean_band(values)
-    st = dict(style(i) if isinstance(i, int) else i)
-    if markers_only:
-        st["linestyle"] = "none"
-    ax.plot(x, m * scale, label=label, linewidth=1.4, **st)
-    if any(len(v) > 1 for v in values) and not markers_only:
-        ax.fill_between(x, lo * scale, hi * scale, color=st["color"], alpha=0.18, linewidth=0)
-
-
-def clip_percent(ax: Any) -> None:
-    """Keep percentage axes inside [0, 100] even when a 2-seed interval is wider than that."""
-    low, high = ax.get_ylim()
-    ax.set_ylim(max(low, -2.0), min(high, 102.0))
-
-
-def finish(fig: Any, axes: Sequence[Any], path: Path, title: str) -> list[tuple[str, Path]]:
-    """Grid, one legend below the axes (every panel's entries, once), title; PNG and PDF, atomically.
-
-    The figure keeps its width (column or page); it grows in height by the legend's rows.
-    """
-    for ax in axes:
-        ax.grid(True, alpha=0.3)
-    seen: dict[str, Any] = {}
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    width, height = fig.get_size_inches()
-    if seen:
-        longest = max(len(lab) for lab in seen)
-        ncol = max(1, min(len(seen), int(width * 72 / (LEGEND_PT * (longest * 0.6 + 4)))))
-        rows = math.ceil(len(seen) / ncol)
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=ncol, frameon=False,
-                   fontsize=LEGEND_PT)  # fmt: skip
-        fig.set_size_inches(width, height + rows * LEGEND_PT * 1.5 / 72 + 0.1)
-    fig.suptitle(title, fontsize=9)
-    files = {}
-    for suffix, options in ((".png", {"dpi": 200}), (".pdf", {})):  # through temp-and-rename, like run files
-        buf = io.BytesIO()
-        fig.savefig(buf, format=suffix[1:], **options)
-        files[path.with_suffix(suffix)] = buf.getvalue()
-    plt.close(fig)
-    atomic_write_files(files)  # the PNG and the PDF as one set
-    return [(title, path.with_suffix(".png"))]
-
-
-def shared_labels(fig: Any, axes: Sequence[Any], xlabel: str, ylabel: str) -> None:
-    """Axis labels: on the axes of a single panel, once for the figure when panels share their axes."""
-    cols = axes[0].get_gridspec().ncols
-    for k, ax in enumerate(axes):
-        ax.set_xlabel(xlabel)
-        if k % cols == 0:
-            ax.set_ylabel(ylabel)
-
-
-def panels(n: int, height: float = 2.6, **kw: Any) -> tuple[Any, list[Any]]:
-    """A figure of ``n`` panels: one column wide for one panel, a page wide (up to 3 per row) for more."""
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(COLUMN if n == 1 else PAGE, height * rows), squeeze=False,
-                             layout="constrained", **kw)  # fmt: skip
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-def loss_family(results: Results, variant: str) -> str:
-    return results.records_of(variant)[0].loss
-
-
-def facets(results: Results) -> list[tuple[str, list[str]]]:
-    """(title, variants) per panel: all in one up to :data:`FACET_ABOVE` variants, else one per loss family."""
-    if len(results.variants) <= FACET_ABOVE:
-        return [("", list(results.variants))]
-    groups: dict[str, list[str]] = defaultdict(list)
-    for v in results.variants:
-        groups[loss_family(results, v)].append(v)
-    ref = results.report_spec.reference
-    return [(f"loss: {loss}", ([ref] if ref in results.variants and ref not in vs else []) + vs)
-            for loss, vs in groups.items() if loss != "base" or len(groups) == 1]  # fmt: skip
-
-
-def collapsed(results: Results, variant: str) -> bool:
-    """Whether the variant's exits collapsed: 0 % or 100 % early at every threshold (all seeds).
-
-    A network without intermediate exits (base) has no exits to collapse: False."""
-    recs = results.records_of(variant)
-    if not recs[0].exits_at:
-        return False
-    shares = [t.early_share for r in recs for t in (r.thresholds or []) if t.threshold is not None]
-    return bool(shares) and (all(s <= 0.001 for s in shares) or all(s >= 0.999 for s in shares))
-
-
-def _label(results: Results, variant: str) -> str:
-    return f"{variant} (collapsed)" if collapsed(results, variant) else variant
-
-
-def _facet_style(results: Results, variant: str, title: str) -> dict[str, Any]:
-    """A variant's own style; the reference drawn grey in a facet of another family."""
-    st = variant_style(results, variant)
-    if title and variant == results.report_spec.reference and not title.endswith(loss_family(results, variant)):
-        st = {**st, "color": REFERENCE_GREY}
-    return st
 
 
 def loss_curves(results: Results, out: Path) -> list[tuple[str, Path]]:

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from bench.analyse.load import Results
 from bench.analyse.tables import RATIO, Tables
-from bench.results.record import MAIN_METRICS, METRICS, get_metric
+from bench.results.metrics import MAIN_METRICS, METRICS, get_metric
 
 
 def latency_model_display(frame: pd.DataFrame) -> pd.DataFrame:

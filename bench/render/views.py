@@ -14,8 +14,9 @@ from bench.analyse.tables import build_tables
 from bench.config.load import load_suite
 from bench.config.plan import build_for, expand_runs, select_runs
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
-from bench.measure.cost import buffered_breakdown, energy_breakdown, layer_energy_rows, profile
+from bench.measure.cost import profile
 from bench.measure.dataflow import dram_traffic, gemm_shapes
+from bench.measure.energy import buffered_breakdown, energy_breakdown, layer_energy_rows
 from bench.render.format import main_display
 from bench.results.store import ResultStore, StoreError
 from cascade.data import dataset_shape

@@ -42,6 +42,7 @@ from bench.results.artefacts import (
 )
 from bench.results.errors import StoreError
 from bench.results.files import WriteError, atomic_torch_save, atomic_write_bytes, atomic_write_json, mismatch
+from bench.results.metrics import record_rows
 from bench.results.migrate import SCHEMA_VERSION
 from bench.results.record import RunRecord
 
@@ -329,7 +330,7 @@ SUMMARY_FIRST = [
 
 def summary_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     """Finished runs as one tidy DataFrame (one row per run x threshold): ``RunRecord.rows`` stacked."""
-    rows = [row for rec in records if rec.ok for row in rec.rows()]
+    rows = [row for rec in records if rec.ok for row in record_rows(rec)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=SUMMARY_FIRST)

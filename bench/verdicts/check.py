@@ -57,15 +57,14 @@ from bench.execute.console import make_console
 from bench.execute.runner import run_suite
 from bench.render.format import rich_table
 from bench.results.files import atomic_write_bytes, atomic_write_json
+from bench.results.metrics import METRICS, get_metric
 from bench.results.provenance import code_version, now
-from bench.results.record import METRICS as ALL_METRICS
-from bench.results.record import get_metric
 from bench.verdicts.compare import describe
 from cascade.errors import UserError
 
 BASELINE_SCHEMA = 1
-#: (metric in bench.results.record.METRICS, the [check] margin that applies to it)
-METRICS = (("accuracy", "max_accuracy_drop"), ("saved_vs_base", "max_savings_drop"))
+#: The gated metrics: (metric in bench.results.metrics.METRICS, the [check] margin that applies to it)
+GATED = (("accuracy", "max_accuracy_drop"), ("saved_vs_base", "max_savings_drop"))
 
 
 class BaselineError(ValueError, UserError):
@@ -79,7 +78,7 @@ def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict
     for variant in results.variants:
         seeds: dict[str, dict[str, Any]] = {}
         for rec in results.records_of(variant):
-            entry: dict[str, Any] = {m: ALL_METRICS[m].value_at(rec, threshold) for m, _ in METRICS}
+            entry: dict[str, Any] = {m: METRICS[m].value_at(rec, threshold) for m, _ in GATED}
             timed = rec.latency
             for runtime in timed.runtime_names if timed is not None else []:
                 metric = "latency" if runtime == "eager" else f"latency_{runtime}"
@@ -123,9 +122,9 @@ def read_baseline(path: Path, suite_name: str) -> dict[str, Any]:
     for name, v in data["variants"].items():
         seeds = v.get("seeds") if isinstance(v, dict) else None
         if not isinstance(seeds, dict) or not all(
-            isinstance(s, dict) and all(isinstance(s.get(m), (int, float)) for m, _ in METRICS) for s in seeds.values()
+            isinstance(s, dict) and all(isinstance(s.get(m), (int, float)) for m, _ in GATED) for s in seeds.values()
         ):
-            raise BaselineError(f"baseline {path}: variant {name!r} lacks per-seed {', '.join(m for m, _ in METRICS)}")
+            raise BaselineError(f"baseline {path}: variant {name!r} lacks per-seed {', '.join(m for m, _ in GATED)}")
     return data
 
 
@@ -178,7 +177,7 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
     spreads: list[float] = []
     for variant, base in baseline["variants"].items():
         cur = current["variants"].get(variant)
-        for metric, margin_key in METRICS:
+        for metric, margin_key in GATED:
             margin = float(getattr(spec, margin_key))
             b = {s: 100 * v[metric] for s, v in base["seeds"].items()}
             if cur is None:
@@ -443,7 +442,7 @@ def context_lines(current: dict[str, Any], base: dict[str, Any], not_checked: Se
 def strength_line(rows: Sequence[CheckRow], spec: CheckSpec) -> str:
     """How strong the gate is at this run's n and alpha (the worst row per metric)."""
     parts = []
-    for metric, _ in METRICS:
+    for metric, _ in GATED:
         ds = [r for r in rows if r.metric == metric and not math.isnan(r.detectable)]
         if ds:
             worst = max(ds, key=lambda r: r.detectable)

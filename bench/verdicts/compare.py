@@ -29,10 +29,10 @@ from bench.analyse import stats
 from bench.analyse.load import Results, load_results
 from bench.render.format import fmt_p, markdown, rich_table
 from bench.results.files import atomic_write_bytes
-from bench.results.record import get_metric
+from bench.results.metrics import get_metric
 from bench.results.store import StoreError
 
-#: Metrics compared (names in bench.results.record.METRICS); latency at every batch size both folders timed.
+#: Metrics compared (names in bench.results.metrics.METRICS); latency at every batch size both folders timed.
 COMPARED = ("accuracy", "early_share", "macs", "energy", "saved_vs_base")
 
 
