@@ -329,6 +329,31 @@ def fingerprint(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+def _split(n: int, val_fraction: float, split_seed: int, train_size: int,
+           val_size: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(training, validation) indices of ``n`` training samples: a seeded permutation, the first
+    ``val_fraction`` held out; ``train_size`` / ``val_size`` (0 = all) keep only the first ones of each."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    n_val = round(n * val_fraction)
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if train_size < 0:
+        raise ValueError(f"train_size must be >= 0, got {train_size}")
+    if val_size < 0:
+        raise ValueError(f"val_size must be >= 0, got {val_size}")
+    return (train_idx[:train_size] if train_size else train_idx), (val_idx[:val_size] if val_size else val_idx)
+
+
+def _normalisation(train_x: torch.Tensor, normalize: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) fitted on the training part: one of each (global), per channel, or none."""
+    if normalize == "global":
+        return train_x.mean(), train_x.std()
+    if normalize == "per-channel":
+        return train_x.mean(dim=(0, 2, 3), keepdim=True)[0], train_x.std(dim=(0, 2, 3), keepdim=True)[0]  # (C, 1, 1)
+    if normalize == "none":
+        return torch.zeros(()), torch.ones(())
+    raise ValueError(f"normalize must be 'global', 'per-channel' or 'none', got {normalize!r}")
+
+
 def load_dataset(
     name: str,
     *,
@@ -365,29 +390,10 @@ def load_dataset(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     builder = DATASETS.get(name).builder
     raw = builder(root=Path(root) if root is not None else None, download=download, **options)
-    n = len(raw.train_y)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
-    n_val = round(n * val_fraction)
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if train_size < 0:
-        raise ValueError(f"train_size must be >= 0, got {train_size}")
-    if train_size:
-        train_idx = train_idx[:train_size]
-    if val_size < 0:
-        raise ValueError(f"val_size must be >= 0, got {val_size}")
-    if val_size:
-        val_idx = val_idx[:val_size]
-        n_val = len(val_idx)
+    train_idx, val_idx = _split(len(raw.train_y), val_fraction, split_seed, train_size, val_size)
+    n_val = len(val_idx)
     train_x = raw.train_x[train_idx]
-    if normalize == "global":
-        mean, std = train_x.mean(), train_x.std()
-    elif normalize == "per-channel":
-        mean = train_x.mean(dim=(0, 2, 3), keepdim=True)[0]  # (C, 1, 1)
-        std = train_x.std(dim=(0, 2, 3), keepdim=True)[0]
-    elif normalize == "none":
-        mean, std = torch.zeros(()), torch.ones(())
-    else:
-        raise ValueError(f"normalize must be 'global', 'per-channel' or 'none', got {normalize!r}")
+    mean, std = _normalisation(train_x, normalize)
     if random_crop < 0:
         raise ValueError(f"random_crop must be >= 0, got {random_crop}")
 
@@ -405,8 +411,8 @@ def load_dataset(
         "sizes": {"train": len(train_idx), "val": n_val, "test": len(raw.test_y)},
     }
     transforms = {"normalize": normalize, "random_crop": random_crop, "random_flip": random_flip}
-    defaults = {"normalize": "global", "random_crop": 0, "random_flip": False}
-    identity.update({k: v for k, v in transforms.items() if v != defaults[k]})
+    defaults = inspect.signature(load_dataset).parameters  # each default stated once, in the signature
+    identity.update({k: v for k, v in transforms.items() if v != defaults[k].default})
     return DataSplits(
         name=name,
         train=Split(norm(train_x), raw.train_y[train_idx]),

@@ -211,6 +211,55 @@ def _raise_nonfinite(value: float, step: int, steps_per_epoch: int, loss_fn: Los
     )
 
 
+class _FiniteWatch:
+    """The first non-finite loss, recorded on the device at every step and looked at (a host sync) every
+    ``every`` steps and at the end of each epoch: the error names the first bad step either way."""
+
+    def __init__(self, device: torch.device, every: int, steps_per_epoch: int, loss_fn: Loss) -> None:
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # 0-based step of the first bad loss
+        self.bad_value = torch.zeros((), device=device)
+        self.every, self.steps_per_epoch, self.loss_fn = every, steps_per_epoch, loss_fn
+
+    def note(self, loss: torch.Tensor, step: int) -> None:
+        new_bad = (self.first_bad < 0) & ~torch.isfinite(loss.detach())
+        self.first_bad = torch.where(new_bad, step, self.first_bad)
+        self.bad_value = torch.where(new_bad, loss.detach(), self.bad_value)
+        if (step + 1) % self.every == 0:
+            self.check()
+
+    def check(self) -> None:
+        if int(self.first_bad) >= 0:
+            _raise_nonfinite(float(self.bad_value), int(self.first_bad), self.steps_per_epoch, self.loss_fn)
+
+
+class _LossLog:
+    """The mean training loss over each window of ``every`` steps (logged) and over each epoch, summed on the
+    device (no host sync per step)."""
+
+    def __init__(self, device: torch.device, every: int, history: TrainHistory, callback: TrainCallback) -> None:
+        self.window = torch.zeros((), device=device)
+        self.epoch_sum = torch.zeros((), device=device)
+        self.count, self.every, self.history, self.callback = 0, every, history, callback
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.window += loss
+        self.epoch_sum += loss
+        self.count += 1
+        if self.count == self.every:
+            mean = float(self.window) / self.count
+            self.history.log_iterations.append(self.history.steps)
+            self.history.log_losses.append(mean)
+            self.callback.on_log(self.history.steps, mean)
+            self.window.zero_()
+            self.count = 0
+
+    def end_epoch(self) -> float:
+        """The epoch's loss sum (and a fresh sum for the next epoch)."""
+        total = float(self.epoch_sum)
+        self.epoch_sum = torch.zeros((), device=self.epoch_sum.device)
+        return total
+
+
 def train(
     model: MultiExitModel,
     loss_fn: Loss,
@@ -239,65 +288,41 @@ def train(
     callback = callback or TrainCallback()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x, y = data.train.x, data.train.y
-    n = len(y)
+    x, n, bs = data.train.x, len(data.train.y), config.batch_size
     history = TrainHistory()
-    bs = config.batch_size
-    steps_per_epoch = len([s for s in range(0, n, bs) if n - s > 1])
+    starts = [s for s in range(0, n, bs) if n - s > 1]  # a batch of one breaks BatchNorm's statistics
     frozen = _freeze_backbone(model) if config.freeze_backbone else []
     opt = config.make_optimizer([p for p in model.parameters() if p.requires_grad])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: config.lr_factor(step, max(steps_per_epoch, 1)))
-    window = torch.zeros((), device=x.device)
-    window_count = 0
-    check_every = config.finite_check_every or (1 if x.device.type == "cpu" else config.log_every)
-    first_bad = torch.full((), -1, dtype=torch.long, device=x.device)  # 0-based step of the first bad loss
-    bad_value = torch.zeros((), device=x.device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: config.lr_factor(step, max(len(starts), 1)))
+    watch = _FiniteWatch(x.device, config.finite_check_every or (1 if x.device.type == "cpu" else config.log_every),
+                         len(starts), loss_fn)  # fmt: skip
+    log = _LossLog(x.device, config.log_every, history, callback)
     for epoch in range(config.epochs):
         loss_fn.set_epoch(epoch)
         model.train()
-        if frozen:  # the backbone's batch-norm statistics and dropout stay as pre-trained (eval mode)
-            for m in frozen:
-                m.eval()
+        for m in frozen:  # the backbone's batch-norm statistics and dropout stay as pre-trained (eval mode)
+            m.eval()
         perm = torch.randperm(n, generator=gen).to(x.device)
-        starts = [s for s in range(0, n, bs) if n - s > 1]  # a batch of one breaks BatchNorm's statistics
-        epoch_sum = torch.zeros((), device=x.device)
         t0 = time.perf_counter()
         for b, start in enumerate(starts):
             idx = perm[start : start + bs]
             xb = data.augment(x[idx], gen) if data.augment else x[idx]  # random crops/flips from the seeded generator
-            out = model(xb)
-            loss = loss_fn(out.logits, y[idx])
-            # record the first bad step on the device; look at it (a host sync) every check_every steps
-            new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
-            first_bad = torch.where(new_bad, history.steps, first_bad)
-            bad_value = torch.where(new_bad, loss.detach(), bad_value)
-            if (history.steps + 1) % check_every == 0 and int(first_bad) >= 0:
-                _raise_nonfinite(float(bad_value), int(first_bad), len(starts), loss_fn)
+            loss = loss_fn(model(xb).logits, data.train.y[idx])
+            watch.note(loss, history.steps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             history.steps += 1
             history.samples += len(idx)
-            detached = loss.detach()
-            window += detached
-            epoch_sum += detached
-            window_count += 1
-            if window_count == config.log_every:
-                mean = float(window) / window_count
-                history.log_iterations.append(history.steps)
-                history.log_losses.append(mean)
-                callback.on_log(history.steps, mean)
-                window.zero_()
-                window_count = 0
+            log.add(loss.detach())
             callback.on_batch(epoch, b + 1, len(starts))
-        if int(first_bad) >= 0:  # a bad step after the last look of the epoch
-            _raise_nonfinite(float(bad_value), int(first_bad), len(starts), loss_fn)
+        watch.check()  # a bad step after the last look of the epoch
         seconds = time.perf_counter() - t0
         history.train_seconds += seconds
         record = EpochRecord(
             epoch=epoch + 1,
-            train_loss=float(epoch_sum) / max(len(starts), 1),
+            train_loss=log.end_epoch() / max(len(starts), 1),
             val_accuracy=exit_accuracies(model, data.val, config.eval_batch_size) if evaluate else [],
             test_accuracy=exit_accuracies(model, data.test, config.eval_batch_size) if evaluate else [],
             seconds=seconds,

@@ -129,6 +129,45 @@ def energy_table_info(
 
 
 @torch.no_grad()
+def _time_latency(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits,
+                  say: Callable[[str], None]) -> LatencyRecord:  # fmt: skip
+    """Every exit path and the dynamic cascade timed in eager, then in each other runtime of the suite."""
+    ev = spec.evaluation
+    say("timing latency")
+    t_lat = time.perf_counter()
+    chosen = ev.latency_thresholds or (ev.headline_threshold,)
+    timed = [(t, p) for t, p in policies_for(spec) if t is None or t in chosen]
+    settings: dict[str, Any] = {"batch_sizes": ev.latency_batch_sizes, "samples_batch1": ev.latency_samples,
+                                "repeats": ev.latency_repeats, "warmup": ev.latency_warmup}  # fmt: skip
+    report = latency_report(model, data.test.x, timed, optimised=ev.latency_optimised, **settings)
+    for name in ev.runtimes[1:]:  # eager first (above); then each other runtime, same samples and settings
+        say(f"timing latency in {name}")
+        paths, cascades, runtime = runtime_latency(name, model, data.test.x, timed, **settings)
+        report["exit_paths"] += paths
+        report["cascade"] += cascades
+        report.setdefault("runtimes", {})[name] = runtime
+    latency: LatencyRecord = from_json(LatencyRecord, {**report, "seconds": time.perf_counter() - t_lat})
+    return latency
+
+
+def _budget(spec: RunSpec, logits: Logits, data: DataSplits, table: str, energy: dict[str, list[float]],
+            macs: Sequence[float], base: dict[str, Any]) -> BudgetRecord:  # fmt: skip
+    """Thresholds chosen on validation for each compute budget of the suite, scored on test."""
+    by_energy = spec.budget.unit == "energy"
+    return budget_evaluation(
+        spec.policy,
+        spec.policy_options,
+        spec.budget,
+        logits.val,
+        data.val.y,
+        logits.test,
+        data.test.y,
+        energy[table] if by_energy else [float(m) for m in macs],
+        base["energy"][table]["total"] if by_energy else float(base["macs"]),
+        table if by_energy else "MACs",
+    )
+
+
 def evaluate(
     spec: RunSpec,
     model: cascade.MultiExitModel,
@@ -192,39 +231,11 @@ def evaluate(
                 **counted,
             )
         )
-    latency = None
-    if ev.latency:
-        say("timing latency")
-        t_lat = time.perf_counter()
-        chosen = ev.latency_thresholds or (ev.headline_threshold,)
-        timed = [(t, p) for t, p in policies_for(spec) if t is None or t in chosen]
-        settings: dict[str, Any] = {"batch_sizes": ev.latency_batch_sizes, "samples_batch1": ev.latency_samples,
-                    "repeats": ev.latency_repeats, "warmup": ev.latency_warmup}  # fmt: skip
-        report = latency_report(model, data.test.x, timed, optimised=ev.latency_optimised, **settings)
-        for name in ev.runtimes[1:]:  # eager first (above); then each other runtime, same samples and settings
-            say(f"timing latency in {name}")
-            paths, cascades, runtime = runtime_latency(name, model, data.test.x, timed, **settings)
-            report["exit_paths"] += paths
-            report["cascade"] += cascades
-            report.setdefault("runtimes", {})[name] = runtime
-        latency = from_json(LatencyRecord, {**report, "seconds": time.perf_counter() - t_lat})
+    latency = _time_latency(spec, model, data, say) if ev.latency else None
     budget = None
     if spec.budget.values and model.num_exits > 1:
-        table = tables[0].name
-        by_energy = spec.budget.unit == "energy"
         say("budget search on validation")
-        budget = budget_evaluation(
-            spec.policy,
-            spec.policy_options,
-            spec.budget,
-            logits.val,
-            data.val.y,
-            logits.test,
-            data.test.y,
-            energy[table] if by_energy else [float(m) for m in macs],
-            base["energy"][table]["total"] if by_energy else float(base["macs"]),
-            table if by_energy else "MACs",
-        )
+        budget = _budget(spec, logits, data, tables[0].name, energy, macs, base)
     return Evaluation(
         exits, cost_record(costs, base, tables, hardware, ev.energy_batch), points, latency, budget
     ), logits

@@ -122,21 +122,9 @@ def ensure_trained(
     return model, {**hist, "checkpoint_source": "trained"}, True
 
 
-def execute_run(
-    spec: RunSpec,
-    out_dir: str | Path,
-    *,
-    callback: TrainCallback | None = None,
-    force: bool = False,
-    checkpoint_cache: str | Path | None = None,
-) -> dict[str, Any]:
-    """Train (or reuse) and evaluate one run; write its record; never raise for a failing run.
-
-    ``checkpoint_cache``: the shared checkpoint cache folder (a finished training of another
-    results folder is reused from there; a new one is put there), or None.
-    """
-    store = ResultStore(out_dir, checkpoint_cache)
-    fields: dict[str, Any] = {
+def _identity(spec: RunSpec) -> dict[str, Any]:
+    """The run record's fields that say which run it is and how it was configured."""
+    return {
         "schema": SCHEMA_VERSION,
         "key": spec.key,
         "train_key": spec.job.key,
@@ -152,57 +140,80 @@ def execute_run(
         "config": spec.config(),
         "started": now(),
     }
+
+
+def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any], t0: float,
+                        callback: TrainCallback | None, force: bool) -> None:  # fmt: skip
+    """Fill ``fields`` with what the run measured (raises for a failing run)."""
+    torch.manual_seed(spec.seed)
+    full = get_data(spec.data, spec.device)
+    data = full.test_subset(spec.evaluation.test_samples)  # quick evaluation: a fixed subset of the test split
+    fields["data_fingerprint"] = data.identity.get("fingerprint")
+    fields["data_sizes"] = {**data.identity.get("sizes", {}), "test": len(data.test)}
+    fields["num_classes"] = data.num_classes
+    t_train = time.perf_counter()
+    try:
+        model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # runs pre-trained from this one fail with its reason instead of retraining
+        write_failed_marker(store, spec.job.key, exc)
+        raise
+    fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
+    t_eval = time.perf_counter()
+    if spec.evaluation.recompute_bn:
+        if callback is not None:
+            callback.on_phase("recomputing batch-norm statistics")
+        recompute_bn(model, data.train, spec.job.config.batch_size, seed=spec.seed)
+    result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None)
+    fields["sanity"] = diagnose(
+        model, data.train, steps=int(history.get("total_steps") or history.get("steps") or 0),
+        recomputed=spec.evaluation.recompute_bn, classes=data.num_classes, exit_names=result.exits.names,
+        val_accuracy=result.exits.val_accuracy, test_accuracy=result.exits.test_accuracy,
+        label=f"{spec.variant} seed {spec.seed}",
+    )  # fmt: skip
+    store.warnings += fields["sanity"].warnings
+    fields["phase_seconds"] = {
+        "data": t_train - t0,
+        "training": t_eval - t_train,
+        "evaluation": time.perf_counter() - t_eval,
+        "latency": result.latency.seconds if result.latency and result.latency.seconds else 0.0,
+    }
+    exits_file, ckpt_file = store.exits_path(spec.key), store.checkpoint_path(spec.job.key)
+    saved, exits_digest = save_exit_outputs(exits_file, logits.val, data.val.y, logits.test, data.test.y)
+    fields["artefacts"] = {ckpt_file.relative_to(store.root).as_posix(): sha256_file(ckpt_file),
+                           exits_file.relative_to(store.root).as_posix(): exits_digest}  # fmt: skip
+    if spec.policy == "max-prob" and len(logits.test) > 1:  # the exact curve from the outputs just saved
+        curve = curve_from_outputs(saved["test_maxprob"], saved["test_pred"], saved["test_y"])
+        fields["curve"] = summarise(curve)
+    fields.update(
+        exits=result.exits,
+        cost=result.cost,
+        thresholds=result.thresholds,
+        latency=result.latency,
+        budget=result.budget,
+        status="ok",
+    )
+
+
+def execute_run(
+    spec: RunSpec,
+    out_dir: str | Path,
+    *,
+    callback: TrainCallback | None = None,
+    force: bool = False,
+    checkpoint_cache: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train (or reuse) and evaluate one run; write its record; never raise for a failing run.
+
+    ``checkpoint_cache``: the shared checkpoint cache folder (a finished training of another
+    results folder is reused from there; a new one is put there), or None.
+    """
+    store = ResultStore(out_dir, checkpoint_cache)
+    fields = _identity(spec)
     t0 = time.perf_counter()
     try:
-        torch.manual_seed(spec.seed)
-        full = get_data(spec.data, spec.device)
-        data = full.test_subset(spec.evaluation.test_samples)  # quick evaluation: a fixed subset of the test split
-        fields["data_fingerprint"] = data.identity.get("fingerprint")
-        fields["data_sizes"] = {**data.identity.get("sizes", {}), "test": len(data.test)}
-        fields["num_classes"] = data.num_classes
-        t_train = time.perf_counter()
-        try:
-            model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # runs pre-trained from this one fail with its reason instead of retraining
-            write_failed_marker(store, spec.job.key, exc)
-            raise
-        fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
-        t_eval = time.perf_counter()
-        if spec.evaluation.recompute_bn:
-            if callback is not None:
-                callback.on_phase("recomputing batch-norm statistics")
-            recompute_bn(model, data.train, spec.job.config.batch_size, seed=spec.seed)
-        result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None)
-        fields["sanity"] = diagnose(
-            model, data.train, steps=int(history.get("total_steps") or history.get("steps") or 0),
-            recomputed=spec.evaluation.recompute_bn, classes=data.num_classes, exit_names=result.exits.names,
-            val_accuracy=result.exits.val_accuracy, test_accuracy=result.exits.test_accuracy,
-            label=f"{spec.variant} seed {spec.seed}",
-        )  # fmt: skip
-        store.warnings += fields["sanity"].warnings
-        fields["phase_seconds"] = {
-            "data": t_train - t0,
-            "training": t_eval - t_train,
-            "evaluation": time.perf_counter() - t_eval,
-            "latency": result.latency.seconds if result.latency and result.latency.seconds else 0.0,
-        }
-        exits_file, ckpt_file = store.exits_path(spec.key), store.checkpoint_path(spec.job.key)
-        saved, exits_digest = save_exit_outputs(exits_file, logits.val, data.val.y, logits.test, data.test.y)
-        fields["artefacts"] = {ckpt_file.relative_to(store.root).as_posix(): sha256_file(ckpt_file),
-                               exits_file.relative_to(store.root).as_posix(): exits_digest}  # fmt: skip
-        if spec.policy == "max-prob" and len(logits.test) > 1:  # the exact curve from the outputs just saved
-            curve = curve_from_outputs(saved["test_maxprob"], saved["test_pred"], saved["test_y"])
-            fields["curve"] = summarise(curve)
-        fields.update(
-            exits=result.exits,
-            cost=result.cost,
-            thresholds=result.thresholds,
-            latency=result.latency,
-            budget=result.budget,
-            status="ok",
-        )
+        _train_and_evaluate(spec, store, fields, t0, callback, force)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:
@@ -363,11 +374,7 @@ def run_suite(
         todo, done = pending(store, runs, force)
         summary = RunSummary(out, total=len(runs), skipped=len(done))
         if todo:  # read (and check) the data once, before any run file is written
-            sizes = get_data(suite.dataset, runs[0].device).identity.get("sizes", {})
-            if suite.dataset.train_size and sizes.get("val", 0) > sizes.get("train", 0):
-                log(f"hint: the validation split ({sizes['val']:,} samples) is larger than the training split "
-                    f"({sizes['train']:,}, dataset.train_size); dataset.val_size caps it (bench run --quick: "
-                    "suites/README.md, 'Quick runs')")  # fmt: skip
+            _read_data_once(suite, runs[0].device, log)
         _write_suite_copy(suite, path, overrides, out)
         t0 = time.perf_counter()
         chosen = f" (--only: {len(runs)} of {len(all_runs)})" if only else ""
@@ -382,14 +389,6 @@ def run_suite(
             for results in ex.run_waves(waves, execute_task, out, force=force, progress=progress, log=log):
                 for res in results:
                     _collect(summary, res, log)
-                    if res.get("busy"):
-                        log(f"warning: {res['variant']} seed {res['seed']}: latency timed on a busy machine "
-                            "(other processes took CPU); see the report's warnings")  # fmt: skip
-                    if res.get("status") == "ok":
-                        summary.done += 1
-                        summary.from_cache += res.get("checkpoint_source") == "cache"
-                    elif res.get("status") == "failed":
-                        summary.failed.append(res)
         try:
             write_summary(store)
         except WriteError as e:
@@ -402,8 +401,26 @@ def run_suite(
     return summary
 
 
+def _read_data_once(suite: Suite, device: str, log: Callable[[str], None]) -> None:
+    """Load (and so check) the suite's data before any run; hint when validation outgrows training."""
+    sizes = get_data(suite.dataset, device).identity.get("sizes", {})
+    if suite.dataset.train_size and sizes.get("val", 0) > sizes.get("train", 0):
+        log(f"hint: the validation split ({sizes['val']:,} samples) is larger than the training split "
+            f"({sizes['train']:,}, dataset.train_size); dataset.val_size caps it (bench run --quick: "
+            "suites/README.md, 'Quick runs')")  # fmt: skip
+
+
 def _collect(summary: RunSummary, res: dict[str, Any], log: Callable[[str], None]) -> None:
-    """Log a task's warnings and the write errors that did not fail its run; count every write error."""
+    """Count a finished task (done, from the cache, failed); log its warnings and the write errors that
+    did not fail its run; count every write error."""
+    if res.get("busy"):
+        log(f"warning: {res['variant']} seed {res['seed']}: latency timed on a busy machine "
+            "(other processes took CPU); see the report's warnings")  # fmt: skip
+    if res.get("status") == "ok":
+        summary.done += 1
+        summary.from_cache += res.get("checkpoint_source") == "cache"
+    elif res.get("status") == "failed":
+        summary.failed.append(res)
     for w in res.get("warnings") or []:
         if w not in summary.warnings:
             summary.warnings.append(w)

@@ -24,8 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from bench.analyse.load import Results, load_results
-from bench.analyse.tables import build_tables, runtime_frame
+from bench.analyse.tables import Tables, build_tables, runtime_frame
 from bench.render import figures
 from bench.render.format import (
     anytime_display,
@@ -96,28 +98,13 @@ def subset_folder(out_dir: str | Path, only: Sequence[str]) -> Path:
     return Path(out_dir) / "subsets" / slug
 
 
-def write_report(
-    out_dir: str | Path,
-    log: Callable[[str], None] = print,
-    *,
-    only: Sequence[str] = (),
-    dest: str | Path | None = None,
-) -> Path:
-    """Write report.md, tables (md, csv, tex) and figures (png, pdf) of the runs in ``out_dir``.
+Display = tuple[pd.DataFrame, pd.DataFrame, str]  # (as shown, as data, caption)
 
-    ``only`` restricts the report to the variants those names or globs select; such a report goes to
-    ``dest`` (default :func:`subset_folder`), never over the folder's full report.
-    """
-    results = load_results(out_dir).subset(only)
-    out = Path(dest) if dest is not None else subset_folder(out_dir, only) if only else Path(out_dir)
-    if not results.records:
-        skipped = f" ({len(results.problems)} skipped: {results.problems[0]})" if results.problems else ""
-        raise StoreError(f"{out_dir}: no finished runs to report on{skipped}")
-    tables = build_tables(results)
-    tdir = out / "tables"
-    main = main_display(results, tables)
+
+def _displays(results: Results, tables: Tables) -> dict[str, Display]:
+    """Every table the report shows, by file name: its display strings, its data and its caption."""
     displays = {
-        "main": (main, tables.main, f"Main results at threshold {results.headline}"),
+        "main": (main_display(results, tables), tables.main, f"Main results at threshold {results.headline}"),
         "vs_reference": (
             comparison_display(tables.vs_reference),
             tables.vs_reference,
@@ -159,11 +146,12 @@ def write_report(
             tables.budget,
             "Accuracy under compute budgets (thresholds chosen on validation)",
         )
-    for name, (display, data, caption) in displays.items():  # each table's three files as one set
-        atomic_write_files({tdir / f"{name}.md": (markdown(display) + "\n").encode(),
-                            tdir / f"{name}.csv": data.to_csv(index=False).encode(),
-                            tdir / f"{name}.tex": latex(display, caption).encode()})  # fmt: skip
-    figs = figures.write_all(results, out / "figures", budget=tables.budget)
+    return displays
+
+
+def _report_lines(results: Results, tables: Tables, displays: dict[str, Display], figs: list[tuple[str, Path]],
+                  out: Path, only: Sequence[str]) -> list[str]:  # fmt: skip
+    """report.md as lines: provenance, warnings, each table with its caption and notes, the figures."""
     lines = [f"# {results.suite.name if results.suite else out.name}: report", ""]
     if only:
         lines += [f"Variants selected with --only {' '.join(only)}: {', '.join(results.variants)}.", ""]
@@ -183,6 +171,35 @@ def write_report(
         lines += ["## Figures", ""]
         for title, path in figs:
             lines += [f"### {title}", "", f"![{title}]({path.relative_to(out).as_posix()})", ""]
+    return lines
+
+
+def write_report(
+    out_dir: str | Path,
+    log: Callable[[str], None] = print,
+    *,
+    only: Sequence[str] = (),
+    dest: str | Path | None = None,
+) -> Path:
+    """Write report.md, tables (md, csv, tex) and figures (png, pdf) of the runs in ``out_dir``.
+
+    ``only`` restricts the report to the variants those names or globs select; such a report goes to
+    ``dest`` (default :func:`subset_folder`), never over the folder's full report.
+    """
+    results = load_results(out_dir).subset(only)
+    out = Path(dest) if dest is not None else subset_folder(out_dir, only) if only else Path(out_dir)
+    if not results.records:
+        skipped = f" ({len(results.problems)} skipped: {results.problems[0]})" if results.problems else ""
+        raise StoreError(f"{out_dir}: no finished runs to report on{skipped}")
+    tables = build_tables(results)
+    tdir = out / "tables"
+    displays = _displays(results, tables)
+    for name, (display, data, caption) in displays.items():  # each table's three files as one set
+        atomic_write_files({tdir / f"{name}.md": (markdown(display) + "\n").encode(),
+                            tdir / f"{name}.csv": data.to_csv(index=False).encode(),
+                            tdir / f"{name}.tex": latex(display, caption).encode()})  # fmt: skip
+    figs = figures.write_all(results, out / "figures", budget=tables.budget)
+    lines = _report_lines(results, tables, displays, figs, out, only)
     report = out / "report.md"
     atomic_write_bytes(report, "\n".join(lines).encode())
     log(f"report: {report}")
