@@ -18,7 +18,7 @@ import os
 import torch
 
 from bench.measure.latency import time_pair
-from bench.measure.roofline import keep_freed_memory
+from bench.measure.machine import keep_freed_memory
 from cascade import StudyCNN, build_model
 from cascade.inference import CHUNK_ABOVE, CHUNK_BYTES, optimise_for_inference
 

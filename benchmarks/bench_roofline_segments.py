@@ -19,6 +19,7 @@ import torch
 from bench.measure import roofline
 from bench.measure.cost import counting
 from bench.measure.latency import time_fn
+from bench.measure.machine import keep_freed_memory
 from cascade import StudyCNN, build_model
 from cascade.inference import optimise_for_inference
 
@@ -28,7 +29,7 @@ BATCH = 256
 @torch.no_grad()
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    roofline.keep_freed_memory()  # as latency reports time
+    keep_freed_memory()  # as latency reports time
     machine = roofline.machine("cpu", channels_last=True)
     print(f"threads {torch.get_num_threads()}, batch {BATCH}; measured / predicted per piece")
     cases = {

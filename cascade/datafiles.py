@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torchvision
 
+from cascade.cache import user_cache
 from cascade.errors import UserError
 
 
@@ -54,8 +55,9 @@ def default_root() -> Path:
     env = os.environ.get("CASCADE_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "cascade-bench"
+    root = user_cache()
+    assert root is not None  # no variable can switch the root off
+    return root
 
 
 class DataFormatError(ValueError, UserError):

@@ -79,9 +79,11 @@ class ChunkedSegment(nn.Module):
         return f"map_bytes={self.map_bytes}, above={self.above}, chunk_bytes={self.chunk_bytes} per thread"
 
 
-#: :func:`optimise_for_inference` slices a segment's batch when its largest feature map reaches CHUNK_ABOVE
-#: bytes, into slices whose largest map fits CHUNK_BYTES per intra-op thread (measured on a 2-core EPYC,
-#: 1 MiB L2 per core, 32 MiB L3: benchmarks/bench_chunking.py)
+#: A segment's batch is sliced when its largest feature map reaches CHUNK_ABOVE bytes: below it the maps
+#: stay in the last-level cache anyway and slicing only adds calls.
+#: Each slice's largest map fits CHUNK_BYTES per intra-op thread: about a core's L2 cache, where a map
+#: written by one operator is still there when the next reads it. Both were chosen with
+#: benchmarks/bench_chunking.py (docs/cost.md, "Measurement history").
 CHUNK_ABOVE = 16 * 2**20
 CHUNK_BYTES = 2 * 2**20
 

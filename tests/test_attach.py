@@ -249,3 +249,18 @@ def test_unregistered_segments_are_refused_by_exit_costs() -> None:
 
     with pytest.raises(ValueError, match="not registered on the model"):
         exit_costs(Hidden(), (4,), [])
+
+
+def test_attach_exits_infers_num_classes_from_the_classifier() -> None:
+    import torchvision
+
+    from cascade.models.attach import infer_num_classes
+
+    net = torchvision.models.resnet18(num_classes=7)
+    net.train()
+    attached = attach_exits(net, ["layer2"], input_shape=(3, 32, 32))
+    assert attached.num_classes == 7 and net.training  # the mode is restored
+    x = torch.randn(2, 3, 32, 32)
+    assert [z.shape[1] for z in attached.eval()(x).logits] == [7, 7]
+    with pytest.raises(ValueError, match="give num_classes"):
+        infer_num_classes(torch.nn.Conv2d(3, 4, 3), (3, 8, 8))

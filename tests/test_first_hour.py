@@ -152,7 +152,7 @@ def test_logging_settings_are_out_of_the_train_key(tmp_path: Path) -> None:
     assert [r.job.key for r in plain] == [r.job.key for r in logged]
     assert all(r.job.key != o.job.key for r, o in zip(plain, longer))
     # the record keeps the actual settings, and the run files made before this rule are still found
-    assert all(r.config()["job"]["train"]["log_every"] == 10 for r in logged)
+    assert all(r.describe()["job"]["train"]["log_every"] == 10 for r in logged)
     assert all(r.legacy_key != r.key for r in logged) and all(r.legacy_key == r.key for r in plain)
 
 

@@ -88,7 +88,7 @@ def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -
     # largest maps 4 x 28 x 28 and 6 x 14 x 14 floats = 12,544 and 4,704 B per sample; slices of 2 MiB per
     # thread // those (167 and 445 samples on one thread); from 16 MiB / those, rounded up
     threads = rep["threads"]
-    assert rep["allocator"]["kept"] is (platform.libc_ver()[0] == "glibc")  # bench.measure.roofline.keep_freed_memory
+    assert rep["allocator"]["kept"] is (platform.libc_ver()[0] == "glibc")  # bench.measure.machine.keep_freed_memory
     assert rep["layout"]["flatten_memory_order"] is True
     assert rep["layout"]["segment_slices"] == [{"chunk": 2**21 * threads // 12_544, "from_batch": 1338},
                                                {"chunk": 2**21 * threads // 4_704, "from_batch": 3567}]  # fmt: skip

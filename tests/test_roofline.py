@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measure import roofline
+from bench.measure import machine, roofline
 from bench.measure.cost import LayerCost, counting, profile
 from bench.measure.roofline import Machine, fit_overhead_bandwidth, layer_seconds, predict
 from cascade import StudyCNN, build_model
@@ -161,17 +161,17 @@ def test_convolution_rate_follows_the_reduction_length() -> None:
 def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     psutil = pytest.importorskip("psutil")
     if platform.libc_ver()[0] != "glibc":
-        assert roofline.keep_freed_memory()["kept"] is False
+        assert machine.keep_freed_memory()["kept"] is False
         return
-    assert roofline.keep_freed_memory()["kept"] is True and roofline.keep_freed_memory()["mmap_max"] == 0
+    assert machine.keep_freed_memory()["kept"] is True and machine.keep_freed_memory()["mmap_max"] == 0
     proc = psutil.Process()
     big = torch.ones(50_000_000)  # 200 MB, touched: glibc's default would mmap it and unmap it on free
     touched = proc.memory_info().rss
     del big
     assert proc.memory_info().rss > touched - 50e6  # kept: the 200 MB did not go back to the OS
-    monkeypatch.setattr(roofline, "_KEPT", {})
-    monkeypatch.setenv(roofline.KEEP_ENV, "0")
-    assert roofline.keep_freed_memory() == {"kept": False, "reason": "CASCADE_KEEP_FREED_MEMORY=0"}
+    monkeypatch.setattr(machine, "_KEPT", {})
+    monkeypatch.setenv(machine.KEEP_ENV, "0")
+    assert machine.keep_freed_memory() == {"kept": False, "reason": "CASCADE_KEEP_FREED_MEMORY=0"}
 
 
 def test_padding_taps_are_left_out_of_the_convolution_rate_work() -> None:

@@ -137,7 +137,8 @@ class RunSpec:
             }
         )
 
-    def config(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
+        """The run as its run file records it (``config``): the resolved settings, actual values."""
         return {
             "suite": self.suite,
             "variant": self.variant,
@@ -318,7 +319,7 @@ def why_not_reused(store: ResultStore, todo: Sequence[RunSpec]) -> list[str]:
         old = latest.get((spec.variant, spec.seed))
         if old is None:
             continue
-        diff = config_diff(old.config, json.loads(json.dumps(spec.config(), default=str)))  # as a run file has it
+        diff = config_diff(old.config, json.loads(json.dumps(spec.describe(), default=str)))  # as a run file has it
         what = "; ".join(diff) if diff else "no setting differs (a new code version, RESULTS_VERSION)"
         out.append(f"{spec.variant} seed {spec.seed}: runs again; settings differ from "
                    f"{store.run_path(old.variant, old.key).relative_to(store.root)}: {what}")  # fmt: skip

@@ -137,7 +137,7 @@ def _identity(spec: RunSpec) -> dict[str, Any]:
         "exits_at": list(spec.job.exits),
         "dataset": spec.job.dataset["name"],
         "policy": spec.policy,
-        "config": spec.config(),
+        "config": spec.describe(),
         "started": now(),
     }
 
@@ -257,7 +257,7 @@ def write_failed_marker(store: ResultStore, train_key: str, exc: BaseException) 
         store.write_errors.append(str(e))
 
 
-def check_pretraining_markers(store: ResultStore) -> None:
+def clear_failed_pretraining_markers(store: ResultStore) -> None:
     """A new suite run retries failed pre-trainings: forget the reasons the last one left."""
     folder = store.checkpoint_path("x").parent
     for marker in folder.glob("*.failed") if folder.is_dir() else []:
@@ -370,7 +370,7 @@ def run_suite(
     cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
     store = ResultStore(out, cache)
     with FolderLock(out):
-        check_pretraining_markers(store)
+        clear_failed_pretraining_markers(store)
         todo, done = pending(store, runs, force)
         summary = RunSummary(out, total=len(runs), skipped=len(done))
         if todo:  # read (and check) the data once, before any run file is written

@@ -312,7 +312,6 @@ class _CostMode(TorchDispatchMode):
         weights = [t for t in inputs if t.untyped_storage().data_ptr() in self.weights]
         acts = [t for t in inputs if t.untyped_storage().data_ptr() not in self.weights]
         if packet in (aten.index_put_, aten.copy_, aten.fill_, aten.zero_):
-            outputs = outputs[:0] if packet is aten.index_put_ else outputs
             acts = acts[1:] if packet in (aten.index_put_, aten.copy_) else []  # the destination is written, not read
             outputs = [args[0]] if packet is aten.index_put_ else outputs
         n_in, b_in = _numel_bytes(acts)

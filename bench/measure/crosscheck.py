@@ -6,7 +6,7 @@ convolution and linear layer of a model is exported alone to ONNX and evaluated 
 :data:`bench/config/hardware/eyeriss.toml` written as a ZigZag hardware file with **our** per-access costs
 (an energy table's rf / glb / dram costs, its MAC cost as ZigZag's ``unit_energy``), optimising
 energy. The inter-PE network (our ``array`` level) has no counterpart in ZigZag, so it is compared
-without it. Nothing here runs in a suite; ``python -m bench.measure.crosscheck`` prints the comparison table
+without it. Nothing here runs in a suite; ``bench crosscheck`` prints the comparison table
 of docs/cost.md.
 """
 

@@ -26,7 +26,7 @@ reduction terms per output, over the batch's output positions:
 Per-sample traffic divides by the batch: weights re-read per tile are shared by the batch, so a
 layer's per-sample DRAM traffic depends on the batch it runs at; report it at a stated batch.
 
-The **buffered energy** of a network (:func:`buffered_accesses`, used by ``bench.measure.cost.exit_costs``)
+The **buffered energy** of a network (:func:`extra_accesses`, used by ``bench.measure.energy.exit_costs``)
 is the ideal model's accesses at the same batch with each convolution's and linear layer's DRAM
 traffic replaced by the tiled traffic above, per operand, and every extra word fetched from DRAM
 also staged once more in the global buffer (one more GLB access). The array and register-file

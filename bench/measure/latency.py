@@ -37,7 +37,8 @@ from torch import nn
 
 from bench.measure import roofline
 from bench.measure.cost import counting
-from bench.measure.roofline import device_name
+from bench.measure.machine import keep_freed_memory
+from bench.results.provenance import device_name
 from cascade.exits import ExitPolicy, dynamic_forward
 from cascade.inference import ChunkedSegment, FlattenChannelsLast, optimise_for_inference
 from cascade.models._base import MultiExitModel
@@ -373,9 +374,9 @@ def latency_report(
     (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region;
     flatten-before-linear in memory order; on CPU, cache-sized batch slices for segments with large
     feature maps), for the full network and the dynamic forward alike; ``layout`` records which. On CPU
-    glibc keeps freed memory from here on (:func:`bench.measure.roofline.keep_freed_memory`, ``allocator``).
+    glibc keeps freed memory from here on (:func:`bench.measure.machine.keep_freed_memory`, ``allocator``).
     """
-    allocator = roofline.keep_freed_memory() if x.device.type == "cpu" else {}
+    allocator = keep_freed_memory() if x.device.type == "cpu" else {}
     meter = EnergyMeter(str(x.device))
     monitor = LoadMonitor() if x.device.type == "cpu" else None
     load_before = monitor.before() if monitor else None

@@ -18,8 +18,8 @@ operators it really dispatched):
   measured by :func:`measure_machine` in the layout the latency runs use (NHWC on CPU). Convolutions
   take their rate from a curve over the reduction length K = C_in per group x R x S instead
   (:func:`conv_rate`, five convolutions from K = 25 to 1600), in MACs whose taps land on the input:
-  kernels skip the zero padding, so a 5 x 5 convolution on 7 x 7 pixels (31 % of its taps in the
-  padding) seemed to run at 73 GMAC/s and the same one on 14 x 14 at 60, both 50 counted this way;
+  kernels skip the zero padding, so taps in the padding are not counted as work (docs/cost.md,
+  "Measurement history", says what that changed);
 * ``pool rate``: elements read per second by a 2 x 2 max-pool (64 x 32 x 28 x 28 input): pooling
   kernels compare every window element and run several times slower per byte than an
   element-wise operator, so bandwidth alone under-predicts them (the study CNN's first max-pool:
@@ -45,13 +45,10 @@ time) and recorded in each run's latency section.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime
 import functools
 import json
 import os
-import platform
 import re
 import statistics
 import time
@@ -65,8 +62,10 @@ import torch
 from torch import nn
 
 from bench.measure.cost import LayerCost, Profile, valid_tap_share
+from bench.measure.machine import keep_freed_memory
 from bench.results.files import atomic_write_bytes
-from bench.results.store import user_cache
+from bench.results.provenance import device_name
+from cascade.cache import user_cache
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
@@ -111,14 +110,6 @@ class Machine:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Machine:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-
-
-def device_name(device: torch.device | str) -> str:
-    """The device's model name (GPU name; CPU: the processor string) as timings record it."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
 
 
 def memory_seconds(nbytes: float, calls: int, machine: Machine) -> float:
@@ -261,42 +252,6 @@ def fit_overhead_bandwidth(nbytes: list[float], seconds: list[float]) -> tuple[f
     return max(float(overhead), 0.0), float(1.0 / inv_bw)
 
 
-KEEP_ENV = "CASCADE_KEEP_FREED_MEMORY"
-# glibc's mallopt parameters
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
-_TOP_PAD = 64 << 20
-_KEPT: dict[str, Any] = {}
-
-
-def keep_freed_memory() -> dict[str, Any]:
-    """Stop glibc's malloc from handing freed memory back to the OS, for timing (process-wide, for good).
-
-    By default glibc serves allocations of 32 MiB and more with fresh ``mmap`` pages and trims freed
-    memory at the top of the heap, so the large activations of a forward pass are page-faulted in
-    again on every call: on the 2-core VM a 134 MB element-wise pass ran at 3.6 GB/s that way and at
-    23 GB/s with freed memory kept, and the study CNN's first block (exit p1's path) took 10.3 ms
-    instead of 5.1 at two threads. PyTorch's CPU performance guide recommends jemalloc or tcmalloc
-    for this reason; this is glibc's equivalent (``mallopt``: no ``mmap`` allocations, no trimming,
-    64 MiB top pad), applied before anything is timed or the roofline is measured. Memory freed
-    afterwards stays with the process (its peak RSS is kept). ``CASCADE_KEEP_FREED_MEMORY=0`` leaves
-    the allocator alone. Returns what was done, for the run's provenance.
-    """
-    if _KEPT:
-        return dict(_KEPT)
-    if os.environ.get(KEEP_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return {"kept": False, "reason": f"{KEEP_ENV}=0"}
-    if platform.libc_ver()[0] != "glibc":
-        return {"kept": False, "reason": f"allocator not glibc ({platform.system()})"}
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, _TOP_PAD))
-    done = [libc.mallopt(param, value) for param, value in settings]
-    if not all(done):
-        return {"kept": False, "reason": f"mallopt refused ({done})"}
-    _KEPT.update(kept=True, allocator=f"glibc {platform.libc_ver()[1]}", mmap_max=0, trim_threshold=2**31 - 1,
-                 top_pad=_TOP_PAD)  # fmt: skip
-    return dict(_KEPT)
-
-
 @torch.no_grad()
 def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None) -> Machine:
     """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds)."""
@@ -311,8 +266,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
         return torch.randn(*shape, generator=gen).to(device)
 
     # every MAC-type and pooling rate: (name, callable, work per call); timed in RATE_ROUNDS interleaved
-    # rounds and the fastest kept: noise only ever slows a kernel down, and a slow spell of the machine
-    # (a measurement right after training) once took a point of the convolution curve to 60 % of its rate
+    # rounds and the fastest kept: noise only ever slows a kernel down (docs/cost.md, "Measurement history")
     probes: list[tuple[str, Callable[[], Any], float]] = []
     launch: dict[str, float] = {}
     for cin, cout, k, hw, batch in CONV_CURVE:
@@ -371,7 +325,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
 
 
 def default_cache() -> Path | None:
-    return user_cache(CACHE_ENV, "roofline")
+    return user_cache("roofline", CACHE_ENV)
 
 
 def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False) -> Machine:

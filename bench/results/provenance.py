@@ -64,6 +64,14 @@ def code_version() -> dict[str, Any]:
 code_version()  # at import: the code this process runs
 
 
+def device_name(device: torch.device | str) -> str:
+    """The device's model name (GPU name; CPU: the processor string) as timings record it."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def provenance(device: str) -> dict[str, Any]:
     """Where and with what a run ran."""
     dev = torch.device(device)
@@ -74,7 +82,7 @@ def provenance(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "device": device,
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu"),
+        "device_name": device_name(dev),
         "threads": torch.get_num_threads(),
         "argv": sys.argv,
     }

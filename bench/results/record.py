@@ -198,7 +198,7 @@ class LatencyRecord:
     load: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # the machine's roofline figures (bench.measure.roofline.Machine); absent from older files
     roofline: dict[str, Any] | None = field(default=None, metadata=OMIT)
-    # what bench.measure.roofline.keep_freed_memory did to the allocator before timing; absent from older files
+    # what bench.measure.machine.keep_freed_memory did to the allocator before timing; absent from older files
     allocator: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # runtimes other than eager (bench.measure.runtimes): name -> settings and agreement with eager
     runtimes: dict[str, Any] | None = field(default=None, metadata=OMIT)
@@ -331,7 +331,7 @@ class RunRecord:
     exits_at: list[str]
     dataset: str
     policy: str
-    config: dict[str, Any]  # the resolved configuration (RunSpec.config())
+    config: dict[str, Any]  # the resolved configuration (RunSpec.describe())
     started: str
     data_fingerprint: str | None = field(default=None, metadata=OMIT)
     data_sizes: dict[str, int] | None = field(default=None, metadata=OMIT)

@@ -45,6 +45,7 @@ from bench.results.files import WriteError, atomic_torch_save, atomic_write_byte
 from bench.results.metrics import record_rows
 from bench.results.migrate import SCHEMA_VERSION
 from bench.results.record import RunRecord
+from cascade.cache import user_cache
 
 __all__ = ["SCHEMA_VERSION", "ResultStore", "StoreError", "WriteError"]
 
@@ -126,19 +127,10 @@ def prepare_folder(root: Path) -> None:
 CACHE_ENV = "CASCADE_CHECKPOINT_CACHE"
 
 
-def user_cache(env_var: str, folder: str) -> Path | None:
-    """A per-user cache folder: ``$<env_var>`` (``off`` disables it), else
-    ``$XDG_CACHE_HOME/cascade-bench/<folder>``, else ``~/.cache/cascade-bench/<folder>``."""
-    env = os.environ.get(env_var)
-    if env is not None:
-        return None if env.strip().lower() in ("", "off", "none", "0", "false") else Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cascade-bench" / folder
-
-
 def default_checkpoint_cache() -> Path | None:
     """The shared checkpoint cache: ``$CASCADE_CHECKPOINT_CACHE`` (``off`` disables it), else
     ``$XDG_CACHE_HOME/cascade-bench/checkpoints``, else ``~/.cache/cascade-bench/checkpoints``."""
-    return user_cache(CACHE_ENV, "checkpoints")
+    return user_cache("checkpoints", CACHE_ENV)
 
 
 class ResultStore:

@@ -1,6 +1,6 @@
 """BranchyNet's Table I (LeNet row) against a results folder of ``suites/branchynet_lenet.toml``.
 
-    python -m bench.verdicts.reproduction results/branchynet_lenet > results/branchynet_lenet/REPRODUCTION.md
+    bench reproduce results/branchynet_lenet --out results/branchynet_lenet/REPRODUCTION.md
 
 Their numbers (Teerapittayanon, McDanel, Kung, ICPR 2016, Table I): LeNet 99.20 %, 3.37 ms per
 sample on CPU, 1.58 ms on GPU; B-LeNet 99.25 % with 94.3 % / 5.63 % of samples leaving at the
@@ -193,7 +193,7 @@ def render(folder: Path) -> str:
         f"Runs: `{folder}`, seeds {seeds}; device {prov.get('device')} ({prov.get('device_name')}), "
         f"{prov.get('threads')} threads, torch {prov.get('torch')}, commit {prov.get('git_commit')}.",
         f"Overrides: {', '.join(f'`{o}`' for o in overrides) or 'none'}.",
-        "Written by `python -m bench.verdicts.reproduction " + str(folder) + "`.",
+        "Written by `bench reproduce " + str(folder) + "`.",
         "",
         *table,
         "",

@@ -1,8 +1,8 @@
 """The source study's claims, tested on a results folder with paired statistics.
 
-    python -m bench.verdicts.study results/mnist results/noisy_mnist > results/STUDY.md
+    bench study results/mnist results/noisy_mnist --out results/STUDY.md
 
-Claims (SPEC.md, "The study's experiments") and how each is tested, per dataset,
+Claims (the source study's experiments, listed in results/STUDY.md) and how each is tested, per dataset,
 at the headline threshold t = 0.6 unless said otherwise; every comparison is paired
 by seed, and the p-values of one dataset's tested rows are Holm-corrected together:
 

@@ -217,23 +217,45 @@ def _key(module_name: str) -> str:
     return module_name.replace(".", "_")
 
 
+def infer_num_classes(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """The classes a network predicts: the width of its output on one zero input of ``input_shape``
+    (its classifier states it; eval mode, no gradient, the model's mode restored)."""
+    was_training = model.training
+    try:
+        param = next(model.parameters(), None)
+        x = torch.zeros(1, *input_shape, device=param.device if param is not None else None)
+        with torch.no_grad():
+            out = model.eval()(x)
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        kind = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a tensor of shape {tuple(out.shape)}"
+        raise ValueError(f"cannot infer num_classes: the network returns {kind}, not (batch, classes) logits; "
+                         "give num_classes")  # fmt: skip
+    return int(out.shape[1])
+
+
 def attach_exits(
     model: nn.Module,
     after: Sequence[str],
     *,
-    num_classes: int,
     input_shape: Sequence[int],
+    num_classes: int | None = None,
     head: str = "linear",
     head_options: dict[str, Any] | None = None,
 ) -> AttachedExits:
     """Attach exit heads to ``model`` after the modules named in ``after`` (see :class:`AttachedExits`).
 
+    ``num_classes`` defaults to what the network's own classifier predicts (:func:`infer_num_classes`).
+
     Example::
 
         net = attach_exits(torchvision.models.resnet18(num_classes=10), ["layer2", "layer3"],
-                           num_classes=10, input_shape=(3, 32, 32))
+                           input_shape=(3, 32, 32))
         dynamic_forward(net.eval(), x, build_policy("max-prob", threshold=0.9))
     """
+    if num_classes is None:
+        num_classes = infer_num_classes(model, input_shape)
     return AttachedExits(
         model, after, num_classes=num_classes, input_shape=input_shape, head=head, head_options=head_options
     )
