@@ -50,5 +50,6 @@ def key_fields(spec: Any, names: list[str] | None = None) -> dict[str, Any]:
         value = getattr(spec, f.name)
         if f.metadata.get(_KEY) == "later" and value == field_default(f):
             continue
-        out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        is_instance = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        out[f.name] = dataclasses.asdict(value) if is_instance else value
     return out

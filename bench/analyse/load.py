@@ -101,8 +101,3 @@ def load_results(out_dir: str | Path) -> Results:
             suite = None
     ok.sort(key=lambda r: (order.get(r.variant_base, 99), r.variant, r.seed))
     return Results(out, ok, summary_frame(records), suite, failed, list(store.problems.values()))
-
-
-def metric_by_seed(results: Results, variant: str, metric: str, threshold: float) -> dict[int, float]:
-    """{seed: value} of ``metric`` for ``variant`` at ``threshold``."""
-    return results.by_seed(variant, metric, threshold)

@@ -34,7 +34,7 @@ from bench.render.plotting import (
     style,
     variant_style,
 )
-from bench.results.record import RunRecord
+from bench.results.record import CascadeTiming, PathTiming, RunRecord
 
 
 def loss_curves(results: Results, out: Path) -> list[tuple[str, Path]]:
@@ -321,7 +321,8 @@ def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
     for rec in results.records:
         if rec.latency is None:
             continue
-        for item in [*rec.latency.exit_paths, *rec.latency.cascade]:
+        timed: list[PathTiming | CascadeTiming] = [*rec.latency.exit_paths, *rec.latency.cascade]
+        for item in timed:
             pred = item.roofline_per_sample
             if pred:
                 points[item.batch_size].append((pred * 1e6, item.per_sample_median * 1e6))

@@ -43,7 +43,7 @@ from typing import Any
 
 from bench.analyse import stats
 from bench.analyse.curves import MATCHED_SHARES
-from bench.analyse.load import Results, load_results, metric_by_seed
+from bench.analyse.load import Results, load_results
 from bench.render.format import fmt_interval, fmt_p
 from bench.results import record
 from bench.results.record import RunRecord
@@ -85,10 +85,6 @@ def _area_by_seed(results: Results, variant: str, exact: bool) -> dict[int, floa
     if exact:
         return {int(r.seed): float(r.curve["area"]) for r in recs if r.curve is not None}
     return {int(r.seed): tradeoff_auc(r) for r in recs}
-
-
-def _by_seed_at(results: Results, variant: str, key: str, threshold: float) -> dict[int, float]:
-    return results.by_seed(variant, key, threshold)
 
 
 def variant_at_chance(results: Results, variant: str) -> bool:
@@ -160,12 +156,12 @@ def claims_for(results: Results, dataset: str) -> list[Claim]:
         v1 = _variant(results, loss, ["p1"], 0.6 if loss == "firm" else None)
         v2 = _variant(results, loss, ["p2"], 0.6 if loss == "firm" else None)
         if v1 and v2:
-            acc2, acc1 = _by_seed_at(results, v2, "accuracy", thr), _by_seed_at(results, v1, "accuracy", thr)
+            acc2, acc1 = results.by_seed(v2, "accuracy", thr), results.by_seed(v1, "accuracy", thr)
             out.append(_claim(results, dataset, "2 p2 beats p1", v2, v1, f"{v2} vs {v1}", "accuracy", acc2, acc1))
     for v in results.variants:
         if results.records_of(v)[0].exits_at and "[" not in v:
             out.append(_claim(results, dataset, "3 early falls with t", v, v, f"{v}: t=0.1 vs t=0.9", "early_share",
-                              _by_seed_at(results, v, "early_share", 0.1), _by_seed_at(results, v, "early_share", 0.9),
+                              results.by_seed(v, "early_share", 0.1), results.by_seed(v, "early_share", 0.9),
                               tested=False))  # fmt: skip
     sweeps: dict[str, dict[float, str]] = {}
     for v in results.variants:
@@ -177,13 +173,13 @@ def claims_for(results: Results, dataset: str) -> list[Claim]:
         lo, hi = min(by_lam), max(by_lam)
         out.append(_claim(results, dataset, "4 early rises with lambda", by_lam[hi], by_lam[lo],
                           f"{base}: lambda={hi:g} vs {lo:g}", "early_share",
-                          _by_seed_at(results, by_lam[hi], "early_share", thr),
-                          _by_seed_at(results, by_lam[lo], "early_share", thr)))  # fmt: skip
+                          results.by_seed(by_lam[hi], "early_share", thr),
+                          results.by_seed(by_lam[lo], "early_share", thr)))  # fmt: skip
     base_v = _variant(results, "base", [])
     for pos in ("p1", "p2"):
         cascade = _variant(results, "sum", [pos])
         if base_v and cascade:
-            acc_c, acc_b = _by_seed_at(results, cascade, "accuracy", thr), _by_seed_at(results, base_v, "accuracy", thr)
+            acc_c, acc_b = results.by_seed(cascade, "accuracy", thr), results.by_seed(base_v, "accuracy", thr)
             out.append(_claim(results, dataset, "5 cascade vs base", cascade, base_v, f"{cascade} vs {base_v}",
                               "accuracy", acc_c, acc_b))  # fmt: skip
     tested = [c for c in out if c.tested]
@@ -231,10 +227,10 @@ def cost_rows(results: Results, dataset: str) -> list[dict[str, Any]]:
     rows = []
     for v in results.variants:
         recs = results.records_of(v)
-        acc = stats.t_interval(list(metric_by_seed(results, v, "accuracy", thr).values()))
-        early = stats.t_interval(list(metric_by_seed(results, v, "early_share", thr).values()))
-        saved = stats.t_interval(list(metric_by_seed(results, v, "saved_vs_base", thr).values()))
-        esaved = stats.t_interval(list(metric_by_seed(results, v, "energy_saved", thr).values()))
+        acc = stats.t_interval(list(results.by_seed(v, "accuracy", thr).values()))
+        early = stats.t_interval(list(results.by_seed(v, "early_share", thr).values()))
+        saved = stats.t_interval(list(results.by_seed(v, "saved_vs_base", thr).values()))
+        esaved = stats.t_interval(list(results.by_seed(v, "energy_saved", thr).values()))
         lat: dict[int, list[float]] = {}
         for r in recs:
             for batch in r.latency.batch_sizes if r.latency else []:
