@@ -225,16 +225,16 @@ def test_no_error_bars_at_one_seed_and_collapsed_variants_have_no_line(
     frozen = [dataclasses.replace(t, early_share=0.0) for t in rec.thresholds]
     one.records[one.records.index(rec)] = dataclasses.replace(rec, thresholds=frozen)
     assert plotting.collapsed(one, "sum-p2") and not plotting.collapsed(one, "base")
-    assert figures._label(one, "sum-p2") == "sum-p2 (collapsed)"
+    assert plotting._label(one, "sum-p2") == "sum-p2 (collapsed)"
 
 
 def test_facets_by_loss_family_above_six_variants() -> None:
     import dataclasses
 
-    from bench.render import figures, plotting
+    from bench.render import plotting
 
     res = load_results(REPO / "results" / "mnist")
-    assert len(res.variants) > figures.FACET_ABOVE
+    assert len(res.variants) > plotting.FACET_ABOVE
     groups = plotting.facets(res)
     assert [title for title, _ in groups] == ["loss: sum", "loss: soft", "loss: firm"]
     assert all(vs[0] == "base" for _, vs in groups)  # the reference in every facet
