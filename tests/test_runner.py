@@ -144,9 +144,10 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
     model = pd.read_csv(out / "tables" / "latency_model.csv")
     row = model[(model["variant"] == "firm-p2") & (model["batch"] == 1)].iloc[0]
     recs = [r for r in ResultStore(out).iter_runs() if r.variant == "firm-p2"]
-    cascades = [c for r in recs for c in r.latency.cascade if c["batch_size"] == 1 and c["threshold"] == 0.6]
+    cascades = [c for r in recs for c in r.latency.cascade if c.matches(0.6, 1)]
+    assert all(c.roofline_full_per_sample and c.roofline_per_sample for c in cascades)
     assert row["speedup roofline"] == pytest.approx(
-        sum(c["roofline_full_per_sample"] / c["roofline_per_sample"] for c in cascades) / len(cascades)
+        sum(c.roofline_full_per_sample / c.roofline_per_sample for c in cascades) / len(cascades)  # type: ignore[operator]
     )
     assert row[RATIO] == pytest.approx(row["speedup measured"] / row["speedup roofline"])
     assert {"p2 measured (µs)", "p2 roofline (µs)", "final roofline (µs)"} <= set(model.columns)
