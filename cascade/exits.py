@@ -10,6 +10,12 @@ says which of them leave. Policies are registered by name:
 * ``patience`` (PABEE, Zhou et al. 2020): leave when the prediction has stayed
   the same for ``patience`` consecutive exits (it never leaves at exit 1).
 
+Threshold policies take ``calibrate = "temperature"``: each exit's logits are divided by a
+temperature fitted on the validation split (:mod:`cascade.calibration`) before the confidence is
+computed; the harness fits them and passes ``temperatures``. A policy may transform each exit's
+logits (:meth:`ExitPolicy.transform`, with the per-sample state); the decision and the prediction
+both read the transformed logits, in :func:`dynamic_forward` and :func:`masked_decisions` alike.
+
 :func:`dynamic_forward` really removes the samples that left from the batch
 before running the next segment, so later segments run only on the rest.
 Its predictions and exit choices equal those of :func:`masked_decisions`
@@ -21,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +43,12 @@ class ExitPolicy:
 
     name: ClassVar[str]
     has_threshold: ClassVar[bool] = True
+    #: Options the harness computes and passes in (not settable in a suite), e.g. fitted temperatures.
+    harness_options: ClassVar[tuple[str, ...]] = ()
+
+    def transform(self, logits: torch.Tensor, level: int, state: State) -> tuple[torch.Tensor, State]:
+        """The logits exit ``level`` (0-based) is judged and predicts by; the default leaves them as they are."""
+        return logits, state
 
     def init_state(self, batch: int, device: torch.device) -> State:
         """Per-sample state carried from exit to exit (indexed by the batch dimension)."""
@@ -52,6 +64,7 @@ class ExitPolicy:
 
 
 POLICIES: Registry[type[ExitPolicy]] = Registry("exit policy")
+CALIBRATIONS = ("none", "temperature")
 
 
 @dataclass(frozen=True)
@@ -59,10 +72,26 @@ class ThresholdPolicy(ExitPolicy):
     """Leave when the policy's confidence score exceeds ``threshold``."""
 
     threshold: float = 0.6  # leave when confidence > threshold
+    calibrate: str = "none"  # "temperature": each exit's logits / T_l, T_l fitted on validation
+    temperatures: tuple[float, ...] = ()  # T_l per exit (from the harness when calibrate = "temperature")
+    harness_options: ClassVar[tuple[str, ...]] = ("temperatures",)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.calibrate not in CALIBRATIONS:
+            raise ValueError(f"calibrate must be one of {', '.join(map(repr, CALIBRATIONS))}, got {self.calibrate!r}")
+        if any(not t > 0 for t in self.temperatures):
+            raise ValueError(f"temperatures must be > 0, got {list(self.temperatures)}")
+
+    def transform(self, logits: torch.Tensor, level: int, state: State) -> tuple[torch.Tensor, State]:
+        if self.calibrate == "none":
+            return logits, state
+        if level >= len(self.temperatures):
+            raise ValueError(f"policy {self.name!r} with calibrate = {self.calibrate!r} has {len(self.temperatures)} "
+                             f"temperatures, exit {level + 1} needs one: fit them on the validation split "
+                             "(cascade.calibration.fit_temperatures)")  # fmt: skip
+        return logits / self.temperatures[level], state
 
     def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         return self.confidence(logits) > self.threshold, state
@@ -113,9 +142,20 @@ class PatiencePolicy(ExitPolicy):
         return count >= self.patience, {"pred": pred, "count": count}
 
 
-def build_policy(name: str, **options: float) -> ExitPolicy:
-    """Build policy ``name``; threshold policies take ``threshold``, ``patience`` takes ``patience``."""
+def build_policy(name: str, **options: Any) -> ExitPolicy:
+    """Build policy ``name``; threshold policies take ``threshold`` (and ``calibrate``, ``temperatures``),
+    ``patience`` takes ``patience``."""
     return POLICIES.get(name)(**options)
+
+
+def transformed_logits(logits: Sequence[torch.Tensor], policy: ExitPolicy) -> list[torch.Tensor]:
+    """Every exit's logits as ``policy`` judges them (:meth:`ExitPolicy.transform`), on the full batch."""
+    state = policy.init_state(logits[0].shape[0], logits[0].device)
+    out = []
+    for level, z in enumerate(logits):
+        t, state = policy.transform(z, level, state)
+        out.append(t)
+    return out
 
 
 @dataclass(frozen=True)
@@ -163,7 +203,7 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
     h = x
     for level, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
         h = segment(h)
-        logits = head(h)  # (b, K) for the b samples still running
+        logits, state = policy.transform(head(h), level, state)  # (b, K) for the b samples still running
         if level == num_exits - 1:
             predictions[remaining] = logits.argmax(dim=1)
             exit_index[remaining] = level
@@ -193,7 +233,7 @@ def _dynamic_one(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) -> 
     h = x
     for level, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
         h = segment(h)
-        logits = head(h)  # (1, K)
+        logits, state = policy.transform(head(h), level, state)  # (1, K)
         if level < num_exits - 1:
             leave, state = policy.decide(logits, state)
             if not bool(leave[0]):  # one host sync per exit, as in the batched path
@@ -212,6 +252,7 @@ def masked_decisions(logits: Sequence[torch.Tensor], policy: ExitPolicy) -> Earl
     exit_index = torch.full((batch,), num_exits - 1, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     state = policy.init_state(batch, device)
+    logits = transformed_logits(logits, policy)
     for level, z in enumerate(logits[:-1]):
         leave, state = policy.decide(z, state)
         first = leave & ~done

@@ -21,6 +21,10 @@ Notation: K classes, exits l = 1..L, V_l = softmax of exit l, y the label.
   theta_L = reach_L, P* = sum_l theta_l V_l,
   loss = -log P*[y] + lambda sum_l theta_l C_l / C_L, with C_l the
   cumulative cost of exit l (given by the caller as ``exit_costs``).
+* ``sum`` with ``weights = "sdn"`` (Shallow-Deep Networks, Kaya et al. 2019): exit l < L weighted
+  w_l(e) = min(tau_l, 0.01 + e tau_l / E) in 1-based epoch e of E, w_L = 1, tau_l = C_l / C_L.
+* ``distill`` (Phuong & Lampert, ICCV 2019): CE(V_L) + sum_{l<L} [(1 - C) CE(V_l)
+  + C T^2 CE(softmax(z_L / T) detached, softmax(z_l / T))], T adaptive or fixed.
 
 All cascade losses are computed in log space. With alpha = 128,
 f(0) = sigmoid(-64) ~ 1.6e-28, so a naive sigmoid saturates and
@@ -103,6 +107,11 @@ class Loss:
         """Values of :attr:`harness_options` from what the harness knows (C_l / C_L in MACs)."""
         return {}
 
+    @classmethod
+    def needs_harness_values(cls, options: Mapping[str, Any]) -> bool:
+        """Whether a loss with these (TOML) options uses :attr:`harness_options` (computing them costs a build)."""
+        return bool(cls.harness_options)
+
     def __call__(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -112,6 +121,13 @@ class Loss:
 
     def set_epoch(self, epoch: int) -> None:
         """Called by the trainer before each epoch (0-based)."""
+
+    def start(self, epochs: int) -> None:
+        """Called by the trainer once before training, with the number of epochs it will run."""
+
+    def state(self) -> dict[str, Any]:
+        """What the loss adapted during training (e.g. a temperature), recorded in the run's history."""
+        return {}
 
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
@@ -131,19 +147,110 @@ class BaseLoss(Loss):
 @LOSSES.register("sum")
 @dataclass
 class SumLoss(Loss):
-    """sum_l w_l CE(V_l) ("MSDNet" in the study)."""
+    """sum_l w_l CE(V_l) ("MSDNet" in the study); ``weights = "sdn"`` grows the exit weights as SDN does.
+
+    SDN's schedule, from yigitcankaya/Shallow-Deep-Networks (``model_funcs.py``, ``sdn_train``): in
+    1-based epoch e of E, ``cur_coeffs = min(max_coeffs, 0.01 + e * max_coeffs / E)`` for the internal
+    classifiers and 1 for the final one, where ``max_coeffs`` (tau_l) are the classifiers' positions as a
+    share of the network's cost (0.15, 0.3, ..., 0.9 there). Here tau_l = C_l / C_L in MACs, which the
+    harness passes as ``exit_costs``.
+    """
 
     name: ClassVar[str] = "sum"
-    weights: list[float] | None = None  # one weight per exit; None = all 1
+    harness_options: ClassVar[tuple[str, ...]] = ("exit_costs",)
+    weights: list[float] | str | None = None  # one weight per exit; None = all 1; "sdn" = SDN's growing weights
+    exit_costs: list[float] | None = None  # C_l / C_L per exit (SDN's tau_l); from the harness
+    _epoch: int = field(default=0, init=False, repr=False)
+    _epochs: int = field(default=1, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, str) and self.weights != "sdn":
+            raise ValueError(f"loss 'sum': weights must be a list of numbers or \"sdn\", got {self.weights!r}")
+
+    @classmethod
+    def harness_values(cls, *, relative_exit_costs: Sequence[float]) -> dict[str, Any]:
+        return {"exit_costs": list(relative_exit_costs)}
+
+    @classmethod
+    def needs_harness_values(cls, options: Mapping[str, Any]) -> bool:
+        return options.get("weights") == "sdn"
 
     def check_exits(self, num_exits: int) -> None:
         super().check_exits(num_exits)
-        if self.weights is not None and len(self.weights) != num_exits:
+        if isinstance(self.weights, list) and len(self.weights) != num_exits:
             raise ValueError(f"loss 'sum': weights has {len(self.weights)} entries, the model has {num_exits} exits")
 
+    def start(self, epochs: int) -> None:
+        self._epochs = max(epochs, 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = epoch
+
+    def current_weights(self, num_exits: int) -> list[float]:
+        """The weight of each exit in the current epoch."""
+        if self.weights == "sdn":
+            taus = self.exit_costs or [(k + 1) / num_exits for k in range(num_exits)]
+            e = self._epoch + 1  # SDN counts epochs from 1
+            return [min(tau, 0.01 + e * tau / self._epochs) for tau in taus[:-1]] + [1.0]
+        return list(self.weights) if isinstance(self.weights, list) else [1.0] * num_exits
+
     def __call__(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        weights = self.weights or [1.0] * len(logits)
+        weights = self.current_weights(len(logits))
         return torch.stack([w * F.cross_entropy(z, target) for w, z in zip(weights, logits)]).sum()
+
+
+@LOSSES.register("distill")
+@dataclass
+class DistillLoss(Loss):
+    """Self-distillation from the final exit (Phuong & Lampert, "Distillation-based training for multi-exit
+    architectures", ICCV 2019; mary-phuong/multiexit-distillation, ``DistillationBasedLoss`` and
+    ``DistillationLossConstTemp``).
+
+    loss = CE(z_L, y) + sum_{l<L} [(1 - C) CE(z_l, y) + C T^2 H(p_T, q_l)], with p_T = softmax(z_L / T)
+    detached (the teacher) and q_l = softmax(z_l / T). Adaptive T (their default): T starts at ``T`` and,
+    after every training step whose teacher's mean max-probability ``mean_b max_k p_T`` exceeds
+    ``maxprob``, is multiplied by ``Tmult``. ``adaptive = false`` keeps T fixed. Their code also scales the
+    final exit's CE by (1 - C); ``scale_final = true`` does that (default off: the final exit is trained
+    with plain cross-entropy, as the paper's text says).
+    """
+
+    name: ClassVar[str] = "distill"
+    min_exits: ClassVar[int] = 2
+    aliases: ClassVar[dict[str, str]] = {"C": "c", "T": "t", "Tmult": "t_mult"}
+    c: float = 0.5  # C, the weight of the distillation term
+    maxprob: float = 0.5  # target mean max-probability of the tempered teacher
+    t_mult: float = 1.05  # Tmult, the temperature's growth factor per step
+    t: float = 1.0  # T: the starting temperature (adaptive) or the fixed one
+    adaptive: bool = True  # grow T while the teacher is more confident than maxprob
+    scale_final: bool = False  # multiply the final exit's CE by (1 - C) as their code does
+    _t_now: float = field(default=float("nan"), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        checks = [("C", 0.0 <= self.c <= 1.0, "in [0, 1]"), ("maxprob", 0.0 < self.maxprob <= 1.0, "in (0, 1]"),
+                  ("Tmult", math.isfinite(self.t_mult) and self.t_mult >= 1.0, "a finite number >= 1"),
+                  ("T", math.isfinite(self.t) and self.t > 0, "a finite number > 0")]  # fmt: skip
+        for option, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"loss 'distill': {option} must be {allowed}")
+        self._t_now = self.t
+
+    def start(self, epochs: int) -> None:
+        self._t_now = self.t
+
+    def state(self) -> dict[str, Any]:
+        return {"temperature": self._t_now}
+
+    def __call__(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        temp = self._t_now
+        final = F.cross_entropy(logits[-1], target)
+        loss = (1.0 - self.c) * final if self.scale_final else final
+        teacher = F.softmax(logits[-1].detach() / temp, dim=1)
+        for z in logits[:-1]:
+            soft_ce = -(teacher * F.log_softmax(z / temp, dim=1)).sum(dim=1).mean()
+            loss = loss + (1.0 - self.c) * F.cross_entropy(z, target) + self.c * temp**2 * soft_ce
+        if self.adaptive and torch.is_grad_enabled() and float(teacher.amax(dim=1).mean()) > self.maxprob:
+            self._t_now = temp * self.t_mult
+        return loss
 
 
 @LOSSES.register("soft")

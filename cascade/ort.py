@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
+from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward, transformed_logits
 from cascade.models._base import MultiExitModel
 
 #: ONNX opset of the exported pieces (recorded with every export and timing).
@@ -161,12 +161,13 @@ class OrtCascade:
         h = x
         for level, (segment, head) in enumerate(zip(self.segments, self.heads)):
             h = self._run(segment, h)
-            logits = self._run(head, h)  # (b, K) for the b samples still running
+            logits_t, state = policy.transform(torch.from_numpy(self._run(head, h)), level, state)  # the eager rule
+            logits = logits_t.numpy()  # (b, K) for the b samples still running
             if level == self.num_exits - 1:
                 predictions[remaining] = logits.argmax(1)
                 exit_index[remaining] = level
                 break
-            leave_t, state = policy.decide(torch.from_numpy(logits), state)  # the eager rule, no copy
+            leave_t, state = policy.decide(logits_t, state)
             leave = leave_t.numpy()
             if not leave.any():
                 continue
@@ -188,7 +189,7 @@ class OrtCascade:
         last = self.num_exits - 1
         for level, (segment, head) in enumerate(zip(self.segments, self.heads)):
             h = self._run(segment, h)
-            logits = torch.from_numpy(self._run(head, h))  # (1, K), no copy
+            logits, state = policy.transform(torch.from_numpy(self._run(head, h)), level, state)  # (1, K)
             if level < last:
                 leave, state = policy.decide(logits, state)
                 if not bool(leave[0]):
@@ -206,6 +207,7 @@ def agreement(a: EarlyExitResult, b: EarlyExitResult, logits: Sequence[torch.Ten
     ``tie`` of each other (rounding can then tip either way); every other difference is ``other``.
     """
     differ = (a.exit_index != b.exit_index) | (a.predictions != b.predictions)
+    logits = transformed_logits(logits, policy)  # as the policy judges them (calibrated, ...)
     ties = 0
     threshold = getattr(policy, "threshold", None)
     for i in differ.nonzero().flatten().tolist():

@@ -73,6 +73,10 @@ class TrainConfig:
     # the backbone's batch-norm statistics stay frozen (SDN's "IC-only" setting). Needs a pre-trained
     # network: a variant's pre-training, or a model's pre-trained weights.
     freeze_backbone: bool = added_later(False)
+    # Gradient equilibrium (Li et al., ICCV 2019; kalviny/IMTA, models/msdnet_ge.py): at the output of
+    # segment k of n, the gradient from exit head k is scaled by 1/(n - k) and the gradient from the
+    # deeper segments by (n - k - 1)/(n - k). Works with every loss; the forward values are unchanged.
+    gradient_equilibrium: bool = added_later(False)
     # Check the loss for NaN/inf every this many iterations (0 = every iteration on CPU, every
     # log_every on GPU, where a per-step check would stall the launch queue with a host sync).
     # The error names the first bad iteration either way.
@@ -101,6 +105,7 @@ class TrainConfig:
             ("lr_step_epochs", self.lr_step_epochs >= 1, "an integer >= 1"),
             ("lr_gamma", finite(self.lr_gamma) and 0 < self.lr_gamma <= 1, "a number in (0, 1]"),
             ("freeze_backbone", isinstance(self.freeze_backbone, bool), "true or false"),
+            ("gradient_equilibrium", isinstance(self.gradient_equilibrium, bool), "true or false"),
         ]
 
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
@@ -164,6 +169,44 @@ class TrainHistory:
     steps: int = 0  # optimiser steps taken
     samples: int = 0  # training samples seen
     train_seconds: float = 0.0  # wall-clock of training steps only (no evaluation)
+    loss_state: dict[str, Any] | None = None  # what the loss adapted (e.g. distill's final temperature)
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the backward multiplies the gradient by ``scale`` (IMTA's ``gradient_rescale``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` unchanged, its gradient multiplied by ``scale`` on the way back."""
+    out: torch.Tensor = _ScaleGradient.apply(x, scale)
+    return out
+
+
+def equilibrium_logits(model: MultiExitModel, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every exit's logits with gradient equilibrium (:attr:`TrainConfig.gradient_equilibrium`).
+
+    As IMTA's ``MSDNet.forward``: after segment k of n the features are rescaled by 1/(n - k) for head k,
+    and that head's input rescaled by (n - k - 1) again for the next segment, so the deeper segments'
+    gradient arrives scaled by (n - k - 1)/(n - k) in total.
+    """
+    n = model.num_exits
+    logits = []
+    h = x
+    for k, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
+        h = scale_gradient(segment(h), 1.0 / (n - k))
+        logits.append(head(h))
+        if k < n - 1:
+            h = scale_gradient(h, float(n - k - 1))
+    return tuple(logits)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -285,6 +328,8 @@ def train(
         The training history (logged losses, per-epoch accuracies, step counts).
     """
     loss_fn.check_exits(model.num_exits)
+    if hasattr(loss_fn, "start"):  # losses that do not subclass Loss may lack the optional hooks
+        loss_fn.start(config.epochs)
     callback = callback or TrainCallback()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -307,7 +352,8 @@ def train(
         for b, start in enumerate(starts):
             idx = perm[start : start + bs]
             xb = data.augment(x[idx], gen) if data.augment else x[idx]  # random crops/flips from the seeded generator
-            loss = loss_fn(model(xb).logits, data.train.y[idx])
+            out = equilibrium_logits(model, xb) if config.gradient_equilibrium else model(xb).logits
+            loss = loss_fn(out, data.train.y[idx])
             watch.note(loss, history.steps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -332,6 +378,7 @@ def train(
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
+    history.loss_state = (loss_fn.state() if hasattr(loss_fn, "state") else {}) or None
     return history
 
 

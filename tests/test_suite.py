@@ -89,7 +89,7 @@ def test_table_errors(tmp_path: Path, extra: str, key: str, message: str) -> Non
         (
             'name = "x"\nloss = "firn"',
             "variants[1] (x).loss",
-            "unknown loss 'firn' (did you mean 'firm'?); known: base, firm, firm-gated, soft, sum",
+            "unknown loss 'firn' (did you mean 'firm'?); known: base, distill, firm, firm-gated, soft, sum",
         ),
         ('name = "x"\nloss = "soft"', "variants[1] (x).exits", "needs at least 1 intermediate exit"),
         ('name = "x"\nloss = "sum"\nexits = ["p9"]', "variants[1] (x).exits[0]", "blocks 1..3"),

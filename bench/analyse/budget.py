@@ -34,7 +34,7 @@ import torch
 
 from bench.config.suite import BudgetSpec
 from bench.results.record import BudgetPoint, BudgetRecord
-from cascade.exits import POLICIES, build_policy
+from cascade.exits import POLICIES, build_policy, transformed_logits
 
 
 def cascade_outcome(conf: np.ndarray, correct: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
@@ -137,6 +137,7 @@ def choose_thresholds(
 
 
 def _arrays(policy: Any, logits: Sequence[torch.Tensor], y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    logits = transformed_logits(logits, policy)  # as the policy judges them (calibrated, ...)
     conf = torch.stack([policy.confidence(z) for z in logits[:-1]]).cpu().numpy()
     correct = torch.stack([z.argmax(1) == y for z in logits]).cpu().numpy()
     return conf.astype(np.float64), correct

@@ -211,8 +211,12 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
     for opt in LOSSES.get(v.loss).harness_options:
         if opt in v.loss_options:
             raise SuiteError(file, f"{key}.loss_options.{opt}", "is computed by the harness; remove it")
-    policy_allowed = [f.name for f in dataclasses.fields(cast(Any, POLICIES.get(v.policy))) if f.name != "threshold"]
+    policy_cls = POLICIES.get(v.policy)
+    policy_allowed = [f.name for f in dataclasses.fields(cast(Any, policy_cls))
+                      if f.name != "threshold" and f.name not in policy_cls.harness_options]  # fmt: skip
     for opt in v.policy_options:
+        if opt in policy_cls.harness_options:
+            raise SuiteError(file, f"{key}.policy_options.{opt}", "is computed by the harness; remove it")
         if opt not in policy_allowed:
             raise _unknown_key(file, f"{key}.policy_options.{opt}", opt, policy_allowed)
     model_allowed = MODELS.get(suite_model.name).option_names()

@@ -26,6 +26,7 @@ from bench.measure.latency import latency_report
 from bench.measure.runtimes import runtime_latency
 from bench.results.record import (
     BudgetRecord,
+    CalibrationRecord,
     CostRecord,
     ExitCostRecord,
     ExitInfo,
@@ -33,6 +34,7 @@ from bench.results.record import (
     OperatingPoint,
     from_json,
 )
+from cascade.calibration import ECE_BINS, expected_calibration_error, fit_temperatures
 from cascade.data import DataSplits
 from cascade.exits import POLICIES, ExitPolicy, build_policy, dynamic_forward, masked_decisions
 from cascade.train import exit_logits
@@ -47,6 +49,7 @@ class Evaluation:
     thresholds: list[OperatingPoint]
     latency: LatencyRecord | None
     budget: BudgetRecord | None
+    calibration: CalibrationRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,29 @@ class Logits:
     test: tuple[torch.Tensor, ...]
 
 
-def policies_for(spec: RunSpec) -> list[tuple[float | None, ExitPolicy]]:
-    """(threshold, policy) of each operating point; one point (threshold None) for threshold-free policies."""
+def policies_for(spec: RunSpec, fitted: dict[str, Any] | None = None) -> list[tuple[float | None, ExitPolicy]]:
+    """(threshold, policy) of each operating point; one point (threshold None) for threshold-free policies.
+    ``fitted``: the policy's harness options (:func:`fit_policy`)."""
+    options = {**spec.policy_options, **(fitted or {})}
     if not POLICIES.get(spec.policy).has_threshold:
-        return [(None, build_policy(spec.policy, **spec.policy_options))]
-    return [(t, build_policy(spec.policy, threshold=t, **spec.policy_options)) for t in spec.evaluation.thresholds]
+        return [(None, build_policy(spec.policy, **options))]
+    return [(t, build_policy(spec.policy, threshold=t, **options)) for t in spec.evaluation.thresholds]
+
+
+def fit_policy(spec: RunSpec, logits: Logits, data: DataSplits) -> tuple[dict[str, Any], CalibrationRecord]:
+    """The policy's options fitted on the validation split (temperatures for ``calibrate = "temperature"``) and
+    every exit's calibration error before and after."""
+    y_val, y_test = data.val.y, data.test.y
+    ece = expected_calibration_error
+    method = str(spec.policy_options.get("calibrate", "none"))
+    record = CalibrationRecord(bins=ECE_BINS, method=method, ece_val=[ece(z, y_val) for z in logits.val],
+                               ece_test=[ece(z, y_test) for z in logits.test])  # fmt: skip
+    if method == "none":
+        return {}, record
+    temps = fit_temperatures(logits.val, y_val)
+    return {"temperatures": tuple(temps)}, dataclasses.replace(
+        record, temperatures=temps, ece_val_calibrated=[ece(z / t, y_val) for z, t in zip(logits.val, temps)],
+        ece_test_calibrated=[ece(z / t, y_test) for z, t in zip(logits.test, temps)])  # fmt: skip
 
 
 def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -130,13 +151,13 @@ def energy_table_info(
 
 @torch.no_grad()
 def _time_latency(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits,
-                  say: Callable[[str], None]) -> LatencyRecord:  # fmt: skip
+                  say: Callable[[str], None], fitted: dict[str, Any]) -> LatencyRecord:  # fmt: skip
     """Every exit path and the dynamic cascade timed in eager, then in each other runtime of the suite."""
     ev = spec.evaluation
     say("timing latency")
     t_lat = time.perf_counter()
     chosen = ev.latency_thresholds or (ev.headline_threshold,)
-    timed = [(t, p) for t, p in policies_for(spec) if t is None or t in chosen]
+    timed = [(t, p) for t, p in policies_for(spec, fitted) if t is None or t in chosen]
     settings: dict[str, Any] = {"batch_sizes": ev.latency_batch_sizes, "samples_batch1": ev.latency_samples,
                                 "repeats": ev.latency_repeats, "warmup": ev.latency_warmup}  # fmt: skip
     report = latency_report(model, data.test.x, timed, optimised=ev.latency_optimised, **settings)
@@ -151,12 +172,12 @@ def _time_latency(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits
 
 
 def _budget(spec: RunSpec, logits: Logits, data: DataSplits, table: str, energy: dict[str, list[float]],
-            macs: Sequence[float], base: dict[str, Any]) -> BudgetRecord:  # fmt: skip
+            macs: Sequence[float], base: dict[str, Any], fitted: dict[str, Any]) -> BudgetRecord:  # fmt: skip
     """Thresholds chosen on validation for each compute budget of the suite, scored on test."""
     by_energy = spec.budget.unit == "energy"
     return budget_evaluation(
         spec.policy,
-        spec.policy_options,
+        {**spec.policy_options, **fitted},
         spec.budget,
         logits.val,
         data.val.y,
@@ -192,13 +213,14 @@ def evaluate(
     energy = {name: [c.energy[name]["total"] for c in costs] for name in costs[0].energy}
     batch = spec.job.config.eval_batch_size
     logits = Logits(exit_logits(model, data.val.x, batch), exit_logits(model, data.test.x, batch))
+    fitted, calibration = fit_policy(spec, logits, data)  # on validation only
     exits = ExitInfo(
         names=list(model.exit_names),
         val_accuracy=[_accuracy(z.argmax(1), data.val.y) for z in logits.val],
         test_accuracy=[_accuracy(z.argmax(1), data.test.y) for z in logits.test],
     )
     points = []
-    for threshold, policy in policies_for(spec):
+    for threshold, policy in policies_for(spec, fitted):
         test = masked_decisions(logits.test, policy)
         val = masked_decisions(logits.val, policy)
         shares = _shares(test.counts)
@@ -231,14 +253,13 @@ def evaluate(
                 **counted,
             )
         )
-    latency = _time_latency(spec, model, data, say) if ev.latency else None
+    latency = _time_latency(spec, model, data, say, fitted) if ev.latency else None
     budget = None
     if spec.budget.values and model.num_exits > 1:
         say("budget search on validation")
-        budget = _budget(spec, logits, data, tables[0].name, energy, macs, base)
-    return Evaluation(
-        exits, cost_record(costs, base, tables, hardware, ev.energy_batch), points, latency, budget
-    ), logits
+        budget = _budget(spec, logits, data, tables[0].name, energy, macs, base, fitted)
+    cost = cost_record(costs, base, tables, hardware, ev.energy_batch)
+    return Evaluation(exits, cost, points, latency, budget, calibration), logits
 
 
 def _count_dynamic(

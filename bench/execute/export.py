@@ -97,7 +97,7 @@ def export_run(
     model.eval()
     t = threshold if threshold is not None else record.headline_threshold
     policy = build_policy(record.policy, **({"threshold": t} if _has_threshold(record.policy) else {}),
-                          **record.config.get("policy_options", {}))  # fmt: skip
+                          **_policy_options(record))  # fmt: skip
     segments, heads = export_model(model, data.test.x[:2])
     files: dict[str, str] = {}
     for kind, parts in (("segment", segments), ("head", heads)):
@@ -109,6 +109,14 @@ def export_run(
     meta = _meta(record, spec.job.key, folder, data, policy, t, files, agree, accuracy)
     atomic_write_json(out / "cascade.json", meta)
     return ExportSummary(out, [*files, "cascade.json"], record, agree, accuracy)
+
+
+def _policy_options(record: RunRecord) -> dict[str, Any]:
+    """The run's policy options with what was fitted on validation (temperatures of a calibrated policy)."""
+    options = dict(record.config.get("policy_options", {}))
+    if record.calibration is not None and record.calibration.temperatures is not None:
+        options["temperatures"] = tuple(record.calibration.temperatures)
+    return options
 
 
 def _has_threshold(policy: str) -> bool:
@@ -136,8 +144,13 @@ def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: An
         "policy": {
             "name": record.policy,
             "threshold": threshold if hasattr(policy, "threshold") else None,
-            "options": record.config.get("policy_options", {}),
-            "rule": _RULES.get(record.policy, "see cascade.exits"),
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in _policy_options(record).items()},
+            "rule": _RULES.get(record.policy, "see cascade.exits")
+            + (
+                "; exit l's logits are divided by temperatures[l] first"
+                if "temperatures" in _policy_options(record)
+                else ""
+            ),
         },
         "classes": [str(k) for k in range(data.num_classes)],
         "input": {

@@ -108,7 +108,7 @@ def ensure_trained(
         torch.manual_seed(job.seed)
     options = dict(job.loss_options)
     loss_cls = LOSSES.get(job.loss)
-    if loss_cls.harness_options:
+    if loss_cls.needs_harness_values(options):
         options.update(loss_cls.harness_values(relative_exit_costs=relative_exit_costs(job, data)))
     loss = build_loss(job.loss, options, num_exits=model.num_exits)
     if callback is not None:
@@ -183,7 +183,8 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
     saved, exits_digest = save_exit_outputs(exits_file, logits.val, data.val.y, logits.test, data.test.y)
     fields["artefacts"] = {ckpt_file.relative_to(store.root).as_posix(): sha256_file(ckpt_file),
                            exits_file.relative_to(store.root).as_posix(): exits_digest}  # fmt: skip
-    if spec.policy == "max-prob" and len(logits.test) > 1:  # the exact curve from the outputs just saved
+    calibrated = result.calibration is not None and result.calibration.temperatures is not None
+    if spec.policy == "max-prob" and len(logits.test) > 1 and not calibrated:  # the exact curve from the outputs
         curve = curve_from_outputs(saved["test_maxprob"], saved["test_pred"], saved["test_y"])
         fields["curve"] = summarise(curve)
     fields.update(
@@ -192,6 +193,7 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
         thresholds=result.thresholds,
         latency=result.latency,
         budget=result.budget,
+        calibration=result.calibration,
         status="ok",
     )
 

@@ -255,6 +255,20 @@ class BudgetPoint:
 
 
 @dataclass(frozen=True)
+class CalibrationRecord:
+    """Each exit's expected calibration error (equal-width bins) on validation and test, and, for a policy with
+    ``calibrate = "temperature"``, the temperatures fitted on validation and the ECE after scaling."""
+
+    bins: int
+    ece_val: list[float]  # per exit, softmax of the raw logits
+    ece_test: list[float]
+    method: str = "none"  # the policy's calibrate option
+    temperatures: list[float] | None = field(default=None, metadata=OMIT)  # T_l per exit (fitted on validation)
+    ece_val_calibrated: list[float] | None = field(default=None, metadata=OMIT)  # softmax(z_l / T_l)
+    ece_test_calibrated: list[float] | None = field(default=None, metadata=OMIT)
+
+
+@dataclass(frozen=True)
 class BudgetRecord:
     """Thresholds chosen on validation for compute budgets (see :mod:`bench.analyse.budget`)."""
 
@@ -282,6 +296,7 @@ class TrainingRecord:
     pretrain_steps: int = 0
     total_steps: int = 0
     pretrain_history: dict[str, Any] | None = None
+    loss_state: dict[str, Any] | None = field(default=None, metadata=OMIT)  # e.g. distill's final temperature
     reused_checkpoint: bool | None = field(default=None, metadata=OMIT)
     # where the checkpoint came from: "trained" (now), "folder" (this results folder) or "cache"
     # (the shared checkpoint cache, trained for another folder)
@@ -343,6 +358,7 @@ class RunRecord:
     thresholds: list[OperatingPoint] | None = field(default=None, metadata=OMIT)
     latency: LatencyRecord | None = field(default=None, metadata=OMIT)
     budget: BudgetRecord | None = field(default=None, metadata=OMIT)
+    calibration: CalibrationRecord | None = field(default=None, metadata=OMIT)
     # exact accuracy against early share on the test split (bench.analyse.curves.summarise); max-prob only
     curve: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # SHA-256 of the run's checkpoint and exit outputs, by path relative to the results folder

@@ -1,0 +1,324 @@
+"""The field's training methods and exit rules (issue 28): hand-computed values on tiny examples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cascade import MultiExitModel, StudyCNN, build_loss
+from cascade.calibration import expected_calibration_error, fit_temperature, nll_at
+from cascade.exits import build_policy, dynamic_forward, masked_decisions
+from cascade.train import equilibrium_logits
+
+# --------------------------------------------------------------------------- distill
+
+
+def test_distill_value_by_hand() -> None:
+    # teacher (final exit) logits [ln 4, 0] -> p = [0.8, 0.2]; the early exit [ln 3, 0] -> q = [0.75, 0.25]; y = 0
+    final = torch.tensor([[math.log(4.0), 0.0]], requires_grad=True)
+    early = torch.tensor([[math.log(3.0), 0.0]], requires_grad=True)
+    y = torch.tensor([0])
+    loss = build_loss("distill", {"C": 0.3, "adaptive": False})
+    value = loss([early, final], y)
+    soft = -(0.8 * math.log(0.75) + 0.2 * math.log(0.25))  # H(p, q) at T = 1
+    expected = -math.log(0.8) + 0.7 * -math.log(0.75) + 0.3 * soft
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-6)
+    value.backward()
+    # the teacher is detached: the final exit's gradient is that of its own CE only, p - onehot
+    assert torch.allclose(final.grad, torch.tensor([[0.8 - 1.0, 0.2]]), atol=1e-6)
+    # early exit: 0.7 (q - onehot) + 0.3 (q - p) at T = 1
+    q, p = torch.tensor([0.75, 0.25]), torch.tensor([0.8, 0.2])
+    assert torch.allclose(early.grad[0], 0.7 * (q - torch.tensor([1.0, 0.0])) + 0.3 * (q - p), atol=1e-6)
+
+
+def test_distill_fixed_temperature_scales_by_t_squared() -> None:
+    final = torch.tensor([[math.log(4.0), 0.0]])
+    early = torch.tensor([[math.log(3.0), 0.0]])
+    y = torch.tensor([0])
+    t = 2.0
+    value = build_loss("distill", {"C": 1.0, "T": t, "adaptive": False})([early, final], y)
+    p = torch.softmax(final / t, 1)[0]
+    log_q = torch.log_softmax(early / t, 1)[0]
+    expected = -math.log(0.8) + t**2 * float(-(p * log_q).sum())  # C = 1: no CE on the early exit
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+    scaled = build_loss("distill", {"C": 0.5, "T": t, "adaptive": False, "scale_final": True})([early, final], y)
+    assert float(scaled) == pytest.approx(
+        0.5 * -math.log(0.8) + 0.5 * -math.log(0.75) + 0.5 * t**2 * float(-(p * log_q).sum()), rel=1e-6
+    )
+
+
+def test_distill_adaptive_temperature() -> None:
+    y = torch.tensor([0, 1])
+    confident = [torch.zeros(2, 3), torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])]  # teacher max-prob 0.97
+    loss = build_loss("distill", {"maxprob": 0.5, "Tmult": 2.0})
+    loss.start(3)
+    loss(confident, y)
+    assert loss.state() == {"temperature": 2.0}  # grown once: the teacher at T = 1 was above maxprob
+    loss(confident, y)
+    assert loss.state() == {"temperature": 4.0}  # teacher max-prob at T = 2: 0.86 > 0.5, grown again
+    with torch.no_grad():  # evaluation never moves the temperature
+        loss(confident, y)
+    assert loss.state() == {"temperature": 4.0}
+    uniform = [torch.zeros(2, 3), torch.zeros(2, 3)]  # teacher max-prob 1/3 <= 0.5: T stays
+    fresh = build_loss("distill", {"maxprob": 0.5})
+    fresh(uniform, y)
+    assert fresh.state() == {"temperature": 1.0}
+    loss.start(3)  # a new training run starts from T again
+    assert loss.state() == {"temperature": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"C": 1.5}, "C must be in"),
+        ({"Tmult": 0.9}, "Tmult must be"),
+        ({"T": 0}, "T must be"),
+        ({"t": 2}, "no option 't'"),
+    ],
+)
+def test_distill_bad_options(options, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_loss("distill", options)
+
+
+# --------------------------------------------------------------------------- SDN weights
+
+
+def test_sdn_weights_grow_as_in_sdn() -> None:
+    loss = build_loss("sum", {"weights": "sdn", "exit_costs": [0.25, 0.5, 1.0]}, num_exits=3)
+    loss.start(4)
+    loss.set_epoch(0)  # SDN's epoch 1: 0.01 + 1 * tau / 4
+    assert loss.current_weights(3) == pytest.approx([0.0725, 0.135, 1.0])
+    loss.set_epoch(3)  # epoch 4: min(tau, 0.01 + tau) = tau
+    assert loss.current_weights(3) == pytest.approx([0.25, 0.5, 1.0])
+    logits = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]), torch.tensor([[3.0, 0.0]])]
+    y = torch.tensor([0])
+    ce = [math.log(1 + math.exp(-1.0)), math.log(1 + math.exp(2.0)), math.log(1 + math.exp(-3.0))]
+    assert float(loss(logits, y)) == pytest.approx(0.25 * ce[0] + 0.5 * ce[1] + ce[2], rel=1e-6)
+    with pytest.raises(ValueError, match='weights must be a list of numbers or "sdn"'):
+        build_loss("sum", {"weights": "kaya"})
+
+
+# --------------------------------------------------------------------------- gradient equilibrium
+
+
+class Chain(MultiExitModel):
+    """Three tanh-linear segments with a linear head each (a 3-exit model small enough to reason about)."""
+
+    exit_names = ("e1", "e2", "e3")
+    num_classes = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.segs = nn.ModuleList(nn.Sequential(nn.Linear(4, 4), nn.Tanh()) for _ in range(3))
+        self.outs = nn.ModuleList(nn.Linear(4, 3) for _ in range(3))
+        self._segments, self._heads = list(self.segs), list(self.outs)
+
+
+def _grads(model: nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    named = list(model.named_parameters())
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    return {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(named, grads)}
+
+
+def test_gradient_equilibrium_scales_each_exits_gradient() -> None:
+    torch.manual_seed(0)
+    model, x, y = Chain(), torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    ce = nn.functional.cross_entropy
+    plain = [_grads(model, ce(model(x).logits[k], y)) for k in range(3)]  # each exit's own gradient
+    ge = _grads(model, sum(ce(z, y) for z in equilibrium_logits(model, x)))
+    # segment k receives 1/(n-k) of head k's gradient and (n-k-1)/(n-k) of the deeper ones': segment 0 gets
+    # 1/3 of each exit's, segment 1 half of exits 2 and 3, segment 2 all of exit 3; heads are not rescaled
+    expected_share = {0: [1 / 3, 1 / 3, 1 / 3], 1: [0.0, 0.5, 0.5], 2: [0.0, 0.0, 1.0]}
+    for name, grad in ge.items():
+        k = int(name.split(".")[1])
+        share = expected_share[k] if name.startswith("segs") else [float(j == k) for j in range(3)]
+        want = sum(s * plain[j][name] for j, s in enumerate(share))
+        assert torch.allclose(grad, want, atol=1e-6), name
+    assert all(torch.equal(a, b) for a, b in zip(equilibrium_logits(model, x), model(x).logits))  # values unchanged
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_ece_by_hand() -> None:
+    # confidences 0.9 (right), 0.9 (wrong), 0.65 (right), 0.65 (right): bins (13/15, 14/15] and (9/15, 10/15]
+    def two_class(p: float) -> list[float]:
+        return [math.log(p / (1 - p)), 0.0]
+
+    logits = torch.tensor([two_class(0.9), two_class(0.9), two_class(0.65), two_class(0.65)])
+    y = torch.tensor([0, 1, 0, 0])
+    assert expected_calibration_error(logits, y) == pytest.approx(0.5 * abs(0.5 - 0.9) + 0.5 * abs(1.0 - 0.65))
+    assert expected_calibration_error(logits, y, bins=1) == pytest.approx(abs(0.75 - 0.775))
+
+
+def test_temperature_minimises_nll_and_scales_with_the_logits() -> None:
+    torch.manual_seed(0)
+    u = torch.randn(2000, 5)
+    y = torch.distributions.Categorical(logits=u).sample()
+    t = fit_temperature(3.0 * u, y)  # over-confident logits: the fitted T undoes the factor 3
+    assert t == pytest.approx(3.0, rel=0.1)
+    assert nll_at(3.0 * u, y, t) <= min(nll_at(3.0 * u, y, t * f) for f in (0.98, 1.02, 1.0 / t))
+    assert fit_temperature(6.0 * u, y) == pytest.approx(2 * t, rel=1e-4)  # T(c z) = c T(z)
+
+
+def test_calibrated_policy_dynamic_equals_masked() -> None:
+    torch.manual_seed(0)
+    model = StudyCNN(channels=(4, 4, 4), hidden=8, exits=("p1", "p2"), num_classes=10).eval()
+    x = torch.randn(64, 1, 28, 28)
+    with torch.no_grad():
+        for head in model.exit_heads:  # a spread of confidences
+            head[-1].weight.mul_(20) if isinstance(head, nn.Sequential) else None
+    logits = model(x).logits
+    plain = build_policy("max-prob", threshold=0.5)
+    calibrated = build_policy("max-prob", threshold=0.5, calibrate="temperature", temperatures=(4.0, 0.5, 1.0))
+    dyn, ref = dynamic_forward(model, x, calibrated), masked_decisions(logits, calibrated)
+    assert torch.equal(dyn.exit_index, ref.exit_index) and torch.equal(dyn.predictions, ref.predictions)
+    one = [dynamic_forward(model, x[i : i + 1], calibrated) for i in range(8)]  # the batch-1 path too
+    assert [int(r.exit_index[0]) for r in one] == ref.exit_index[:8].tolist()
+    # by hand: exit 1 leaves when max softmax(z / 4) > 0.5
+    leaves_first = torch.softmax(logits[0] / 4.0, 1).amax(1) > 0.5
+    assert torch.equal(ref.exit_index == 0, leaves_first)
+    assert not torch.equal(masked_decisions(logits, plain).exit_index, ref.exit_index)
+    with pytest.raises(ValueError, match="fit them on the validation split"):
+        masked_decisions(logits, build_policy("max-prob", threshold=0.5, calibrate="temperature"))
+    with pytest.raises(ValueError, match="calibrate must be one of 'none', 'temperature'"):
+        build_policy("entropy", calibrate="platt")
+
+
+# --------------------------------------------------------------------------- regimes and the suite end to end
+
+METHODS_SUITE = """
+[suite]
+name = "methods_tiny"
+seeds = [0]
+
+[dataset]
+name = "digits"
+train_size = 240
+
+[model]
+channels = [4, 8, 8]
+hidden = 16
+
+[train]
+epochs = 1
+lr = 0.05
+momentum = 0.9
+
+[evaluation]
+thresholds = [0.0, 0.6, 1.0]
+latency = false
+
+[[variants]]
+name = "base"
+loss = "base"
+
+[[variants]]
+name = "joint"
+loss = "sum"
+exits = ["p1", "p2"]
+
+[[variants]]
+name = "disjoint"
+loss = "sum"
+exits = ["p1", "p2"]
+pretrain = "base"
+train = { freeze_backbone = true }
+
+[[variants]]
+name = "mixed"
+loss = "sum"
+exits = ["p1", "p2"]
+pretrain = "base"
+
+[[variants]]
+name = "sdn"
+loss = "sum"
+exits = ["p1", "p2"]
+loss_options = { weights = "sdn" }
+
+[[variants]]
+name = "distill"
+loss = "distill"
+exits = ["p1", "p2"]
+
+[[variants]]
+name = "sum-ge"
+loss = "sum"
+exits = ["p1", "p2"]
+train = { gradient_equilibrium = true }
+
+[[variants]]
+name = "calibrated"
+loss = "sum"
+exits = ["p1", "p2"]
+policy_options = { calibrate = "temperature" }
+"""
+
+
+def test_regimes_are_one_line_of_a_suite(tmp_path) -> None:
+    from bench.config.load import load_suite
+    from bench.config.plan import expand_runs
+
+    path = tmp_path / "m.toml"
+    path.write_text(METHODS_SUITE)
+    runs = {r.variant: r for r in expand_runs(load_suite(path))}
+    joint, disjoint, mixed = runs["joint"].job, runs["disjoint"].job, runs["mixed"].job
+    assert joint.pretrain is None and not joint.train.get("freeze_backbone", False)
+    assert disjoint.pretrain is not None and disjoint.pretrain.loss == "base" and disjoint.train["freeze_backbone"]
+    assert mixed.pretrain is not None and mixed.pretrain.loss == "base" and not mixed.train.get("freeze_backbone")
+    assert disjoint.pretrain.key == mixed.pretrain.key == runs["base"].job.key  # both reuse the base run
+    assert runs["sum-ge"].job.train["gradient_equilibrium"] is True
+    assert "gradient_equilibrium" not in joint.train  # added later: out of the keys at its default
+
+
+def test_mixed_regime_trains_everything_disjoint_only_the_heads(digits) -> None:
+    import dataclasses
+
+    from cascade import TrainConfig, train
+    from cascade.data import Split
+
+    data = dataclasses.replace(digits, train=Split(digits.train.x[:200], digits.train.y[:200]))
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, momentum=0.9)
+    torch.manual_seed(0)
+    pre = StudyCNN(channels=(4, 4, 4), hidden=8)
+    train(pre, build_loss("base"), data, cfg, seed=0, evaluate=False)
+    for freeze in (False, True):
+        torch.manual_seed(0)
+        model = StudyCNN(channels=(4, 4, 4), hidden=8, exits=("p1", "p2"))
+        model.load_state_dict(pre.state_dict(), strict=False)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        train(model, build_loss("sum"), data, dataclasses.replace(cfg, freeze_backbone=freeze), seed=0,
+              evaluate=False)  # fmt: skip
+        changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+        heads = {k for k in before if k.startswith("exits.") and "num_batches" not in k}
+        # weights only: a bias just before batch norm gets no gradient by construction
+        backbone = {k for k in before if not k.startswith("exits.") and k.endswith(".weight")}
+        assert heads <= changed
+        assert (changed & backbone) == (set() if freeze else backbone), freeze
+
+
+def test_methods_run_end_to_end(tmp_path) -> None:
+    from bench.execute.runner import run_suite
+    from bench.results.store import ResultStore
+
+    path = tmp_path / "m.toml"
+    path.write_text(METHODS_SUITE)
+    summary = run_suite(path, out_dir=tmp_path / "out", progress=False, log=lambda s: None)
+    assert summary.failed == [] and summary.done == 8
+    recs = {r.variant: r for r in ResultStore(tmp_path / "out").iter_runs()}
+    assert recs["distill"].training.loss_state["temperature"] >= 1.0
+    cal = recs["calibrated"].calibration
+    assert cal.method == "temperature" and len(cal.temperatures) == 3 and all(t > 0 for t in cal.temperatures)
+    assert len(cal.ece_test_calibrated) == 3 and recs["joint"].calibration.temperatures is None
+    assert recs["joint"].calibration.ece_test == pytest.approx(cal.ece_test)  # same training, same raw outputs
+    # calibration changes which samples leave, never what an exit predicts
+    assert recs["calibrated"].exits.test_accuracy == recs["joint"].exits.test_accuracy
+    for r in recs.values():
+        assert all(t.dynamic_matches_masked in (True, None) for t in r.thresholds), r.variant
+    head = next(t for t in recs["calibrated"].thresholds if t.threshold == 0.6)
+    assert head.dynamic_matches_masked is True
