@@ -107,6 +107,8 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default results/<suite name>)")
     _suite_options(p)
     _only(p)
+    p.add_argument("--seed", type=int, action="append", default=[], metavar="N",
+                   help="only this seed of the suite (repeatable): e.g. seed 0 of every variant first")  # fmt: skip
     _cache(p)
     p.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     p.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")

@@ -200,10 +200,11 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
     exit_index = torch.empty(batch, dtype=torch.long, device=x.device)
     remaining = torch.arange(batch, device=x.device)  # original positions of the samples still running
     state = policy.init_state(batch, x.device)
-    h = x
-    for level, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
+    h, raw = x, None
+    for level, segment in enumerate(model.exit_segments):
         h = segment(h)
-        logits, state = policy.transform(head(h), level, state)  # (b, K) for the b samples still running
+        raw = model.head_logits(level, h, raw)  # (b, K) for the b samples still running
+        logits, state = policy.transform(raw, level, state)
         if level == num_exits - 1:
             predictions[remaining] = logits.argmax(dim=1)
             exit_index[remaining] = level
@@ -220,7 +221,7 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
         predictions[left] = logits[leave].argmax(dim=1)
         exit_index[left] = level
         stay = ~leave
-        h, remaining = h[stay], remaining[stay]
+        h, remaining, raw = h[stay], remaining[stay], raw[stay]
         state = {k: v[stay] for k, v in state.items()}
     return EarlyExitResult(predictions, exit_index, num_exits)
 
@@ -230,10 +231,11 @@ def _dynamic_one(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) -> 
     (batch 1 is where early exit is deployed; benchmarks/bench_runtimes.py measures what this saves)."""
     num_exits = model.num_exits
     state = policy.init_state(1, x.device)
-    h = x
-    for level, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
+    h, raw = x, None
+    for level, segment in enumerate(model.exit_segments):
         h = segment(h)
-        logits, state = policy.transform(head(h), level, state)  # (1, K)
+        raw = model.head_logits(level, h, raw)
+        logits, state = policy.transform(raw, level, state)  # (1, K)
         if level < num_exits - 1:
             leave, state = policy.decide(logits, state)
             if not bool(leave[0]):  # one host sync per exit, as in the batched path

@@ -102,3 +102,47 @@ def build_head(name: str, shape: Sequence[int], num_classes: int, options: dict[
         return builder(tuple(shape), num_classes, **(options or {}))
     except TypeError as e:
         raise ValueError(f"exit head {name!r}: {e}") from None
+
+
+class CascadingHead(nn.Module):
+    """Zero-Time-Waste's cascading exit head (Wolczyk et al., NeurIPS 2021; gmum/Zero-Time-Waste,
+    ``ztw_cv/architectures/early_exits/heads.py``, ``ConvCascadingHead``): head k also reads head k-1's
+    logits, detached and layer-normalised, as an extra input of its last linear layer.
+
+    Their head concatenates [features, LayerNorm(previous logits)] before one ``Linear``; that equals
+    ``Linear_f(features) + Linear_p(LayerNorm(previous))``, which is what this wrapper computes around any
+    head of the registry (or a model's own head) ending in a linear layer: ``link`` is ``Linear_p``
+    (no bias: the wrapped head's bias is the concatenated layer's). One difference: their concatenated
+    layer is initialised with fan-in features + K, ours as two layers.
+    """
+
+    takes_previous = True
+
+    def __init__(self, head: nn.Module, num_classes: int, *, layer_norm: bool = True) -> None:
+        super().__init__()
+        self.head = head
+        self.norm: nn.Module = nn.LayerNorm(num_classes) if layer_norm else nn.Identity()
+        self.link = nn.Linear(num_classes, num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(x) + self.link(self.norm(previous.detach()))
+        return out
+
+
+def make_cascading(model: Any) -> Any:
+    """Wrap every intermediate exit head of ``model`` after the first in a :class:`CascadingHead`, in place.
+
+    The wrapped head keeps its place in the module tree (``exits.p2`` -> ``exits.p2.head``); the final
+    exit (the network's own classifier) stays as it is, as in ZTW. Returns ``model``.
+    """
+    if model.num_exits < 3:
+        raise ValueError(f"cascading_heads needs at least two intermediate exits (the second reads the first's "
+                         f"logits); the model has {model.num_exits - 1}")  # fmt: skip
+    names = {id(m): n for n, m in model.named_modules()}
+    for k in range(1, model.num_exits - 1):
+        inner = model.exit_heads[k]
+        wrapped = CascadingHead(inner, model.num_classes)
+        parent_name, _, attr = names[id(inner)].rpartition(".")
+        setattr(model.get_submodule(parent_name), attr, wrapped)
+        model.exit_heads[k] = wrapped
+    return model

@@ -199,11 +199,11 @@ def equilibrium_logits(model: MultiExitModel, x: torch.Tensor) -> tuple[torch.Te
     gradient arrives scaled by (n - k - 1)/(n - k) in total.
     """
     n = model.num_exits
-    logits = []
+    logits: list[torch.Tensor] = []
     h = x
-    for k, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
+    for k, segment in enumerate(model.exit_segments):
         h = scale_gradient(segment(h), 1.0 / (n - k))
-        logits.append(head(h))
+        logits.append(model.head_logits(k, h, logits[-1] if logits else None))
         if k < n - 1:
             h = scale_gradient(h, float(n - k - 1))
     return tuple(logits)

@@ -99,6 +99,16 @@ def test_resume_skips_completed_and_firm_reuses_base(tiny: Path, tmp_path: Path,
         assert r.training.total_steps == r.training.steps + base[r.seed].training.steps
 
 
+def test_seed_selects_runs_without_changing_keys(tiny: Path, tmp_path: Path, count_trainings: list[str]) -> None:
+    out = tmp_path / "out"
+    s1 = run(tiny, out, seeds=[1])
+    assert (s1.total, s1.done) == (2, 2) and {r.seed for r in ResultStore(out).iter_runs()} == {1}
+    s2 = run(tiny, out)  # the whole suite later: seed 1 is found under the same keys
+    assert (s2.total, s2.done, s2.skipped) == (4, 2, 2)
+    with pytest.raises(runner.SuiteError, match=r"--seed 7 is not one of the suite's seeds \[0, 1\]"):
+        run(tiny, out, seeds=[7])
+
+
 def test_evaluation_change_reuses_the_checkpoint(tiny: Path, tmp_path: Path, count_trainings: list[str]) -> None:
     out = tmp_path / "out"
     run(tiny, out)

@@ -43,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
         log=lambda s: console.print(escape(s)),
         only=args.only,
         checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
+        seeds=args.seed,
     )
     if not args.no_report:
         try:

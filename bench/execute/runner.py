@@ -340,6 +340,7 @@ def run_suite(
     imports: Sequence[str] = (),
     only: Sequence[str] = (),
     checkpoint_cache: str | Path | bool | None = True,
+    seeds: Sequence[int] = (),
 ) -> RunSummary:
     """Validate the suite, run what is not done yet, write ``summary.csv``.
 
@@ -358,6 +359,8 @@ def run_suite(
             :func:`bench.config.plan.select_variants`); the other runs of the folder are left as they are.
         checkpoint_cache: True (default): the shared cache of :func:`bench.results.store.default_checkpoint_cache`;
             a folder: that cache; False or None: no cache (only this folder's checkpoints are reused).
+        seeds: run only these of the suite's seeds (``--seed``; e.g. one seed of every variant first, so that
+            a long suite has complete pairs early); not an override: the runs and their keys are the suite's.
     """
     suite = load_suite(path, overrides, imports)
     out = Path(out_dir) if out_dir is not None else Path("results") / suite.name
@@ -368,6 +371,12 @@ def run_suite(
         raise SuiteError(path, "executor", str(e)) from None
     all_runs = expand_runs(suite, overrides)
     runs = select_runs(all_runs, only)
+    stray = sorted(set(seeds) - set(suite.suite.seeds))
+    if stray:
+        raise SuiteError(path, "suite.seeds", f"--seed {stray[0]} is not one of the suite's seeds "
+                         f"{list(suite.suite.seeds)}; add it with --set 'suite.seeds=[...]'")  # fmt: skip
+    if seeds:
+        runs = [r for r in runs if r.seed in seeds]
     prepare_folder(out)
     cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
     store = ResultStore(out, cache)
@@ -379,7 +388,7 @@ def run_suite(
             _read_data_once(suite, runs[0].device, log)
         _write_suite_copy(suite, path, overrides, out)
         t0 = time.perf_counter()
-        chosen = f" (--only: {len(runs)} of {len(all_runs)})" if only else ""
+        chosen = f" (--only/--seed: {len(runs)} of {len(all_runs)})" if only or seeds else ""
         log(f"suite {suite.name}: {len(runs)} runs{chosen} ({len(done)} already complete, {len(todo)} to do) -> {out}")
         for problem in store.problems.values():
             log(f"rerunning: {problem}")

@@ -110,12 +110,24 @@ class MultiExitModel(nn.Module):
         """
         if not 0 <= exit_index < self.num_exits:
             raise IndexError(f"exit_index {exit_index} outside 0..{self.num_exits - 1}")
-        logits = []
+        logits: list[torch.Tensor] = []
         h = x
-        for segment, head in zip(self._segments[: exit_index + 1], self._heads[: exit_index + 1]):
+        for level, segment in enumerate(self._segments[: exit_index + 1]):
             h = segment(h)
-            logits.append(head(h))
+            logits.append(self.head_logits(level, h, logits[-1] if logits else None))
         return ExitOutputs(tuple(logits))
+
+    def head_logits(self, level: int, features: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """Exit ``level``'s logits from its features; a cascading head (ZTW) also reads ``previous``, the
+        logits of exit ``level - 1`` for the same samples."""
+        head = self._heads[level]
+        if getattr(head, "takes_previous", False):
+            if previous is None:
+                raise ValueError(f"exit {level + 1}'s head is cascading: it needs the previous exit's logits")
+            out: torch.Tensor = head(features, previous)
+            return out
+        out = head(features)
+        return out
 
     def fold_batch_norm(self) -> None:
         """Fold batch norm into the layer before it, in place, for an inference copy (eval mode only).
