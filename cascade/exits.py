@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from cascade._registry import Registry
 from cascade.models._base import MultiExitModel
+from cascade.ztw import ensemble_logits
 
 State = dict[str, torch.Tensor]
 
@@ -49,6 +50,10 @@ class ExitPolicy:
     def transform(self, logits: torch.Tensor, level: int, state: State) -> tuple[torch.Tensor, State]:
         """The logits exit ``level`` (0-based) is judged and predicts by; the default leaves them as they are."""
         return logits, state
+
+    def extra_macs(self, level: int, num_classes: int) -> int:
+        """Multiply-adds per sample that :meth:`transform` adds at exit ``level`` (counted in the exit costs)."""
+        return 0
 
     def init_state(self, batch: int, device: torch.device) -> State:
         """Per-sample state carried from exit to exit (indexed by the batch dimension)."""
@@ -104,6 +109,47 @@ class MaxProbPolicy(ThresholdPolicy):
 
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         return F.softmax(logits, dim=1).amax(dim=1)
+
+
+@POLICIES.register("ztw-ensemble")
+@dataclass(frozen=True)
+class ZTWEnsemblePolicy(ThresholdPolicy):
+    """Zero-Time-Waste's exit rule: at intermediate exit k the geometric weighted ensemble of exits 0..k
+    (:mod:`cascade.ztw`) predicts, and its max-probability is the confidence; the last exit is the network's
+    own. The weights and biases are fitted on the training split by the harness (``ensemble_weights``,
+    ``ensemble_biases``), the network frozen."""
+
+    name: ClassVar[str] = "ztw-ensemble"
+    harness_options: ClassVar[tuple[str, ...]] = ("temperatures", "ensemble_weights", "ensemble_biases")
+    ensemble_weights: tuple[tuple[float, ...], ...] = ()  # per intermediate exit k: k + 1 log-weights
+    ensemble_biases: tuple[tuple[float, ...], ...] = ()  # per intermediate exit k: one bias per class
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.calibrate != "none":
+            raise ValueError("policy 'ztw-ensemble' is calibrated by its own fitted weights; leave calibrate unset")
+        if len(self.ensemble_weights) != len(self.ensemble_biases) or any(
+            len(w) != k + 1 for k, w in enumerate(self.ensemble_weights)
+        ):
+            raise ValueError("ensemble_weights must hold k + 1 weights for intermediate exit k, one bias row each")
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.softmax(logits, dim=1).amax(dim=1)
+
+    def transform(self, logits: torch.Tensor, level: int, state: State) -> tuple[torch.Tensor, State]:
+        if not self.ensemble_weights:
+            raise ValueError("policy 'ztw-ensemble' has no fitted ensemble: fit it on the training split "
+                             "(cascade.ztw.fit_ensemble) and pass ensemble_weights, ensemble_biases")  # fmt: skip
+        if level >= len(self.ensemble_weights):  # the network's own last exit, as in ZTW
+            return logits, state
+        state = {**state, f"ztw_log_probs_{level}": F.log_softmax(logits, dim=1)}
+        members = [state[f"ztw_log_probs_{i}"] for i in range(level + 1)]
+        weights = torch.tensor(self.ensemble_weights[level], dtype=logits.dtype, device=logits.device)
+        bias = torch.tensor(self.ensemble_biases[level], dtype=logits.dtype, device=logits.device)
+        return ensemble_logits(members, weights, bias), state
+
+    def extra_macs(self, level: int, num_classes: int) -> int:
+        return (level + 1) * num_classes if level < len(self.ensemble_weights) else 0
 
 
 @POLICIES.register("entropy")

@@ -133,8 +133,12 @@ def make_cascading(model: Any) -> Any:
     """Wrap every intermediate exit head of ``model`` after the first in a :class:`CascadingHead`, in place.
 
     The wrapped head keeps its place in the module tree (``exits.p2`` -> ``exits.p2.head``); the final
-    exit (the network's own classifier) stays as it is, as in ZTW. Returns ``model``.
+    exit (the network's own classifier) stays as it is, as in ZTW. A network without intermediate exits is
+    returned as it is; one with a single intermediate exit is an error (nothing would read its logits).
+    Returns ``model``.
     """
+    if model.num_exits == 1:  # the network without intermediate exits (a base run, the base cost): nothing to do
+        return model
     if model.num_exits < 3:
         raise ValueError(f"cascading_heads needs at least two intermediate exits (the second reads the first's "
                          f"logits); the model has {model.num_exits - 1}")  # fmt: skip

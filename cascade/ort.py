@@ -46,19 +46,23 @@ def require_ort() -> Any:
     return onnxruntime
 
 
-def export_piece(piece: nn.Module, example: torch.Tensor, *, opset: int = OPSET) -> bytes:
-    """One segment or head as ONNX bytes, batch axis dynamic (input ``x``, output ``y``)."""
+def export_piece(piece: nn.Module, example: torch.Tensor, *, opset: int = OPSET,
+                 previous: torch.Tensor | None = None) -> bytes:  # fmt: skip
+    """One segment or head as ONNX bytes, batch axis dynamic (input ``x``, output ``y``); a cascading head
+    (ZTW) has a second input ``prev``, the previous exit's logits (``previous``: an example of them)."""
     buf = io.BytesIO()
+    args = (example,) if previous is None else (example, previous)
+    names = ["x"] if previous is None else ["x", "prev"]
     with warnings.catch_warnings():  # the TorchScript exporter announces its own deprecation
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
         torch.onnx.export(
             piece.eval(),
-            (example,),
+            args,
             buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects; the stub says paths
-            input_names=["x"],
+            input_names=names,
             output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            dynamic_axes={**{n: {0: "batch"} for n in names}, "y": {0: "batch"}},
             opset_version=opset,
             dynamo=False,
         )
@@ -72,11 +76,13 @@ def export_model(
     """(segments, heads) of ``model`` as ONNX bytes; ``example`` is one input batch (its values do not matter)."""
     model.eval()
     segments, heads = [], []
-    h = example
-    for segment, head in zip(model.exit_segments, model.exit_heads):
+    h, previous = example, None
+    for level, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
         segments.append(export_piece(segment, h, opset=opset))
         h = segment(h)
-        heads.append(export_piece(head, h, opset=opset))
+        cascading = getattr(head, "takes_previous", False)
+        heads.append(export_piece(head, h, opset=opset, previous=previous if cascading else None))
+        previous = model.head_logits(level, h, previous)
     return segments, heads
 
 
@@ -132,17 +138,19 @@ class OrtCascade:
         return cls(segments, heads, settings)
 
     @staticmethod
-    def _run(session: Any, x: np.ndarray) -> np.ndarray:
-        out: np.ndarray = session.run(None, {"x": x})[0]
+    def _run(session: Any, x: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """One session on ``x``; a cascading head (an input ``prev``) also gets the previous exit's logits."""
+        feed = {"x": x} if len(session.get_inputs()) == 1 else {"x": x, "prev": previous}
+        out: np.ndarray = session.run(None, feed)[0]
         return out
 
     def forward_until(self, x: np.ndarray, exit_index: int) -> list[np.ndarray]:
         """Every exit's logits up to ``exit_index`` on the whole batch (what obtaining that exit costs)."""
-        logits = []
+        logits: list[np.ndarray] = []
         h = x
         for segment, head in zip(self.segments[: exit_index + 1], self.heads[: exit_index + 1]):
             h = self._run(segment, h)
-            logits.append(self._run(head, h))
+            logits.append(self._run(head, h, logits[-1] if logits else None))
         return logits
 
     def full(self, x: np.ndarray) -> list[np.ndarray]:
@@ -158,11 +166,12 @@ class OrtCascade:
         exit_index = np.empty(batch, dtype=np.int64)
         remaining = np.arange(batch)
         state = policy.init_state(batch, torch.device("cpu"))
-        h = x
+        h, raw = x, None
         for level, (segment, head) in enumerate(zip(self.segments, self.heads)):
             h = self._run(segment, h)
-            logits_t, state = policy.transform(torch.from_numpy(self._run(head, h)), level, state)  # the eager rule
-            logits = logits_t.numpy()  # (b, K) for the b samples still running
+            raw = self._run(head, h, raw)  # (b, K) for the b samples still running
+            logits_t, state = policy.transform(torch.from_numpy(raw), level, state)  # the eager rule
+            logits = logits_t.numpy()
             if level == self.num_exits - 1:
                 predictions[remaining] = logits.argmax(1)
                 exit_index[remaining] = level
@@ -178,18 +187,19 @@ class OrtCascade:
             predictions[remaining[leave]] = logits[leave].argmax(1)
             exit_index[remaining[leave]] = level
             stay = ~leave
-            h, remaining = np.ascontiguousarray(h[stay]), remaining[stay]
+            h, remaining, raw = np.ascontiguousarray(h[stay]), remaining[stay], np.ascontiguousarray(raw[stay])
             state = {k: v[torch.from_numpy(stay)] for k, v in state.items()}
         return EarlyExitResult(torch.from_numpy(predictions), torch.from_numpy(exit_index), self.num_exits)
 
     def _dynamic_one(self, x: np.ndarray, policy: ExitPolicy) -> EarlyExitResult:
         """:meth:`dynamic` for one sample: the first exit that says "leave" answers, no index bookkeeping."""
         state = policy.init_state(1, torch.device("cpu"))
-        h = x
+        h, raw = x, None
         last = self.num_exits - 1
         for level, (segment, head) in enumerate(zip(self.segments, self.heads)):
             h = self._run(segment, h)
-            logits, state = policy.transform(torch.from_numpy(self._run(head, h)), level, state)  # (1, K)
+            raw = self._run(head, h, raw)
+            logits, state = policy.transform(torch.from_numpy(raw), level, state)  # (1, K)
             if level < last:
                 leave, state = policy.decide(logits, state)
                 if not bool(leave[0]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 
 from cascade import MultiExitModel, StudyCNN, build_loss
 from cascade.calibration import expected_calibration_error, fit_temperature, nll_at
-from cascade.exits import build_policy, dynamic_forward, masked_decisions
+from cascade.exits import build_policy, dynamic_forward, masked_decisions, transformed_logits
 from cascade.train import equilibrium_logits
 
 # --------------------------------------------------------------------------- distill
@@ -257,6 +258,15 @@ name = "calibrated"
 loss = "sum"
 exits = ["p1", "p2"]
 policy_options = { calibrate = "temperature" }
+
+[[variants]]
+name = "ztw"
+loss = "sum"
+exits = ["p1", "p2"]
+pretrain = "base"
+train = { freeze_backbone = true }
+model_options = { cascading_heads = true }
+policy = "ztw-ensemble"
 """
 
 
@@ -309,7 +319,7 @@ def test_methods_run_end_to_end(tmp_path) -> None:
     path = tmp_path / "m.toml"
     path.write_text(METHODS_SUITE)
     summary = run_suite(path, out_dir=tmp_path / "out", progress=False, log=lambda s: None)
-    assert summary.failed == [] and summary.done == 8
+    assert summary.failed == [] and summary.done == 9
     recs = {r.variant: r for r in ResultStore(tmp_path / "out").iter_runs()}
     assert recs["distill"].training.loss_state["temperature"] >= 1.0
     cal = recs["calibrated"].calibration
@@ -322,3 +332,129 @@ def test_methods_run_end_to_end(tmp_path) -> None:
         assert all(t.dynamic_matches_masked in (True, None) for t in r.thresholds), r.variant
     head = next(t for t in recs["calibrated"].thresholds if t.threshold == 0.6)
     assert head.dynamic_matches_masked is True
+
+    ztw = recs["ztw"]
+    assert ztw.policy_fit["split"] == "train" and len(ztw.policy_fit["ensemble_weights"]) == 2
+    assert len(ztw.exits.policy_test_accuracy) == 3 and recs["joint"].exits.policy_test_accuracy is None
+    assert ztw.exits.policy_test_accuracy[-1] == ztw.exits.test_accuracy[-1]  # the last exit is the network's own
+    joint_macs = [e.macs for e in recs["joint"].cost.per_exit]
+    # the same backbone and heads plus the cascading link (K x K) at p2 and the ensembles' (k + 1) K
+    assert [e.macs for e in ztw.cost.per_exit] == [joint_macs[0] + 10, joint_macs[1] + 100 + 10 + 20,
+                                                   joint_macs[2] + 100 + 30]  # fmt: skip
+    for t in ztw.thresholds:  # counted while the real dynamic forward ran, ensembles included
+        assert t.dynamic_matches_masked is not False
+        if t.macs_counted is not None:
+            assert t.macs_counted == pytest.approx(t.macs_expected, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- Zero-Time-Waste
+
+
+def test_cascading_head_equals_ztws_concatenated_layer() -> None:
+    from cascade.heads import CascadingHead
+
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
+    head = CascadingHead(inner, 3)
+    with torch.no_grad():
+        head.norm.weight.uniform_(0.5, 1.5)
+        head.norm.bias.uniform_(-0.5, 0.5)
+    x, prev = torch.randn(4, 2, 3), torch.randn(4, 3, requires_grad=True)
+    # ZTW: Linear(features + K -> K) on [features, LayerNorm(prev.detach())]
+    concat = nn.Linear(6 + 3, 3)
+    with torch.no_grad():
+        concat.weight.copy_(torch.cat([inner[1].weight, head.link.weight], dim=1))
+        concat.bias.copy_(inner[1].bias)
+    want = concat(torch.cat([x.flatten(1), head.norm(prev.detach())], dim=1))
+    got = head(x, prev)
+    assert torch.allclose(got, want, atol=1e-6)
+    got.sum().backward()
+    assert prev.grad is None  # the previous exit's logits are detached
+
+
+def test_cascading_model_dynamic_equals_masked_and_ort() -> None:
+    pytest.importorskip("onnxruntime")
+    from cascade.models import build_model
+    from cascade.ort import OrtCascade
+    from cascade.ztw import fit_ensemble
+
+    torch.manual_seed(0)
+    model = build_model("study_cnn", channels=[4, 4, 4], hidden=8, exits=["p1", "p2"], cascading_heads=True).eval()
+    with torch.no_grad():  # a spread of confidences
+        for name, p in model.named_parameters():
+            if name.startswith("exits.") and name.endswith("weight") and p.dim() == 2:
+                p.mul_(15)
+    x, y = torch.randn(57, 1, 28, 28), torch.randint(0, 10, (57,))
+    logits = model(x).logits
+    weights, biases = fit_ensemble(logits, y)
+    ztw = build_policy("ztw-ensemble", threshold=0.5, ensemble_weights=tuple(map(tuple, weights)),
+                       ensemble_biases=tuple(map(tuple, biases)))  # fmt: skip
+    ort = OrtCascade.from_model(model, x[:2])
+    for policy in (build_policy("max-prob", threshold=0.5), ztw):
+        conf = policy.confidence(transformed_logits(logits, policy)[0]).sort().values
+        mid = len(conf) // 2  # about half leave at exit 1; the threshold between two samples, no ties
+        policy = dataclasses.replace(policy, threshold=float(conf[mid].detach() + conf[mid + 1].detach()) / 2)
+        ref = masked_decisions(logits, policy)
+        assert 0 < int((ref.exit_index == 0).sum()) < len(x)  # some leave early, some do not
+        for batch in (1, 7, 57):
+            dyn = [dynamic_forward(model, x[i : i + batch], policy) for i in range(0, len(x), batch)]
+            assert torch.equal(torch.cat([d.exit_index for d in dyn]), ref.exit_index), (policy.name, batch)
+            assert torch.equal(torch.cat([d.predictions for d in dyn]), ref.predictions), (policy.name, batch)
+            onnx = [ort.dynamic(x[i : i + batch].numpy(), policy) for i in range(0, len(x), batch)]
+            assert torch.equal(torch.cat([o.exit_index for o in onnx]), ref.exit_index), (policy.name, batch)
+    assert all(np_close(a, b) for a, b in zip(ort.full(x.numpy()), logits))
+
+
+def np_close(a, b) -> bool:
+    return torch.allclose(torch.from_numpy(a), b, atol=1e-4)
+
+
+def test_ztw_ensemble_by_hand() -> None:
+    from cascade.ztw import ensemble_logits
+
+    lp0 = torch.log(torch.tensor([[0.5, 0.5]]))
+    lp1 = torch.log(torch.tensor([[0.8, 0.2]]))
+    # weights exp(log 2) = 2 and exp(0) = 1, averaged over 2 members: 1 x lp0 + 0.5 x lp1, plus the bias
+    e = ensemble_logits([lp0, lp1], torch.tensor([math.log(2.0), 0.0]), torch.tensor([0.1, -0.1]))
+    want = [math.log(0.5) + 0.5 * math.log(0.8) + 0.1, math.log(0.5) + 0.5 * math.log(0.2) - 0.1]
+    assert e[0].tolist() == pytest.approx(want)
+    policy = build_policy("ztw-ensemble", threshold=0.5, ensemble_weights=((0.0,), (math.log(2.0), 0.0)),
+                          ensemble_biases=((0.0, 0.0), (0.1, -0.1)))  # fmt: skip
+    z = [torch.tensor([[0.0, 0.0]]), torch.log(torch.tensor([[0.8, 0.2]])), torch.tensor([[0.0, 3.0]])]
+    out = masked_decisions(z, policy)
+    # exit 1: the ensemble of one uniform member is uniform (0.5, not > 0.5); exit 2: softmax(e) above
+    p = torch.softmax(torch.tensor(want), 0)
+    assert float(p.max()) > 0.5 and out.exit_index.tolist() == [1] and out.predictions.tolist() == [0]
+    assert policy.extra_macs(0, 10) == 10 and policy.extra_macs(1, 10) == 20 and policy.extra_macs(2, 10) == 0
+    with pytest.raises(ValueError, match="no fitted ensemble"):
+        masked_decisions(z, build_policy("ztw-ensemble", threshold=0.5))
+
+
+def test_ztw_fit_minimises_the_ensembles_cross_entropy() -> None:
+    from cascade.ztw import ensemble_logits, fit_ensemble
+
+    torch.manual_seed(0)
+    y = torch.randint(0, 3, (300,))
+    noise = torch.randn(300, 3)
+    informative = 4.0 * nn.functional.one_hot(y, 3).float() + torch.randn(300, 3)
+    weights, biases = fit_ensemble([noise, informative, informative], y)
+    w1, b1 = torch.tensor(weights[1], dtype=torch.float64), torch.tensor(biases[1], dtype=torch.float64)
+    lps = [nn.functional.log_softmax(z.double(), 1) for z in (noise, informative)]
+    fitted = nn.functional.cross_entropy(ensemble_logits(lps, w1, b1), y)
+    start = nn.functional.cross_entropy(ensemble_logits(lps, torch.zeros(2, dtype=torch.float64),
+                                                         torch.zeros(3, dtype=torch.float64)), y)  # fmt: skip
+    assert float(fitted) < float(start)
+    assert weights[1][1] > weights[1][0]  # the informative member weighs more
+    w1.requires_grad_(True)
+    b1.requires_grad_(True)
+    nn.functional.cross_entropy(ensemble_logits(lps, w1, b1), y).backward()
+    assert float(w1.grad.abs().max()) < 1e-4 and float(b1.grad.abs().max()) < 1e-4  # a minimum
+
+
+def test_cascading_heads_need_two_intermediate_exits(tmp_path) -> None:
+    from cascade.models import build_model
+
+    with pytest.raises(ValueError, match="cascading_heads needs at least two intermediate exits"):
+        build_model("study_cnn", channels=[4, 4, 4], hidden=8, exits=["p1"], cascading_heads=True)
+    with pytest.raises(ValueError, match="cascading_heads must be true or false"):
+        build_model("study_cnn", channels=[4, 4, 4], hidden=8, exits=["p1", "p2"], cascading_heads="yes")

@@ -196,6 +196,12 @@ def resolve_device(device: str, file: Any = None) -> str:
     return device
 
 
+def _pretrain_model_options(options: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The pre-training's model options: a ``base`` pre-training has no exits, so no cascading heads either (and
+    then it is the suite's own base run, reused)."""
+    return {k: v for k, v in options.items() if not (mode == "base" and k == "cascading_heads")}
+
+
 def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
     """variants x sweep points x seeds, in suite order."""
     device = resolve_device(suite.suite.device, suite.path)
@@ -215,7 +221,7 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
                 pretrain = TrainJob(
                     dataset=data_id,
                     model=suite.model.name,
-                    model_options={**suite.model.options, **resolved.model_options},
+                    model_options=_pretrain_model_options({**suite.model.options, **resolved.model_options}, mode),
                     exits=() if mode == "base" else tuple(resolved.exits),
                     loss=mode,
                     loss_options={},

@@ -231,6 +231,9 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
             model_cls.check(exits=v.exits[: i + 1], **{**suite_model.options, **v.model_options}, **model_args)
         except (TypeError, ValueError, UnknownNameError) as e:  # an option naming an unknown head, say
             raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
+    if {**suite_model.options, **v.model_options}.get("cascading_heads") and len(v.exits) < 2:
+        raise SuiteError(file, f"{key}.exits", "cascading_heads needs at least two intermediate exits (the second "
+                         f"reads the first's logits); got {list(v.exits)}")  # fmt: skip
     min_exits = LOSSES.get(v.loss).min_exits
     if len(v.exits) + 1 < min_exits:
         example = list(model_cls.example_exits[: min_exits - 1]) or [

@@ -36,8 +36,16 @@ from bench.results.record import (
 )
 from cascade.calibration import ECE_BINS, expected_calibration_error, fit_temperatures
 from cascade.data import DataSplits
-from cascade.exits import POLICIES, ExitPolicy, build_policy, dynamic_forward, masked_decisions
+from cascade.exits import (
+    POLICIES,
+    ExitPolicy,
+    build_policy,
+    dynamic_forward,
+    masked_decisions,
+    transformed_logits,
+)
 from cascade.train import exit_logits
+from cascade.ztw import fit_ensemble
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class Evaluation:
     latency: LatencyRecord | None
     budget: BudgetRecord | None
     calibration: CalibrationRecord | None = None
+    policy_fit: dict[str, Any] | None = None  # what the policy fitted (split, method, values)
 
 
 @dataclass(frozen=True)
@@ -69,20 +78,56 @@ def policies_for(spec: RunSpec, fitted: dict[str, Any] | None = None) -> list[tu
     return [(t, build_policy(spec.policy, threshold=t, **options)) for t in spec.evaluation.thresholds]
 
 
-def fit_policy(spec: RunSpec, logits: Logits, data: DataSplits) -> tuple[dict[str, Any], CalibrationRecord]:
-    """The policy's options fitted on the validation split (temperatures for ``calibrate = "temperature"``) and
-    every exit's calibration error before and after."""
+def fit_policy(spec: RunSpec, model: cascade.MultiExitModel, logits: Logits,
+               data: DataSplits) -> tuple[dict[str, Any], CalibrationRecord, dict[str, Any] | None]:  # fmt: skip
+    """The policy's harness options fitted on held-out or training data, never on test: the temperatures of
+    ``calibrate = "temperature"`` (validation split), ZTW's ensemble (training split, the network frozen);
+    every exit's calibration error before and after; what was fitted, for the run record."""
     y_val, y_test = data.val.y, data.test.y
     ece = expected_calibration_error
     method = str(spec.policy_options.get("calibrate", "none"))
     record = CalibrationRecord(bins=ECE_BINS, method=method, ece_val=[ece(z, y_val) for z in logits.val],
                                ece_test=[ece(z, y_test) for z in logits.test])  # fmt: skip
+    if spec.policy == "ztw-ensemble" and model.num_exits > 1:
+        t0 = time.perf_counter()
+        weights, biases = fit_ensemble(exit_logits(model, data.train.x, spec.job.config.eval_batch_size), data.train.y)
+        fit = {"split": "train", "method": "ZTW geometric ensemble, L-BFGS", "ensemble_weights": weights,
+               "ensemble_biases": biases, "seconds": time.perf_counter() - t0}  # fmt: skip
+        return {"ensemble_weights": _tuples(weights), "ensemble_biases": _tuples(biases)}, record, fit
     if method == "none":
-        return {}, record
+        return {}, record, None
     temps = fit_temperatures(logits.val, y_val)
-    return {"temperatures": tuple(temps)}, dataclasses.replace(
+    record = dataclasses.replace(
         record, temperatures=temps, ece_val_calibrated=[ece(z / t, y_val) for z, t in zip(logits.val, temps)],
         ece_test_calibrated=[ece(z / t, y_test) for z, t in zip(logits.test, temps)])  # fmt: skip
+    fit = {"split": "val", "method": "temperature scaling", "temperatures": temps}
+    return {"temperatures": tuple(temps)}, record, fit
+
+
+def exit_info(names: Sequence[str], logits: Logits, data: DataSplits, policy: ExitPolicy) -> ExitInfo:
+    """Each exit's accuracy on validation and test, and as the policy predicts there when that differs (ZTW)."""
+    val, test = transformed_logits(logits.val, policy), transformed_logits(logits.test, policy)
+    changed = any(a is not b for a, b in zip(val, logits.val))
+    return ExitInfo(
+        names=list(names),
+        val_accuracy=[_accuracy(z.argmax(1), data.val.y) for z in logits.val],
+        test_accuracy=[_accuracy(z.argmax(1), data.test.y) for z in logits.test],
+        policy_val_accuracy=[_accuracy(z.argmax(1), data.val.y) for z in val] if changed else None,
+        policy_test_accuracy=[_accuracy(z.argmax(1), data.test.y) for z in test] if changed else None,
+    )
+
+
+def _tuples(rows: Sequence[Sequence[float]]) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(r) for r in rows)
+
+
+def with_policy_macs(costs: Sequence[ExitCost], policy: ExitPolicy, num_classes: int) -> list[ExitCost]:
+    """Each exit's cumulative cost plus what the policy computes on the way (ZTW's ensembles)."""
+    out, extra = [], 0
+    for level, c in enumerate(costs):
+        extra += policy.extra_macs(level, num_classes)
+        out.append(dataclasses.replace(c, macs=c.macs + extra))
+    return out
 
 
 def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -209,16 +254,14 @@ def evaluate(
     hardware = load_hardware(ev.hardware)
     costs = exit_costs(model, data.input_shape, tables, hardware=hardware, batch=ev.energy_batch)
     base = base_cost(spec.job, data, tables, hardware, ev.energy_batch)
-    macs = [c.macs for c in costs]
     energy = {name: [c.energy[name]["total"] for c in costs] for name in costs[0].energy}
     batch = spec.job.config.eval_batch_size
     logits = Logits(exit_logits(model, data.val.x, batch), exit_logits(model, data.test.x, batch))
-    fitted, calibration = fit_policy(spec, logits, data)  # on validation only
-    exits = ExitInfo(
-        names=list(model.exit_names),
-        val_accuracy=[_accuracy(z.argmax(1), data.val.y) for z in logits.val],
-        test_accuracy=[_accuracy(z.argmax(1), data.test.y) for z in logits.test],
-    )
+    fitted, calibration, policy_fit = fit_policy(spec, model, logits, data)  # never on test
+    first_policy = policies_for(spec, fitted)[0][1]
+    costs = with_policy_macs(costs, first_policy, data.num_classes)
+    macs = [c.macs for c in costs]
+    exits = exit_info(model.exit_names, logits, data, first_policy)
     points = []
     for threshold, policy in policies_for(spec, fitted):
         test = masked_decisions(logits.test, policy)
@@ -259,7 +302,7 @@ def evaluate(
         say("budget search on validation")
         budget = _budget(spec, logits, data, tables[0].name, energy, macs, base, fitted)
     cost = cost_record(costs, base, tables, hardware, ev.energy_batch)
-    return Evaluation(exits, cost, points, latency, budget, calibration), logits
+    return Evaluation(exits, cost, points, latency, budget, calibration, policy_fit), logits
 
 
 def _count_dynamic(

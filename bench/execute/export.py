@@ -116,6 +116,10 @@ def _policy_options(record: RunRecord) -> dict[str, Any]:
     options = dict(record.config.get("policy_options", {}))
     if record.calibration is not None and record.calibration.temperatures is not None:
         options["temperatures"] = tuple(record.calibration.temperatures)
+    fit = record.policy_fit or {}
+    for name in ("ensemble_weights", "ensemble_biases"):  # ZTW's ensemble, fitted on the training split
+        if name in fit:
+            options[name] = tuple(tuple(row) for row in fit[name])
     return options
 
 

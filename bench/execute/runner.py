@@ -194,6 +194,7 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
         latency=result.latency,
         budget=result.budget,
         calibration=result.calibration,
+        policy_fit=result.policy_fit,
         status="ok",
     )
 

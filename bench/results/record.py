@@ -91,6 +91,10 @@ class ExitInfo:
     names: list[str]  # exit names, first to last ("p1", ..., "final")
     val_accuracy: list[float]  # in [0, 1]
     test_accuracy: list[float]  # in [0, 1]
+    # each exit's accuracy as the policy predicts there, where that differs from the head's own argmax (ZTW's
+    # ensembles): the anytime accuracy of the method
+    policy_val_accuracy: list[float] | None = field(default=None, metadata=OMIT)
+    policy_test_accuracy: list[float] | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True)
@@ -359,6 +363,7 @@ class RunRecord:
     latency: LatencyRecord | None = field(default=None, metadata=OMIT)
     budget: BudgetRecord | None = field(default=None, metadata=OMIT)
     calibration: CalibrationRecord | None = field(default=None, metadata=OMIT)
+    policy_fit: dict[str, Any] | None = field(default=None, metadata=OMIT)  # what the policy fitted, on which split
     # exact accuracy against early share on the test split (bench.analyse.curves.summarise); max-prob only
     curve: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # SHA-256 of the run's checkpoint and exit outputs, by path relative to the results folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cascade._registry import Registry
+from cascade.heads import make_cascading
 from cascade.models._base import ExitOutputs, MultiExitModel
 from cascade.models.attach import AttachedExits, ExitAttachError, attach_exits
 from cascade.models.cifar_resnet import CifarResNet, ResNet20, ResNet56
@@ -26,8 +27,20 @@ MODELS.register_prefix("torchvision:", torchvision_model)
 
 
 def build_model(name: str, **options: Any) -> MultiExitModel:
-    """Build the registered model ``name`` with keyword options."""
-    return MODELS.get(name)(**options)
+    """Build the registered model ``name`` with keyword options.
+
+    ``cascading_heads = true`` (every model) wraps the intermediate exit heads after the first in Zero-Time-Waste's
+    cascading head (:func:`cascade.heads.make_cascading`).
+    """
+    cascading = options.pop("cascading_heads", False)
+    model = MODELS.get(name)(**options)
+    return make_cascading(model) if _flag("cascading_heads", cascading) else model
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 __all__ = [

@@ -21,6 +21,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+#: Options every model takes (applied by :func:`cascade.models.build_model` after construction).
+COMMON_OPTIONS = ("cascading_heads",)
+
 
 @dataclass(frozen=True)
 class ExitOutputs:
@@ -58,7 +61,7 @@ class MultiExitModel(nn.Module):
         """Keyword options a suite's ``[model]`` table may set."""
         params = inspect.signature(cls.__init__).parameters
         keyword_only = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
-        return [p for p in keyword_only if p not in cls.HARNESS_ARGS]
+        return [*(p for p in keyword_only if p not in cls.HARNESS_ARGS), *COMMON_OPTIONS]
 
     @classmethod
     def check(cls, *, exits: Sequence[Any] = (), **options: Any) -> None:
@@ -70,6 +73,9 @@ class MultiExitModel(nn.Module):
         expensive overrides this with direct checks.
         """
         build: Any = cls  # subclasses take exits and their options as keywords; the base class takes none
+        cascading = options.pop("cascading_heads", False)
+        if not isinstance(cascading, bool):
+            raise ValueError(f"cascading_heads must be true or false, got {cascading!r}")
         try:
             try:
                 with torch.device("meta"):
