@@ -330,6 +330,7 @@ def test_methods_run_end_to_end(tmp_path) -> None:
     assert recs["calibrated"].exits.test_accuracy == recs["joint"].exits.test_accuracy
     for r in recs.values():
         assert all(t.dynamic_matches_masked in (True, None) for t in r.thresholds), r.variant
+    assert 0 < recs["ztw"].cost_curve["area"] <= 1 and recs["ztw"].cost_curve["points"] > 3
     head = next(t for t in recs["calibrated"].thresholds if t.threshold == 0.6)
     assert head.dynamic_matches_masked is True
 
@@ -458,3 +459,31 @@ def test_cascading_heads_need_two_intermediate_exits(tmp_path) -> None:
         build_model("study_cnn", channels=[4, 4, 4], hidden=8, exits=["p1"], cascading_heads=True)
     with pytest.raises(ValueError, match="cascading_heads must be true or false"):
         build_model("study_cnn", channels=[4, 4, 4], hidden=8, exits=["p1", "p2"], cascading_heads="yes")
+
+
+def test_exact_cost_curve_equals_a_brute_force_sweep() -> None:
+    import numpy as np
+
+    from bench.analyse.curves import cost_area, exact_cost_curve
+
+    rng = np.random.default_rng(0)
+    n = 60
+    conf = np.round(rng.random((n, 2)), 2)  # rounded: ties between samples and exits
+    correct = rng.random((n, 3)) < 0.7
+    costs = [0.2, 0.5, 1.0]
+    cost, acc = exact_cost_curve(conf, correct, costs)
+
+    def sweep(t: float) -> tuple[float, float]:
+        leave = conf > t
+        exit_ = np.where(leave[:, 0], 0, np.where(leave[:, 1], 1, 2))
+        return float(np.mean(np.take(costs, exit_))), float(np.mean(correct[np.arange(n), exit_]))
+
+    values = np.unique(np.maximum.accumulate(conf, axis=1))
+    brute = sorted({sweep(1.0), *(sweep(v - 1e-9) for v in values)})
+    ours = sorted(zip(cost.tolist(), acc.tolist()))
+    assert len(ours) == len(brute) and np.allclose(ours, brute)
+    assert (cost[0], acc[0]) == pytest.approx((0.2, correct[:, 0].mean()))  # t -> 0: everybody at exit 1
+    assert (cost[-1], acc[-1]) == pytest.approx((1.0, correct[:, 2].mean()))  # t = 1: everybody at the last
+    flat = np.array([0.2, 0.6, 1.0]), np.array([0.5, 0.5, 0.5])
+    assert cost_area(*flat) == pytest.approx(0.5)
+    assert cost_area(np.array([0.0, 1.0]), np.array([0.0, 1.0])) == pytest.approx(0.5)

@@ -110,3 +110,52 @@ def summarise(curve: Curve, shares: Sequence[float] = MATCHED_SHARES) -> dict[st
         "area": curve.area(*AREA_RANGE),
         "matched": {f"{s:g}": curve.at(s) for s in shares},
     }
+
+
+def exact_cost_curve(
+    confidence: np.ndarray, correct: np.ndarray, costs: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact accuracy against expected cost of a threshold policy (one t at every exit), any number of exits.
+
+    Args:
+        confidence: (N, L - 1) the policy's confidence at each intermediate exit (calibrated, ensembled, ...).
+        correct: (N, L) whether each exit's prediction (as the policy predicts there) is right.
+        costs: (L,) cumulative cost of each exit.
+
+    Sample i leaves at the first exit l with confidence > t, i.e. at the first l whose prefix maximum
+    m_il = max_{j <= l} conf_ij exceeds t. Sweeping t down from 1, sample i moves to exit l when t passes
+    below m_il; every distinct m is a breakpoint. Returns (cost, accuracy) per breakpoint, from t = 1
+    (every sample at the last exit) to t = 0, sorted by cost.
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    corr = np.asarray(correct, dtype=np.float64)
+    cost = np.asarray(costs, dtype=np.float64)
+    n, early = conf.shape
+    prefix = np.maximum.accumulate(conf, axis=1)
+    values = prefix.ravel()
+    sample = np.repeat(np.arange(n), early)
+    level = np.tile(np.arange(early), n)
+    order = np.lexsort((level, -values))  # by value, descending
+    current = np.full(n, early)  # everybody at the last exit (t >= every confidence)
+    acc_sum, cost_sum = corr[np.arange(n), current].sum(), cost[-1] * n
+    points = [(cost_sum / n, acc_sum / n)]
+    v_sorted = values[order]
+    for pos, k in enumerate(order):
+        i, lv = sample[k], level[k]
+        if lv < current[i]:
+            acc_sum += corr[i, lv] - corr[i, current[i]]
+            cost_sum += cost[lv] - cost[current[i]]
+            current[i] = lv
+        if pos + 1 == len(order) or v_sorted[pos + 1] != v_sorted[pos]:  # the end of a group of equal values
+            points.append((cost_sum / n, acc_sum / n))
+    pts = np.array(points)
+    by_cost = np.argsort(pts[:, 0], kind="stable")
+    return pts[by_cost, 0], pts[by_cost, 1]
+
+
+def cost_area(cost: np.ndarray, accuracy: np.ndarray) -> float:
+    """Mean accuracy over the cost range the curve covers (trapezoids over cost, divided by its width)."""
+    lo, hi = float(cost[0]), float(cost[-1])
+    if hi <= lo:
+        return float(accuracy.mean())
+    return float(np.sum((cost[1:] - cost[:-1]) * (accuracy[1:] + accuracy[:-1]) / 2) / (hi - lo))

@@ -18,6 +18,7 @@ import torch
 
 import cascade
 from bench.analyse.budget import budget_evaluation
+from bench.analyse.curves import cost_area, exact_cost_curve
 from bench.config.plan import RunSpec, TrainJob, build_for
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
 from bench.measure.cost import ALWAYS_REPORTED_TABLES, counting
@@ -59,6 +60,7 @@ class Evaluation:
     budget: BudgetRecord | None
     calibration: CalibrationRecord | None = None
     policy_fit: dict[str, Any] | None = None  # what the policy fitted (split, method, values)
+    cost_curve: dict[str, Any] | None = None  # exact accuracy vs expected MACs (threshold policies)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,21 @@ def exit_info(names: Sequence[str], logits: Logits, data: DataSplits, policy: Ex
         policy_val_accuracy=[_accuracy(z.argmax(1), data.val.y) for z in val] if changed else None,
         policy_test_accuracy=[_accuracy(z.argmax(1), data.test.y) for z in test] if changed else None,
     )
+
+
+def cost_curve(policy: ExitPolicy, logits: Sequence[torch.Tensor], y: torch.Tensor, macs: Sequence[float],
+               base_macs: float) -> dict[str, Any] | None:  # fmt: skip
+    """The exact accuracy against expected MACs (as a fraction of the base network's) of a threshold policy over
+    every threshold, on test (a description, never a selection): its mean accuracy over the cost range it
+    covers (``area``), that range, and the number of breakpoints."""
+    if not policy.has_threshold or len(logits) < 2 or len(y) == 0:
+        return None
+    z = transformed_logits(logits, policy)
+    conf = torch.stack([policy.confidence(t) for t in z[:-1]], dim=1).cpu().numpy()
+    correct = torch.stack([t.argmax(1) == y for t in z], dim=1).cpu().numpy()
+    cost, accuracy = exact_cost_curve(conf, correct, [m / base_macs for m in macs])
+    return {"method": "exact", "x": "expected MACs / base MACs", "range": [float(cost[0]), float(cost[-1])],
+            "area": cost_area(cost, accuracy), "points": len(cost)}  # fmt: skip
 
 
 def _tuples(rows: Sequence[Sequence[float]]) -> tuple[tuple[float, ...], ...]:
@@ -302,7 +319,8 @@ def evaluate(
         say("budget search on validation")
         budget = _budget(spec, logits, data, tables[0].name, energy, macs, base, fitted)
     cost = cost_record(costs, base, tables, hardware, ev.energy_batch)
-    return Evaluation(exits, cost, points, latency, budget, calibration, policy_fit), logits
+    curve = cost_curve(first_policy, logits.test, data.test.y, macs, float(base["macs"]))
+    return Evaluation(exits, cost, points, latency, budget, calibration, policy_fit, curve), logits
 
 
 def _count_dynamic(

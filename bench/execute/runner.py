@@ -195,6 +195,7 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
         budget=result.budget,
         calibration=result.calibration,
         policy_fit=result.policy_fit,
+        cost_curve=result.cost_curve,
         status="ok",
     )
 

@@ -364,6 +364,8 @@ class RunRecord:
     budget: BudgetRecord | None = field(default=None, metadata=OMIT)
     calibration: CalibrationRecord | None = field(default=None, metadata=OMIT)
     policy_fit: dict[str, Any] | None = field(default=None, metadata=OMIT)  # what the policy fitted, on which split
+    # exact accuracy vs expected MACs / base MACs over every threshold (bench.analyse.curves.exact_cost_curve)
+    cost_curve: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # exact accuracy against early share on the test split (bench.analyse.curves.summarise); max-prob only
     curve: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # SHA-256 of the run's checkpoint and exit outputs, by path relative to the results folder
