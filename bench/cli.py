@@ -181,6 +181,11 @@ def _study(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="write the markdown here (default: standard output)")
 
 
+def _methods(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="results folders of the methods suites")
+    p.add_argument("--out", default=None, help="write the markdown here (default: standard output)")
+
+
 def _reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="results folder of suites/branchynet_lenet.toml")
     p.add_argument("--out", default=None, help="write the markdown here (default: standard output)")
@@ -216,6 +221,11 @@ COMMANDS: dict[str, Command] = {
         "the source study's claims tested on results folders (markdown, as in results/STUDY.md)",
         _study,
         "bench.commands.verdicts:study_claims",
+    ),
+    "methods": Command(
+        "the early-exit training methods side by side: leaderboards and tests vs sum (results/METHODS.md)",
+        _methods,
+        "bench.commands.verdicts:methods_board",
     ),
     "reproduce": Command(
         "BranchyNet's Table I against a branchynet_lenet results folder (markdown)",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.commands._console import cache_setting, console
 from bench.results.files import atomic_write_bytes
-from bench.verdicts import reproduction, study
+from bench.verdicts import methods, reproduction, study
 from bench.verdicts.check import run_check
 from bench.verdicts.compare import compare as compare_folders
 
@@ -49,6 +49,11 @@ def _emit(text: str, out: str | None) -> None:
 
 def study_claims(args: argparse.Namespace) -> int:
     _emit(study.render([Path(d) for d in args.dirs]), args.out)
+    return 0
+
+
+def methods_board(args: argparse.Namespace) -> int:
+    _emit(methods.render([Path(d) for d in args.dirs]), args.out)
     return 0
 
 
