@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 
 import pytest
@@ -331,6 +332,13 @@ def test_methods_run_end_to_end(tmp_path) -> None:
     for r in recs.values():
         assert all(t.dynamic_matches_masked in (True, None) for t in r.thresholds), r.variant
     assert 0 < recs["ztw"].cost_curve["area"] <= 1 and recs["ztw"].cost_curve["points"] > 3
+    if importlib.util.find_spec("onnxruntime") is not None:  # the fitted options travel with the export
+        from bench.execute.export import export_run
+
+        for variant in ("ztw", "calibrated"):
+            out = export_run(tmp_path / "out", variant=variant, out=tmp_path / variant, checkpoint_cache=False)
+            assert out.agreement["differ"] == 0, variant
+            assert out.test_accuracy == pytest.approx(recs[variant].at(0.6).accuracy), variant
     head = next(t for t in recs["calibrated"].thresholds if t.threshold == 0.6)
     assert head.dynamic_matches_masked is True
 
