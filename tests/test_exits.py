@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cascade import StudyCNN, build_policy, dynamic_forward, masked_decisions
-from cascade.exits import POLICIES
+from cascade.exits import POLICIES, transformed_logits
+from cascade.ztw import fit_ensemble
 
 
 def tiny_model(exits: tuple[str, ...]) -> StudyCNN:
@@ -20,16 +21,31 @@ def tiny_model(exits: tuple[str, ...]) -> StudyCNN:
     return model
 
 
+def fitted(name: str, full: tuple[torch.Tensor, ...]) -> dict:
+    """What the harness fits for policy ``name`` (ZTW's ensemble: on these logits, labels = the last exit's)."""
+    if name != "ztw-ensemble":
+        return {}
+    weights, biases = fit_ensemble(full, full[-1].argmax(1))
+    return {"ensemble_weights": tuple(map(tuple, weights)), "ensemble_biases": tuple(map(tuple, biases))}
+
+
+def first_confidence(name: str, full: tuple[torch.Tensor, ...], options: dict) -> torch.Tensor:
+    """The policy's confidence at exit 1, as it judges the logits there."""
+    policy = build_policy(name, threshold=0.5, **options)
+    return policy.confidence(transformed_logits(full, policy)[0])
+
+
 def policies_for(model: StudyCNN, x: torch.Tensor) -> list:
     """One policy per registered name, with thresholds that split the batch."""
     with torch.no_grad():
-        first = model.forward_until(x, 0).logits[0]
+        full = model(x).logits
     out = []
     for name in POLICIES.names():
         if POLICIES.get(name).has_threshold:
-            conf = build_policy(name, threshold=0.5).confidence(first)
+            options = fitted(name, full)
+            conf = first_confidence(name, full, options)
             t = float(conf.median()) if len(conf) > 1 else float(conf[0]) - 1e-3
-            out.append(build_policy(name, threshold=min(max(t, 0.0), 1.0)))
+            out.append(build_policy(name, threshold=min(max(t, 0.0), 1.0), **options))
         else:
             out.append(build_policy(name, patience=1))
     return out
@@ -63,10 +79,12 @@ def test_dynamic_equals_masked(exits: tuple[str, ...], batch: int, device: str) 
 def test_threshold_zero_and_one(name: str) -> None:
     model = tiny_model(("p1", "p2"))
     x = torch.randn(50, 1, 28, 28, dtype=torch.float64)
-    all_first = dynamic_forward(model, x, build_policy(name, threshold=0.0))
+    with torch.no_grad():
+        options = fitted(name, model(x).logits)
+    all_first = dynamic_forward(model, x, build_policy(name, threshold=0.0, **options))
     assert all_first.counts.tolist() == [50, 0, 0]
     assert all_first.early_share == 1.0
-    none_early = dynamic_forward(model, x, build_policy(name, threshold=1.0))
+    none_early = dynamic_forward(model, x, build_policy(name, threshold=1.0, **options))
     assert none_early.counts.tolist() == [0, 0, 50]
     assert none_early.early_share == 0.0
 
@@ -94,9 +112,10 @@ def test_batch_one_fast_path_equals_masked_sample_by_sample(exits: tuple[str, ..
         full = model(x).logits
     policies = [build_policy("patience", patience=1)]
     for name in [n for n in POLICIES.names() if POLICIES.get(n).has_threshold]:
-        conf = build_policy(name, threshold=0.5).confidence(full[0]).sort().values
+        options = fitted(name, full)
+        conf = first_confidence(name, full, options).sort().values
         # halfway between two confidences: no sample sits on the threshold, where rounding decides
-        policies.append(build_policy(name, threshold=float(conf[20] + conf[21]) / 2))
+        policies.append(build_policy(name, threshold=float(conf[20] + conf[21]) / 2, **options))
     for policy in policies:
         ref = masked_decisions(full, policy)
         one = [dynamic_forward(model, x[i : i + 1], policy) for i in range(len(x))]

@@ -328,6 +328,15 @@ class RunSummary:
         return not self.failed and not self.write_errors
 
 
+def _chosen(runs: list[RunSpec], seeds: Sequence[int], suite: Suite, path: str | Path) -> list[RunSpec]:
+    """The runs of ``seeds`` (all when empty); a seed the suite does not have is an error."""
+    stray = sorted(set(seeds) - set(suite.suite.seeds))
+    if stray:
+        raise SuiteError(path, "suite.seeds", f"--seed {stray[0]} is not one of the suite's seeds "
+                         f"{list(suite.suite.seeds)}; add it with --set 'suite.seeds=[...]'")  # fmt: skip
+    return [r for r in runs if r.seed in seeds] if seeds else runs
+
+
 def run_suite(
     path: str | Path,
     *,
@@ -372,13 +381,7 @@ def run_suite(
     except ValueError as e:
         raise SuiteError(path, "executor", str(e)) from None
     all_runs = expand_runs(suite, overrides)
-    runs = select_runs(all_runs, only)
-    stray = sorted(set(seeds) - set(suite.suite.seeds))
-    if stray:
-        raise SuiteError(path, "suite.seeds", f"--seed {stray[0]} is not one of the suite's seeds "
-                         f"{list(suite.suite.seeds)}; add it with --set 'suite.seeds=[...]'")  # fmt: skip
-    if seeds:
-        runs = [r for r in runs if r.seed in seeds]
+    runs = _chosen(select_runs(all_runs, only), seeds, suite, path)
     prepare_folder(out)
     cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
     store = ResultStore(out, cache)
