@@ -152,6 +152,9 @@ class Comparison:
             return "n/a (fewer than 2 paired seeds)"
         if self.test.note.startswith("exact"):
             return "no difference (exact)" if self.test.diff.mean == 0 else "exact difference"
+        if self.metric not in TESTED:  # descriptive rows: read on the 95 % interval, not tested
+            d = self.test.diff
+            return "lower (interval)" if d.high < 0 else "higher (interval)" if d.low > 0 else "interval includes 0"
         if math.isnan(self.p_holm) or self.p_holm >= ALPHA:
             return "not significant"
         return "higher" if self.test.diff.mean > 0 else "lower"
@@ -163,14 +166,15 @@ def compare_with_reference(results: Results) -> list[Comparison]:
         return []
     out = []
     for variant in results.variants:
-        if variant == REFERENCE:
-            continue
+        records = results.records_of(variant)
+        if variant == REFERENCE or all(r.exits is None or len(r.exits.names) < 2 for r in records):
+            continue  # the reference itself, and networks without early exits (base)
         for metric in (*TESTED, "ece"):
             get = METRICS[metric][1]
             test = stats.paired_test(by_seed(results, variant, get), by_seed(results, REFERENCE, get))
             if test.n:
                 out.append(Comparison(variant, metric, test))
-    tested = [c for c in out if c.test.statistic_defined and not c.test.note]
+    tested = [c for c in out if c.metric in TESTED and c.test.statistic_defined and not c.test.note]
     for c, p in zip(tested, stats.holm([c.test.p_value for c in tested])):
         c.p_holm = p
     return out
@@ -195,7 +199,7 @@ def _leaderboard(results: Results) -> list[str]:
             f"{_iv(by_seed(results, variant, _budget_accuracy(0.75)))} | "
             f"{_iv(by_seed(results, variant, _at_headline('accuracy')))} | "
             f"{_iv(by_seed(results, variant, _at_headline('saved_vs_base')), digits=1)} | "
-            f"{_iv(energy, scale=1, digits=3) if energy else 'n/a'} | {_anytime(results, variant)} | "
+            f"{_iv(energy, scale=1, digits=0) if energy else 'n/a'} | {_anytime(results, variant)} | "
             f"{_iv(by_seed(results, variant, _ece_mean))} |"
         )
     return lines
