@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,24 @@ def test_committed_summaries_are_what_the_code_computes_now(folder: str) -> None
     root = REPO / "results" / folder
     frame = summary_frame(ResultStore(root).latest_runs())
     assert frame.to_csv(index=False) == (root / "summary.csv").read_text()
+
+
+def test_every_committed_run_is_planned_by_its_folders_suite() -> None:
+    """New options (losses, policies, train fields) never move the keys of runs already committed: each run file's
+    key (or, for runs made before logging settings left the keys, its legacy key) is one its folder's suite.toml
+    plans with the run's recorded overrides."""
+    from bench.config.load import load_suite
+    from bench.config.plan import expand_runs
+
+    planned: dict[tuple[Path, tuple[str, ...]], set[str]] = {}
+    missing = []
+    for path in sorted((REPO / "results").glob("*/runs/*/*.json")):
+        folder = path.parents[2]
+        rec = json.loads(path.read_text())
+        overrides = tuple(rec["config"].get("overrides", []))
+        if (folder, overrides) not in planned:
+            runs = expand_runs(load_suite(folder / "suite.toml", list(overrides)), list(overrides))
+            planned[(folder, overrides)] = {r.key for r in runs} | {r.legacy_key for r in runs}
+        if rec["key"] not in planned[(folder, overrides)]:
+            missing.append(str(path.relative_to(REPO)))
+    assert planned and not missing, missing
