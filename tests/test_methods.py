@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import re
 
 import pytest
 import torch
@@ -535,3 +536,32 @@ def test_methods_leaderboard_tests_against_sum_with_holm(tmp_path) -> None:
     assert distill.verdict == "higher" and mixed.verdict == "no difference (exact)"
     claims = "\n".join(methods._claims(list(comparisons.values()), results.variants))
     assert "| distill | Phuong & Lampert 2019 |" in claims and "| agrees |" in claims.splitlines()[2]
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        (
+            'policy_options = { calibrate = "temperature", temperatures = [1.0, 1.0, 1.0] }',
+            "policy_options.temperatures: is computed by the harness; remove it",
+        ),
+        (
+            'policy = "ztw-ensemble"\npolicy_options = { ensemble_biases = [] }',
+            "policy_options.ensemble_biases: is computed by the harness; remove it",
+        ),
+        ('policy_options = { calibrate = "platt" }', "calibrate must be one of 'none', 'temperature'"),
+        ("loss_options = { exit_costs = [0.1, 0.5, 1.0] }", "loss_options.exit_costs: is computed by the harness"),
+        ('model_options = { cascading_heads = true }\nexits = ["p1"]', "cascading_heads needs at least two"),
+    ],
+)
+def test_method_options_are_checked_at_validation(tmp_path, variant: str, message: str) -> None:
+    from bench.config.load import load_suite
+    from bench.config.suite import SuiteError
+
+    text = METHODS_SUITE.split("[[variants]]")[0] + f'[[variants]]\nname = "x"\nloss = "sum"\n{variant}\n'
+    if "exits =" not in variant:
+        text = text.replace('loss = "sum"\n', 'loss = "sum"\nexits = ["p1", "p2"]\n')
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(SuiteError, match=re.escape(message)):
+        load_suite(path)
