@@ -113,7 +113,7 @@ class MaxProbPolicy(ThresholdPolicy):
 
 @POLICIES.register("ztw-ensemble")
 @dataclass(frozen=True)
-class ZTWEnsemblePolicy(ThresholdPolicy):
+class ZTWEnsemblePolicy(MaxProbPolicy):
     """Zero-Time-Waste's exit rule: at intermediate exit k the geometric weighted ensemble of exits 0..k
     (:mod:`cascade.ztw`) predicts, and its max-probability is the confidence; the last exit is the network's
     own. The weights and biases are fitted on the training split by the harness (``ensemble_weights``,
@@ -132,9 +132,6 @@ class ZTWEnsemblePolicy(ThresholdPolicy):
             len(w) != k + 1 for k, w in enumerate(self.ensemble_weights)
         ):
             raise ValueError("ensemble_weights must hold k + 1 weights for intermediate exit k, one bias row each")
-
-    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
-        return F.softmax(logits, dim=1).amax(dim=1)
 
     def transform(self, logits: torch.Tensor, level: int, state: State) -> tuple[torch.Tensor, State]:
         if not self.ensemble_weights:

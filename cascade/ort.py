@@ -130,6 +130,8 @@ class OrtCascade:
         self.segments = [ort.InferenceSession(s, opts, providers=providers) for s in segments]
         self.heads = [ort.InferenceSession(h, opts, providers=providers) for h in heads]
         self.num_exits = len(self.heads)
+        # a cascading head (ZTW) has a second input "prev": looked up once, not on every call of the hot path
+        self._reads_previous = [len(h.get_inputs()) == 2 for h in self.heads]
 
     @classmethod
     def from_model(cls, model: MultiExitModel, example: torch.Tensor, settings: SessionSettings | None = None,
@@ -138,19 +140,23 @@ class OrtCascade:
         return cls(segments, heads, settings)
 
     @staticmethod
-    def _run(session: Any, x: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-        """One session on ``x``; a cascading head (an input ``prev``) also gets the previous exit's logits."""
-        feed = {"x": x} if len(session.get_inputs()) == 1 else {"x": x, "prev": previous}
-        out: np.ndarray = session.run(None, feed)[0]
+    def _run(session: Any, x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = session.run(None, {"x": x})[0]
+        return out
+
+    def _head(self, level: int, h: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+        """Exit ``level``'s logits; a cascading head also gets the previous exit's logits."""
+        feed = {"x": h, "prev": previous} if self._reads_previous[level] else {"x": h}
+        out: np.ndarray = self.heads[level].run(None, feed)[0]
         return out
 
     def forward_until(self, x: np.ndarray, exit_index: int) -> list[np.ndarray]:
         """Every exit's logits up to ``exit_index`` on the whole batch (what obtaining that exit costs)."""
         logits: list[np.ndarray] = []
         h = x
-        for segment, head in zip(self.segments[: exit_index + 1], self.heads[: exit_index + 1]):
+        for level, segment in enumerate(self.segments[: exit_index + 1]):
             h = self._run(segment, h)
-            logits.append(self._run(head, h, logits[-1] if logits else None))
+            logits.append(self._head(level, h, logits[-1] if logits else None))
         return logits
 
     def full(self, x: np.ndarray) -> list[np.ndarray]:
@@ -167,9 +173,9 @@ class OrtCascade:
         remaining = np.arange(batch)
         state = policy.init_state(batch, torch.device("cpu"))
         h, raw = x, None
-        for level, (segment, head) in enumerate(zip(self.segments, self.heads)):
+        for level, segment in enumerate(self.segments):
             h = self._run(segment, h)
-            raw = self._run(head, h, raw)  # (b, K) for the b samples still running
+            raw = self._head(level, h, raw)  # (b, K) for the b samples still running
             logits_t, state = policy.transform(torch.from_numpy(raw), level, state)  # the eager rule
             logits = logits_t.numpy()
             if level == self.num_exits - 1:
@@ -196,9 +202,9 @@ class OrtCascade:
         state = policy.init_state(1, torch.device("cpu"))
         h, raw = x, None
         last = self.num_exits - 1
-        for level, (segment, head) in enumerate(zip(self.segments, self.heads)):
+        for level, segment in enumerate(self.segments):
             h = self._run(segment, h)
-            raw = self._run(head, h, raw)
+            raw = self._head(level, h, raw)
             logits, state = policy.transform(torch.from_numpy(raw), level, state)  # (1, K)
             if level < last:
                 leave, state = policy.decide(logits, state)

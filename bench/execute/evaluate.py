@@ -95,7 +95,7 @@ def fit_policy(spec: RunSpec, model: cascade.MultiExitModel, logits: Logits,
         weights, biases = fit_ensemble(exit_logits(model, data.train.x, spec.job.config.eval_batch_size), data.train.y)
         fit = {"split": "train", "method": "ZTW geometric ensemble, L-BFGS", "ensemble_weights": weights,
                "ensemble_biases": biases, "seconds": time.perf_counter() - t0}  # fmt: skip
-        return {"ensemble_weights": _tuples(weights), "ensemble_biases": _tuples(biases)}, record, fit
+        return fitted_options(spec.policy, fit), record, fit
     if method == "none":
         return {}, record, None
     temps = fit_temperatures(logits.val, y_val)
@@ -103,7 +103,18 @@ def fit_policy(spec: RunSpec, model: cascade.MultiExitModel, logits: Logits,
         record, temperatures=temps, ece_val_calibrated=[ece(z / t, y_val) for z, t in zip(logits.val, temps)],
         ece_test_calibrated=[ece(z / t, y_test) for z, t in zip(logits.test, temps)])  # fmt: skip
     fit = {"split": "val", "method": "temperature scaling", "temperatures": temps}
-    return {"temperatures": tuple(temps)}, record, fit
+    return fitted_options(spec.policy, fit), record, fit
+
+
+def fitted_options(policy: str, policy_fit: dict[str, Any] | None) -> dict[str, Any]:
+    """The policy's harness options (temperatures, ZTW's ensemble) from what it fitted, as recorded in a run's
+    ``policy_fit``, in the form the policy takes them (lists as tuples)."""
+    names = POLICIES.get(policy).harness_options
+    return {k: _frozen(v) for k, v in (policy_fit or {}).items() if k in names}
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
 def exit_info(names: Sequence[str], logits: Logits, data: DataSplits, policy: ExitPolicy) -> ExitInfo:
@@ -132,10 +143,6 @@ def cost_curve(policy: ExitPolicy, logits: Sequence[torch.Tensor], y: torch.Tens
     cost, accuracy = exact_cost_curve(conf, correct, [m / base_macs for m in macs])
     return {"method": "exact", "x": "expected MACs / base MACs", "range": [float(cost[0]), float(cost[-1])],
             "area": cost_area(cost, accuracy), "points": len(cost)}  # fmt: skip
-
-
-def _tuples(rows: Sequence[Sequence[float]]) -> tuple[tuple[float, ...], ...]:
-    return tuple(tuple(r) for r in rows)
 
 
 def with_policy_macs(costs: Sequence[ExitCost], policy: ExitPolicy, num_classes: int) -> list[ExitCost]:

@@ -25,6 +25,7 @@ import torch
 from bench.analyse.load import load_results
 from bench.config.load import load_suite
 from bench.config.plan import build_for, expand_runs
+from bench.execute.evaluate import fitted_options
 from bench.execute.runner import get_data
 from bench.results.files import atomic_write_bytes, atomic_write_json, mismatch
 from bench.results.provenance import now
@@ -112,15 +113,8 @@ def export_run(
 
 
 def _policy_options(record: RunRecord) -> dict[str, Any]:
-    """The run's policy options with what was fitted on validation (temperatures of a calibrated policy)."""
-    options = dict(record.config.get("policy_options", {}))
-    if record.calibration is not None and record.calibration.temperatures is not None:
-        options["temperatures"] = tuple(record.calibration.temperatures)
-    fit = record.policy_fit or {}
-    for name in ("ensemble_weights", "ensemble_biases"):  # ZTW's ensemble, fitted on the training split
-        if name in fit:
-            options[name] = tuple(tuple(row) for row in fit[name])
-    return options
+    """The run's policy options with what the policy fitted (temperatures on validation, ZTW's ensemble on train)."""
+    return {**record.config.get("policy_options", {}), **fitted_options(record.policy, record.policy_fit)}
 
 
 def _has_threshold(policy: str) -> bool:
@@ -138,6 +132,7 @@ def _check(model: Any, cascade: OrtCascade, x: torch.Tensor, y: torch.Tensor, po
 def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: Any, threshold: float,
           files: dict[str, str], agree: dict[str, int], accuracy: float) -> dict[str, Any]:  # fmt: skip
     n = record.exits.names if record.exits else []
+    options = _policy_options(record)  # JSON writes its tuples as arrays
     return {
         "format": EXPORT_FORMAT,
         "exits": n,
@@ -148,13 +143,9 @@ def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: An
         "policy": {
             "name": record.policy,
             "threshold": threshold if hasattr(policy, "threshold") else None,
-            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in _policy_options(record).items()},
+            "options": options,
             "rule": _RULES.get(record.policy, "see cascade.exits")
-            + (
-                "; exit l's logits are divided by temperatures[l] first"
-                if "temperatures" in _policy_options(record)
-                else ""
-            ),
+            + ("; exit l's logits are divided by temperatures[l] first" if "temperatures" in options else ""),
         },
         "classes": [str(k) for k in range(data.num_classes)],
         "input": {

@@ -11,7 +11,7 @@ from typing import Any
 
 from cascade._registry import Registry
 from cascade.heads import make_cascading
-from cascade.models._base import ExitOutputs, MultiExitModel
+from cascade.models._base import ExitOutputs, MultiExitModel, pop_cascading_heads
 from cascade.models.attach import AttachedExits, ExitAttachError, attach_exits
 from cascade.models.cifar_resnet import CifarResNet, ResNet20, ResNet56
 from cascade.models.lenet import BranchyLeNet, LeNet
@@ -32,15 +32,9 @@ def build_model(name: str, **options: Any) -> MultiExitModel:
     ``cascading_heads = true`` (every model) wraps the intermediate exit heads after the first in Zero-Time-Waste's
     cascading head (:func:`cascade.heads.make_cascading`).
     """
-    cascading = options.pop("cascading_heads", False)
+    cascading = pop_cascading_heads(options)
     model = MODELS.get(name)(**options)
-    return make_cascading(model) if _flag("cascading_heads", cascading) else model
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
+    return make_cascading(model) if cascading else model
 
 
 __all__ = [

@@ -25,6 +25,14 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 COMMON_OPTIONS = ("cascading_heads",)
 
 
+def pop_cascading_heads(options: dict[str, Any]) -> bool:
+    """Remove the common option ``cascading_heads`` from ``options`` and return it (it must be a bool)."""
+    value = options.pop("cascading_heads", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"cascading_heads must be true or false, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ExitOutputs:
     """Logits of every exit for the whole batch, ordered from first to last exit."""
@@ -73,9 +81,7 @@ class MultiExitModel(nn.Module):
         expensive overrides this with direct checks.
         """
         build: Any = cls  # subclasses take exits and their options as keywords; the base class takes none
-        cascading = options.pop("cascading_heads", False)
-        if not isinstance(cascading, bool):
-            raise ValueError(f"cascading_heads must be true or false, got {cascading!r}")
+        pop_cascading_heads(options)  # applied after construction; only its type is checked here
         try:
             try:
                 with torch.device("meta"):
