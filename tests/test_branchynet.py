@@ -12,7 +12,8 @@ import torch
 from bench.config.load import load_suite
 from bench.execute.runner import run_suite
 from bench.measure.energy import exit_costs
-from bench.verdicts.reproduction import render
+from bench.analyse.load import load_results
+from bench.verdicts.reproduction import render, rows
 from cascade import build_model, build_policy
 from cascade.models import LeNet
 
@@ -78,7 +79,26 @@ def test_reproduction_table_from_a_tiny_run(tmp_path: Path) -> None:
     assert s.done == 4 and not s.failed
     text = render(tmp_path / "out")
     for quantity in ("LeNet accuracy", "B-LeNet accuracy, their threshold", "exits at the branch, their threshold",
-                     "entropy threshold chosen on validation", "speedup LeNet / B-LeNet (CPU)",
-                     "LeNet time per sample (GPU)", "B-LeNet, up to exit conv1 | 220,150"):  # fmt: skip
+                     "entropy threshold chosen on validation", "speedup LeNet / B-LeNet (CPU, PyTorch eager)",
+                     "speedup LeNet / B-LeNet (CPU, ONNX Runtime)", "LeNet time per sample (GPU)",
+                     "B-LeNet, up to exit conv1 | 220,150"):  # fmt: skip
         assert quantity in text, quantity
     assert "trained 1 + 1 epochs, not 50 + 100" in text
+    # the speedup rows per runtime, recomputed from the run files: LeNet's full pass over B-LeNet's cascade per
+    # seed at their threshold, and over B-LeNet's exit paths weighted by the test shares at the validation threshold
+    results = load_results(tmp_path / "out")
+    by_name = {r.quantity: r for r in rows(results)}
+    lenet, blenet = results.records_of("lenet"), results.records_of("b-lenet")
+    for runtime, label in (("eager", "PyTorch eager"), ("onnxruntime", "ONNX Runtime")):
+        full = [r.latency.at(None, 1, runtime) for r in lenet]
+        dyn = [r.latency.at(None, 1, runtime) for r in blenet]
+        speed = [f.full["median"] / f.samples / (d.dynamic["median"] / d.samples) for f, d in zip(full, dyn)]
+        assert by_name[f"speedup LeNet / B-LeNet (CPU, {label})"].ours.mean == pytest.approx(sum(speed) / 2)
+        ours = []
+        for f, r in zip(full, blenet):
+            shares = r.budget.points[0].test_exit_share
+            paths = [r.latency.path_at(e, 1, runtime).per_sample_median for e in ("conv1", "final")]
+            ours.append(f.full["median"] / f.samples / (shares[0] * paths[0] + shares[1] * paths[1]))
+        row = by_name[f"speedup LeNet / B-LeNet (CPU, {label}), threshold chosen on validation, from path times"]
+        assert row.ours.mean == pytest.approx(sum(ours) / 2)
+        assert row.theirs == 5.4
