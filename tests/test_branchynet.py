@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.analyse.load import load_results
 from bench.config.load import load_suite
 from bench.execute.runner import run_suite
 from bench.measure.energy import exit_costs
-from bench.analyse.load import load_results
 from bench.verdicts.reproduction import render, rows
 from cascade import build_model, build_policy
 from cascade.models import LeNet
