@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward, transformed_logits
+from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward, exit_of_one, one_result, transformed_logits
 from cascade.models._base import MultiExitModel
 
 #: ONNX opset of the exported pieces (recorded with every export and timing).
@@ -206,11 +206,9 @@ class OrtCascade:
             h = self._run(segment, h)
             raw = self._head(level, h, raw)
             logits, state = policy.transform(torch.from_numpy(raw), level, state)  # (1, K)
-            if level < last:
-                leave, state = policy.decide(logits, state)
-                if not bool(leave[0]):
-                    continue
-            return EarlyExitResult(logits.argmax(dim=1), torch.full((1,), level, dtype=torch.long), self.num_exits)
+            predicted, state = exit_of_one(policy, logits, state, level == last)  # the eager rule
+            if predicted is not None:
+                return one_result(predicted, level, self.num_exits, torch.device("cpu"))
         raise AssertionError("unreachable: the last exit always answers")
 
 

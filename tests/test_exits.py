@@ -123,3 +123,36 @@ def test_batch_one_fast_path_equals_masked_sample_by_sample(exits: tuple[str, ..
         assert torch.equal(torch.cat([r.predictions for r in one]), ref.predictions), policy
         if policy.has_threshold:
             assert len(set(ref.exit_index.tolist())) >= 2, policy  # both leaving and staying happen
+
+
+@pytest.mark.parametrize("name", ["max-prob", "entropy"])
+@pytest.mark.parametrize("classes", [2, 10, 64])
+def test_batch_one_python_confidence_equals_the_tensor_rule(name: str, classes: int) -> None:
+    """The batch-1 decision in Python floats (confidence_of) is the tensor confidence: to float64 rounding on
+    float64 logits, to float32 rounding on float32 ones; large logits (softmax near one-hot) included."""
+    gen = torch.Generator().manual_seed(classes)
+    policy = build_policy(name, threshold=0.5)
+    for scale in (0.1, 3.0, 40.0):
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+            z = (scale * torch.randn(200, classes, generator=gen, dtype=torch.float64)).to(dtype)
+            ref = policy.confidence(z).double()
+            ours = torch.tensor([policy.confidence_of(row.tolist()) for row in z], dtype=torch.float64)
+            assert torch.allclose(ours, ref, rtol=0, atol=tol), (scale, dtype)
+
+
+def test_batch_one_exit_falls_back_to_tensors_for_many_classes_and_non_finite_logits() -> None:
+    """exit_of_one decides and predicts as decide / argmax: in Python for K <= PYTHON_DECISION_CLASSES,
+    with tensors above it and wherever a logit is NaN or infinite (torch's rules: NaN compares false and is
+    argmax's pick)."""
+    from cascade.exits import PYTHON_DECISION_CLASSES, exit_of_one
+
+    gen = torch.Generator().manual_seed(0)
+    policy = build_policy("max-prob", threshold=0.3)
+    cases = [torch.randn(1, k, generator=gen) for k in (10, PYTHON_DECISION_CLASSES, PYTHON_DECISION_CLASSES + 1, 1000)]
+    cases += [torch.tensor([[0.0, float("nan"), 1.0]]), torch.tensor([[0.0, float("inf"), 1.0]])]
+    for z in cases:
+        leaves = bool(policy.decide(z, {})[0][0])
+        expected = int(z.argmax(dim=1)) if leaves else None
+        assert exit_of_one(policy, z, {}, last=False)[0] == expected, z
+        assert exit_of_one(policy, z, {}, last=True)[0] == int(z.argmax(dim=1)), z
+    assert exit_of_one(policy, torch.tensor([[0.0, float("nan"), 1.0]]), {}, last=True)[0] == 1  # argmax's NaN
