@@ -149,7 +149,11 @@ def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
         }
         assert {c.batch_size for c in lat.entries(runtime)} == {1, 32}
     ort_b1 = lat.at(0.6, 1, "onnxruntime")
-    assert ort_b1 is not None and ort_b1.samples == 8 and ort_b1.roofline_per_sample is None
+    assert ort_b1 is not None and ort_b1.samples == 8
+    # its own roofline: figures measured through ONNX Runtime, a prediction for every path and cascade
+    assert settings["roofline"]["runtime"] == "onnxruntime" and settings["roofline"]["call_overhead"] > 0
+    assert ort_b1.roofline_per_sample > 0 and ort_b1.roofline_full_per_sample >= ort_b1.roofline_per_sample
+    assert all(p.roofline_per_sample > 0 for p in lat.path_entries("onnxruntime"))
     assert get_metric("latency_onnxruntime_b1").value_at(rec, 0.6) == ort_b1.per_sample_median
     eager_b1 = lat.at(0.6, 1)
     assert eager_b1 is not None and get_metric("latency_b1").value_at(rec, 0.6) == eager_b1.per_sample_median
@@ -162,6 +166,42 @@ def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     plain = expand_runs(load_suite(path, ['evaluation.runtimes=["eager"]']))
     both = expand_runs(load_suite(path))
     assert plain[0].job.key == both[0].job.key and plain[0].key != both[0].key
+
+
+def test_the_runtime_roofline_adds_one_call_per_piece_run_to_the_eager_profile() -> None:
+    """Per-runtime prediction on a hand-made machine: the roofline of the batch-norm-folded eager pass plus
+    call_overhead x (segments + heads run), per sample; a cascade pays the pieces up to each batch's deepest exit."""
+    from bench.measure import roofline
+    from bench.measure.cost import counting
+    from bench.measure.runtimes import _Predictor
+
+    machine = roofline.Machine(device="synthetic", threads=1, channels_last=False, torch_version="-",
+                               mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9, "matmul_narrow": 1e9},
+                               bandwidth=1e9, overhead=1e-6, runtime="hand-made", call_overhead=1e-3)  # fmt: skip
+    model = _model(*CASES[1])
+    folded = _model(*CASES[1])
+    folded.fold_batch_norm()
+    x = torch.randn(6, 1, 28, 28)
+    pred = _Predictor(model, machine)
+
+    def eager(fn) -> float:
+        with counting(folded) as prof:
+            fn()
+        return roofline.predict(prof, machine).seconds
+
+    for level in range(3):
+        expected = eager(lambda lv=level: folded.forward_until(x, lv)) + 2 * (level + 1) * 1e-3
+        assert pred.path(x, level) == pytest.approx(expected / 6)
+    batches = [x[:4], x[4:]]
+    # one profile over every batch, as the harness counts a timed pass (bytes per call set the bandwidth)
+    full = eager(lambda: [folded(b) for b in batches]) + 2 * 6 * 1e-3
+    assert pred.full(batches) == pytest.approx(full / 6)
+    first = build_policy("max-prob", threshold=0.0)  # every sample leaves at exit 1: 2 calls per batch
+    cost = eager(lambda: [dynamic_forward(folded, b, first) for b in batches]) + 2 * 2 * 1e-3
+    assert pred.cascade(batches, first) == pytest.approx(cost / 6)
+    last = build_policy("max-prob", threshold=1.0)  # every sample to the last exit: the full network's calls,
+    cost = eager(lambda: [dynamic_forward(folded, b, last) for b in batches]) + 2 * 6 * 1e-3  # and the decisions
+    assert pred.cascade(batches, last) == pytest.approx(cost / 6) and cost > full
 
 
 @pytest.mark.parametrize(

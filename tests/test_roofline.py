@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -109,7 +111,7 @@ def test_machine_is_measured_once_and_cached(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv(roofline.CACHE_ENV, str(tmp_path))
     calls = []
 
-    def fake(device: object, *, channels_last: bool | None = None) -> Machine:
+    def fake(device: object, **kwargs: object) -> Machine:
         calls.append(device)
         return SYNTH
 
@@ -156,6 +158,47 @@ def test_convolution_rate_follows_the_reduction_length() -> None:
     assert layer_seconds(conv, SYNTH)[0] == pytest.approx(3e-3 + 2e-5)
     row = profile(nn.Conv2d(4, 8, 3, groups=2), torch.zeros(1, 4, 6, 6)).layers[0]
     assert row.conv_reduction_macs == {2 * 9: 8 * 16 * 18}  # K = 2 channels per group x 3 x 3; 8 x 4 x 4 outputs
+
+
+def test_convolution_and_pooling_rates_follow_the_work_per_call() -> None:
+    """Batch 1's small calls run slower per MAC: the rate is interpolated in log work per call between the
+    large-batch and the batch-1 series (each interpolated in log K first), clamped to the measured range."""
+    curve = [[27, 2e10, 1e8, 64], [2700, 6e10, 1e9, 32], [27, 5e9, 1e6, 1], [2700, 2e10, 1e7, 1]]
+    m = Machine(**{**SYNTH.to_dict(), "conv_curve": curve, "pool_curve": [[1e7, 2e9], [1e5, 5e8]]})
+    assert roofline.conv_rate(27, m, 1e6) == pytest.approx(5e9)  # a batch-1 point
+    assert roofline.conv_rate(27, m, 1e8) == pytest.approx(2e10) and roofline.conv_rate(27, m) == pytest.approx(2e10)
+    assert roofline.conv_rate(27, m, 1e7) == pytest.approx((5e9 + 2e10) / 2)  # half-way in log work
+    assert roofline.conv_rate(27, m, 1e3) == pytest.approx(5e9)  # clamped below the batch-1 call
+    # K = 270, half-way in log K: large 4e10 at 5.5e8 MACs per call, batch 1 1.25e10 at 5.5e6
+    assert roofline.conv_rate(270, m, 5.5e6) == pytest.approx(1.25e10)
+    assert roofline.conv_rate(270, m, 5.5e8) == pytest.approx(4e10)
+    conv = LayerCost("c", "Conv2d", macs=2_000_000, input_bytes=8, output_bytes=8, mac_type=True, ops=2, mac_ops=2,
+                     family_macs={"conv": 2_000_000}, family_ops={"conv": 2}, conv_reduction_macs={27: 2_000_000},
+                     conv_reduction_calls={27: 2})  # fmt: skip
+    assert layer_seconds(conv, m)[0] == pytest.approx(2e6 / 5e9 + 2e-5)  # 1e6 MACs per call: the batch-1 rate
+    assert roofline.pool_rate(m, 1e6) == pytest.approx((2e9 + 5e8) / 2) and roofline.pool_rate(m) == 2e9
+    assert roofline.pool_rate(SYNTH, 1e6) == SYNTH.pool_rate  # no curve: the one rate
+    row = profile(nn.Conv2d(4, 8, 3), torch.zeros(1, 4, 6, 6)).layers[0]
+    assert row.conv_reduction_calls == {36: 1}
+
+
+def test_another_runtime_is_measured_through_its_runner_and_its_call_cost_taken_out() -> None:
+    """A runner that adds 300 us to every call: the call overhead is that, not part of any operator's figure."""
+
+    def slow(module: nn.Module, x: torch.Tensor) -> Any:
+        def call() -> None:
+            module(x)
+            end = time.perf_counter() + 3e-4
+            while time.perf_counter() < end:
+                pass
+
+        return call
+
+    m = roofline.measure_machine("cpu", channels_last=False, runtime="spin", runner=slow)
+    assert m.runtime == "spin" and 2.5e-4 < m.call_overhead < 4e-4
+    assert all(0 <= t < 2e-4 for t in m.launch.values()) and 0 <= m.overhead < 2e-4
+    assert {p[3] for p in m.conv_curve} == {64, 32, 16, 1} and len(m.pool_curve) == 2
+    assert all(r > 1e6 for r in m.mac_rate.values())
 
 
 def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.MonkeyPatch) -> None:

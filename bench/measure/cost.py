@@ -188,6 +188,7 @@ class LayerCost:
     # kernel's MAC rate depends on most), counting only the taps that land on the input, not on its zero
     # padding (kernels skip those: a 5 x 5 convolution on 7 x 7 pixels has 31 % of its taps in the padding)
     conv_reduction_macs: dict[int, int] = field(default_factory=dict)
+    conv_reduction_calls: dict[int, int] = field(default_factory=dict)  # convolution calls by reduction length
     window_ops: int = 0  # elements read by pooling windows (output elements x window size; also in other_ops)
     window_calls: int = 0  # pooling operators
     # of input + weight + output bytes: those of the MAC-type kernels and of the pooling operators (the
@@ -329,6 +330,7 @@ class _CostMode(TorchDispatchMode):
                 reduction = math.prod(int(d) for d in args[1].shape[1:])
                 valid = round(macs * _valid_tap_share(packet, args))
                 layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + valid
+                layer.conv_reduction_calls[reduction] = layer.conv_reduction_calls.get(reduction, 0) + 1
             layer.kernel_bytes += b_in + b_w + b_out
         elif packet in _SDPA_CAUSAL_ARG:
             layer.add_kernel("matmul", _sdpa_call_macs(packet, args, kwargs))

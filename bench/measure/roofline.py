@@ -48,6 +48,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import math
 import os
 import re
 import statistics
@@ -71,7 +72,7 @@ CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
 #: the family a record made before a family existed falls back to
 FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
-MODEL_VERSION = 8  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 9  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
@@ -98,8 +99,16 @@ class Machine:
     pool_rate: float = 0.0  # pooling-window elements read per second (0: pooling is bandwidth-bound)
     # [bytes moved per call, seconds per call] of the element-wise benchmark from cache to DRAM sizes
     memory_curve: list[list[float]] = field(default_factory=list)
-    # [reduction length K, MACs per second on valid taps] of convolutions with K = 25 .. 1600 (CONV_CURVE)
+    # [reduction length K, MACs per second on valid taps, MACs per call, batch] of convolutions with K = 25 ..
+    # 1600 (CONV_CURVE), at the batch of CONV_CURVE and at batch 1 (older figures: [K, rate], large batches only)
     conv_curve: list[list[float]] = field(default_factory=list)
+    # [pooling-window elements per call, elements per second] of the max-pool at batch 64 and at batch 1
+    pool_curve: list[list[float]] = field(default_factory=list)
+    # the runtime the micro-benchmark ran through (bench.measure.runtimes): "eager" (PyTorch), "onnxruntime"
+    runtime: str = "eager"
+    # seconds per call of the runtime's unit of execution beyond the operators in it (an ORT session's run();
+    # 0 in eager, where each operator is its own call and costs ``overhead`` or ``launch``)
+    call_overhead: float = 0.0
     seconds: float = 0.0  # how long the micro-benchmark took
     allocator: dict[str, Any] = field(default_factory=dict)  # keep_freed_memory() as the benchmark ran
     measured_at: str = ""
@@ -131,13 +140,42 @@ def memory_seconds(nbytes: float, calls: int, machine: Machine) -> float:
     return nbytes / bandwidth
 
 
-def conv_rate(reduction: int, machine: Machine) -> float:
-    """MACs per second of a convolution with reduction length ``reduction`` (= C_in per group x R x S).
+def _by_work(points: list[tuple[float, float]], work: float | None) -> float:
+    """The rate at ``work`` per call, interpolated in log work between measured (work, rate) points."""
+    points = sorted(points)
+    if work is None or len(points) == 1:
+        return points[-1][1]
+    return float(np.interp(np.log(work), np.log([w for w, _ in points]), [r for _, r in points]))
 
-    Interpolated in log K over the measured :attr:`Machine.conv_curve` and clamped to its range.
+
+def conv_rate(reduction: int, machine: Machine, per_call: float | None = None) -> float:
+    """MACs per second of a convolution with reduction length ``reduction`` (= C_in per group x R x S) doing
+    ``per_call`` MACs per call (None: the large-batch rate).
+
+    Interpolated in log K over each measured series of :attr:`Machine.conv_curve` (the large batch and
+    batch 1), then in log MACs per call between the two, clamped to the measured ranges: a small
+    convolution at batch 1 runs several times slower per MAC than the same one at batch 64.
     """
-    ks, rates = zip(*machine.conv_curve)
-    return float(np.interp(np.log(reduction), np.log(ks), rates))
+    series: dict[bool, list[list[float]]] = {}
+    for point in machine.conv_curve:
+        series.setdefault(len(point) == 4 and point[3] == 1, []).append(point)  # batch 1 / larger batches
+
+    def at(points: list[list[float]]) -> tuple[float, float]:
+        ks = np.log([p[0] for p in points])
+        rate = float(np.interp(np.log(reduction), ks, [p[1] for p in points]))
+        work = float(np.interp(np.log(reduction), ks, [p[2] if len(p) == 4 else 0.0 for p in points]))
+        return work, rate
+
+    if len(series) == 1 or per_call is None:
+        return at(sorted(series.get(False) or series[True]))[1]
+    return _by_work([at(sorted(points)) for points in series.values()], per_call)
+
+
+def pool_rate(machine: Machine, per_call: float | None = None) -> float:
+    """Pooling-window elements per second at ``per_call`` elements per call (None: the large-batch rate)."""
+    if not machine.pool_curve:
+        return machine.pool_rate
+    return _by_work([(w, r) for w, r in machine.pool_curve], per_call)
 
 
 def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
@@ -166,9 +204,12 @@ def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
     by_reduction = layer.conv_reduction_macs if len(machine.conv_curve) >= 2 else {}
     mac_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items()
                       if not (by_reduction and f in ("conv", "conv_thin")))  # fmt: skip
-    mac_compute += sum(n / conv_rate(k, machine) for k, n in by_reduction.items())
+    conv_calls = layer.conv_reduction_calls
+    mac_compute += sum(n / conv_rate(k, machine, n / conv_calls[k] if conv_calls.get(k) else None)
+                       for k, n in by_reduction.items())  # fmt: skip
     mac_memory = memory_seconds(kernel_bytes, max(kernels, 1), machine)
-    window_compute = layer.window_ops / machine.pool_rate if layer.window_ops and machine.pool_rate else 0.0
+    pool = pool_rate(machine, layer.window_ops / layer.window_calls if layer.window_calls else None)
+    window_compute = layer.window_ops / pool if layer.window_ops and pool else 0.0
     window_memory = memory_seconds(window_bytes, windows, machine)
     other_memory = memory_seconds(total_bytes - kernel_bytes - window_bytes,
                                   max(layer.ops - kernels - windows, 1), machine)  # fmt: skip
@@ -252,72 +293,154 @@ def fit_overhead_bandwidth(nbytes: list[float], seconds: list[float]) -> tuple[f
     return max(float(overhead), 0.0), float(1.0 / inv_bw)
 
 
+#: a runtime's way of timing a module: (module, input) -> a call that runs it once on that input
+Runner = Callable[[nn.Module, torch.Tensor], Callable[[], Any]]
+
+
+def _eager(module: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+    return functools.partial(module, x)
+
+
+class _MatMul(nn.Module):
+    """x @ w as a module (so every runtime can run it)."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.w
+
+
+class _Relus(nn.Module):
+    """``n`` ReLUs in a row, each on its own copy (a runtime cannot merge them): per-operator cost."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.n):
+            x = torch.relu(x) - 1.0
+        return x
+
+
+Probe = tuple[str, nn.Module, torch.Tensor, float]  # name, module, input, work per call
+
+
+def _probes(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format, device: torch.device
+            ) -> tuple[list[Probe], dict[str, tuple[nn.Module, torch.Tensor]]]:  # fmt: skip
+    """(rate probes: name, module, input, work per call; launch probes: family -> module on a tiny input)."""
+    probes: list[Probe] = []
+    launch: dict[str, tuple[nn.Module, torch.Tensor]] = {}
+    for cin, cout, k, hw, batch in CONV_CURVE:
+        conv = nn.Conv2d(cin, cout, k, padding=k // 2).to(device).eval().to(memory_format=fmt)
+        valid = valid_tap_share((hw, hw), (k, k), (1, 1), (k // 2, k // 2), (1, 1))  # MACs on real input
+        for n in (batch, 1):  # the same convolution at batch 1, where the work per call is small
+            x = rnd(n, cin, hw, hw).contiguous(memory_format=fmt)
+            probes.append((f"conv{cin * k * k}_b{n}", conv, x, n * hw * hw * cout * cin * k * k * valid))
+        family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
+        if family:
+            launch[family] = (conv, rnd(1, cin, 4, 4).contiguous(memory_format=fmt))
+    a = rnd(256, 1024)
+    probes.append(("matmul", _MatMul(rnd(1024, 1024)).to(device), a, 256 * 1024 * 1024))
+    launch["matmul"] = (nn.Linear(16, 16).to(device).eval(), rnd(1, 16))
+    probes.append(("matmul_narrow", nn.Linear(1024, 10).to(device).eval(), a, 256 * 1024 * 10))
+    launch["matmul_narrow"] = (nn.Linear(16, 10).to(device).eval(), rnd(1, 16))
+    for n in (64, 1):
+        fmap = rnd(n, 32, 28, 28).contiguous(memory_format=fmt)
+        probes.append((f"pool_b{n}", nn.MaxPool2d(2), fmap, fmap.numel()))
+    return probes, launch
+
+
 @torch.no_grad()
-def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None) -> Machine:
-    """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds)."""
+def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None,
+                    runtime: str = "eager", runner: Runner | None = None) -> Machine:  # fmt: skip
+    """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds).
+
+    ``runner`` runs every probe through another runtime (``runtime`` names it; e.g.
+    :func:`bench.measure.runtimes.ort_runner`): the element-wise curve is then a one-operator graph per
+    size, ``overhead`` the time per operator inside a call (from 1 against 9 chained operator pairs),
+    ``call_overhead`` the one-operator graph on one element less ``overhead``, ``launch`` each family's tiny
+    kernel less ``call_overhead``.
+    """
     device = torch.device(device)
     nhwc = device.type == "cpu" if channels_last is None else channels_last
     fmt = torch.channels_last if nhwc else torch.contiguous_format
     allocator = keep_freed_memory() if device.type == "cpu" else {}
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(0)
+    run = runner or _eager
 
     def rnd(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=gen).to(device)
 
-    # every MAC-type and pooling rate: (name, callable, work per call); timed in RATE_ROUNDS interleaved
-    # rounds and the fastest kept: noise only ever slows a kernel down (docs/cost.md, "Measurement history")
-    probes: list[tuple[str, Callable[[], Any], float]] = []
-    launch: dict[str, float] = {}
-    for cin, cout, k, hw, batch in CONV_CURVE:
-        conv = nn.Conv2d(cin, cout, k, padding=k // 2).to(device).eval().to(memory_format=fmt)
-        x = rnd(batch, cin, hw, hw).contiguous(memory_format=fmt)
-        valid = valid_tap_share((hw, hw), (k, k), (1, 1), (k // 2, k // 2), (1, 1))  # MACs on real input
-        probes.append((f"conv{cin * k * k}", functools.partial(conv, x), batch * hw * hw * cout * cin * k * k * valid))
-        family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
-        if family:
-            tiny = rnd(1, cin, 4, 4).contiguous(memory_format=fmt)
-            launch[family] = _median_seconds(functools.partial(conv, tiny), device, min_seconds=0.02)
-    a, w = rnd(256, 1024), rnd(1024, 1024)
-    probes.append(("matmul", functools.partial(torch.matmul, a, w), 256 * 1024 * 1024))
-    lin, tiny = nn.Linear(16, 16).to(device).eval(), rnd(1, 16)
-    launch["matmul"] = _median_seconds(functools.partial(lin, tiny), device, min_seconds=0.02)
-    head = nn.Linear(1024, 10).to(device).eval()
-    probes.append(("matmul_narrow", functools.partial(head, a), 256 * 1024 * 10))
-    narrow = nn.Linear(16, 10).to(device).eval()
-    launch["matmul_narrow"] = _median_seconds(functools.partial(narrow, tiny), device, min_seconds=0.02)
-    fmap = rnd(64, 32, 28, 28).contiguous(memory_format=fmt)
-    probes.append(("pool", functools.partial(nn.functional.max_pool2d, fmap, 2), fmap.numel()))
+    def seconds(fn: Callable[[], Any], min_seconds: float = 0.05) -> float:
+        return _median_seconds(fn, device, min_seconds=min_seconds)
+
+    probes, tiny = _probes(rnd, fmt, device)
+    # every MAC-type and pooling rate, timed in RATE_ROUNDS interleaved rounds and the fastest kept: noise
+    # only ever slows a kernel down (docs/cost.md, "Measurement history")
+    timed = [(name, run(module, x)) for name, module, x, _ in probes]
     best: dict[str, float] = {}
     for _ in range(RATE_ROUNDS):
-        for name, fn, work in probes:
+        for name, fn in timed:
             for _ in range(3):  # primitive creation and the first touch of its buffers are not the rate
                 fn()
-            best[name] = max(best.get(name, 0.0), work / _median_seconds(fn, device))
-    curve = [[cin * k * k, best[f"conv{cin * k * k}"]] for cin, _, k, _, _ in CONV_CURVE]
-    rates = {"conv_thin": best["conv27"], "conv": best["conv576"], "matmul": best["matmul"],
-             "matmul_narrow": best["matmul_narrow"]}  # fmt: skip
-    pool_rate = best["pool"]
+            best[name] = min(best.get(name, math.inf), seconds(fn))
+    call = node = 0.0
+    if runner:  # inside one call an operator costs the slope of 1 -> 9 chained (relu, subtract) pairs; the call
+        # itself, a one-operator graph on one element less that operator
+        one, nine = seconds(run(_Relus(1), rnd(16)), 0.02), seconds(run(_Relus(9), rnd(16)), 0.02)
+        node = max((nine - one) / 16, 0.0)
+        call = max(seconds(run(nn.ReLU(), rnd(1)), 0.02) - node, 0.0)
+    launch = {family: max(seconds(run(module, x), 0.02) - call, 0.0) for family, (module, x) in tiny.items()}
     sizes, times = [], []
     for n in CURVE_SIZES:
         x = rnd(n)
-        times.append(_median_seconds(functools.partial(torch.relu, x), device, min_seconds=0.02))
+        fn = run(nn.ReLU(), x) if runner else functools.partial(torch.relu, x)
+        times.append(seconds(fn, 0.02) - call)  # the runtime's call is not the operator's
         sizes.append(8.0 * n)  # 4 bytes read, 4 written
-        del x
+        del x, fn
     fit = len(FIT_SIZES)
     overhead, bandwidth = fit_overhead_bandwidth(sizes[:fit], times[:fit])
+    overhead = node if runner else overhead
+
+    def rate(name: str, work: float, fixed: float) -> float:
+        """Work per second of the probe, its fixed cost per call (as the roofline charges it) taken out; at
+        least a tenth of its time is left as the work's, so a noisy fixed cost cannot make a rate infinite."""
+        t = best[name] - call
+        return work / max(t - fixed, t / 10)
+
+    work = {name: w for name, _, _, w in probes}
+    curve = []
+    for cin, _, k, _, batch in CONV_CURVE:
+        family = "conv_thin" if cin < 8 else "conv"
+        for n in (batch, 1):
+            name = f"conv{cin * k * k}_b{n}"
+            curve.append([cin * k * k, rate(name, work[name], launch[family]), work[name], n])
+    large = {int(p[0]): p[1] for p in curve if p[3] > 1}
+    pools = [[work[f"pool_b{n}"], rate(f"pool_b{n}", work[f"pool_b{n}"], overhead)] for n in (64, 1)]
     return Machine(
         device=device_name(device),
         threads=torch.get_num_threads(),
         channels_last=nhwc,
         torch_version=torch.__version__,
-        mac_rate=rates,
+        mac_rate={
+            "conv_thin": large[27],
+            "conv": large[576],
+            "matmul": rate("matmul", work["matmul"], launch["matmul"]),
+            "matmul_narrow": rate("matmul_narrow", work["matmul_narrow"], launch["matmul_narrow"]),
+        },
         bandwidth=bandwidth,
         overhead=overhead,
         launch=launch,
-        pool_rate=pool_rate,
+        pool_rate=pools[0][1],
+        pool_curve=pools,
         memory_curve=[[b, t] for b, t in zip(sizes, times)],
         conv_curve=curve,
+        runtime=runtime,
+        call_overhead=call,
         allocator=allocator,
         seconds=time.perf_counter() - start,
         measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -328,13 +451,18 @@ def default_cache() -> Path | None:
     return user_cache("roofline", CACHE_ENV)
 
 
-def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False) -> Machine:
-    """This machine's figures for the current thread count: from the cache, or measured and cached."""
+def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False,
+            runtime: str = "eager", runner: Runner | None = None, version: str = "") -> Machine:  # fmt: skip
+    """This machine's figures for the current thread count: from the cache, or measured and cached.
+
+    ``runtime`` / ``runner`` / ``version``: another runtime's figures (:func:`measure_machine`), cached apart
+    under its name and version."""
     device = torch.device(device)
     nhwc = device.type == "cpu" if channels_last is None else channels_last
     layout = "nhwc" if nhwc else "nchw"
     kept = "" if device.type != "cpu" or keep_freed_memory().get("kept") else "-trimming"
-    ident = (f"{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
+    engine = "" if runtime == "eager" else f"{runtime}{version}-"
+    ident = (f"{engine}{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
              f"-torch{torch.__version__}-v{MODEL_VERSION}{kept}")  # fmt: skip
     cache = default_cache()
     path = cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
@@ -343,7 +471,7 @@ def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = 
             return Machine.from_dict(json.loads(path.read_text()))
         except (ValueError, TypeError, KeyError):
             pass  # a damaged cache entry is measured again
-    m = measure_machine(device, channels_last=nhwc)
+    m = measure_machine(device, channels_last=nhwc, runtime=runtime, runner=runner)
     if path is not None:
         try:
             atomic_write_bytes(path, json.dumps(m.to_dict(), indent=1).encode())

@@ -11,10 +11,17 @@ latency batch size. Its decisions are compared with eager's on every evaluated t
 Entries of the run record's ``latency.exit_paths`` and ``latency.cascade`` name their runtime
 (:class:`bench.results.record.PathTiming`, :class:`~bench.results.record.CascadeTiming`);
 ``latency.runtimes`` holds each runtime's settings and its agreement with eager.
+
+Each runtime has its own roofline (:mod:`bench.measure.roofline`): the same micro-benchmark run through
+the runtime (:func:`ort_runner`: each probe exported and run as an ORT session), cached per machine,
+thread count and runtime version. A timed path or cascade is predicted from what the eager pass on a
+batch-norm-folded copy dispatches (the same layers, samples and exits) at that runtime's rates, plus
+``call_overhead`` per runtime call (ORT: one session run per segment and per head reached).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import statistics
 from collections.abc import Callable, Sequence
@@ -25,8 +32,10 @@ import numpy as np
 import torch
 
 from bench.config.engines import RUNTIMES
+from bench.measure import roofline
+from bench.measure.cost import counting
 from bench.measure.latency import time_fn, time_pair, timed_samples
-from cascade.exits import EarlyExitResult, ExitPolicy
+from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
 from cascade.models._base import MultiExitModel
 
 
@@ -39,6 +48,23 @@ class Prepared:
     dynamic: Callable[[Any, ExitPolicy], Any]  # the real early-exit cascade -> EarlyExitResult
     convert: Callable[[torch.Tensor], Any]  # a torch batch -> this runtime's input (outside the timing)
     settings: dict[str, Any]  # what the run file records of the runtime
+    # this machine's roofline figures measured through the runtime (None: no prediction)
+    machine: Callable[[], roofline.Machine] | None = None
+
+
+def ort_runner(threads: int) -> roofline.Runner:
+    """How ONNX Runtime runs a micro-benchmark probe: the module exported once and run as an inference session
+    with the harness's settings (:class:`cascade.ort.SessionSettings`), on the input as a numpy array."""
+    from cascade.ort import SessionSettings, export_piece, require_ort  # noqa: PLC0415  (optional extra)
+
+    ort = require_ort()
+    options = SessionSettings(threads=threads).options()
+
+    def run(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+        session = ort.InferenceSession(export_piece(module.eval(), x), options, providers=["CPUExecutionProvider"])
+        return functools.partial(session.run, None, {"x": np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)})
+
+    return run
 
 
 def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
@@ -59,6 +85,13 @@ def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
             "spinning": settings.spinning,
             "provider": "CPUExecutionProvider",
         },
+        machine=lambda: roofline.machine(
+            "cpu",
+            channels_last=False,
+            runtime="onnxruntime",
+            version=require_ort().__version__,
+            runner=ort_runner(settings.threads),
+        ),
     )
 
 
@@ -104,6 +137,44 @@ def _time_batches(name: str, prep: Prepared, model: MultiExitModel, batches: Seq
     return paths, cascades
 
 
+class _Predictor:
+    """Roofline seconds of a runtime's paths and cascades, from what an eager pass on a batch-norm-folded copy of
+    the model dispatches, at the runtime's figures, plus its per-call overhead: one call per segment and per
+    head reached (both exported pieces of each exit run as calls of their own)."""
+
+    def __init__(self, model: MultiExitModel, machine: roofline.Machine) -> None:
+        self.model = copy.deepcopy(model).eval()
+        self.model.fold_batch_norm()  # the exporter folds batch norm into the convolutions
+        self.machine = machine
+
+    def _seconds(self, run: Callable[[], Sequence[int | torch.Tensor]], samples: int) -> float:
+        """Per sample: ``run`` does the eager pass and returns, per batch, the exit (0-based) it ran to or the exit
+        index of each sample, reduced after counting (the runtime runs a segment and a head per exit up to the
+        deepest)."""
+        with counting(self.model) as prof:
+            reached = run()
+        deepest = [int(r.max()) if isinstance(r, torch.Tensor) else r for r in reached]
+        calls = sum(2 * (level + 1) for level in deepest)
+        return (roofline.predict(prof, self.machine).seconds + calls * self.machine.call_overhead) / samples
+
+    def _path_pass(self, x: torch.Tensor, level: int) -> int:
+        self.model.forward_until(x, level)
+        return level
+
+    def path(self, x: torch.Tensor, level: int) -> float:
+        return self._seconds(lambda: [self._path_pass(x, level)], len(x))
+
+    def full(self, batches: Sequence[torch.Tensor]) -> float:
+        last = self.model.num_exits - 1
+        return self._seconds(lambda: [self._path_pass(b, last) for b in batches], sum(len(b) for b in batches))
+
+    def cascade(self, batches: Sequence[torch.Tensor], policy: ExitPolicy) -> float:
+        def run() -> list[int | torch.Tensor]:
+            return [dynamic_forward(self.model, b, policy).exit_index for b in batches]
+
+        return self._seconds(run, sum(len(b) for b in batches))
+
+
 def _run_converted(prep: Prepared, xb: torch.Tensor, policy: ExitPolicy) -> EarlyExitResult:
     out: EarlyExitResult = prep.dynamic(prep.convert(xb), policy)
     return out
@@ -129,12 +200,22 @@ def runtime_latency(
     if prepare is None:
         raise ValueError(f"runtime {name!r} is timed by bench.measure.latency.latency_report")
     prep = prepare(model, x)
+    machine = prep.machine() if prep.machine else None  # measured (or read from the cache) before timing
+    predictor = _Predictor(model, machine) if machine else None
     paths: list[dict[str, Any]] = []
     cascades: list[dict[str, Any]] = []
     for bs in batch_sizes:
         n = timed_samples(len(x), bs, samples_batch1)
-        batches = [prep.convert(x[i : i + bs]) for i in range(0, n, bs)]
-        timed = _time_batches(name, prep, model, batches, policies, repeats=repeats, warmup=warmup)
+        chunks = [x[i : i + bs] for i in range(0, n, bs)]
+        timed = _time_batches(name, prep, model, [prep.convert(c) for c in chunks], policies, repeats=repeats,
+                              warmup=warmup)  # fmt: skip
+        if predictor:
+            for level, entry in enumerate(timed[0]):
+                entry["roofline_per_sample"] = predictor.path(chunks[0], level)
+            full = predictor.full(chunks)
+            for (_, policy), entry in zip(policies, timed[1]):
+                entry["roofline_per_sample"] = predictor.cascade(chunks, policy)
+                entry["roofline_full_per_sample"] = full
         paths += timed[0]
         cascades += timed[1]
     checks = {}
@@ -142,4 +223,5 @@ def runtime_latency(
     for threshold, policy in policies:  # every evaluated test sample, at the largest batch
         run = functools.partial(_run_converted, prep)
         checks[str(threshold)] = check_against_eager(model, run, x, policy, max(batch_sizes), eager_logits)[0]
-    return paths, cascades, {**prep.settings, "agreement_with_eager": checks}
+    figures = {"roofline": machine.to_dict()} if machine else {}
+    return paths, cascades, {**prep.settings, **figures, "agreement_with_eager": checks}
