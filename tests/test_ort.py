@@ -161,6 +161,8 @@ def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     assert {"latency_s_per_sample_b1", "latency_onnxruntime_s_per_sample_b1"} <= set(summary.columns)
     report = write_report(tmp_path / "out", log=lambda s: None).read_text()
     assert "## Latency per runtime" in report and "| sum-p2    | onnxruntime |" in report
+    runtime_table = report.split("## Latency per runtime")[1].split("\n## ")[0]
+    assert "speedup roofline" in runtime_table and "speedup measured ÷ speedup roofline" in runtime_table
     assert (tmp_path / "out" / "figures" / "runtime_paths.png").is_file()
     # an evaluation setting: a new run key, the same checkpoint
     plain = expand_runs(load_suite(path, ['evaluation.runtimes=["eager"]']))

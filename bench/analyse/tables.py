@@ -179,7 +179,8 @@ def latency_model_frame(results: Results) -> pd.DataFrame:
 def runtime_frame(results: Results) -> pd.DataFrame:
     """Per variant, runtime and timed batch (headline threshold, means over seeds): each exit path's time per
     sample, the dynamic cascade's, its speedup over the full network as measured and as the MACs say, what
-    the exit paths predict for the cascade, and the decisions that differ from eager's. Empty unless a
+    the exit paths predict for the cascade, the runtime's own roofline (cascade time, speedup, measured ÷
+    predicted speedup) where it was predicted, and the decisions that differ from eager's. Empty unless a
     folder timed more than one runtime."""
     rows = []
     for variant in results.variants:
@@ -205,6 +206,10 @@ def runtime_frame(results: Results) -> pd.DataFrame:
                     if c.path_predicted_per_sample:
                         ratio = c.path_predicted_per_sample / c.per_sample_median
                         cells["speedup measured ÷ speedup paths"].append(ratio)
+                    if c.roofline_per_sample and c.roofline_full_per_sample:  # the runtime's own roofline
+                        cells["cascade roofline (µs)"].append(1e6 * c.roofline_per_sample)
+                        cells["speedup roofline"].append(c.roofline_full_per_sample / c.roofline_per_sample)
+                        cells[RATIO].append(c.speedup_vs_full * c.roofline_per_sample / c.roofline_full_per_sample)
                     agree = (r.latency.runtimes or {}).get(runtime, {}).get("agreement_with_eager", {})
                     counts = agree.get(str(c.threshold))
                     if counts:
