@@ -424,7 +424,10 @@ def latency_report(
             res["path_predicted_per_sample"] = sum(s * paths[name] for s, name in zip(shares, model.exit_names))
             if roof is not None and prof is not None:
                 prof.samples = len(xs)
-                res["roofline_per_sample"] = roofline.predict(prof, roof).per_sample
+                # batch 1 decides in Python floats, outside the profile: one decision per exit a sample reaches
+                reached = torch.repeat_interleave(torch.arange(model.num_exits), counts.long()) if bs == 1 else None
+                decisions = roofline.decision_seconds(reached, roof) / len(xs) if reached is not None else 0.0
+                res["roofline_per_sample"] = roofline.predict(prof, roof).per_sample + decisions
                 res["roofline_full_per_sample"] = predicted_per_sample(model, xs, roof, model, bs)
             report["cascade"].append({"threshold": threshold, **res})
     if monitor and load_before is not None:

@@ -67,6 +67,7 @@ from bench.measure.machine import keep_freed_memory
 from bench.results.files import atomic_write_bytes
 from bench.results.provenance import device_name
 from cascade.cache import user_cache
+from cascade.exits import MaxProbPolicy, exit_of_one, one_result
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
@@ -109,6 +110,9 @@ class Machine:
     # seconds per call of the runtime's unit of execution beyond the operators in it (an ORT session's run();
     # 0 in eager, where each operator is its own call and costs ``overhead`` or ``launch``)
     call_overhead: float = 0.0
+    # seconds of one exit decision of a batch-1 cascade, taken in Python floats (cascade.exits.exit_of_one and
+    # the one-sample result): no operator the profile counts, yet paid at every exit a sample reaches
+    decision: float = 0.0
     seconds: float = 0.0  # how long the micro-benchmark took
     allocator: dict[str, Any] = field(default_factory=dict)  # keep_freed_memory() as the benchmark ran
     measured_at: str = ""
@@ -240,6 +244,11 @@ class Prediction:
     def share(self, bound: str) -> float:
         """Share of the predicted time in layers bound by ``bound``."""
         return sum(r["seconds"] for r in self.layers if r["bound"] == bound) / self.seconds if self.seconds else 0.0
+
+
+def decision_seconds(exit_index: torch.Tensor, machine: Machine) -> float:
+    """The batch-1 decisions of a cascade's samples that left at ``exit_index`` (one per exit reached)."""
+    return float((exit_index + 1).sum()) * machine.decision
 
 
 def predict(prof: Profile, machine: Machine) -> Prediction:
@@ -406,6 +415,9 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
     overhead, bandwidth = fit_overhead_bandwidth(sizes[:fit], times[:fit])
     overhead = node if runner else overhead
 
+    logits, policy = rnd(1, 10), MaxProbPolicy(threshold=0.5)
+    decision = seconds(lambda: one_result(exit_of_one(policy, logits, {}, last=False)[0] or 0, 0, 2, device), 0.02)
+
     def rate(name: str, work: float, fixed: float) -> float:
         """Work per second of the probe, its fixed cost per call (as the roofline charges it) taken out; at
         least a tenth of its time is left as the work's, so a noisy fixed cost cannot make a rate infinite."""
@@ -441,6 +453,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
         conv_curve=curve,
         runtime=runtime,
         call_overhead=call,
+        decision=decision,
         allocator=allocator,
         seconds=time.perf_counter() - start,
         measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -155,7 +155,11 @@ class _Predictor:
             reached = run()
         deepest = [int(r.max()) if isinstance(r, torch.Tensor) else r for r in reached]
         calls = sum(2 * (level + 1) for level in deepest)
-        return (roofline.predict(prof, self.machine).seconds + calls * self.machine.call_overhead) / samples
+        # a batch of one decides in Python floats, outside the profile (roofline.Machine.decision)
+        decisions = sum(roofline.decision_seconds(r, self.machine) for r in reached
+                        if isinstance(r, torch.Tensor) and len(r) == 1)  # fmt: skip
+        seconds = roofline.predict(prof, self.machine).seconds + calls * self.machine.call_overhead + decisions
+        return seconds / samples
 
     def _path_pass(self, x: torch.Tensor, level: int) -> int:
         self.model.forward_until(x, level)
