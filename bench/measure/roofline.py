@@ -73,7 +73,7 @@ CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
 #: the family a record made before a family existed falls back to
 FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
-MODEL_VERSION = 9  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 10  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
