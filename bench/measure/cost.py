@@ -189,6 +189,10 @@ class LayerCost:
     # padding (kernels skip those: a 5 x 5 convolution on 7 x 7 pixels has 31 % of its taps in the padding)
     conv_reduction_macs: dict[int, int] = field(default_factory=dict)
     conv_reduction_calls: dict[int, int] = field(default_factory=dict)  # convolution calls by reduction length
+    # convolution MACs (valid taps) by output channels, and pooling-window elements by channels: kernels
+    # vectorise over channels, so fewer channels than the vector width waste lanes (roofline.lane_factor)
+    conv_channel_macs: dict[int, int] = field(default_factory=dict)
+    window_channels: dict[int, int] = field(default_factory=dict)
     window_ops: int = 0  # elements read by pooling windows (output elements x window size; also in other_ops)
     window_calls: int = 0  # pooling operators
     # of input + weight + output bytes: those of the MAC-type kernels and of the pooling operators (the
@@ -331,6 +335,8 @@ class _CostMode(TorchDispatchMode):
                 valid = round(macs * _valid_tap_share(packet, args))
                 layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + valid
                 layer.conv_reduction_calls[reduction] = layer.conv_reduction_calls.get(reduction, 0) + 1
+                channels = int(args[1].shape[0])
+                layer.conv_channel_macs[channels] = layer.conv_channel_macs.get(channels, 0) + valid
             layer.kernel_bytes += b_in + b_w + b_out
         elif packet in _SDPA_CAUSAL_ARG:
             layer.add_kernel("matmul", _sdpa_call_macs(packet, args, kwargs))
@@ -354,6 +360,8 @@ class _CostMode(TorchDispatchMode):
             layer.other_ops += outputs[0].numel() * k[0] * k[1]
             layer.window_ops += outputs[0].numel() * k[0] * k[1]
             layer.window_calls += 1
+            channels = int(outputs[0].shape[1]) if outputs[0].dim() >= 3 else 1
+            layer.window_channels[channels] = layer.window_channels.get(channels, 0) + outputs[0].numel() * k[0] * k[1]
             n_out, b_out = _numel_bytes(outputs[:1])  # max-pool indices are bookkeeping
             layer.window_bytes += b_in + b_w + b_out
         elif packet not in _MOVEMENT:

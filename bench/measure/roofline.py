@@ -73,7 +73,7 @@ CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
 #: the family a record made before a family existed falls back to
 FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
-MODEL_VERSION = 10  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 11  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
@@ -110,6 +110,9 @@ class Machine:
     # seconds per call of the runtime's unit of execution beyond the operators in it (an ORT session's run();
     # 0 in eager, where each operator is its own call and costs ``overhead`` or ``launch``)
     call_overhead: float = 0.0
+    # floats per vector the convolution and pooling kernels fill with channels (0: not measured, no factor),
+    # from a 1 -> 5 convolution against the 1 -> 32 one at the same reduction length (lane_factor)
+    lanes: int = 0
     # seconds of one exit decision of a batch-1 cascade, taken in Python floats (cascade.exits.exit_of_one and
     # the one-sample result): no operator the profile counts, yet paid at every exit a sample reaches
     decision: float = 0.0
@@ -175,6 +178,25 @@ def conv_rate(reduction: int, machine: Machine, per_call: float | None = None) -
     return _by_work([at(sorted(points)) for points in series.values()], per_call)
 
 
+LANE_WIDTHS = (1, 2, 4, 8, 16, 32)  # the vector widths (floats) a measured lane efficiency is matched to
+
+
+def lane_efficiency(channels: int, lanes: int) -> float:
+    """Share of vector lanes doing work when ``channels`` are spread over vectors of ``lanes`` floats."""
+    if lanes <= 1 or channels <= 0:
+        return 1.0
+    return channels / (math.ceil(channels / lanes) * lanes)
+
+
+def lane_factor(by_channels: dict[int, int], machine: Machine) -> float:
+    """How much longer work split by channel count (``{channels: work}``) takes than at full vector use: the
+    work-weighted mean of 1 / :func:`lane_efficiency` (1 without a measured width or work)."""
+    total = sum(by_channels.values())
+    if not machine.lanes or not total:
+        return 1.0
+    return sum(w / lane_efficiency(c, machine.lanes) for c, w in by_channels.items()) / total
+
+
 def pool_rate(machine: Machine, per_call: float | None = None) -> float:
     """Pooling-window elements per second at ``per_call`` elements per call (None: the large-batch rate)."""
     if not machine.pool_curve:
@@ -206,14 +228,20 @@ def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
     kernels = sum(calls.values())
     windows = layer.window_calls or (1 if window_bytes else 0)
     by_reduction = layer.conv_reduction_macs if len(machine.conv_curve) >= 2 else {}
-    mac_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items()
-                      if not (by_reduction and f in ("conv", "conv_thin")))  # fmt: skip
+    convs = ("conv", "conv_thin")
+    mac_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items() if f not in convs)
     conv_calls = layer.conv_reduction_calls
-    mac_compute += sum(n / conv_rate(k, machine, n / conv_calls[k] if conv_calls.get(k) else None)
-                       for k, n in by_reduction.items())  # fmt: skip
+    if by_reduction:  # the rate by reduction length and work per call
+        conv_compute = sum(n / conv_rate(k, machine, n / conv_calls[k] if conv_calls.get(k) else None)
+                           for k, n in by_reduction.items())  # fmt: skip
+    else:
+        conv_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items() if f in convs)
+    mac_compute += conv_compute * lane_factor(layer.conv_channel_macs, machine)
     mac_memory = memory_seconds(kernel_bytes, max(kernels, 1), machine)
     pool = pool_rate(machine, layer.window_ops / layer.window_calls if layer.window_calls else None)
-    window_compute = layer.window_ops / pool if layer.window_ops and pool else 0.0
+    window_compute = (
+        layer.window_ops / pool * lane_factor(layer.window_channels, machine) if layer.window_ops and pool else 0.0
+    )
     window_memory = memory_seconds(window_bytes, windows, machine)
     other_memory = memory_seconds(total_bytes - kernel_bytes - window_bytes,
                                   max(layer.ops - kernels - windows, 1), machine)  # fmt: skip
@@ -351,6 +379,11 @@ def _probes(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format, device: 
         family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
         if family:
             launch[family] = (conv, rnd(1, cin, 4, 4).contiguous(memory_format=fmt))
+    narrow = nn.Conv2d(1, 5, 5, padding=2).to(device).eval().to(memory_format=fmt)  # lanes: 5 of a vector's floats
+    x = rnd(64, 1, 28, 28).contiguous(memory_format=fmt)
+    probes.append(
+        ("conv25_narrow", narrow, x, 64 * 28 * 28 * 5 * 25 * valid_tap_share((28, 28), (5, 5), (1, 1), (2, 2), (1, 1)))
+    )
     a = rnd(256, 1024)
     probes.append(("matmul", _MatMul(rnd(1024, 1024)).to(device), a, 256 * 1024 * 1024))
     launch["matmul"] = (nn.Linear(16, 16).to(device).eval(), rnd(1, 16))
@@ -432,6 +465,8 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
             name = f"conv{cin * k * k}_b{n}"
             curve.append([cin * k * k, rate(name, work[name], launch[family]), work[name], n])
     large = {int(p[0]): p[1] for p in curve if p[3] > 1}
+    efficiency = rate("conv25_narrow", work["conv25_narrow"], launch["conv_thin"]) / large[25]
+    lanes = min(LANE_WIDTHS, key=lambda w: abs(lane_efficiency(5, w) - efficiency))
     pools = [[work[f"pool_b{n}"], rate(f"pool_b{n}", work[f"pool_b{n}"], overhead)] for n in (64, 1)]
     return Machine(
         device=device_name(device),
@@ -454,6 +489,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
         runtime=runtime,
         call_overhead=call,
         decision=decision,
+        lanes=lanes,
         allocator=allocator,
         seconds=time.perf_counter() - start,
         measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
