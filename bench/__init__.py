@@ -29,7 +29,7 @@ _EXPORTS = {
     "profile": "bench.measure.cost",
     "counting": "bench.measure.cost",
     "exit_costs": "bench.measure.energy",
-    "measure_machine": "bench.measure.roofline",
+    "measure_machine": "bench.measure.microbench",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from bench.execute.runner import run_suite
     from bench.measure.cost import counting, profile
     from bench.measure.energy import exit_costs
-    from bench.measure.roofline import measure_machine
+    from bench.measure.microbench import measure_machine
     from bench.render.report import write_report
     from bench.results.verify import verify_folder
     from bench.verdicts.check import run_check

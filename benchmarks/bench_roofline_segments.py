@@ -16,7 +16,7 @@ import os
 
 import torch
 
-from bench.measure import roofline
+from bench.measure import microbench, roofline
 from bench.measure.cost import counting
 from bench.measure.latency import time_fn
 from bench.measure.machine import keep_freed_memory
@@ -30,7 +30,7 @@ BATCH = 256
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     keep_freed_memory()  # as latency reports time
-    machine = roofline.machine("cpu", channels_last=True)
+    machine = microbench.machine("cpu", channels_last=True)
     print(f"threads {torch.get_num_threads()}, batch {BATCH}; measured / predicted per piece")
     cases = {
         "study CNN": (lambda: StudyCNN(exits=("p1", "p2")), (1, 28, 28)),

@@ -8,8 +8,8 @@ runtime) on the study CNN (exits p1, p2), ResNet-20 (layer1, layer2) and B-LeNet
 weights with non-trivial batch-norm statistics, a max-prob threshold that sends about 70 % of the samples
 out at the first exit. Per model, runtime and batch size: each path's measured / predicted time, the
 cascade's, and the dynamic speedup measured / by roofline (issue 26's targets: the speedup ratio within
-0.9-1.1, absolute batch-1 times within 25 %). ``BENCH_MODELS=study_cnn,resnet20`` times some of them. Time it alone: other processes on 2 cores distort
-every number.
+0.9-1.1, absolute batch-1 times within 25 %). ``BENCH_MODELS=study_cnn,resnet20`` times some of them.
+Time it alone: other processes on 2 cores distort every number.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measure import machine, roofline
-from bench.measure.cost import LayerCost, counting, profile
-from bench.measure.roofline import Machine, fit_overhead_bandwidth, layer_seconds, predict
+from bench.measure import machine, microbench, roofline
+from bench.measure.cost import LayerCost, counting, profile, valid_tap_share
+from bench.measure.microbench import fit_overhead_bandwidth
+from bench.measure.roofline import Machine, layer_seconds, predict
 from cascade import StudyCNN, build_model
 from cascade.inference import optimise_for_inference
 
@@ -106,27 +107,27 @@ def test_fit_recovers_a_known_line_and_refuses_a_flat_one() -> None:
 
 
 def test_machine_is_measured_once_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(roofline.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(microbench.CACHE_ENV, str(tmp_path))
     calls = []
 
     def fake(device: object, **kwargs: object) -> Machine:
         calls.append(device)
         return SYNTH
 
-    monkeypatch.setattr(roofline, "measure_machine", fake)
-    assert roofline.machine("cpu") == SYNTH and roofline.machine("cpu") == SYNTH
+    monkeypatch.setattr(microbench, "measure_machine", fake)
+    assert microbench.machine("cpu") == SYNTH and microbench.machine("cpu") == SYNTH
     assert len(calls) == 1
     (cached,) = tmp_path.glob("*.json")
     assert json.loads(cached.read_text())["mac_rate"]["conv"] == 1e9 and f"t{torch.get_num_threads()}" in cached.name
-    roofline.machine("cpu", refresh=True)
+    microbench.machine("cpu", refresh=True)
     assert len(calls) == 2
-    monkeypatch.setenv(roofline.CACHE_ENV, "off")
-    roofline.machine("cpu")
+    monkeypatch.setenv(microbench.CACHE_ENV, "off")
+    microbench.machine("cpu")
     assert len(calls) == 3 and len(list(tmp_path.glob("*.json"))) == 1
 
 
 def test_the_micro_benchmark_measures_positive_figures() -> None:
-    m = roofline.measure_machine("cpu")
+    m = microbench.measure_machine("cpu")
     assert set(m.mac_rate) == set(roofline.FAMILIES) and all(r > 1e6 for r in m.mac_rate.values())
     assert m.bandwidth > 1e8 and 0 <= m.overhead < 1e-3 and m.threads == torch.get_num_threads()
     assert set(m.launch) == set(roofline.FAMILIES) and all(0 < t < 0.1 for t in m.launch.values())
@@ -207,7 +208,7 @@ def test_another_runtime_is_measured_through_its_runner_and_its_call_cost_taken_
 
     class Call:
         def __init__(self, module: nn.Module, x: torch.Tensor) -> None:
-            if isinstance(module, roofline._Relus):
+            if isinstance(module, microbench._Relus):
                 extra = 2e-6 * module.n  # a relu and a subtract per step
             elif isinstance(module, nn.ReLU):
                 extra = 1e-6 + 8 * x.numel() / 1e10
@@ -218,18 +219,18 @@ def test_another_runtime_is_measured_through_its_runner_and_its_call_cost_taken_
         def __call__(self) -> None:
             pass
 
-    monkeypatch.setattr(roofline, "_median_seconds", lambda fn, *a, **k: getattr(fn, "cost", 1e-5))
-    m = roofline.measure_machine("cpu", channels_last=False, runtime="hand-made", runner=Call)
+    monkeypatch.setattr(microbench, "_median_seconds", lambda fn, *a, **k: getattr(fn, "cost", 1e-5))
+    m = microbench.measure_machine("cpu", channels_last=False, runtime="hand-made", runner=Call)
     assert m.runtime == "hand-made" and m.overhead == pytest.approx(1e-6)  # (18 - 2) us / 16 operators
     assert m.call_overhead == pytest.approx(3e-4 + 8 / 1e10)  # ReLU on one element, less its operator
     assert m.bandwidth == pytest.approx(1e10, rel=1e-6)  # the call taken out of every size of the curve
     assert m.launch["conv"] == pytest.approx(5e-6 + 1e-9 * 64 * 16 - 8 / 1e10)  # 1 x 64 x 4 x 4 input
     assert m.launch["matmul"] == pytest.approx(5e-6 + 1e-9 * 16 - 8 / 1e10)
     # a rate: the probe's time less the call and its family's launch; 64 -> 64 3 x 3 on 32 x 28 x 28, batch 32
-    work = 32 * 28 * 28 * 64 * 576 * roofline.valid_tap_share((28, 28), (3, 3), (1, 1), (1, 1), (1, 1))
+    work = 32 * 28 * 28 * 64 * 576 * valid_tap_share((28, 28), (3, 3), (1, 1), (1, 1), (1, 1))
     assert m.mac_rate["conv"] == pytest.approx(work / (1e-9 * (32 * 64 * 28 * 28 - 64 * 16)))
     assert {p[3] for p in m.conv_curve} == {64, 32, 16, 1} and len(m.pool_curve) == 2
-    assert m.lanes in roofline.LANE_WIDTHS and m.decision == 1e-5
+    assert m.lanes in microbench.LANE_WIDTHS and m.decision == 1e-5
 
 
 def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,7 +35,7 @@ import psutil
 import torch
 from torch import nn
 
-from bench.measure import roofline
+from bench.measure import microbench, roofline
 from bench.measure.cost import counting
 from bench.measure.machine import keep_freed_memory
 from bench.results.provenance import device_name
@@ -397,7 +397,7 @@ def latency_report(
         "exit_paths": [],
         "cascade": [],
     }
-    roof = roofline.machine(x.device, channels_last=channels_last) if predict else None
+    roof = microbench.machine(x.device, channels_last=channels_last) if predict else None
     if roof is not None:
         report["roofline"] = roof.to_dict()
     for bs in batch_sizes:

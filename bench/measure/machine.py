@@ -1,6 +1,6 @@
 """The machine set-up before anything is timed: the allocator keeps freed memory.
 
-Applied by :mod:`bench.measure.latency` and :func:`bench.measure.roofline.measure_machine` before any
+Applied by :mod:`bench.measure.latency` and :func:`bench.measure.microbench.measure_machine` before any
 timing, and recorded in each run's ``latency.allocator``.
 """
 

@@ -15,7 +15,8 @@ operators it really dispatched):
   convolution, 64 -> 64 channels; ``conv_thin``: fewer than 8 input channels per group, e.g. a 3 x 3
   stem from 3 channels; ``matmul``: a 256 x 1024 x 1024 matrix product; ``matmul_narrow``: fewer
   than 16 output columns, a classification head, measured as a 1024 -> 10 linear layer on 256 rows),
-  measured by :func:`measure_machine` in the layout the latency runs use (NHWC on CPU). Convolutions
+  measured by :func:`bench.measure.microbench.measure_machine` in the layout the latency runs use (NHWC on
+  CPU). Convolutions
   take their rate from a curve over the reduction length K = C_in per group x R x S instead
   (:func:`conv_rate`, five convolutions from K = 25 to 1600), in MACs whose taps land on the input:
   kernels skip the zero padding, so taps in the padding are not counted as work (docs/cost.md,
@@ -37,52 +38,25 @@ operators it really dispatched):
 
 Batch norm and other operators without a MAC-type kernel or pooling window are memory- or
 overhead-bound by this formula. A row holds every operator of a module, or of a whole traced segment,
-so each class of operator gets its own roofline. The machine's figures are cached per device, thread
-count, layout, torch version and :data:`MODEL_VERSION`
-(``$CASCADE_ROOFLINE_CACHE``, default ``~/.cache/cascade-bench/roofline``; ``off`` measures every
-time) and recorded in each run's latency section.
+so each class of operator gets its own roofline. The machine's figures are measured and cached by
+:mod:`bench.measure.microbench` (per runtime too: another runtime's figures come from the same probes run
+through it) and recorded in each run's latency section.
 """
 
 from __future__ import annotations
 
-import datetime
-import functools
-import json
 import math
-import os
-import re
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from bench.measure.cost import LayerCost, Profile, valid_tap_share
-from bench.measure.machine import keep_freed_memory
-from bench.results.files import atomic_write_bytes
-from bench.results.provenance import device_name
-from cascade.cache import user_cache
-from cascade.exits import MaxProbPolicy, exit_of_one, one_result
+from bench.measure.cost import LayerCost, Profile
 
-CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
 FAMILIES = ("conv", "conv_thin", "matmul", "matmul_narrow")
 #: the family a record made before a family existed falls back to
 FALLBACK = {"matmul_narrow": "matmul", "conv_thin": "conv"}
-MODEL_VERSION = 11  # part of the cache key: figures measured by an older micro-benchmark are measured again
-#: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
-FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
-#: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
-#: batch); K = 25 (a 1-channel 5 x 5 stem: grey images, where nothing vectorises over input channels),
-#: 27 (a 3-channel stem, the ``conv_thin`` rate), 144, 576 (the ``conv`` rate), 1600
-CONV_CURVE = ((1, 32, 5, 28, 64), (3, 32, 3, 32, 64), (16, 16, 3, 32, 32), (64, 64, 3, 28, 32), (64, 64, 5, 14, 16))
-#: and of the bandwidth-by-size curve, which goes on to DRAM-sized tensors (134 MB moved per call)
-CURVE_SIZES = (*FIT_SIZES, 4**12)
-RATE_ROUNDS = 2  # rounds over the rate benchmarks; each rate is the fastest round's
 
 
 @dataclass(frozen=True)
@@ -176,9 +150,6 @@ def conv_rate(reduction: int, machine: Machine, per_call: float | None = None) -
     if len(series) == 1 or per_call is None:
         return at(sorted(series.get(False) or series[True]))[1]
     return _by_work([at(sorted(points)) for points in series.values()], per_call)
-
-
-LANE_WIDTHS = (1, 2, 4, 8, 16, 32)  # the vector widths (floats) a measured lane efficiency is matched to
 
 
 def lane_efficiency(channels: int, lanes: int) -> float:
@@ -288,242 +259,3 @@ def predict(prof: Profile, machine: Machine) -> Prediction:
         rows.append({"module": layer.module, "seconds": sec, "bound": bound})
         total += sec
     return Prediction(total, prof.samples, rows)
-
-
-# --------------------------------------------------------------------------- measuring the machine
-
-
-def _median_seconds(fn: Callable[[], Any], device: torch.device, min_seconds: float = 0.05, repeats: int = 5) -> float:
-    """Median over ``repeats`` of the mean time of ``fn`` over a loop of at least ``min_seconds``."""
-    cuda = device.type == "cuda"
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    once = max(time.perf_counter() - t0, 1e-7)
-    loops = max(1, int(min_seconds / once))
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        sync()
-        out.append((time.perf_counter() - t0) / loops)
-    return statistics.median(out)
-
-
-def fit_overhead_bandwidth(nbytes: list[float], seconds: list[float]) -> tuple[float, float]:
-    """(overhead s, bandwidth bytes/s) of ``t = overhead + bytes / bandwidth``, least squares on relative error."""
-    b, t = np.asarray(nbytes, float), np.asarray(seconds, float)
-    if len(b) < 2 or np.ptp(b) == 0:
-        raise ValueError("the fit needs times at two or more different sizes")
-    a = np.stack([np.ones_like(b), b], axis=1) / t[:, None]
-    (overhead, inv_bw), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
-    if inv_bw <= 0:
-        raise ValueError(f"times do not grow with size (slope {inv_bw:.3g} s/byte); the machine is too noisy to fit")
-    return max(float(overhead), 0.0), float(1.0 / inv_bw)
-
-
-#: a runtime's way of timing a module: (module, input) -> a call that runs it once on that input
-Runner = Callable[[nn.Module, torch.Tensor], Callable[[], Any]]
-
-
-def _eager(module: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
-    return functools.partial(module, x)
-
-
-class _MatMul(nn.Module):
-    """x @ w as a module (so every runtime can run it)."""
-
-    def __init__(self, w: torch.Tensor) -> None:
-        super().__init__()
-        self.w = nn.Parameter(w, requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.w
-
-
-class _Relus(nn.Module):
-    """``n`` ReLUs in a row, each on its own copy (a runtime cannot merge them): per-operator cost."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _ in range(self.n):
-            x = torch.relu(x) - 1.0
-        return x
-
-
-Probe = tuple[str, nn.Module, torch.Tensor, float]  # name, module, input, work per call
-
-
-def _probes(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format, device: torch.device
-            ) -> tuple[list[Probe], dict[str, tuple[nn.Module, torch.Tensor]]]:  # fmt: skip
-    """(rate probes: name, module, input, work per call; launch probes: family -> module on a tiny input)."""
-    probes: list[Probe] = []
-    launch: dict[str, tuple[nn.Module, torch.Tensor]] = {}
-    for cin, cout, k, hw, batch in CONV_CURVE:
-        conv = nn.Conv2d(cin, cout, k, padding=k // 2).to(device).eval().to(memory_format=fmt)
-        valid = valid_tap_share((hw, hw), (k, k), (1, 1), (k // 2, k // 2), (1, 1))  # MACs on real input
-        for n in (batch, 1):  # the same convolution at batch 1, where the work per call is small
-            x = rnd(n, cin, hw, hw).contiguous(memory_format=fmt)
-            probes.append((f"conv{cin * k * k}_b{n}", conv, x, n * hw * hw * cout * cin * k * k * valid))
-        family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
-        if family:
-            launch[family] = (conv, rnd(1, cin, 4, 4).contiguous(memory_format=fmt))
-    narrow = nn.Conv2d(1, 5, 5, padding=2).to(device).eval().to(memory_format=fmt)  # lanes: 5 of a vector's floats
-    x = rnd(64, 1, 28, 28).contiguous(memory_format=fmt)
-    probes.append(
-        ("conv25_narrow", narrow, x, 64 * 28 * 28 * 5 * 25 * valid_tap_share((28, 28), (5, 5), (1, 1), (2, 2), (1, 1)))
-    )
-    a = rnd(256, 1024)
-    probes.append(("matmul", _MatMul(rnd(1024, 1024)).to(device), a, 256 * 1024 * 1024))
-    launch["matmul"] = (nn.Linear(16, 16).to(device).eval(), rnd(1, 16))
-    probes.append(("matmul_narrow", nn.Linear(1024, 10).to(device).eval(), a, 256 * 1024 * 10))
-    launch["matmul_narrow"] = (nn.Linear(16, 10).to(device).eval(), rnd(1, 16))
-    for n in (64, 1):
-        fmap = rnd(n, 32, 28, 28).contiguous(memory_format=fmt)
-        probes.append((f"pool_b{n}", nn.MaxPool2d(2), fmap, fmap.numel()))
-    return probes, launch
-
-
-@torch.no_grad()
-def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None,
-                    runtime: str = "eager", runner: Runner | None = None) -> Machine:  # fmt: skip
-    """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds).
-
-    ``runner`` runs every probe through another runtime (``runtime`` names it; e.g.
-    :func:`bench.measure.runtimes.ort_runner`): the element-wise curve is then a one-operator graph per
-    size, ``overhead`` the time per operator inside a call (from 1 against 9 chained operator pairs),
-    ``call_overhead`` the one-operator graph on one element less ``overhead``, ``launch`` each family's tiny
-    kernel less ``call_overhead``.
-    """
-    device = torch.device(device)
-    nhwc = device.type == "cpu" if channels_last is None else channels_last
-    fmt = torch.channels_last if nhwc else torch.contiguous_format
-    allocator = keep_freed_memory() if device.type == "cpu" else {}
-    start = time.perf_counter()
-    gen = torch.Generator().manual_seed(0)
-    run = runner or _eager
-
-    def rnd(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=gen).to(device)
-
-    def seconds(fn: Callable[[], Any], min_seconds: float = 0.05) -> float:
-        return _median_seconds(fn, device, min_seconds=min_seconds)
-
-    probes, tiny = _probes(rnd, fmt, device)
-    # every MAC-type and pooling rate, timed in RATE_ROUNDS interleaved rounds and the fastest kept: noise
-    # only ever slows a kernel down (docs/cost.md, "Measurement history")
-    timed = [(name, run(module, x)) for name, module, x, _ in probes]
-    best: dict[str, float] = {}
-    for _ in range(RATE_ROUNDS):
-        for name, fn in timed:
-            for _ in range(3):  # primitive creation and the first touch of its buffers are not the rate
-                fn()
-            best[name] = min(best.get(name, math.inf), seconds(fn))
-    call = node = 0.0
-    if runner:  # inside one call an operator costs the slope of 1 -> 9 chained (relu, subtract) pairs; the call
-        # itself, a one-operator graph on one element less that operator
-        one, nine = seconds(run(_Relus(1), rnd(16)), 0.02), seconds(run(_Relus(9), rnd(16)), 0.02)
-        node = max((nine - one) / 16, 0.0)
-        call = max(seconds(run(nn.ReLU(), rnd(1)), 0.02) - node, 0.0)
-    launch = {family: max(seconds(run(module, x), 0.02) - call, 0.0) for family, (module, x) in tiny.items()}
-    sizes, times = [], []
-    for n in CURVE_SIZES:
-        x = rnd(n)
-        fn = run(nn.ReLU(), x) if runner else functools.partial(torch.relu, x)
-        times.append(seconds(fn, 0.02) - call)  # the runtime's call is not the operator's
-        sizes.append(8.0 * n)  # 4 bytes read, 4 written
-        del x, fn
-    fit = len(FIT_SIZES)
-    overhead, bandwidth = fit_overhead_bandwidth(sizes[:fit], times[:fit])
-    overhead = node if runner else overhead
-
-    logits, policy = rnd(1, 10), MaxProbPolicy(threshold=0.5)
-    decision = seconds(lambda: one_result(exit_of_one(policy, logits, {}, last=False)[0] or 0, 0, 2, device), 0.02)
-
-    def rate(name: str, work: float, fixed: float) -> float:
-        """Work per second of the probe, its fixed cost per call (as the roofline charges it) taken out; at
-        least a tenth of its time is left as the work's, so a noisy fixed cost cannot make a rate infinite."""
-        t = best[name] - call
-        return work / max(t - fixed, t / 10)
-
-    work = {name: w for name, _, _, w in probes}
-    curve = []
-    for cin, _, k, _, batch in CONV_CURVE:
-        family = "conv_thin" if cin < 8 else "conv"
-        for n in (batch, 1):
-            name = f"conv{cin * k * k}_b{n}"
-            curve.append([cin * k * k, rate(name, work[name], launch[family]), work[name], n])
-    large = {int(p[0]): p[1] for p in curve if p[3] > 1}
-    efficiency = rate("conv25_narrow", work["conv25_narrow"], launch["conv_thin"]) / large[25]
-    lanes = min(LANE_WIDTHS, key=lambda w: abs(lane_efficiency(5, w) - efficiency))
-    pools = [[work[f"pool_b{n}"], rate(f"pool_b{n}", work[f"pool_b{n}"], overhead)] for n in (64, 1)]
-    return Machine(
-        device=device_name(device),
-        threads=torch.get_num_threads(),
-        channels_last=nhwc,
-        torch_version=torch.__version__,
-        mac_rate={
-            "conv_thin": large[27],
-            "conv": large[576],
-            "matmul": rate("matmul", work["matmul"], launch["matmul"]),
-            "matmul_narrow": rate("matmul_narrow", work["matmul_narrow"], launch["matmul_narrow"]),
-        },
-        bandwidth=bandwidth,
-        overhead=overhead,
-        launch=launch,
-        pool_rate=pools[0][1],
-        pool_curve=pools,
-        memory_curve=[[b, t] for b, t in zip(sizes, times)],
-        conv_curve=curve,
-        runtime=runtime,
-        call_overhead=call,
-        decision=decision,
-        lanes=lanes,
-        allocator=allocator,
-        seconds=time.perf_counter() - start,
-        measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    )
-
-
-def default_cache() -> Path | None:
-    return user_cache("roofline", CACHE_ENV)
-
-
-def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False,
-            runtime: str = "eager", runner: Runner | None = None, version: str = "") -> Machine:  # fmt: skip
-    """This machine's figures for the current thread count: from the cache, or measured and cached.
-
-    ``runtime`` / ``runner`` / ``version``: another runtime's figures (:func:`measure_machine`), cached apart
-    under its name and version."""
-    device = torch.device(device)
-    nhwc = device.type == "cpu" if channels_last is None else channels_last
-    layout = "nhwc" if nhwc else "nchw"
-    kept = "" if device.type != "cpu" or keep_freed_memory().get("kept") else "-trimming"
-    engine = "" if runtime == "eager" else f"{runtime}{version}-"
-    ident = (f"{engine}{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
-             f"-torch{torch.__version__}-v{MODEL_VERSION}{kept}")  # fmt: skip
-    cache = default_cache()
-    path = cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
-    if path is not None and path.is_file() and not refresh:
-        try:
-            return Machine.from_dict(json.loads(path.read_text()))
-        except (ValueError, TypeError, KeyError):
-            pass  # a damaged cache entry is measured again
-    m = measure_machine(device, channels_last=nhwc, runtime=runtime, runner=runner)
-    if path is not None:
-        try:
-            atomic_write_bytes(path, json.dumps(m.to_dict(), indent=1).encode())
-        except OSError:
-            pass  # a read-only cache: measured again next time
-    return m

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from bench.config.engines import RUNTIMES
-from bench.measure import roofline
+from bench.measure import microbench, roofline
 from bench.measure.cost import counting
 from bench.measure.latency import time_fn, time_pair, timed_samples
 from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
@@ -52,7 +52,7 @@ class Prepared:
     machine: Callable[[], roofline.Machine] | None = None
 
 
-def ort_runner(threads: int) -> roofline.Runner:
+def ort_runner(threads: int) -> microbench.Runner:
     """How ONNX Runtime runs a micro-benchmark probe: the module exported once and run as an inference session
     with the harness's settings (:class:`cascade.ort.SessionSettings`), on the input as a numpy array."""
     from cascade.ort import SessionSettings, export_piece, require_ort  # noqa: PLC0415  (optional extra)
@@ -85,7 +85,7 @@ def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
             "spinning": settings.spinning,
             "provider": "CPUExecutionProvider",
         },
-        machine=lambda: roofline.machine(
+        machine=lambda: microbench.machine(
             "cpu",
             channels_last=False,
             runtime="onnxruntime",
