@@ -70,12 +70,17 @@ class ExitPolicy:
     def leaves_one(self, values: Sequence[float]) -> bool | None:
         """Whether one sample with (transformed) logits ``values`` leaves, decided in Python floats without
         dispatching a tensor operator; None where the policy has no such rule (the tensor :meth:`decide` runs).
-        Batch 1's fast path (:func:`exit_of_one`); it may differ from :meth:`decide` only within float32
-        rounding of the threshold (a tie)."""
+        Batch 1's fast path (:func:`exit_of_one`); within :data:`TIE_BAND` of the threshold it returns None,
+        so it never decides otherwise than :meth:`decide`."""
         return None
 
 
 POLICIES: Registry[type[ExitPolicy]] = Registry("exit policy")
+#: how close to the threshold a confidence computed in Python floats must be for the tensor rule to decide
+#: instead: far above float32's rounding of a softmax or entropy over <= PYTHON_DECISION_CLASSES classes, so the
+#: batch-1 fast path decides exactly as :meth:`ExitPolicy.decide` (a threshold set at a sample's own confidence
+#: included)
+TIE_BAND = 1e-5
 CALIBRATIONS = ("none", "temperature")
 
 
@@ -110,7 +115,9 @@ class ThresholdPolicy(ExitPolicy):
 
     def leaves_one(self, values: Sequence[float]) -> bool | None:
         confidence = self.confidence_of(values)
-        return None if confidence is None else confidence > self.threshold
+        if confidence is None or abs(confidence - self.threshold) <= TIE_BAND:
+            return None  # too close to call across float precisions: the tensor rule decides, as everywhere
+        return confidence > self.threshold
 
     def confidence_of(self, values: Sequence[float]) -> float | None:
         """:meth:`confidence` of one sample's logits as Python floats (None: not implemented)."""

@@ -156,3 +156,16 @@ def test_batch_one_exit_falls_back_to_tensors_for_many_classes_and_non_finite_lo
         assert exit_of_one(policy, z, {}, last=False)[0] == expected, z
         assert exit_of_one(policy, z, {}, last=True)[0] == int(z.argmax(dim=1)), z
     assert exit_of_one(policy, torch.tensor([[0.0, float("nan"), 1.0]]), {}, last=True)[0] == 1  # argmax's NaN
+
+
+@pytest.mark.parametrize("name", ["max-prob", "entropy"])
+def test_batch_one_decides_as_the_tensor_rule_at_a_threshold_on_the_sample_itself(name: str) -> None:
+    """A threshold set at a sample's own (float32, torch) confidence: torch says "stay" (not greater); the Python
+    float confidence may land a rounding error above it, so within TIE_BAND the tensor rule decides."""
+    from cascade.exits import exit_of_one
+
+    gen = torch.Generator().manual_seed(1)
+    for z in torch.randn(50, 1, 10, generator=gen):
+        policy = build_policy(name, threshold=float(build_policy(name).confidence(z)[0]))
+        assert bool(policy.decide(z, {})[0][0]) is False
+        assert exit_of_one(policy, z, {}, last=False)[0] is None
