@@ -127,19 +127,21 @@ def test_compare_refuses_different_datasets_unless_forced(tmp_path: Path) -> Non
     assert c.returncode == 2 and "Pass --force" in c.stderr
 
 
-def test_cli_report_and_compare(tmp_path: Path) -> None:
+def test_cli_report_and_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The command line in-process (bench.cli.main, what the ``bench`` script calls): exit codes and output."""
+    from bench.cli import main
+
     folder = tmp_path / "a"
     shutil.copytree(FIX / "results_a", folder)
-    r = subprocess.run([sys.executable, "-m", "bench.cli", "report", str(folder)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    assert main(["report", str(folder)]) == 0
     assert (folder / "report.md").is_file()
-    c = subprocess.run([sys.executable, "-m", "bench.cli", "compare", str(FIX / "results_a"), str(FIX / "results_b")],
-                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
-    assert c.returncode == 0 and "soft-p2" in c.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "report", str(tmp_path / "nope")], capture_output=True, text=True
-    )
-    assert bad.returncode == 2 and "no runs/ folder" in bad.stderr
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    assert main(["compare", str(FIX / "results_a"), str(FIX / "results_b")]) == 0
+    assert "soft-p2" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "no runs/ folder" in capsys.readouterr().err
 
 
 def test_report_content_follows_the_run_files(report_dir: Path) -> None:
