@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -146,25 +144,19 @@ def test_worse_operating_point_fails_with_a_clear_row(gate, tmp_path: Path) -> N
     assert "FAILED" in text and "WORSE" in text and "sum-p2" in text
 
 
-def test_cli_exit_codes(gate, tmp_path: Path) -> None:
+def test_cli_exit_codes(gate, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """bench check's exit codes through bench.cli.main in-process: 0 pass, 1 a gate failed, 2 a usage error."""
+    from bench.cli import main
+
     suite, baseline, out = gate
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.cli",
-        "check",
-        str(suite),
-        "--baseline",
-        str(baseline),
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
-    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
-    worse = subprocess.run([*cmd, "--set", "check.threshold=1.0"], capture_output=True, text=True)
-    assert worse.returncode == 1 and "FAILED" in worse.stdout
-    missing = subprocess.run([*cmd[:6], str(tmp_path / "none.json"), *cmd[7:]], capture_output=True, text=True)
-    assert missing.returncode == 2 and "not found" in missing.stderr and "--update" in missing.stderr
+    args = ["check", str(suite), "--baseline", str(baseline), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--set", "check.threshold=1.0"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    assert main([*args[:3], str(tmp_path / "none.json"), *args[4:]]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "--update" in err
 
 
 @pytest.mark.parametrize(
