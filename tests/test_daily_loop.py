@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -103,14 +101,16 @@ def test_run_only_runs_the_selection_and_report_only_writes_a_subset(sweep: Path
     assert not (out / "report.md").exists()  # the full report is not overwritten by a subset
 
 
-def test_cli_only_errors_name_the_pattern(sweep: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "bench.cli", "cost", str(sweep), "--only", "firm-p3"]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
-    assert res.returncode == 2
-    assert "--only 'firm-p3' matches no variant (did you mean 'firm-p1" in res.stderr
-    ok = subprocess.run([*cmd[:-1], "sum-p1"], capture_output=True, text=True, cwd=tmp_path)
-    assert ok.returncode == 0, ok.stderr
-    assert "sum-p1: exits ['p1']" in ok.stdout and "base:" not in ok.stdout
+def test_cli_only_errors_name_the_pattern(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from bench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["cost", str(sweep), "--only", "firm-p3"]) == 2
+    assert "--only 'firm-p3' matches no variant (did you mean 'firm-p1" in capsys.readouterr().err
+    assert main(["cost", str(sweep), "--only", "sum-p1"]) == 0
+    out = capsys.readouterr().out
+    assert "sum-p1: exits ['p1']" in out and "base:" not in out
     assert REPO.is_dir()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -191,13 +189,13 @@ pretrain_epochs = 1
     assert run.job.train["epochs"] == 3 and run.job.pretrain.train["epochs"] == 1 and run.job.total_epochs == 4
 
 
-def test_cli_validate(tmp_path: Path) -> None:
-    good = subprocess.run([sys.executable, "-m", "bench.cli", "validate", str(REPO / "suites/smoke.toml")],
-                          capture_output=True, text=True)  # fmt: skip
-    assert good.returncode == 0 and "8 run(s)" in good.stdout
-    bad = write(tmp_path, MINIMAL + "[train]\nepochs = -1\n")
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "validate", str(bad)], capture_output=True, text=True)
-    assert out.returncode == 2 and "train.epochs" in out.stderr
+def test_cli_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.cli import main
+
+    assert main(["validate", str(REPO / "suites/smoke.toml")]) == 0
+    assert "8 run(s)" in capsys.readouterr().out
+    assert main(["validate", str(write(tmp_path, MINIMAL + "[train]\nepochs = -1\n"))]) == 2
+    assert "train.epochs" in capsys.readouterr().err
 
 
 FROZEN = (
