@@ -189,17 +189,16 @@ def test_expected_cost_matches_counted_dynamic_forward(exits) -> None:
     assert prof.macs / len(x) == pytest.approx(expected_cost(shares, per_exit), rel=0.005)
 
 
-def test_cli_cost_needs_no_data(tmp_path, monkeypatch) -> None:
-    import os
-    import subprocess
-    import sys
+def test_cli_cost_needs_no_data(tmp_path, monkeypatch, capsys) -> None:
+    from bench.cli import main
 
     from .conftest import REPO
 
-    env = {**os.environ, "CASCADE_DATA_DIR": str(tmp_path), "COLUMNS": "200"}  # empty: MNIST is not there
-    cmd = [sys.executable, "-m", "bench.cli", "cost", str(REPO / "suites/mnist.toml"), "--variant", "firm-p1"]
-    out = subprocess.run([*cmd, "--energy-table", "horowitz45"], capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr
+    monkeypatch.setenv("CASCADE_DATA_DIR", str(tmp_path))  # empty: MNIST is not there
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["cost", str(REPO / "suites/mnist.toml"), "--variant", "firm-p1", "--energy-table", "horowitz45"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
     # backbone + classifier 21,039,232 MACs, plus exit head p1: 32 x 14 x 14 x 10 = 62,720
-    assert "exits.p1.1" in out.stdout
-    assert "21,101,952 MACs = 42,203,904 FLOPs" in out.stdout
+    assert "exits.p1.1" in out
+    assert "21,101,952 MACs = 42,203,904 FLOPs" in out
