@@ -113,6 +113,8 @@ def _runtime_rows(results: Results, runtime: str, batch: int) -> list[Row]:
     if not all(full) or not all(dyn):
         return []
     label = f"CPU, {RUNTIME_LABELS.get(runtime, runtime)}" + ("" if batch == 1 else f", batch {batch}")
+    busy = sorted(f"{r.variant} seed {r.seed}" for r in (*lenet, *blenet) if r.latency is not None and r.latency.busy)
+    caution = f"timed on a busy machine ({', '.join(busy)}: the load monitor's flag), re-time alone; " if busy else ""
     theirs = batch == 1
     f_ms = [1e3 * t[0] for t in full if t]
     d_ms = [1e3 * t[0] for t in dyn if t]
@@ -126,7 +128,8 @@ def _runtime_rows(results: Results, runtime: str, batch: int) -> list[Row]:
            f"{_mac_speedup(results, [0.943, 0.057]):.2f}x at theirs (94.3 %); a time above or below that is per-call "
            "cost (dispatch, Python, small kernels) that MACs do not count")  # fmt: skip
     out = [
-        Row(f"LeNet time per sample ({label})", THEIRS["lenet_cpu_ms"] if theirs else None, _iv(f_ms), "ms", "", iqr),
+        Row(f"LeNet time per sample ({label})", THEIRS["lenet_cpu_ms"] if theirs else None, _iv(f_ms), "ms", "",
+            caution + iqr),
         Row(f"B-LeNet time per sample ({label})", THEIRS["blenet_cpu_ms"] if theirs else None, _iv(d_ms), "ms", ""),
         Row(f"speedup LeNet / B-LeNet ({label})", THEIRS["cpu_speedup"] if theirs else None, _iv(speed), "x", "",
             why),
