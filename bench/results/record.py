@@ -155,7 +155,7 @@ class PathTiming:
     per_batch: dict[str, Any]  # the timing: samples, median, iqr, warmup, threads, device (bench.measure.latency)
     per_sample_median: float  # seconds
     runtime: str = "eager"  # bench.measure.runtimes
-    roofline_per_sample: float | None = field(default=None, metadata=OMIT)  # eager only
+    roofline_per_sample: float | None = field(default=None, metadata=OMIT)  # the runtime's own roofline
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class CascadeTiming:
     runtime: str = "eager"
     measured_energy_joules_per_sample: float | None = None  # eager: None where no energy counter exists
     measured_energy: dict[str, Any] | None = None
-    roofline_per_sample: float | None = field(default=None, metadata=OMIT)  # eager only
+    roofline_per_sample: float | None = field(default=None, metadata=OMIT)  # the runtime's own roofline
     roofline_full_per_sample: float | None = field(default=None, metadata=OMIT)
 
     def matches(self, threshold: float | None, batch: int) -> bool:
