@@ -199,6 +199,28 @@ def _check_frozen_backbone(file: Any, where: str, v: VariantSpec, train: TrainSp
                          "(model.options.weights)")  # fmt: skip
 
 
+#: what MultiExitModel.check said of a model class, exits and options already checked in this process (None: fine):
+#: a suite checks every variant's exits one prefix at a time and its variants share models, so the same model
+#: was built on the meta device dozens of times per validation (methods_fashion: 45 ResNet-20s, 3 s)
+_CHECKED: dict[tuple[Any, ...], Exception | None] = {}
+
+
+def _check_model(model_cls: Any, exits: Sequence[Any], options: dict[str, Any]) -> None:
+    """``model_cls.check(exits=..., **options)``, remembered per class, exits and options (their repr)."""
+    key = (model_cls, tuple(map(repr, exits)), repr(sorted(options.items(), key=lambda kv: kv[0])))
+    if key not in _CHECKED:
+        if len(_CHECKED) > 4096:  # a long fuzzing session
+            _CHECKED.clear()
+        try:
+            model_cls.check(exits=exits, **options)
+            _CHECKED[key] = None
+        except (TypeError, ValueError, UnknownNameError) as e:
+            _CHECKED[key] = e
+    failure = _CHECKED[key]
+    if failure is not None:
+        raise failure.with_traceback(None)
+
+
 def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, model_args: dict[str, Any]) -> None:
     if not v.name:
         raise SuiteError(file, f"{key}.name", "every variant needs a non-empty name")
@@ -228,7 +250,7 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
     model_cls = MODELS.get(suite_model.name)
     for i in range(len(v.exits)):  # one exit more at a time, so the error names the exit that is wrong
         try:
-            model_cls.check(exits=v.exits[: i + 1], **{**suite_model.options, **v.model_options}, **model_args)
+            _check_model(model_cls, v.exits[: i + 1], {**suite_model.options, **v.model_options, **model_args})
         except (TypeError, ValueError, UnknownNameError) as e:  # an option naming an unknown head, say
             raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
     if {**suite_model.options, **v.model_options}.get("cascading_heads") and len(v.exits) < 2:
@@ -372,7 +394,7 @@ def _parse_model(file: Any, raw: Any, dataset: DatasetSpec) -> tuple[ModelSpec, 
         raise SuiteError(file, "dataset", str(e)) from None
     model_args = {"num_classes": classes, "in_channels": shape[0], "input_size": shape[-1]}
     try:
-        model_cls.check(exits=(), **model.options, **model_args)
+        _check_model(model_cls, (), {**model.options, **model_args})
     except (TypeError, ValueError, UnknownNameError) as e:  # an option naming an unknown head, say
         raise SuiteError(file, "model", str(e)) from None
     return model, model_args
