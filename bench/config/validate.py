@@ -31,6 +31,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     pass
 
+from bench.config.modelcheck import check_model as _check_model
 from bench.config.suite import (
     BudgetSpec,
     CheckSpec,
@@ -197,28 +198,6 @@ def _check_frozen_backbone(file: Any, where: str, v: VariantSpec, train: TrainSp
         raise SuiteError(file, key, f"variant {v.name!r} would freeze a randomly initialised backbone; give it "
                          "pretrain = 'base' (or 'sum'), or a model with pre-trained weights "
                          "(model.options.weights)")  # fmt: skip
-
-
-#: what MultiExitModel.check said of a model class, exits and options already checked in this process (None: fine):
-#: a suite checks every variant's exits one prefix at a time and its variants share models, so the same model
-#: was built on the meta device dozens of times per validation (methods_fashion: 45 ResNet-20s, 3 s)
-_CHECKED: dict[tuple[Any, ...], Exception | None] = {}
-
-
-def _check_model(model_cls: Any, exits: Sequence[Any], options: dict[str, Any]) -> None:
-    """``model_cls.check(exits=..., **options)``, remembered per class, exits and options (their repr)."""
-    key = (model_cls, tuple(map(repr, exits)), repr(sorted(options.items(), key=lambda kv: kv[0])))
-    if key not in _CHECKED:
-        if len(_CHECKED) > 4096:  # a long fuzzing session
-            _CHECKED.clear()
-        try:
-            model_cls.check(exits=exits, **options)
-            _CHECKED[key] = None
-        except (TypeError, ValueError, UnknownNameError) as e:
-            _CHECKED[key] = e
-    failure = _CHECKED[key]
-    if failure is not None:
-        raise failure.with_traceback(None)
 
 
 def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, model_args: dict[str, Any]) -> None:
