@@ -29,6 +29,8 @@ from cascade.models._base import MultiExitModel
 
 #: ONNX opset of the exported pieces (recorded with every export and timing).
 OPSET = 17
+#: the execution provider every session runs on (recorded with every timing)
+PROVIDER = "CPUExecutionProvider"
 
 
 class MissingRuntimeError(ImportError):
@@ -109,6 +111,11 @@ class SessionSettings:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         return opts
 
+    def sessions(self, models: Sequence[bytes | str]) -> list[Any]:
+        """An inference session per ONNX model (bytes or a file path), on the CPU provider, with these options."""
+        ort, opts = require_ort(), self.options()
+        return [ort.InferenceSession(m, opts, providers=[PROVIDER]) for m in models]
+
 
 class OrtCascade:
     """A multi-exit network as ONNX Runtime sessions: ``segments[k]`` then ``heads[k]`` for exit k.
@@ -123,12 +130,9 @@ class OrtCascade:
                  settings: SessionSettings | None = None) -> None:  # fmt: skip
         if len(segments) != len(heads) or not segments:
             raise ValueError(f"need as many segments as heads (at least one), got {len(segments)} and {len(heads)}")
-        ort = require_ort()
         self.settings = settings or SessionSettings()
-        opts = self.settings.options()
-        providers = ["CPUExecutionProvider"]
-        self.segments = [ort.InferenceSession(s, opts, providers=providers) for s in segments]
-        self.heads = [ort.InferenceSession(h, opts, providers=providers) for h in heads]
+        self.segments = self.settings.sessions(segments)
+        self.heads = self.settings.sessions(heads)
         self.num_exits = len(self.heads)
         # a cascading head (ZTW) has a second input "prev": looked up once, not on every call of the hot path
         self._reads_previous = [len(h.get_inputs()) == 2 for h in self.heads]

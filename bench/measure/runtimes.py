@@ -55,20 +55,19 @@ class Prepared:
 def ort_runner(threads: int) -> microbench.Runner:
     """How ONNX Runtime runs a micro-benchmark probe: the module exported once and run as an inference session
     with the harness's settings (:class:`cascade.ort.SessionSettings`), on the input as a numpy array."""
-    from cascade.ort import SessionSettings, export_piece, require_ort  # noqa: PLC0415  (optional extra)
+    from cascade.ort import SessionSettings, export_piece  # noqa: PLC0415  (optional extra)
 
-    ort = require_ort()
-    options = SessionSettings(threads=threads).options()
+    settings = SessionSettings(threads=threads)
 
     def run(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
-        session = ort.InferenceSession(export_piece(module.eval(), x), options, providers=["CPUExecutionProvider"])
+        (session,) = settings.sessions([export_piece(module.eval(), x)])
         return functools.partial(session.run, None, {"x": np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)})
 
     return run
 
 
 def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
-    from cascade.ort import OPSET, OrtCascade, SessionSettings, require_ort  # noqa: PLC0415  (optional extra)
+    from cascade.ort import OPSET, PROVIDER, OrtCascade, SessionSettings, require_ort  # noqa: PLC0415  (optional)
 
     settings = SessionSettings(threads=torch.get_num_threads())
     cascade = OrtCascade.from_model(model, x[:2], settings)
@@ -83,7 +82,7 @@ def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
             "threads": settings.threads,
             "graph_optimization": settings.optimization,
             "spinning": settings.spinning,
-            "provider": "CPUExecutionProvider",
+            "provider": PROVIDER,
         },
         machine=lambda: microbench.machine(
             "cpu",
