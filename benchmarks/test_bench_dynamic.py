@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.measure import microbench
+from bench.measure import kernels, microbench
 from bench.measure.cost import counting, profile
 from bench.measure.energy import exit_costs
 from bench.measure.latency import predicted_per_sample, time_pair
@@ -100,7 +100,7 @@ def test_forward(benchmark, setup, mode: str, batch: int) -> None:
         full_macs = exit_costs(model, shape, [])[-1].macs
         with counting(model) as prof:
             res = dynamic_forward(model, x.contiguous(), policy)
-        roof = microbench.machine(DEVICE, channels_last=DEVICE.type == "cpu")
+        roof = kernels.Predictor(microbench.machine(DEVICE, channels_last=DEVICE.type == "cpu"), DEVICE)
         dyn = predicted_per_sample(fast, x, roof, functools.partial(dynamic_forward, fast, policy=policy), batch)
         full = predicted_per_sample(fast, x, roof, fast, batch)
         # full and dynamic once more in alternation (A B B A ...): drift in the machine's state between the

@@ -219,7 +219,7 @@ def test_another_runtime_is_measured_through_its_runner_and_its_call_cost_taken_
         def __call__(self) -> None:
             pass
 
-    monkeypatch.setattr(microbench, "_median_seconds", lambda fn, *a, **k: getattr(fn, "cost", 1e-5))
+    monkeypatch.setattr(microbench, "median_seconds", lambda fn, *a, **k: getattr(fn, "cost", 1e-5))
     m = microbench.measure_machine("cpu", channels_last=False, runtime="hand-made", runner=Call)
     assert m.runtime == "hand-made" and m.overhead == pytest.approx(1e-6)  # (18 - 2) us / 16 operators
     assert m.call_overhead == pytest.approx(3e-4 + 8 / 1e10)  # ReLU on one element, less its operator
@@ -230,6 +230,8 @@ def test_another_runtime_is_measured_through_its_runner_and_its_call_cost_taken_
     work = 32 * 28 * 28 * 64 * 576 * valid_tap_share((28, 28), (3, 3), (1, 1), (1, 1), (1, 1))
     assert m.mac_rate["conv"] == pytest.approx(work / (1e-9 * (32 * 64 * 28 * 28 - 64 * 16)))
     assert {p[3] for p in m.conv_curve} == {64, 32, 16, 1} and len(m.pool_curve) == 2
+    assert {p[5] for p in m.conv_curve} == {0, 1, 2, 3} and {p[4] for p in m.conv_curve if p[5] == 3} == {49}
+    assert m.module_call == 0.0  # a runtime that runs a graph calls no modules
     assert m.lanes in microbench.LANE_WIDTHS and m.decision == 1e-5
 
 

@@ -63,6 +63,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
+from bench.measure.kernelkey import SMALL_BATCH, kernel_key
+
 THIN_CONV_CHANNELS = 8  # convolutions with fewer input channels per group run far below the MAC peak
 NARROW_MATMUL_FEATURES = 16  # matrix products with fewer output columns (a 10-class head) run far below it too
 BUFFERED_SUFFIX = "_buffered"  # energy-table key suffix of the buffer-aware model (bench.measure.dataflow)
@@ -189,10 +191,16 @@ class LayerCost:
     # padding (kernels skip those: a 5 x 5 convolution on 7 x 7 pixels has 31 % of its taps in the padding)
     conv_reduction_macs: dict[int, int] = field(default_factory=dict)
     conv_reduction_calls: dict[int, int] = field(default_factory=dict)  # convolution calls by reduction length
+    # output pixels (batch x height x width) of those calls: a convolution on few pixels per call (a 7 x 7 map at
+    # batch 1) leaves the kernel little to block over and runs several times slower per MAC (roofline.conv_rate)
+    conv_reduction_pixels: dict[int, int] = field(default_factory=dict)
     # convolution MACs (valid taps) by output channels, and pooling-window elements by channels: kernels
     # vectorise over channels, so fewer channels than the vector width waste lanes (roofline.lane_factor)
     conv_channel_macs: dict[int, int] = field(default_factory=dict)
     window_channels: dict[int, int] = field(default_factory=dict)
+    # MAC-type and pooling calls on at most kernels.SMALL_BATCH samples, by exact call (bench.measure.kernels:
+    # the roofline takes their time from the machine's kernel table)
+    small_kernels: dict[str, int] = field(default_factory=dict)
     window_ops: int = 0  # elements read by pooling windows (output elements x window size; also in other_ops)
     window_calls: int = 0  # pooling operators
     # of input + weight + output bytes: those of the MAC-type kernels and of the pooling operators (the
@@ -225,6 +233,9 @@ class Profile:
     layers: list[LayerCost]
     unsupported: dict[str, int] = field(default_factory=dict)  # aten op -> calls
     samples: int = 1  # batch size of the counted run(s); per-sample figures divide by it
+    # nn.Module calls (containers and parameter-free modules too): eager pays each one in Python beyond its
+    # operators (roofline.Machine.module_call); a runtime that runs an exported graph pays none
+    module_calls: int = 0
 
     def total(self, name: str) -> int:
         return sum(getattr(layer, name) for layer in self.layers)
@@ -322,6 +333,10 @@ class _CostMode(TorchDispatchMode):
         n_in, b_in = _numel_bytes(acts)
         n_w, b_w = _numel_bytes(weights)
         n_out, b_out = _numel_bytes(outputs)
+        if (packet in _CONV or packet in _MATMUL or packet in _POOL) and outputs and outputs[0].dim() >= 1:
+            key = kernel_key(func, args, kwargs) if int(outputs[0].shape[0]) <= SMALL_BATCH else None
+            if key is not None:
+                layer.small_kernels[key] = layer.small_kernels.get(key, 0) + 1
         if packet in _CONV or packet in _MATMUL:
             if packet in _CONV:
                 layer.kernel_width = int(args[1].shape[-1])
@@ -335,6 +350,8 @@ class _CostMode(TorchDispatchMode):
                 valid = round(macs * _valid_tap_share(packet, args))
                 layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + valid
                 layer.conv_reduction_calls[reduction] = layer.conv_reduction_calls.get(reduction, 0) + 1
+                pixels = math.prod(int(d) for d in out.shape) // int(out.shape[1])
+                layer.conv_reduction_pixels[reduction] = layer.conv_reduction_pixels.get(reduction, 0) + pixels
                 channels = int(args[1].shape[0])
                 layer.conv_channel_macs[channels] = layer.conv_channel_macs.get(channels, 0) + valid
             layer.kernel_bytes += b_in + b_w + b_out
@@ -401,6 +418,7 @@ def counting(root: nn.Module | None = None) -> Iterator[Profile]:
     profile = Profile(layers=[])
 
     def pre(mod: nn.Module, args: Any) -> None:
+        profile.module_calls += 1
         name = names.get(id(mod))
         if name is None:
             return

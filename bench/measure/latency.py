@@ -35,7 +35,7 @@ import psutil
 import torch
 from torch import nn
 
-from bench.measure import microbench, roofline
+from bench.measure import kernels, microbench, roofline
 from bench.measure.cost import counting
 from bench.measure.machine import keep_freed_memory
 from bench.results.provenance import device_name
@@ -323,7 +323,7 @@ def cascade_latency(
 def predicted_per_sample(
     model: nn.Module,
     x: torch.Tensor,
-    machine: roofline.Machine,
+    predictor: kernels.Predictor,
     fn: Callable[[torch.Tensor], Any],
     batch_size: int | None = None,
 ) -> float:
@@ -332,7 +332,7 @@ def predicted_per_sample(
         for xb in _batches(x, batch_size or len(x)):
             fn(xb)
     prof.samples = len(x)
-    return roofline.predict(prof, machine).per_sample
+    return predictor.predict(prof).per_sample
 
 
 def _slicing(model: MultiExitModel) -> dict[str, Any]:
@@ -397,9 +397,7 @@ def latency_report(
         "exit_paths": [],
         "cascade": [],
     }
-    roof = microbench.machine(x.device, channels_last=channels_last) if predict else None
-    if roof is not None:
-        report["roofline"] = roof.to_dict()
+    roof = kernels.Predictor(microbench.machine(x.device, channels_last=channels_last), x.device) if predict else None
     for bs in batch_sizes:
         xs = x[: timed_samples(len(x), bs, samples_batch1)]
         timed = exit_path_latency(model, xs, bs, repeats=repeats, warmup=warmup)
@@ -426,10 +424,12 @@ def latency_report(
                 prof.samples = len(xs)
                 # batch 1 decides in Python floats, outside the profile: one decision per exit a sample reaches
                 reached = torch.repeat_interleave(torch.arange(model.num_exits), counts.long()) if bs == 1 else None
-                decisions = roofline.decision_seconds(reached, roof) / len(xs) if reached is not None else 0.0
-                res["roofline_per_sample"] = roofline.predict(prof, roof).per_sample + decisions
+                decisions = roofline.decision_seconds(reached, roof.machine) / len(xs) if reached is not None else 0.0
+                res["roofline_per_sample"] = roof.predict(prof).per_sample + decisions
                 res["roofline_full_per_sample"] = predicted_per_sample(model, xs, roof, model, bs)
             report["cascade"].append({"threshold": threshold, **res})
+    if roof is not None:  # the figures with every small kernel call the predictions met
+        report["roofline"] = roof.machine.to_dict()
     if monitor and load_before is not None:
         report["load"] = monitor.summary(load_before, monitor.during())
     return report

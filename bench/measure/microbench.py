@@ -38,7 +38,7 @@ from cascade.cache import user_cache
 from cascade.exits import MaxProbPolicy, exit_of_one, one_result
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
-MODEL_VERSION = 11  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 12  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
@@ -47,11 +47,13 @@ FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 CONV_CURVE = ((1, 32, 5, 28, 64), (3, 32, 3, 32, 64), (16, 16, 3, 32, 32), (64, 64, 3, 28, 32), (64, 64, 5, 14, 16))
 #: and of the bandwidth-by-size curve, which goes on to DRAM-sized tensors (134 MB moved per call)
 CURVE_SIZES = (*FIT_SIZES, 4**12)
+#: map sides of the curve's batch-1 series (a 28 x 28 input halved twice; 32 x 32 ones come close)
+BATCH1_MAPS = (28, 14, 7)
 RATE_ROUNDS = 2  # rounds over the rate benchmarks; each rate is the fastest round's
 LANE_WIDTHS = (1, 2, 4, 8, 16, 32)  # the vector widths (floats) a measured lane efficiency is matched to
 
 
-def _median_seconds(fn: Callable[[], Any], device: torch.device, min_seconds: float = 0.05, repeats: int = 5) -> float:
+def median_seconds(fn: Callable[[], Any], device: torch.device, min_seconds: float = 0.05, repeats: int = 5) -> float:
     """Median over ``repeats`` of the mean time of ``fn`` over a loop of at least ``min_seconds``."""
     cuda = device.type == "cuda"
 
@@ -123,6 +125,12 @@ class _Relus(nn.Module):
 Probe = tuple[str, nn.Module, torch.Tensor, float]  # name, module, input, work per call
 
 
+def _conv_sizes(reduction: int, batch: int, side: int) -> list[tuple[str, int, int]]:
+    """(probe name, batch, map side) of one convolution of CONV_CURVE in each series of the curve: its own batch
+    and map, then batch 1 on each of BATCH1_MAPS (the rate falls with the output pixels per call)."""
+    return [(f"conv{reduction}_b{batch}", batch, side), *((f"conv{reduction}_b1s{m}", 1, m) for m in BATCH1_MAPS)]
+
+
 def _probes(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format, device: torch.device
             ) -> tuple[list[Probe], dict[str, tuple[nn.Module, torch.Tensor]]]:  # fmt: skip
     """(rate probes: name, module, input, work per call; launch probes: family -> module on a tiny input)."""
@@ -130,10 +138,10 @@ def _probes(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format, device: 
     launch: dict[str, tuple[nn.Module, torch.Tensor]] = {}
     for cin, cout, k, hw, batch in CONV_CURVE:
         conv = nn.Conv2d(cin, cout, k, padding=k // 2).to(device).eval().to(memory_format=fmt)
-        valid = valid_tap_share((hw, hw), (k, k), (1, 1), (k // 2, k // 2), (1, 1))  # MACs on real input
-        for n in (batch, 1):  # the same convolution at batch 1, where the work per call is small
-            x = rnd(n, cin, hw, hw).contiguous(memory_format=fmt)
-            probes.append((f"conv{cin * k * k}_b{n}", conv, x, n * hw * hw * cout * cin * k * k * valid))
+        for name, n, side in _conv_sizes(cin * k * k, batch, hw):  # at batch 1 and on a small map the call is small
+            x = rnd(n, cin, side, side).contiguous(memory_format=fmt)
+            share = valid_tap_share((side, side), (k, k), (1, 1), (k // 2, k // 2), (1, 1))  # MACs on real input
+            probes.append((name, conv, x, n * side * side * cout * cin * k * k * share))
         family = {(3, 3): "conv_thin", (64, 3): "conv"}.get((cin, k))
         if family:
             launch[family] = (conv, rnd(1, cin, 4, 4).contiguous(memory_format=fmt))
@@ -162,6 +170,12 @@ def _call_costs(run: Runner, rnd: Callable[..., torch.Tensor], seconds: Callable
     return max(seconds(run(nn.ReLU(), rnd(1)), 0.02) - node, 0.0), node
 
 
+def _module_call(rnd: Callable[..., torch.Tensor], seconds: Callable[..., float]) -> float:
+    """Seconds of one nn.Module call beyond its operator: ReLU called as a module less ``torch.relu`` itself."""
+    x, relu = rnd(16), nn.ReLU()
+    return max(seconds(functools.partial(relu, x), 0.02) - seconds(functools.partial(torch.relu, x), 0.02), 0.0)
+
+
 def _memory_curve(run: Runner | None, rnd: Callable[..., torch.Tensor], seconds: Callable[..., float],
                   call: float) -> tuple[list[float], list[float]]:  # fmt: skip
     """(bytes moved, seconds) of ReLU over CURVE_SIZES (eager: ``torch.relu`` itself; a runner: a one-operator
@@ -188,12 +202,11 @@ def _rates(best: dict[str, float], work: dict[str, float], call: float, launch: 
         return work[name] / max(t - fixed, t / 10)
 
     curve = []
-    for cin, _, k, _, batch in CONV_CURVE:
+    for cin, _, k, hw, batch in CONV_CURVE:
         family = "conv_thin" if cin < 8 else "conv"
-        for n in (batch, 1):
-            name = f"conv{cin * k * k}_b{n}"
-            curve.append([cin * k * k, rate(name, launch[family]), work[name], n])
-    large = {int(p[0]): p[1] for p in curve if p[3] > 1}
+        for series, (name, n, side) in enumerate(_conv_sizes(cin * k * k, batch, hw)):
+            curve.append([cin * k * k, rate(name, launch[family]), work[name], n, n * side * side, series])
+    large = {int(p[0]): p[1] for p in curve if p[5] == 0}
     efficiency = rate("conv25_narrow", launch["conv_thin"]) / large[25]
     pools = [[work[f"pool_b{n}"], rate(f"pool_b{n}", overhead)] for n in (64, 1)]
     return {
@@ -233,7 +246,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
         return torch.randn(*shape, generator=gen).to(device)
 
     def seconds(fn: Callable[[], Any], min_seconds: float = 0.05) -> float:
-        return _median_seconds(fn, device, min_seconds=min_seconds)
+        return median_seconds(fn, device, min_seconds=min_seconds)
 
     probes, tiny = _probes(rnd, fmt, device)
     # every MAC-type and pooling rate, timed in RATE_ROUNDS interleaved rounds and the fastest kept: noise
@@ -254,6 +267,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
 
     logits, policy = rnd(1, 10), MaxProbPolicy(threshold=0.5)
     decision = seconds(lambda: one_result(exit_of_one(policy, logits, {}, last=False)[0] or 0, 0, 2, device), 0.02)
+    module_call = 0.0 if runner else _module_call(rnd, seconds)
 
     figures = _rates(best, {name: w for name, _, _, w in probes}, call, launch, overhead)
     return Machine(
@@ -268,6 +282,7 @@ def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool |
         runtime=runtime,
         call_overhead=call,
         decision=decision,
+        module_call=module_call,
         **figures,
         allocator=allocator,
         seconds=time.perf_counter() - start,

@@ -74,8 +74,10 @@ class Machine:
     pool_rate: float = 0.0  # pooling-window elements read per second (0: pooling is bandwidth-bound)
     # [bytes moved per call, seconds per call] of the element-wise benchmark from cache to DRAM sizes
     memory_curve: list[list[float]] = field(default_factory=list)
-    # [reduction length K, MACs per second on valid taps, MACs per call, batch] of convolutions with K = 25 ..
-    # 1600 (CONV_CURVE), at the batch of CONV_CURVE and at batch 1 (older figures: [K, rate], large batches only)
+    # [reduction length K, MACs per second on valid taps, MACs per call, batch, output pixels per call, series]
+    # of convolutions with K = 25 .. 1600 (CONV_CURVE), in series: 0 at the batch and map of CONV_CURVE, 1, 2, 3 at
+    # batch 1 on 28 x 28, 14 x 14 and 7 x 7 maps (older figures: [K, rate] large batches only, or without the
+    # last two and batch 1 on CONV_CURVE's map)
     conv_curve: list[list[float]] = field(default_factory=list)
     # [pooling-window elements per call, elements per second] of the max-pool at batch 64 and at batch 1
     pool_curve: list[list[float]] = field(default_factory=list)
@@ -90,6 +92,13 @@ class Machine:
     # seconds of one exit decision of a batch-1 cascade, taken in Python floats (cascade.exits.exit_of_one and
     # the one-sample result): no operator the profile counts, yet paid at every exit a sample reaches
     decision: float = 0.0
+    # seconds of one nn.Module call beyond its operators (Python: __call__, forward, the container's loop),
+    # paid per module a profile saw called (Profile.module_calls); 0 in a runtime that runs an exported graph
+    module_call: float = 0.0
+    # seconds per call of small kernel calls, measured alone (bench.measure.kernels; keyed by exact call, filled
+    # for the calls a prediction meets): a layer whose every kernel call is here takes their times instead of
+    # the rates, launch costs and lane factor
+    kernel_table: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0  # how long the micro-benchmark took
     allocator: dict[str, Any] = field(default_factory=dict)  # keep_freed_memory() as the benchmark ran
     measured_at: str = ""
@@ -129,27 +138,32 @@ def _by_work(points: list[tuple[float, float]], work: float | None) -> float:
     return float(np.interp(np.log(work), np.log([w for w, _ in points]), [r for _, r in points]))
 
 
-def conv_rate(reduction: int, machine: Machine, per_call: float | None = None) -> float:
+def conv_rate(reduction: int, machine: Machine, per_call: float | None = None, pixels: float | None = None) -> float:
     """MACs per second of a convolution with reduction length ``reduction`` (= C_in per group x R x S) doing
-    ``per_call`` MACs per call (None: the large-batch rate).
+    ``per_call`` MACs per call on ``pixels`` output pixels per call (None: the large-batch rate).
 
-    Interpolated in log K over each measured series of :attr:`Machine.conv_curve` (the large batch and
-    batch 1), then in log MACs per call between the two, clamped to the measured ranges: a small
-    convolution at batch 1 runs several times slower per MAC than the same one at batch 64.
+    Interpolated in log K over each measured series of :attr:`Machine.conv_curve` (the large batch; batch 1
+    on 28 x 28, 14 x 14 and 7 x 7 maps), then across the series in log output pixels per call (figures without pixels:
+    in log MACs per call between the large batch and batch 1), clamped to the measured ranges: a kernel
+    blocks over output pixels, so a convolution on a few pixels per call (a 7 x 7 map at batch 1) runs several
+    times slower per MAC than the same one at batch 64.
     """
-    series: dict[bool, list[list[float]]] = {}
+    series: dict[float, list[list[float]]] = {}
     for point in machine.conv_curve:
-        series.setdefault(len(point) == 4 and point[3] == 1, []).append(point)  # batch 1 / larger batches
+        key = point[5] if len(point) >= 6 else float(len(point) >= 4 and point[3] == 1)
+        series.setdefault(key, []).append(point)
+    by_pixels = pixels is not None and all(len(p) >= 6 for p in machine.conv_curve)
 
     def at(points: list[list[float]]) -> tuple[float, float]:
         ks = np.log([p[0] for p in points])
         rate = float(np.interp(np.log(reduction), ks, [p[1] for p in points]))
-        work = float(np.interp(np.log(reduction), ks, [p[2] if len(p) == 4 else 0.0 for p in points]))
-        return work, rate
+        axis = 4 if by_pixels else 2
+        size = float(np.interp(np.log(reduction), ks, [p[axis] if len(p) > axis else 0.0 for p in points]))
+        return size, rate
 
     if len(series) == 1 or per_call is None:
-        return at(sorted(series.get(False) or series[True]))[1]
-    return _by_work([at(sorted(points)) for points in series.values()], per_call)
+        return at(sorted(series.get(0.0) or series[min(series)]))[1]
+    return _by_work([at(sorted(points)) for points in series.values()], pixels if by_pixels else per_call)
 
 
 def lane_efficiency(channels: int, lanes: int) -> float:
@@ -203,7 +217,9 @@ def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
     mac_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items() if f not in convs)
     conv_calls = layer.conv_reduction_calls
     if by_reduction:  # the rate by reduction length and work per call
-        conv_compute = sum(n / conv_rate(k, machine, n / conv_calls[k] if conv_calls.get(k) else None)
+        pixels = layer.conv_reduction_pixels
+        conv_compute = sum(n / conv_rate(k, machine, n / conv_calls[k] if conv_calls.get(k) else None,
+                                         pixels[k] / conv_calls[k] if pixels.get(k) and conv_calls.get(k) else None)
                            for k, n in by_reduction.items())  # fmt: skip
     else:
         conv_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items() if f in convs)
@@ -219,6 +235,10 @@ def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
     roof = max(mac_compute, mac_memory) + max(window_compute, window_memory) + other_memory
     launch = sum(n * machine.launch.get(known(f), machine.overhead) for f, n in calls.items())
     dispatch = launch + (layer.ops - kernels) * machine.overhead
+    tabled = _tabled_seconds(layer, machine, kernels + (layer.window_calls if layer.window_ops else 0))
+    if tabled is not None:  # every kernel call measured alone: its time, the rest of the row as before
+        roof = tabled + other_memory
+        dispatch = (layer.ops - kernels - layer.window_calls) * machine.overhead
     compute = (mac_compute if mac_compute >= mac_memory else 0.0) + (
         window_compute if window_compute >= window_memory else 0.0
     )
@@ -226,6 +246,15 @@ def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
     if dispatch > roof:
         bound = "overhead"
     return dispatch + roof, bound
+
+
+def _tabled_seconds(layer: LayerCost, machine: Machine, kernel_calls: int) -> float | None:
+    """Seconds of the row's MAC-type and pooling calls from :attr:`Machine.kernel_table`, or None unless the table
+    holds every one of them."""
+    small = layer.small_kernels
+    if not kernel_calls or sum(small.values()) != kernel_calls or any(k not in machine.kernel_table for k in small):
+        return None
+    return sum(n * machine.kernel_table[k] for k, n in small.items())
 
 
 @dataclass(frozen=True)
@@ -257,5 +286,9 @@ def predict(prof: Profile, machine: Machine) -> Prediction:
     for layer in prof.layers:
         sec, bound = layer_seconds(layer, machine)
         rows.append({"module": layer.module, "seconds": sec, "bound": bound})
+        total += sec
+    if prof.module_calls and machine.module_call:
+        sec = prof.module_calls * machine.module_call
+        rows.append({"module": "(module calls)", "seconds": sec, "bound": "overhead"})
         total += sec
     return Prediction(total, prof.samples, rows)

@@ -1,0 +1,117 @@
+"""The small-call kernel table: each MAC-type and pooling kernel a batch-1 path calls, timed alone on this machine.
+
+At batch 1 a kernel's time is not its work at a rate: oneDNN picks a different algorithm for a 1 -> 5
+convolution than for 1 -> 32 (the first runs at 0.9 GMAC/s, slower in absolute time than the second),
+a 5 x 5 convolution on a 7 x 7 map blocks over 49 pixels, and a channel count that is not a multiple of
+the vector width changes the kernel. No curve over K and work per call captures that (docs/cost.md, "The
+roofline per runtime"). So a call whose batch is at most :data:`SMALL_BATCH` is keyed by its exact aten
+overload, argument shapes, strides and scalar arguments (:func:`kernel_key`, recorded by the cost
+counter), and the roofline takes its time from this table: the same call replayed alone on random data
+(:func:`measure`), the median of a few repeats, cached per machine like the micro-benchmark's figures.
+It is a lookup-table latency model for small calls (as nn-Meter's kernel tables), composed with the
+roofline's dispatch, module-call and decision costs for everything else; eager only (another runtime runs
+an exported graph whose kernels are not aten calls; its small calls stay on the roofline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.measure.cost import Profile
+from bench.measure.microbench import median_seconds
+from bench.measure.roofline import Machine, Prediction, predict
+from bench.results.files import atomic_write_bytes
+from cascade.cache import user_cache
+
+
+def _tensor(spec: Any, device: torch.device, gen: torch.Generator) -> Any:
+    if isinstance(spec, dict) and "t" in spec:
+        dtype = getattr(torch, spec["d"])
+        out = torch.empty_strided(spec["t"], spec["s"], dtype=dtype, device=device)
+        if dtype.is_floating_point:
+            out.copy_(torch.randn(out.shape, generator=gen).to(device=device, dtype=dtype))
+        return out
+    if isinstance(spec, list):
+        return [_tensor(s, device, gen) for s in spec]
+    return spec
+
+
+def replay(key: str, device: torch.device | str = "cpu") -> Callable[[], Any]:
+    """A call of the kernel ``key`` describes, on random data of the same shapes and strides."""
+    name, args, kwargs = json.loads(key)
+    func: Any = torch.ops
+    for part in name.split("."):
+        func = getattr(func, part)
+    gen = torch.Generator().manual_seed(0)
+    dev = torch.device(device)
+    a = [_tensor(s, dev, gen) for s in args]
+    kw = {k: _tensor(s, dev, gen) for k, s in kwargs.items()}
+    return lambda: func(*a, **kw)
+
+
+@torch.no_grad()
+def measure(keys: Iterable[str], device: torch.device | str = "cpu") -> dict[str, float]:
+    """Median seconds per call of each kernel, replayed alone (three warm-up calls, then the micro-benchmark's
+    timing loop: the median of five loops of at least 10 ms)."""
+    out = {}
+    for key in keys:
+        fn = replay(key, device)
+        for _ in range(3):
+            fn()
+        out[key] = median_seconds(fn, torch.device(device), min_seconds=0.01)
+    return out
+
+
+def _cache_file(machine: Machine) -> Path | None:
+    root = user_cache("roofline", "CASCADE_ROOFLINE_CACHE")
+    if root is None:
+        return None
+    ident = f"kernels-{machine.device}-{os.cpu_count()}cpu-t{machine.threads}-torch{machine.torch_version}"
+    return root / ("".join(c if c.isalnum() or c in "_.+-" else "_" for c in ident) + ".json")
+
+
+def tabled(machine: Machine, keys: Iterable[str], device: torch.device | str = "cpu") -> Machine:
+    """``machine`` with the times of ``keys`` in its :attr:`Machine.kernel_table` (measured where neither the
+    table nor the cache has them; eager only: another runtime's machine is returned as it is)."""
+    if machine.runtime != "eager":
+        return machine
+    wanted = set(keys) - set(machine.kernel_table)
+    if not wanted:
+        return machine
+    path = _cache_file(machine)
+    cached: dict[str, float] = {}
+    if path is not None and path.is_file():
+        try:
+            cached = {k: float(v) for k, v in json.loads(path.read_text()).items()}
+        except (ValueError, TypeError, AttributeError):
+            cached = {}  # a damaged cache is measured again
+    new = measure(sorted(wanted - set(cached)), device)
+    if new and path is not None:
+        try:
+            atomic_write_bytes(path, json.dumps({**cached, **new}, indent=0).encode())
+        except OSError:
+            pass  # a read-only cache: measured again next time
+    found = {**cached, **new}
+    table = {**machine.kernel_table, **{k: found[k] for k in wanted}}
+    return dataclasses.replace(machine, kernel_table=table)
+
+
+class Predictor:
+    """Roofline predictions that fill the kernel table as they meet small calls (:func:`tabled`); ``machine`` ends
+    with every call met, as a run records it."""
+
+    def __init__(self, machine: Machine, device: torch.device | str = "cpu") -> None:
+        self.machine = machine
+        self.device = device
+
+    def predict(self, prof: Profile) -> Prediction:
+        keys = {k for layer in prof.layers for k in layer.small_kernels}
+        self.machine = tabled(self.machine, keys, self.device)
+        return predict(prof, self.machine)
