@@ -9,7 +9,9 @@ weights with non-trivial batch-norm statistics, a max-prob threshold that sends 
 out at the first exit. Per model, runtime and batch size: each path's measured / predicted time, the
 cascade's, and the dynamic speedup measured / by roofline (issue 26's targets: the speedup ratio within
 0.9-1.1, absolute batch-1 times within 25 %). ``BENCH_MODELS=study_cnn,resnet20`` times some of them.
-Time it alone: other processes on 2 cores distort every number.
+Time it alone: other processes on 2 cores distort every number. The roofline's figures are measured afresh
+for every model (``CASCADE_ROOFLINE_CACHE=off`` unless set): this VM's speed drifts by up to 1.5x over tens
+of minutes, and figures cached in another spell would measure the drift, not the model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bench.measure.runtimes import runtime_latency
 from cascade import build_policy
 from cascade.models import build_model
 
+os.environ.setdefault("CASCADE_ROOFLINE_CACHE", "off")
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 SETTINGS = {"batch_sizes": [1, 256], "samples_batch1": int(os.environ.get("BENCH_SAMPLES", "200")),
             "repeats": 5, "warmup": 1}  # fmt: skip

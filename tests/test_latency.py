@@ -189,6 +189,24 @@ def test_time_pair_alternates_and_load_monitor_arithmetic() -> None:
     assert mon.summary(quiet, {"others_cores": 0.9, "loadavg_1min": 2.0})["busy"]
 
 
+def test_exit_paths_are_timed_over_every_batch_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A path is timed on the samples the cascade runs (all batches of x), the exits in rounds A B, B A, ...;
+    per_batch is each repeat's pass over the batches divided by their number."""
+    from bench.measure import latency
+
+    model = StudyCNN(exits=("p1",)).eval()
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(model, "forward_until", lambda xb, level: seen.append((level, len(xb))))
+    clock = iter(range(100))
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: float(next(clock)))
+    out = latency.exit_path_latency(model, torch.zeros(5, 1, 28, 28), 2, repeats=2, warmup=1)
+    p0, p1 = ([(level, n) for n in (2, 2, 1)] for level in (0, 1))
+    assert seen == p0 + p1 + p0 + p1 + p1 + p0  # warm-up, then rounds A B and B A
+    assert [p["exit"] for p in out] == ["p1", "final"] and out[0]["batch_size"] == 2
+    assert out[0]["per_batch"]["samples"] == [1 / 3, 1 / 3]  # one clock tick per pass of 3 batches
+    assert out[0]["per_sample_median"] == pytest.approx(1 / 5)
+
+
 def test_load_monitor_sees_another_process_burning_cpu() -> None:
     import subprocess
     import sys

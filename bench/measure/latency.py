@@ -100,17 +100,25 @@ def time_pair(
     device: str | torch.device = "cpu",
 ) -> tuple[Timing, Timing]:
     """Time ``fn_a`` and ``fn_b`` in alternation (A B, B A, A B, ...) so that drifting load hits both."""
+    a, b = time_rounds([fn_a, fn_b], repeats=repeats, warmup=warmup, device=device)
+    return a, b
+
+
+def time_rounds(
+    fns: Sequence[Callable[[], Any]], *, repeats: int = 5, warmup: int = 1, device: str | torch.device = "cpu"
+) -> list[Timing]:
+    """Time every function once per round, in order and then in reverse (A B C, C B A, ...), ``repeats``
+    rounds after ``warmup`` rounds: drifting load hits all of them alike."""
     for _ in range(warmup):
-        fn_a()
-        fn_b()
-    a: list[float] = []
-    b: list[float] = []
+        for fn in fns:
+            fn()
+    out: list[list[float]] = [[] for _ in fns]
     for i in range(repeats):
-        order = ((fn_a, a), (fn_b, b)) if i % 2 == 0 else ((fn_b, b), (fn_a, a))
-        for fn, out in order:
-            out.extend(time_fn(fn, repeats=1, warmup=0, device=device).samples)
+        order = list(range(len(fns))) if i % 2 == 0 else list(reversed(range(len(fns))))
+        for k in order:
+            out[k].extend(time_fn(fns[k], repeats=1, warmup=0, device=device).samples)
     name = device_name(device)
-    return Timing(a, warmup, torch.get_num_threads(), name), Timing(b, warmup, torch.get_num_threads(), name)
+    return [Timing(samples, warmup, torch.get_num_threads(), name) for samples in out]
 
 
 class LoadMonitor:
@@ -258,20 +266,29 @@ def _batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
 def exit_path_latency(
     model: MultiExitModel, x: torch.Tensor, batch_size: int, *, repeats: int, warmup: int
 ) -> list[dict[str, Any]]:
-    """Per exit: time of running everything up to that exit on one batch of ``batch_size``."""
+    """Per exit: time per batch of running everything up to that exit, over all of ``x`` in batches of
+    ``batch_size`` (the samples the cascade is timed on: one repeated batch-1 sample runs warmer than a stream
+    of samples, so paths timed on it under-predicted the cascade), the exits in turn in every repeat
+    (:func:`time_rounds`) so that drifting load hits them alike."""
     model.eval()
-    xb = x[:batch_size]
-    out = []
-    for level, name in enumerate(model.exit_names):
+    batches = _batches(x, batch_size)
 
-        def up_to_exit(lv: int = level) -> None:
-            model.forward_until(xb, lv)
+    def up_to_exit(level: int) -> None:
+        for xb in batches:
+            model.forward_until(xb, level)
 
-        t = time_fn(up_to_exit, repeats=repeats, warmup=warmup, device=x.device)
-        out.append(
-            {"exit": name, "batch_size": len(xb), "per_batch": t.to_dict(), "per_sample_median": t.median / len(xb)}
-        )
-    return out
+    timings = time_rounds([functools.partial(up_to_exit, lv) for lv in range(model.num_exits)], repeats=repeats,
+                          warmup=warmup, device=x.device)  # fmt: skip
+    return [path_entry(name, t, batches) for name, t in zip(model.exit_names, timings)]
+
+
+def path_entry(exit_name: str, t: Timing, batches: Sequence[Any]) -> dict[str, Any]:
+    """One exit path's record: its timing per batch (each repeat's pass over ``batches`` divided by their number)
+    and the median per sample."""
+    n = sum(len(b) for b in batches)
+    per_batch = Timing([s / len(batches) for s in t.samples], t.warmup, t.threads, t.device)
+    return {"exit": exit_name, "batch_size": len(batches[0]), "per_batch": per_batch.to_dict(),
+            "per_sample_median": t.median / n}  # fmt: skip
 
 
 @torch.no_grad()

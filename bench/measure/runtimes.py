@@ -34,7 +34,7 @@ import torch
 from bench.config.engines import RUNTIMES
 from bench.measure import microbench, roofline
 from bench.measure.cost import counting
-from bench.measure.latency import time_fn, time_pair, timed_samples
+from bench.measure.latency import path_entry, time_pair, time_rounds, timed_samples
 from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
 from cascade.models._base import MultiExitModel
 
@@ -113,21 +113,20 @@ def _each(fn: Callable[..., Any], batches: Sequence[Any], *args: Any) -> None:
 def _time_batches(name: str, prep: Prepared, model: MultiExitModel, batches: Sequence[Any],
                   policies: Sequence[tuple[float | None, ExitPolicy]], *, repeats: int,
                   warmup: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
-    """Exit paths on the first batch, then the cascade against the full network over all ``batches``."""
-    size, n = len(batches[0]), sum(len(b) for b in batches)
-    paths, cascades, times = [], [], {}
-    for level, exit_name in enumerate(model.exit_names):
-        t = time_fn(functools.partial(prep.path, batches[0], level), repeats=repeats, warmup=warmup)
-        times[exit_name] = t.median / size
-        paths.append({"runtime": name, "exit": exit_name, "batch_size": size, "per_batch": t.to_dict(),
-                      "per_sample_median": t.median / size})  # fmt: skip
+    """Exit paths over all ``batches`` (in turn, as eager's), then the cascade against the full network."""
+    n = sum(len(b) for b in batches)
+    cascades: list[dict[str, Any]] = []
+    fns = [functools.partial(_each, prep.path, batches, level) for level in range(model.num_exits)]
+    timings = time_rounds(fns, repeats=repeats, warmup=warmup)
+    paths = [{"runtime": name, **path_entry(e, t, batches)} for e, t in zip(model.exit_names, timings)]
+    times = {p["exit"]: p["per_sample_median"] for p in paths}
     for threshold, policy in policies:
         run = functools.partial(_each, prep.dynamic, batches, policy)
         t, t_full = time_pair(run, functools.partial(_each, prep.full, batches), repeats=repeats, warmup=warmup)
         taken = torch.cat([prep.dynamic(xb, policy).exit_index for xb in batches])
         shares = (torch.bincount(taken, minlength=model.num_exits).float() / len(taken)).tolist()
         cascades.append({
-            "runtime": name, "threshold": threshold, "batch_size": size, "samples": n,
+            "runtime": name, "threshold": threshold, "batch_size": len(batches[0]), "samples": n,
             "dynamic": t.to_dict(), "full": t_full.to_dict(), "per_sample_median": t.median / n,
             "speedup_vs_full": statistics.median(f / d for f, d in zip(t_full.samples, t.samples)),
             "exit_share": shares,
