@@ -69,11 +69,13 @@ def report(label: str, runtime: str, model: Any, policy: Any, path: Callable[[An
     """One runtime of one model: path times and the cascade at batch 1 and 256, one line each."""
     for batch in (1, 256):
         calls = CALLS[batch]
-        paths = [
-            per_call(functools.partial(path, data[:batch], level), calls) / batch for level in range(model.num_exits)
-        ]
+        samples = [data[i : i + 1] for i in range(64)]
+        if batch == 1:  # each path over the same 64 samples as the cascade (one repeated sample runs warmer)
+            paths = [per_call(functools.partial(_each, functools.partial(_path_at, path, level), samples),
+                              max(1, calls // 64)) / 64 for level in range(model.num_exits)]  # fmt: skip
+        else:
+            paths = [per_call(functools.partial(path, data, level), calls) / batch for level in range(model.num_exits)]
         if batch == 1:
-            samples = [data[i : i + 1] for i in range(64)]
             cascade = per_call(functools.partial(_each, dyn, samples), max(1, calls // 64)) / 64
             taken = torch.cat([dynamic_forward(model, x[i : i + 1], policy).exit_index for i in range(64)])
         else:
@@ -100,6 +102,10 @@ def _macs(model_id: int, model: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
 def path_macs(model: Any, x: torch.Tensor) -> tuple[int, ...]:
     """MACs per sample of every exit path (counted at dispatch level, as the harness counts them)."""
     return _macs(id(model), model, tuple(x.shape[1:]))
+
+
+def _path_at(path: Callable[[Any, int], Any], level: int, x: Any) -> Any:
+    return path(x, level)
 
 
 def _each(fn: Callable[[Any], Any], samples: list[Any]) -> None:
