@@ -261,3 +261,21 @@ def test_padding_taps_are_left_out_of_the_convolution_rate_work() -> None:
     assert valid_tap_share((8, 8), (3, 3), (1, 1), (0, 0), (1, 1)) == 1.0  # no padding
     row = profile(nn.Conv2d(1, 1, 5, padding=2), torch.zeros(1, 1, 7, 7)).layers[0]
     assert row.macs == 49 * 25 and row.conv_reduction_macs == {25: 29 * 29}  # MAC count itself unchanged
+
+
+def test_a_noisy_element_wise_curve_is_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Times that shrink with size (a noisy spell) cannot be fitted: the curve is measured again, each size
+    keeping its fastest time, and non-positive times (a runner's call cost taken out) stay out of the fit."""
+    sizes = [8.0 * n for n in microbench.CURVE_SIZES]
+    good = [1e-6 + b / 1e10 for b in sizes]
+    curves = iter([[1.0 - 1e-9 * b for b in sizes], good, good])
+    monkeypatch.setattr(microbench, "_memory_curve", lambda *a: (sizes, next(curves)))
+    _, times, overhead, bandwidth = microbench._fit_memory(None, torch.randn, lambda *a: 0.0, 0.0)
+    assert times == good and overhead == pytest.approx(1e-6) and bandwidth == pytest.approx(1e10)
+    negative = [-1e-6, *good[1:]]
+    monkeypatch.setattr(microbench, "_memory_curve", lambda *a: (sizes, negative))
+    assert microbench._fit_memory(None, torch.randn, lambda *a: 0.0, 0.0)[3] == pytest.approx(1e10)
+    bad = [1.0 - 1e-9 * b for b in sizes]
+    monkeypatch.setattr(microbench, "_memory_curve", lambda *a: (sizes, bad))
+    with pytest.raises(ValueError, match="too noisy"):
+        microbench._fit_memory(None, torch.randn, lambda *a: 0.0, 0.0)
