@@ -112,6 +112,9 @@ def _run(p: argparse.ArgumentParser) -> None:
     _cache(p)
     p.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     p.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")
+    p.add_argument("--retime", action="store_true",
+                   help="evaluate and time the chosen runs again from their checkpoints, never training (e.g. on a "
+                        "quieter machine, or with another runtime: --set evaluation.runtimes=...)")  # fmt: skip
     _executor(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")

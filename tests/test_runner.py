@@ -117,6 +117,30 @@ def test_evaluation_change_reuses_the_checkpoint(tiny: Path, tmp_path: Path, cou
     assert s.done == 4 and count_trainings == []  # new run keys, same train keys
 
 
+def test_retime_evaluates_again_from_checkpoints_and_never_trains(
+    tiny: Path, tmp_path: Path, count_trainings: list[str]
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(runner.SuiteError, match=r"--retime: no checkpoint for base seed 0, base seed 1, firm-p2"):
+        run(tiny, out, retime=True)  # nothing trained yet: an error before anything runs
+    assert not (out / "runs").exists() and count_trainings == []
+    run(tiny, out, seeds=[0])
+    before = {r.key: r for r in ResultStore(out).iter_runs()}
+    count_trainings.clear()
+    s = run(tiny, out, seeds=[0], retime=True)
+    assert (s.done, s.skipped) == (2, 0) and count_trainings == []  # complete runs evaluated again, untrained
+    after = {r.key: r for r in ResultStore(out).iter_runs()}
+    assert after.keys() == before.keys()  # the same run files, written again
+    for key, r in after.items():
+        assert r.training is not None and r.training.checkpoint_source == "folder"
+        assert r.thresholds == before[key].thresholds and r.started != before[key].started
+    with pytest.raises(runner.SuiteError, match="--force retrains, --retime never does"):
+        run(tiny, out, retime=True, force=True)
+    from bench.cli import main
+
+    assert main(["run", str(tiny), "--out", str(out), "--retime", "--force", "--no-progress"]) == 2  # a usage error
+
+
 def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run(tiny, out)

@@ -44,6 +44,7 @@ def main(args: argparse.Namespace) -> int:
         only=args.only,
         checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
         seeds=args.seed,
+        retime=args.retime,
     )
     if not args.no_report:
         try:

@@ -352,6 +352,7 @@ def run_suite(
     only: Sequence[str] = (),
     checkpoint_cache: str | Path | bool | None = True,
     seeds: Sequence[int] = (),
+    retime: bool = False,
 ) -> RunSummary:
     """Validate the suite, run what is not done yet, write ``summary.csv``.
 
@@ -372,7 +373,12 @@ def run_suite(
             a folder: that cache; False or None: no cache (only this folder's checkpoints are reused).
         seeds: run only these of the suite's seeds (``--seed``; e.g. one seed of every variant first, so that
             a long suite has complete pairs early); not an override: the runs and their keys are the suite's.
+        retime: evaluate and time the chosen runs again, complete or not, from their checkpoints (``--retime``:
+            after a quieter spell of the machine, a new runtime, a new latency model); never trains: a run
+            whose checkpoint neither the folder nor the shared cache holds is an error before anything runs.
     """
+    if force and retime:
+        raise SuiteError(path, "--retime", "--force retrains, --retime never does: give one of them")
     suite = load_suite(path, overrides, imports)
     out = Path(out_dir) if out_dir is not None else Path("results") / suite.name
     try:
@@ -387,7 +393,9 @@ def run_suite(
     store = ResultStore(out, cache)
     with FolderLock(out):
         clear_failed_pretraining_markers(store)
-        todo, done = pending(store, runs, force)
+        todo, done = pending(store, runs, force or retime)
+        if retime:
+            _check_retime(store, todo, path)
         summary = RunSummary(out, total=len(runs), skipped=len(done))
         if todo:  # read (and check) the data once, before any run file is written
             _read_data_once(suite, runs[0].device, log)
@@ -397,11 +405,12 @@ def run_suite(
         log(f"suite {suite.name}: {len(runs)} runs{chosen} ({len(done)} already complete, {len(todo)} to do) -> {out}")
         for problem in store.problems.values():
             log(f"rerunning: {problem}")
-        for line in why_not_reused(store, todo) if not force else []:
+        for line in why_not_reused(store, todo) if not (force or retime) else []:
             log(line)
         summary.problems = list(store.problems.values())
         if todo:
             waves = make_waves(todo, store)
+            waves[0] = [] if retime else waves[0]  # every run has its own checkpoint: nothing is pre-trained
             for results in ex.run_waves(waves, execute_task, out, force=force, progress=progress, log=log):
                 for res in results:
                     _collect(summary, res, log)
@@ -415,6 +424,15 @@ def run_suite(
         for f in summary.failed:
             log(f"FAILED {f['variant']} seed {f['seed']}: {f['error']}")
     return summary
+
+
+def _check_retime(store: ResultStore, todo: Sequence[RunSpec], path: str | Path) -> None:
+    """Every run to re-time has its trained checkpoint (in the folder, or copied in from the shared cache)."""
+    missing = [f"{r.variant} seed {r.seed}" for r in todo if store.find_checkpoint(r.job.key) is None]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise SuiteError(path, "--retime", f"no checkpoint for {shown} in {store.root / 'checkpoints'} or the shared "
+                         "cache; --retime never trains (run without it to train them)")  # fmt: skip
 
 
 def _read_data_once(suite: Suite, device: str, log: Callable[[str], None]) -> None:
