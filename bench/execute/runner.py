@@ -373,8 +373,7 @@ def run_suite(
             a folder: that cache; False or None: no cache (only this folder's checkpoints are reused).
         seeds: run only these of the suite's seeds (``--seed``; e.g. one seed of every variant first, so that
             a long suite has complete pairs early); not an override: the runs and their keys are the suite's.
-        retime: evaluate and time the chosen runs again, complete or not, from their checkpoints (``--retime``:
-            after a quieter spell of the machine, a new runtime, a new latency model); never trains: a run
+        retime: evaluate and time the chosen runs again from their checkpoints (``--retime``); never trains: a run
             whose checkpoint neither the folder nor the shared cache holds is an error before anything runs.
     """
     if force and retime:
@@ -393,9 +392,7 @@ def run_suite(
     store = ResultStore(out, cache)
     with FolderLock(out):
         clear_failed_pretraining_markers(store)
-        todo, done = pending(store, runs, force or retime)
-        if retime:
-            _check_retime(store, todo, path)
+        todo, done = _todo(store, runs, force=force, retime=retime, path=path)
         summary = RunSummary(out, total=len(runs), skipped=len(done))
         if todo:  # read (and check) the data once, before any run file is written
             _read_data_once(suite, runs[0].device, log)
@@ -403,14 +400,9 @@ def run_suite(
         t0 = time.perf_counter()
         chosen = f" (--only/--seed: {len(runs)} of {len(all_runs)})" if only or seeds else ""
         log(f"suite {suite.name}: {len(runs)} runs{chosen} ({len(done)} already complete, {len(todo)} to do) -> {out}")
-        for problem in store.problems.values():
-            log(f"rerunning: {problem}")
-        for line in why_not_reused(store, todo) if not (force or retime) else []:
-            log(line)
-        summary.problems = list(store.problems.values())
+        summary.problems = _log_reruns(store, todo, force or retime, log)
         if todo:
-            waves = make_waves(todo, store)
-            waves[0] = [] if retime else waves[0]  # every run has its own checkpoint: nothing is pre-trained
+            waves = make_waves(todo, store)[1 if retime else 0 :]  # re-timed runs have checkpoints: no pre-training
             for results in ex.run_waves(waves, execute_task, out, force=force, progress=progress, log=log):
                 for res in results:
                     _collect(summary, res, log)
@@ -426,13 +418,26 @@ def run_suite(
     return summary
 
 
-def _check_retime(store: ResultStore, todo: Sequence[RunSpec], path: str | Path) -> None:
-    """Every run to re-time has its trained checkpoint (in the folder, or copied in from the shared cache)."""
-    missing = [f"{r.variant} seed {r.seed}" for r in todo if store.find_checkpoint(r.job.key) is None]
+def _todo(store: ResultStore, runs: Sequence[RunSpec], *, force: bool, retime: bool,
+          path: str | Path) -> tuple[list[RunSpec], list[RunSpec]]:  # fmt: skip
+    """(runs to do, runs already complete); to re-time, every chosen run, each with its trained checkpoint (in the
+    folder, or copied in from the shared cache): a SuiteError names those without one."""
+    todo, done = pending(store, runs, force or retime)
+    missing = [f"{r.variant} seed {r.seed}" for r in todo if store.find_checkpoint(r.job.key) is None] if retime else []
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise SuiteError(path, "--retime", f"no checkpoint for {shown} in {store.root / 'checkpoints'} or the shared "
                          "cache; --retime never trains (run without it to train them)")  # fmt: skip
+    return todo, done
+
+
+def _log_reruns(store: ResultStore, todo: Sequence[RunSpec], asked: bool, log: Callable[[str], None]) -> list[str]:
+    """Say why runs run again (damaged files; settings that differ, unless the user asked for reruns); the problems."""
+    for problem in store.problems.values():
+        log(f"rerunning: {problem}")
+    for line in why_not_reused(store, todo) if not asked else []:
+        log(line)
+    return list(store.problems.values())
 
 
 def _read_data_once(suite: Suite, device: str, log: Callable[[str], None]) -> None:
