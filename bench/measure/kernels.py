@@ -19,16 +19,14 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench.measure.cost import Profile
-from bench.measure.microbench import median_seconds
+from bench.measure.microbench import cache_file, median_seconds
 from bench.measure.roofline import Machine, Prediction, predict
 from bench.results.files import atomic_write_bytes
-from cascade.cache import user_cache
 
 
 def _tensor(spec: Any, device: torch.device, gen: torch.Generator) -> Any:
@@ -69,14 +67,6 @@ def measure(keys: Iterable[str], device: torch.device | str = "cpu") -> dict[str
     return out
 
 
-def _cache_file(machine: Machine) -> Path | None:
-    root = user_cache("roofline", "CASCADE_ROOFLINE_CACHE")
-    if root is None:
-        return None
-    ident = f"kernels-{machine.device}-{os.cpu_count()}cpu-t{machine.threads}-torch{machine.torch_version}"
-    return root / ("".join(c if c.isalnum() or c in "_.+-" else "_" for c in ident) + ".json")
-
-
 def tabled(machine: Machine, keys: Iterable[str], device: torch.device | str = "cpu") -> Machine:
     """``machine`` with the times of ``keys`` in its :attr:`Machine.kernel_table` (measured where neither the
     table nor the cache has them; eager only: another runtime's machine is returned as it is)."""
@@ -85,7 +75,7 @@ def tabled(machine: Machine, keys: Iterable[str], device: torch.device | str = "
     wanted = set(keys) - set(machine.kernel_table)
     if not wanted:
         return machine
-    path = _cache_file(machine)
+    path = cache_file(f"kernels-{machine.device}-{os.cpu_count()}cpu-t{machine.threads}-torch{machine.torch_version}")
     cached: dict[str, float] = {}
     if path is not None and path.is_file():
         try:

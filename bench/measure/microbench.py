@@ -313,6 +313,12 @@ def default_cache() -> Path | None:
     return user_cache("roofline", CACHE_ENV)
 
 
+def cache_file(ident: str) -> Path | None:
+    """The cache file named ``ident`` (characters outside ``A-Za-z0-9_.+-`` as ``_``), or None without a cache."""
+    cache = default_cache()
+    return cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
+
+
 def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False,
             runtime: str = "eager", runner: Runner | None = None, version: str = "") -> Machine:  # fmt: skip
     """This machine's figures for the current thread count: from the cache, or measured and cached.
@@ -326,8 +332,7 @@ def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = 
     engine = "" if runtime == "eager" else f"{runtime}{version}-"
     ident = (f"{engine}{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
              f"-torch{torch.__version__}-v{MODEL_VERSION}{kept}")  # fmt: skip
-    cache = default_cache()
-    path = cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
+    path = cache_file(ident)
     if path is not None and path.is_file() and not refresh:
         try:
             return Machine.from_dict(json.loads(path.read_text()))
