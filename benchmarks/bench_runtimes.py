@@ -8,6 +8,7 @@ exit path (and the MAC rate it reaches, MACs counted as the harness counts them)
 dynamic cascade at a threshold that sends about 70 % of the samples out at
 the first exit, with what the exit paths predict for that mix (``path-pred.``: shares x path times;
 measured / path-predicted below 1 is the cascade's own overhead: policy, host syncs, index bookkeeping).
+Paths, full network and cascade are timed in the same rounds (bench.measure.latency.time_side_by_side).
 Time it alone: other processes on 2 cores distort every number.
 """
 
@@ -15,14 +16,13 @@ from __future__ import annotations
 
 import functools
 import os
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from bench.measure.cost import counting
+from bench.measure.latency import time_side_by_side
 from cascade import build_policy
 from cascade.exits import dynamic_forward
 from cascade.inference import optimise_for_inference
@@ -30,8 +30,7 @@ from cascade.models import build_model
 from cascade.ort import OrtCascade, SessionSettings
 
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
-CALLS = {1: 200, 256: 4}  # calls per timed repeat
-REPEATS = 5
+REPEATS = {1: 15, 256: 7}  # rounds; a round is one pass over 64 single samples, or 4 calls at batch 256
 
 MODELS = [
     ("study_cnn", {}, ["p1", "p2"], (1, 28, 28)),
@@ -39,19 +38,6 @@ MODELS = [
     ("branchynet_lenet", {}, [], (1, 28, 28)),
     ("resnet20", {}, ["layer1", "layer2"], (3, 32, 32)),
 ]
-
-
-def per_call(fn: Callable[[], Any], calls: int) -> float:
-    """Median over REPEATS of the mean seconds per call (two warm-up rounds)."""
-    for _ in range(2):
-        fn()
-    samples = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter() - t0) / calls)
-    return statistics.median(samples)
 
 
 def model_for(name: str, options: dict[str, Any], exits: list[str], shape: tuple[int, ...]) -> Any:
@@ -65,28 +51,27 @@ def model_for(name: str, options: dict[str, Any], exits: list[str], shape: tuple
 
 
 def report(label: str, runtime: str, model: Any, policy: Any, path: Callable[[Any, int], Any],
-           dyn: Callable[[Any], Any], data: Any, x: torch.Tensor) -> None:  # fmt: skip
-    """One runtime of one model: path times and the cascade at batch 1 and 256, one line each."""
+           dyn: Callable[[Any, Any], Any], data: Any, x: torch.Tensor) -> None:  # fmt: skip
+    """One runtime of one model: path times and the cascade at batch 1 and 256, one line each, timed side by
+    side in the same rounds as the harness times them (bench.measure.latency.time_side_by_side)."""
+    last = model.num_exits - 1
     for batch in (1, 256):
-        calls = CALLS[batch]
-        samples = [data[i : i + 1] for i in range(64)]
-        if batch == 1:  # each path over the same 64 samples as the cascade (one repeated sample runs warmer)
-            paths = [per_call(functools.partial(_each, functools.partial(_path_at, path, level), samples),
-                              max(1, calls // 64)) / 64 for level in range(model.num_exits)]  # fmt: skip
-        else:
-            paths = [per_call(functools.partial(path, data, level), calls) / batch for level in range(model.num_exits)]
-        if batch == 1:
-            cascade = per_call(functools.partial(_each, dyn, samples), max(1, calls // 64)) / 64
-            taken = torch.cat([dynamic_forward(model, x[i : i + 1], policy).exit_index for i in range(64)])
-        else:
-            cascade = per_call(functools.partial(dyn, data), calls) / 256
-            taken = dynamic_forward(model, x, policy).exit_index
+        # batch 1: the first 64 samples one by one (one repeated sample runs warmer); 256: the batch, 4 times
+        batches = [data[i : i + 1] for i in range(64)] if batch == 1 else [data] * 4
+        timed_paths, (cascade,) = time_side_by_side(path, functools.partial(path, exit_index=last), dyn, batches,
+                                                    [(None, policy)], model.exit_names, repeats=REPEATS[batch],
+                                                    warmup=2)  # fmt: skip
+        paths = [p["per_sample_median"] for p in timed_paths]
+        sample = x[:64] if batch == 1 else x
+        taken = torch.cat([dynamic_forward(model, sample[i : i + batch], policy).exit_index
+                           for i in range(0, len(sample), batch)])  # fmt: skip
         shares = torch.bincount(taken, minlength=model.num_exits).float() / len(taken)
         predicted = float(sum(s * p for s, p in zip(shares.tolist(), paths)))
+        cas = cascade["per_sample_median"]
         cols = " ".join(f"{1e6 * p:>10.1f}" for p in paths) + " " * 11 * (3 - len(paths))
         rates = " ".join(f"{m / p / 1e9:>5.1f}" for m, p in zip(path_macs(model, x), paths))
-        print(f"{label:<28} {runtime:<16} {batch:>5} {cols} {1e6 * cascade:>10.1f} {1e6 * predicted:>10.1f} "
-              f"{predicted / cascade:>9.2f} {100 * float(shares[:-1].sum()):>7.1f}   {rates}", flush=True)  # fmt: skip
+        print(f"{label:<28} {runtime:<16} {batch:>5} {cols} {1e6 * cas:>10.1f} {1e6 * predicted:>10.1f} "
+              f"{predicted / cas:>9.2f} {100 * float(shares[:-1].sum()):>7.1f}   {rates}", flush=True)  # fmt: skip
 
 
 @functools.cache
@@ -104,19 +89,10 @@ def path_macs(model: Any, x: torch.Tensor) -> tuple[int, ...]:
     return _macs(id(model), model, tuple(x.shape[1:]))
 
 
-def _path_at(path: Callable[[Any, int], Any], level: int, x: Any) -> Any:
-    return path(x, level)
-
-
-def _each(fn: Callable[[Any], Any], samples: list[Any]) -> None:
-    for s in samples:
-        fn(s)
-
-
 @torch.no_grad()
 def main() -> None:
     torch.set_num_threads(THREADS)
-    print(f"threads {THREADS}, torch {torch.__version__}; µs per sample (median of {REPEATS} repeats)")
+    print(f"threads {THREADS}, torch {torch.__version__}; µs per sample (median of {REPEATS} rounds per batch)")
     header = f"{'model':<28} {'runtime':<16} {'batch':>5} " + " ".join(f"{'path ' + str(i):>10}" for i in range(3))
     print(header + f" {'cascade':>10} {'path-pred.':>10} {'meas/pred':>9} {'early %':>7}   GMAC/s per path")
     for name, options, exits, shape in MODELS:
@@ -127,17 +103,18 @@ def main() -> None:
         policy = build_policy("max-prob", threshold=float(first[int(0.3 * len(first))]))  # ~70 % leave at exit 1
         optimised = optimise_for_inference(model, channels_last=True, example=x)
         ort = OrtCascade.from_model(model, x[:2], SessionSettings(threads=THREADS))
-        report(label, "eager", model, policy, model.forward_until, functools.partial(dynamic_forward, model,
-               policy=policy), x, x)  # fmt: skip
-        report(label, "eager optimised", model, policy, optimised.forward_until,
-               functools.partial(dynamic_forward, optimised, policy=policy),
-               x.contiguous(memory_format=torch.channels_last), x)  # fmt: skip
-        report(label, "onnxruntime", model, policy, ort.forward_until, functools.partial(_ort_dynamic, ort, policy),
-               x.numpy(), x)  # fmt: skip
-
-
-def _ort_dynamic(ort: OrtCascade, policy: Any, xb: Any) -> Any:
-    return ort.dynamic(xb, policy)
+        report(label, "eager", model, policy, model.forward_until, functools.partial(dynamic_forward, model), x, x)
+        report(
+            label,
+            "eager optimised",
+            model,
+            policy,
+            optimised.forward_until,
+            functools.partial(dynamic_forward, optimised),
+            x.contiguous(memory_format=torch.channels_last),
+            x,
+        )
+        report(label, "onnxruntime", model, policy, ort.forward_until, ort.dynamic, x.numpy(), x)
 
 
 if __name__ == "__main__":

@@ -189,22 +189,39 @@ def test_time_pair_alternates_and_load_monitor_arithmetic() -> None:
     assert mon.summary(quiet, {"others_cores": 0.9, "loadavg_1min": 2.0})["busy"]
 
 
-def test_exit_paths_are_timed_over_every_batch_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A path is timed on the samples the cascade runs (all batches of x), the exits in rounds A B, B A, ...;
-    per_batch is each repeat's pass over the batches divided by their number."""
+def test_paths_full_and_cascades_are_timed_side_by_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths, the full network and every threshold's cascade are timed on the same batches in the same rounds
+    (A B C D, D C B A, ...); per_batch is each pass divided by its batches; the speedup is the median of the
+    per-round ratios full / cascade."""
     from bench.measure import latency
 
-    model = StudyCNN(exits=("p1",)).eval()
-    seen: list[tuple[int, int]] = []
-    monkeypatch.setattr(model, "forward_until", lambda xb, level: seen.append((level, len(xb))))
-    clock = iter(range(100))
-    monkeypatch.setattr(latency.time, "perf_counter", lambda: float(next(clock)))
-    out = latency.exit_path_latency(model, torch.zeros(5, 1, 28, 28), 2, repeats=2, warmup=1)
-    p0, p1 = ([(level, n) for n in (2, 2, 1)] for level in (0, 1))
-    assert seen == p0 + p1 + p0 + p1 + p1 + p0  # warm-up, then rounds A B and B A
-    assert [p["exit"] for p in out] == ["p1", "final"] and out[0]["batch_size"] == 2
-    assert out[0]["per_batch"]["samples"] == [1 / 3, 1 / 3]  # one clock tick per pass of 3 batches
-    assert out[0]["per_sample_median"] == pytest.approx(1 / 5)
+    seen: list[tuple[str, int]] = []
+    policies = [(0.5, "pol-a"), (0.9, "pol-b")]
+    # (start, end) of each pass: round 1 path0 1, path1 2, full 1, pol-a 3, pol-b 1; round 2 in reverse order
+    # pol-b 2, pol-a 1, full 2, path1 3, path0 1
+    ticks = iter([0, 1, 1, 3, 3, 4, 4, 7, 7, 8, 8, 10, 10, 11, 11, 13, 13, 16, 16, 17])
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: float(next(ticks)))
+    paths, cascades = latency.time_side_by_side(
+        lambda xb, level: seen.append((f"path{level}", len(xb))),
+        lambda xb: seen.append(("full", len(xb))),
+        lambda xb, policy: seen.append((policy, len(xb))),
+        [torch.zeros(2), torch.zeros(2), torch.zeros(1)],
+        policies,  # type: ignore[arg-type]
+        ["p1", "final"],
+        repeats=2,
+        warmup=1,
+    )
+    passes = [[(name, n) for n in (2, 2, 1)] for name in ("path0", "path1", "full", "pol-a", "pol-b")]
+    forward = [step for p in passes for step in p]
+    backward = [step for p in reversed(passes) for step in p]
+    assert seen == forward + forward + backward  # warm-up, then rounds in order and reversed
+    assert [p["exit"] for p in paths] == ["p1", "final"] and paths[0]["batch_size"] == 2
+    assert paths[0]["per_batch"]["samples"] == [pytest.approx(1 / 3), pytest.approx(1 / 3)]
+    assert paths[1]["per_batch"]["samples"] == [pytest.approx(2 / 3), pytest.approx(1.0)]
+    assert [c["threshold"] for c in cascades] == [0.5, 0.9] and cascades[0]["samples"] == 5
+    assert cascades[0]["full"]["samples"] == [1.0, 2.0] and cascades[0]["dynamic"]["samples"] == [3.0, 1.0]
+    assert cascades[0]["speedup_vs_full"] == pytest.approx((1 / 3 + 2 / 1) / 2)  # median of two ratios
+    assert cascades[0]["per_sample_median"] == pytest.approx(2.0 / 5)
 
 
 def test_load_monitor_sees_another_process_burning_cpu() -> None:

@@ -262,24 +262,53 @@ def _batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
 
 
-@torch.no_grad()
-def exit_path_latency(
-    model: MultiExitModel, x: torch.Tensor, batch_size: int, *, repeats: int, warmup: int
-) -> list[dict[str, Any]]:
-    """Per exit: time per batch of running everything up to that exit, over all of ``x`` in batches of
-    ``batch_size`` (the samples the cascade is timed on: one repeated batch-1 sample runs warmer than a stream
-    of samples, so paths timed on it under-predicted the cascade), the exits in turn in every repeat
-    (:func:`time_rounds`) so that drifting load hits them alike."""
-    model.eval()
-    batches = _batches(x, batch_size)
+def each(fn: Callable[..., Any], batches: Sequence[Any], *args: Any) -> None:
+    """``fn(batch, *args)`` for every batch (one timed pass)."""
+    for xb in batches:
+        fn(xb, *args)
 
-    def up_to_exit(level: int) -> None:
-        for xb in batches:
-            model.forward_until(xb, level)
 
-    timings = time_rounds([functools.partial(up_to_exit, lv) for lv in range(model.num_exits)], repeats=repeats,
-                          warmup=warmup, device=x.device)  # fmt: skip
-    return [path_entry(name, t, batches) for name, t in zip(model.exit_names, timings)]
+def time_side_by_side(
+    path: Callable[[Any, int], Any],
+    full: Callable[[Any], Any],
+    dynamic: Callable[[Any, ExitPolicy], Any],
+    batches: Sequence[Any],
+    policies: Sequence[tuple[float | None, ExitPolicy]],
+    exit_names: Sequence[str],
+    *,
+    repeats: int,
+    warmup: int,
+    device: str | torch.device = "cpu",
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(exit-path entries, cascade entries): every exit path (``path(batch, level)``), the full network and the
+    cascade at every threshold, each a pass over all ``batches``, timed in the same rounds (:func:`time_rounds`).
+
+    Drifting load hits them alike, so the cascade is compared with its own paths (``path_predicted_per_sample``,
+    filled in by the caller from the exit shares) and with the full network (``speedup_vs_full``: the median of
+    the per-round ratios) measured side by side: on a noisy 2-core VM, paths and cascade timed a minute apart
+    differed by 10-15 % with nothing changed (issue 26)."""
+    n = sum(len(b) for b in batches)
+    fns = [functools.partial(each, path, batches, level) for level in range(len(exit_names))]
+    fns.append(functools.partial(each, full, batches))
+    fns += [functools.partial(each, dynamic, batches, policy) for _, policy in policies]
+    timings = time_rounds(fns, repeats=repeats, warmup=warmup, device=device)
+    k = len(exit_names)
+    t_full = timings[k]
+    paths = [path_entry(name, t, batches) for name, t in zip(exit_names, timings[:k])]
+    cascades = [
+        {
+            "threshold": threshold,
+            "batch_size": len(batches[0]),
+            "samples": n,
+            "dynamic": t.to_dict(),
+            "full": t_full.to_dict(),
+            "per_sample_median": t.median / n,
+            # median of the paired per-round ratios, robust to load that comes and goes
+            "speedup_vs_full": statistics.median(f / d for f, d in zip(t_full.samples, t.samples)),
+        }
+        for (threshold, _), t in zip(policies, timings[k + 1 :])
+    ]
+    return paths, cascades
 
 
 def path_entry(exit_name: str, t: Timing, batches: Sequence[Any]) -> dict[str, Any]:
@@ -289,51 +318,6 @@ def path_entry(exit_name: str, t: Timing, batches: Sequence[Any]) -> dict[str, A
     per_batch = Timing([s / len(batches) for s in t.samples], t.warmup, t.threads, t.device)
     return {"exit": exit_name, "batch_size": len(batches[0]), "per_batch": per_batch.to_dict(),
             "per_sample_median": t.median / n}  # fmt: skip
-
-
-@torch.no_grad()
-def cascade_latency(
-    model: MultiExitModel,
-    x: torch.Tensor,
-    policy: ExitPolicy,
-    batch_size: int,
-    *,
-    repeats: int,
-    warmup: int,
-    meter: EnergyMeter | None = None,
-    energy_seconds: float = 0.5,
-) -> dict[str, Any]:
-    """Time the real dynamic forward over all of ``x`` in batches of ``batch_size``.
-
-    With ``meter`` the energy of the dynamic forward is measured too, repeating it for at
-    least ``energy_seconds`` so that the counter advances.
-    """
-    model.eval()
-    batches = _batches(x, batch_size)
-
-    def run() -> None:
-        for xb in batches:
-            dynamic_forward(model, xb, policy)
-
-    def full() -> None:
-        for xb in batches:
-            model(xb)
-
-    t, t_full = time_pair(run, full, repeats=repeats, warmup=warmup, device=x.device)
-    result: dict[str, Any] = {
-        "batch_size": batch_size,
-        "samples": len(x),
-        "dynamic": t.to_dict(),
-        "full": t_full.to_dict(),
-        "per_sample_median": t.median / len(x),
-        # median of the paired per-repeat ratios (timed in alternation), robust to load that comes and goes
-        "speedup_vs_full": statistics.median(f / d for f, d in zip(t_full.samples, t.samples)),
-    }
-    if meter is not None:
-        reading = meter.measure(run, min_seconds=energy_seconds)
-        result["measured_energy_joules_per_sample"] = None if reading.joules is None else reading.joules / len(x)
-        result["measured_energy"] = reading.to_dict()
-    return result
 
 
 @torch.no_grad()
@@ -362,6 +346,59 @@ def _slicing(model: MultiExitModel) -> dict[str, Any]:
             for s in model.exit_segments
         ],
     }
+
+
+@torch.no_grad()
+def _time_batch_size(
+    model: MultiExitModel,
+    xs: torch.Tensor,
+    bs: int,
+    policies: Sequence[tuple[float | None, ExitPolicy]],
+    roof: kernels.Predictor | None,
+    meter: EnergyMeter,
+    *,
+    repeats: int,
+    warmup: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """:func:`latency_report` at one batch size: paths and cascades timed side by side, then counted (exit shares,
+    roofline predictions) and, where a counter exists, the energy of each cascade."""
+    batches = _batches(xs, bs)
+    run = functools.partial(_dynamic, model)
+    paths, cascades = time_side_by_side(model.forward_until, model, run, batches,
+                                        policies, model.exit_names, repeats=repeats, warmup=warmup,
+                                        device=xs.device)  # fmt: skip
+    if roof is not None:
+        for level, item in enumerate(paths):
+            item["roofline_per_sample"] = predicted_per_sample(
+                model, xs[:bs], roof, functools.partial(model.forward_until, exit_index=level)
+            )
+    times = {p["exit"]: p["per_sample_median"] for p in paths}
+    for (_, policy), res in zip(policies, cascades):
+        # what the per-exit path latencies predict for this mix of exits (implementation overhead check);
+        # the same pass, counted, is what the roofline predicts the dynamic forward from
+        counted = counting(model) if roof is not None else contextlib.nullcontext()
+        with counted as prof:
+            counts = torch.zeros(model.num_exits)
+            for xb in batches:
+                counts += dynamic_forward(model, xb, policy).counts.float().cpu()
+        shares = (counts / counts.sum()).tolist()
+        res["exit_share"] = shares
+        res["path_predicted_per_sample"] = sum(s * times[name] for s, name in zip(shares, model.exit_names))
+        if roof is not None and prof is not None:
+            prof.samples = len(xs)
+            # batch 1 decides in Python floats, outside the profile: one decision per exit a sample reaches
+            reached = torch.repeat_interleave(torch.arange(model.num_exits), counts.long()) if bs == 1 else None
+            decisions = roofline.decision_seconds(reached, roof.machine) / len(xs) if reached is not None else 0.0
+            res["roofline_per_sample"] = roof.predict(prof).per_sample + decisions
+            res["roofline_full_per_sample"] = predicted_per_sample(model, xs, roof, model, bs)
+        reading = meter.measure(functools.partial(each, run, batches, policy), min_seconds=0.5)
+        res["measured_energy_joules_per_sample"] = None if reading.joules is None else reading.joules / len(xs)
+        res["measured_energy"] = reading.to_dict()
+    return paths, cascades
+
+
+def _dynamic(model: MultiExitModel, xb: torch.Tensor, policy: ExitPolicy) -> None:
+    dynamic_forward(model, xb, policy)
 
 
 def timed_samples(total: int, batch: int, samples_batch1: int) -> int:
@@ -416,35 +453,10 @@ def latency_report(
     }
     roof = kernels.Predictor(microbench.machine(x.device, channels_last=channels_last), x.device) if predict else None
     for bs in batch_sizes:
-        xs = x[: timed_samples(len(x), bs, samples_batch1)]
-        timed = exit_path_latency(model, xs, bs, repeats=repeats, warmup=warmup)
-        if roof is not None:
-            for level, item in enumerate(timed):
-                item["roofline_per_sample"] = predicted_per_sample(
-                    model, xs[:bs], roof, functools.partial(model.forward_until, exit_index=level)
-                )
-        report["exit_paths"] += timed
-        paths = {p["exit"]: p["per_sample_median"] for p in timed}
-        for threshold, policy in policies:
-            res = cascade_latency(model, xs, policy, bs, repeats=repeats, warmup=warmup, meter=meter)
-            # what the per-exit path latencies predict for this mix of exits (implementation overhead check);
-            # the same pass, counted, is what the roofline predicts the dynamic forward from
-            counted = counting(model) if roof is not None else contextlib.nullcontext()
-            with torch.no_grad(), counted as prof:
-                counts = torch.zeros(model.num_exits)
-                for xb in _batches(xs, bs):
-                    counts += dynamic_forward(model, xb, policy).counts.float().cpu()
-            shares = (counts / counts.sum()).tolist()
-            res["exit_share"] = shares
-            res["path_predicted_per_sample"] = sum(s * paths[name] for s, name in zip(shares, model.exit_names))
-            if roof is not None and prof is not None:
-                prof.samples = len(xs)
-                # batch 1 decides in Python floats, outside the profile: one decision per exit a sample reaches
-                reached = torch.repeat_interleave(torch.arange(model.num_exits), counts.long()) if bs == 1 else None
-                decisions = roofline.decision_seconds(reached, roof.machine) / len(xs) if reached is not None else 0.0
-                res["roofline_per_sample"] = roof.predict(prof).per_sample + decisions
-                res["roofline_full_per_sample"] = predicted_per_sample(model, xs, roof, model, bs)
-            report["cascade"].append({"threshold": threshold, **res})
+        paths, cascades = _time_batch_size(model, x[: timed_samples(len(x), bs, samples_batch1)], bs, policies,
+                                           roof, meter, repeats=repeats, warmup=warmup)  # fmt: skip
+        report["exit_paths"] += paths
+        report["cascade"] += cascades
     if roof is not None:  # the figures with every small kernel call the predictions met
         report["roofline"] = roof.machine.to_dict()
     if monitor and load_before is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ import torch
 from bench.config.engines import RUNTIMES
 from bench.measure import microbench, roofline
 from bench.measure.cost import counting
-from bench.measure.latency import path_entry, time_pair, time_rounds, timed_samples
+from bench.measure.latency import time_side_by_side, timed_samples
 from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
 from cascade.models._base import MultiExitModel
 
@@ -105,34 +104,20 @@ def check_available(names: Sequence[str]) -> None:
         RUNTIMES.get(name).check()
 
 
-def _each(fn: Callable[..., Any], batches: Sequence[Any], *args: Any) -> None:
-    for xb in batches:
-        fn(xb, *args)
-
-
 def _time_batches(name: str, prep: Prepared, model: MultiExitModel, batches: Sequence[Any],
                   policies: Sequence[tuple[float | None, ExitPolicy]], *, repeats: int,
                   warmup: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
-    """Exit paths over all ``batches`` (in turn, as eager's), then the cascade against the full network."""
-    n = sum(len(b) for b in batches)
-    cascades: list[dict[str, Any]] = []
-    fns = [functools.partial(_each, prep.path, batches, level) for level in range(model.num_exits)]
-    timings = time_rounds(fns, repeats=repeats, warmup=warmup)
-    paths = [{"runtime": name, **path_entry(e, t, batches)} for e, t in zip(model.exit_names, timings)]
+    """Exit paths, the full network and the cascades over all ``batches``, side by side as eager's
+    (:func:`bench.measure.latency.time_side_by_side`), then each cascade's exit shares."""
+    paths, cascades = time_side_by_side(prep.path, prep.full, prep.dynamic, batches, policies, model.exit_names,
+                                        repeats=repeats, warmup=warmup)  # fmt: skip
     times = {p["exit"]: p["per_sample_median"] for p in paths}
-    for threshold, policy in policies:
-        run = functools.partial(_each, prep.dynamic, batches, policy)
-        t, t_full = time_pair(run, functools.partial(_each, prep.full, batches), repeats=repeats, warmup=warmup)
+    for (_, policy), entry in zip(policies, cascades):
         taken = torch.cat([prep.dynamic(xb, policy).exit_index for xb in batches])
         shares = (torch.bincount(taken, minlength=model.num_exits).float() / len(taken)).tolist()
-        cascades.append({
-            "runtime": name, "threshold": threshold, "batch_size": len(batches[0]), "samples": n,
-            "dynamic": t.to_dict(), "full": t_full.to_dict(), "per_sample_median": t.median / n,
-            "speedup_vs_full": statistics.median(f / d for f, d in zip(t_full.samples, t.samples)),
-            "exit_share": shares,
-            "path_predicted_per_sample": sum(s * times[e] for s, e in zip(shares, model.exit_names)),
-        })  # fmt: skip
-    return paths, cascades
+        entry["exit_share"] = shares
+        entry["path_predicted_per_sample"] = sum(s * times[e] for s, e in zip(shares, model.exit_names))
+    return [{"runtime": name, **p} for p in paths], [{"runtime": name, **c} for c in cascades]
 
 
 class _Predictor:
