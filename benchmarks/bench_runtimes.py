@@ -7,7 +7,8 @@ layer2), untrained weights with non-trivial batch-norm statistics: the median ti
 exit path (and the MAC rate it reaches, MACs counted as the harness counts them), and of the real
 dynamic cascade at a threshold that sends about 70 % of the samples out at
 the first exit, with what the exit paths predict for that mix (``path-pred.``: shares x path times;
-measured / path-predicted below 1 is the cascade's own overhead: policy, host syncs, index bookkeeping).
+path-predicted / measured below 1 is the cascade's own overhead: policy, host syncs, index bookkeeping;
+``paired``: the median over rounds of each round's ratio, which divides out load that drifts between rounds).
 Paths, full network and cascade are timed in the same rounds (bench.measure.latency.time_side_by_side).
 Time it alone: other processes on 2 cores distort every number.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -68,10 +70,16 @@ def report(label: str, runtime: str, model: Any, policy: Any, path: Callable[[An
         shares = torch.bincount(taken, minlength=model.num_exits).float() / len(taken)
         predicted = float(sum(s * p for s, p in zip(shares.tolist(), paths)))
         cas = cascade["per_sample_median"]
+        # paired: each round's shares x path times over the same round's cascade, the median over rounds
+        rounds = zip(*(p["per_batch"]["samples"] for p in timed_paths), cascade["dynamic"]["samples"])
+        paired = statistics.median(
+            sum(s * t / batch for s, t in zip(shares.tolist(), r[:-1])) / (r[-1] / cascade["samples"]) for r in rounds
+        )
         cols = " ".join(f"{1e6 * p:>10.1f}" for p in paths) + " " * 11 * (3 - len(paths))
         rates = " ".join(f"{m / p / 1e9:>5.1f}" for m, p in zip(path_macs(model, x), paths))
+        early = 100 * float(shares[:-1].sum())
         print(f"{label:<28} {runtime:<16} {batch:>5} {cols} {1e6 * cas:>10.1f} {1e6 * predicted:>10.1f} "
-              f"{predicted / cas:>9.2f} {100 * float(shares[:-1].sum()):>7.1f}   {rates}", flush=True)  # fmt: skip
+              f"{predicted / cas:>9.2f} {paired:>6.2f} {early:>7.1f}   {rates}", flush=True)  # fmt: skip
 
 
 @functools.cache
@@ -94,7 +102,7 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     print(f"threads {THREADS}, torch {torch.__version__}; µs per sample (median of {REPEATS} rounds per batch)")
     header = f"{'model':<28} {'runtime':<16} {'batch':>5} " + " ".join(f"{'path ' + str(i):>10}" for i in range(3))
-    print(header + f" {'cascade':>10} {'path-pred.':>10} {'meas/pred':>9} {'early %':>7}   GMAC/s per path")
+    print(header + f" {'cascade':>10} {'path-pred.':>10} {'pred/meas':>9} {'paired':>6} {'early %':>7}   GMAC/s")
     for name, options, exits, shape in MODELS:
         model = model_for(name, options, exits, shape)
         x = torch.randn(256, *shape, generator=torch.Generator().manual_seed(1))

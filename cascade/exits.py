@@ -362,9 +362,13 @@ class OneSampleResult(EarlyExitResult):
     made on first use. Two tensor allocations per sample were about 14 us inside a batch-1 cascade on the
     2-core CPU (benchmarks/bench_runtimes.py), a third of what the cascade spent beyond its exit paths."""
 
+    predicted: int
+    level: int
+    device: torch.device
+
     def __init__(self, predicted: int, level: int, num_exits: int, device: torch.device) -> None:
-        object.__setattr__(self, "num_exits", num_exits)  # the frozen dataclass's one plain field
-        self.predicted, self.level, self.device = predicted, level, device
+        # straight into the instance dict: the frozen dataclass's __setattr__ check is most of the cost
+        self.__dict__.update(num_exits=num_exits, predicted=predicted, level=level, device=device)
 
     @functools.cached_property
     def predictions(self) -> torch.Tensor:

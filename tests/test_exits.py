@@ -169,3 +169,26 @@ def test_batch_one_decides_as_the_tensor_rule_at_a_threshold_on_the_sample_itsel
         policy = build_policy(name, threshold=float(build_policy(name).confidence(z)[0]))
         assert bool(policy.decide(z, {})[0][0]) is False
         assert exit_of_one(policy, z, {}, last=False)[0] is None
+
+
+def test_batch_one_result_is_an_early_exit_result_with_its_ints_and_tensors_on_demand() -> None:
+    """Batch 1's OneSampleResult: the class and exit as ints, the (1,) tensors as EarlyExitResult's (made on first
+    use, then the same object), concatenation and counts as for any result; ties pick the first largest logit,
+    as torch.argmax; a call with autograd on leaves the caller's mode as it was."""
+    from cascade.exits import EarlyExitResult, OneSampleResult, exit_of_one
+
+    model = tiny_model(("p1",))
+    policy = build_policy("max-prob", threshold=0.0)  # everybody leaves at p1
+    x = torch.randn(1, 1, 28, 28, dtype=torch.float64, requires_grad=True)
+    out = dynamic_forward(model, x, policy)
+    assert isinstance(out, OneSampleResult) and isinstance(out, EarlyExitResult)
+    expected = int(model.forward_until(x, 0).logits[0].argmax())
+    assert (out.predicted, out.level, out.num_exits) == (expected, 0, 2)
+    assert out.predictions.tolist() == [expected] and out.exit_index.tolist() == [0]
+    assert out.predictions is out.predictions and out.predictions.dtype == torch.long
+    assert out.counts.tolist() == [1, 0] and out.early_share == 1.0
+    both = EarlyExitResult.concat([out, dynamic_forward(model, x, build_policy("max-prob", threshold=1.0))])
+    assert both.exit_index.tolist() == [0, 1] and both.predictions.shape == (2,)
+    assert torch.is_grad_enabled()  # the caller's mode is left as it was
+    tie = torch.tensor([[1.0, 3.0, 3.0, -2.0]])
+    assert exit_of_one(policy, tie, {}, last=True)[0] == int(tie.argmax(dim=1)) == 1

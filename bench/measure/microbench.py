@@ -38,7 +38,7 @@ from cascade.cache import user_cache
 from cascade.exits import MaxProbPolicy, exit_of_one, one_result
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
-MODEL_VERSION = 12  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 13  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
