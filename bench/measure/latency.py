@@ -11,9 +11,9 @@ Load: a latency measured while other processes compete for the CPU is not the mo
 :class:`LoadMonitor` records the 1-minute load average and the CPU time other processes used (psutil:
 machine-wide CPU time minus this process's) in a short idle window before timing and over the whole
 timing; the run is marked ``busy`` when they used more than ``max(0.25, (cores - threads) / 2)`` cores,
-and the report warns. The full network and the dynamic forward are timed in alternation (ABBA order),
-and the speedup is the median of the per-repeat ratios, so a load that comes and goes affects both
-sides of each ratio alike.
+and the report warns. The exit paths, the full network and the dynamic forward at every threshold are
+timed in the same rounds, in order and then reversed (:func:`time_side_by_side`), and the speedup is the
+median of the per-round ratios, so a load that comes and goes affects both sides of each ratio alike.
 
 Measured energy: NVML's total-energy counter on NVIDIA GPUs (nvidia-ml-py),
 RAPL (``/sys/class/powercap/intel-rapl:*/energy_uj``) on CPUs that expose it.
