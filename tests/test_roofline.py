@@ -201,6 +201,20 @@ def test_channels_below_the_vector_width_slow_convolutions_and_pools_down() -> N
     assert pool.window_channels == {3: 3 * 2 * 2 * 4}
 
 
+def test_pools_take_their_own_lane_width_and_fall_back_to_the_convolutions() -> None:
+    """A 2 x 2 pool over 5 channels on 4 x 4 (80 window elements at 1e9 per second): with the pool's own width
+    of 32 floats it takes 32 / 5 as long, with none measured the convolutions' 16 (figures from before it), and
+    a width of 1 (a runtime that pools in NCHW) none; the convolutions keep their 16 either way."""
+    pool = profile(nn.MaxPool2d(2), torch.zeros(1, 5, 4, 4)).layers[0]
+    base = {**SYNTH.to_dict(), "pool_rate": 1e9, "pool_curve": [], "lanes": 16, "bandwidth": 1e15}  # compute-bound
+    compute = {w: roofline.layer_seconds(pool, Machine(**{**base, "pool_lanes": w}))[0] for w in (0, 1, 16, 32)}
+    assert compute[32] - compute[1] == pytest.approx(80 / 1e9 * (32 / 5 - 1))
+    assert compute[0] == pytest.approx(compute[16])  # not measured: the convolutions' width
+    assert compute[16] - compute[1] == pytest.approx(80 / 1e9 * (16 / 5 - 1))
+    assert roofline.lane_factor({5: 10}, Machine(**{**base, "pool_lanes": 32})) == pytest.approx(16 / 5)
+    assert Machine.from_dict({k: v for k, v in base.items() if k != "pool_lanes"}).pool_lanes == 0
+
+
 def test_another_runtime_is_measured_through_its_runner_and_its_call_cost_taken_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -234,7 +248,7 @@ def test_another_runtime_is_measured_through_its_runner_and_its_call_cost_taken_
     assert {p[3] for p in m.conv_curve} == {64, 32, 16, 1} and len(m.pool_curve) == 2
     assert {p[5] for p in m.conv_curve} == {0, 1, 2, 3} and {p[4] for p in m.conv_curve if p[5] == 3} == {49}
     assert m.module_call == 0.0  # a runtime that runs a graph calls no modules
-    assert m.lanes in microbench.LANE_WIDTHS and m.decision == 1e-5
+    assert m.lanes in microbench.LANE_WIDTHS and m.pool_lanes in microbench.LANE_WIDTHS and m.decision == 1e-5
 
 
 def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.MonkeyPatch) -> None:

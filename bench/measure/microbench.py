@@ -38,7 +38,7 @@ from cascade.cache import user_cache
 from cascade.exits import MaxProbPolicy, exit_of_one, one_result
 
 CACHE_ENV = "CASCADE_ROOFLINE_CACHE"
-MODEL_VERSION = 13  # part of the cache key: figures measured by an older micro-benchmark are measured again
+MODEL_VERSION = 14  # part of the cache key: figures measured by an older micro-benchmark are measured again
 #: element counts of the bandwidth / overhead fit (ReLU, float32: 8 bytes moved per element)
 FIT_SIZES = tuple(4**k for k in range(4, 12))  # 256 .. 4,194,304
 #: convolutions of the MAC-rate curve over reduction length K = C_in x R x S: (C_in, C_out, kernel, pixels,
@@ -159,6 +159,8 @@ def _probes(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format, device: 
     for n in (64, 1):
         fmap = rnd(n, 32, 28, 28).contiguous(memory_format=fmt)
         probes.append((f"pool_b{n}", nn.MaxPool2d(2), fmap, fmap.numel()))
+    fmap = rnd(64, 5, 28, 28).contiguous(memory_format=fmt)  # pool lanes: 5 channels against pool_b64's 32
+    probes.append(("pool_narrow", nn.MaxPool2d(2), fmap, fmap.numel()))
     return probes, launch
 
 
@@ -230,6 +232,7 @@ def _rates(best: dict[str, float], work: dict[str, float], call: float, launch: 
     large = {int(p[0]): p[1] for p in curve if p[5] == 0}
     efficiency = rate("conv25_narrow", launch["conv_thin"]) / large[25]
     pools = [[work[f"pool_b{n}"], rate(f"pool_b{n}", overhead)] for n in (64, 1)]
+    pool_efficiency = rate("pool_narrow", overhead) / pools[0][1]
     return {
         "mac_rate": {
             "conv_thin": large[27],
@@ -241,6 +244,7 @@ def _rates(best: dict[str, float], work: dict[str, float], call: float, launch: 
         "pool_rate": pools[0][1],
         "pool_curve": pools,
         "lanes": min(LANE_WIDTHS, key=lambda w: abs(lane_efficiency(5, w) - efficiency)),
+        "pool_lanes": min(LANE_WIDTHS, key=lambda w: abs(lane_efficiency(5, w) - pool_efficiency)),
     }
 
 

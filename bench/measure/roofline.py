@@ -89,6 +89,11 @@ class Machine:
     # floats per vector the convolution and pooling kernels fill with channels (0: not measured, no factor),
     # from a 1 -> 5 convolution against the 1 -> 32 one at the same reduction length (lane_factor)
     lanes: int = 0
+    # the same for the max-pool kernel (0: ``lanes``), from a 2 x 2 pool over 5 channels against 32: eager's NHWC
+    # pool runs channels below its vector width in a scalar loop (8-9x slower per element over 5 channels than
+    # over 32 on the 2-core CPU, where the convolutions' 16 lanes said 3.2x); a runtime that pools in NCHW
+    # does not care about channels (1)
+    pool_lanes: int = 0
     # seconds of one exit decision of a batch-1 cascade, taken in Python floats (cascade.exits.exit_of_one and
     # the one-sample result): no operator the profile counts, yet paid at every exit a sample reaches
     decision: float = 0.0
@@ -173,13 +178,15 @@ def lane_efficiency(channels: int, lanes: int) -> float:
     return channels / (math.ceil(channels / lanes) * lanes)
 
 
-def lane_factor(by_channels: dict[int, int], machine: Machine) -> float:
+def lane_factor(by_channels: dict[int, int], machine: Machine, lanes: int | None = None) -> float:
     """How much longer work split by channel count (``{channels: work}``) takes than at full vector use: the
-    work-weighted mean of 1 / :func:`lane_efficiency` (1 without a measured width or work)."""
+    work-weighted mean of 1 / :func:`lane_efficiency` at ``lanes`` (default the machine's convolution width; 1
+    without a measured width or work)."""
+    width = machine.lanes if lanes is None else lanes
     total = sum(by_channels.values())
-    if not machine.lanes or not total:
+    if not width or not total:
         return 1.0
-    return sum(w / lane_efficiency(c, machine.lanes) for c, w in by_channels.items()) / total
+    return sum(w / lane_efficiency(c, width) for c, w in by_channels.items()) / total
 
 
 def pool_rate(machine: Machine, per_call: float | None = None) -> float:
@@ -227,7 +234,9 @@ def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
     mac_memory = memory_seconds(kernel_bytes, max(kernels, 1), machine)
     pool = pool_rate(machine, layer.window_ops / layer.window_calls if layer.window_calls else None)
     window_compute = (
-        layer.window_ops / pool * lane_factor(layer.window_channels, machine) if layer.window_ops and pool else 0.0
+        layer.window_ops / pool * lane_factor(layer.window_channels, machine, machine.pool_lanes or machine.lanes)
+        if layer.window_ops and pool
+        else 0.0
     )
     window_memory = memory_seconds(window_bytes, windows, machine)
     other_memory = memory_seconds(total_bytes - kernel_bytes - window_bytes,
