@@ -362,6 +362,7 @@ def _time_batch_size(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """:func:`latency_report` at one batch size: paths and cascades timed side by side, then counted (exit shares,
     roofline predictions) and, where a counter exists, the energy of each cascade."""
+    model.eval()
     batches = _batches(xs, bs)
     run = functools.partial(_dynamic, model)
     paths, cascades = time_side_by_side(model.forward_until, model, run, batches,
