@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,6 +52,11 @@ class ExitPolicy:
     def transform(self, logits: torch.Tensor, level: int, state: State) -> tuple[torch.Tensor, State]:
         """The logits exit ``level`` (0-based) is judged and predicts by; the default leaves them as they are."""
         return logits, state
+
+    def keeps_logits(self, level: int) -> bool:
+        """Whether :meth:`transform` returns exit ``level``'s logits as they are (batch 1 in ONNX Runtime then
+        decides on its numpy output without a tensor): true only where the class keeps the default."""
+        return type(self).transform is ExitPolicy.transform
 
     def extra_macs(self, level: int, num_classes: int) -> int:
         """Multiply-adds per sample that :meth:`transform` adds at exit ``level`` (counted in the exit costs)."""
@@ -113,6 +119,9 @@ class ThresholdPolicy(ExitPolicy):
 
     def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         return self.confidence(logits) > self.threshold, state
+
+    def keeps_logits(self, level: int) -> bool:
+        return self.calibrate == "none" and type(self).transform is ThresholdPolicy.transform
 
     def leaves_one(self, values: Sequence[float]) -> bool | None:
         confidence = self.confidence_of(values)
@@ -315,22 +324,25 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
 PYTHON_DECISION_CLASSES = 64
 
 
-def exit_of_one(policy: ExitPolicy, logits: torch.Tensor, state: State, last: bool) -> tuple[int | None, State]:
+def exit_of_one(
+    policy: ExitPolicy, logits: torch.Tensor | np.ndarray, state: State, last: bool
+) -> tuple[int | None, State]:
     """For one sample's (1, K) transformed logits: (its predicted class if it leaves at this exit, else None;
     the new state). The last exit always answers. Decided in Python floats where the policy can
-    (:meth:`ExitPolicy.leaves_one`) and the logits are few and finite, else by the tensor rule."""
+    (:meth:`ExitPolicy.leaves_one`) and the logits are few and finite, else by the tensor rule. ``logits`` may
+    be a numpy array (ONNX Runtime's output), made a tensor only where the tensor rule decides."""
     values = logits.tolist()[0] if logits.shape[1] <= PYTHON_DECISION_CLASSES else None  # no select operator
     if values is not None and not math.isfinite(sum(values)):
         values = None  # NaN / inf: torch's rules (NaN compares false, argmax picks it) decide
     if not last:
         leave = policy.leaves_one(values) if values is not None else None
         if leave is None:
-            leave_t, state = policy.decide(logits, state)
+            leave_t, state = policy.decide(torch.as_tensor(logits), state)
             leave = bool(leave_t[0])
         if not leave:
             return None, state
     if values is None:
-        return int(logits.argmax(dim=1)), state
+        return int(torch.as_tensor(logits).argmax(dim=1)), state
     return values.index(max(values)), state  # the first largest (all finite here), as torch.argmax
 
 

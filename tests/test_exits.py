@@ -192,3 +192,10 @@ def test_batch_one_result_is_an_early_exit_result_with_its_ints_and_tensors_on_d
     assert torch.is_grad_enabled()  # the caller's mode is left as it was
     tie = torch.tensor([[1.0, 3.0, 3.0, -2.0]])
     assert exit_of_one(policy, tie, {}, last=True)[0] == int(tie.argmax(dim=1)) == 1
+    assert exit_of_one(policy, tie.numpy(), {}, last=True)[0] == 1  # ONNX Runtime's numpy output, same rule
+    nan = torch.tensor([[0.0, float("nan"), 1.0]]).numpy()  # numpy NaN: the tensor rule (argmax picks it)
+    assert exit_of_one(policy, nan, {}, last=True)[0] == 1
+    # policies whose transform is the identity let batch 1 skip it; calibrated and ZTW ones do not
+    assert policy.keeps_logits(0) and build_policy("patience").keeps_logits(1)
+    assert not build_policy("max-prob", calibrate="temperature", temperatures=(2.0,)).keeps_logits(0)
+    assert not build_policy("ztw-ensemble").keeps_logits(0)

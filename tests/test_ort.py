@@ -61,6 +61,36 @@ def test_ort_cascade_equals_eager(name: str, options: dict, exits: list[str], sh
             assert torch.equal(got.exit_index, masked_decisions(eager, policy).exit_index)
 
 
+def test_ort_batch_one_decides_on_numpy_where_the_policy_keeps_the_logits_and_as_eager_everywhere() -> None:
+    """ONNX Runtime's batch-1 cascade decides on the session's numpy output where the policy's transform is the
+    identity (max-prob, entropy, patience: no tensor between sessions) and through the tensor transform where it
+    is not (temperature-calibrated): one sample at a time, the same exits and classes as eager."""
+    model = _model(*CASES[1])
+    x = torch.randn(96, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    cascade = OrtCascade.from_model(model, x[:2])
+    with torch.no_grad():
+        z = model.forward_until(x, 0).logits[0]
+
+    def mid(name: str, temperature: float = 1.0) -> float:  # about half leave at p1: between two confidences
+        conf = build_policy(name).confidence(z / temperature).sort().values
+        return float(conf[47] + conf[48]) / 2
+
+    policies = {
+        "max-prob": build_policy("max-prob", threshold=mid("max-prob")),
+        "entropy": build_policy("entropy", threshold=mid("entropy")),
+        "patience": build_policy("patience", patience=1),
+        "calibrated": build_policy(
+            "max-prob", threshold=mid("max-prob", 1.7), calibrate="temperature", temperatures=(1.7, 0.6, 1.0)
+        ),
+    }
+    assert [p.keeps_logits(0) for p in policies.values()] == [True, True, True, False]
+    for name, policy in policies.items():
+        want = [dynamic_forward(model, x[i : i + 1], policy) for i in range(len(x))]
+        got = [cascade.dynamic(x[i : i + 1].numpy(), policy) for i in range(len(x))]
+        assert [(g.predicted, g.level) for g in got] == [(w.predicted, w.level) for w in want], name
+        assert len({w.level for w in want}) >= 2, name  # leaving and staying both happen
+
+
 def test_agreement_counts_ties_and_real_differences() -> None:
     from cascade.exits import EarlyExitResult
 
