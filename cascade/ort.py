@@ -209,11 +209,10 @@ class OrtCascade:
         for level, segment in enumerate(self.segments):
             h = self._run(segment, h)
             raw = self._head(level, h, raw)
-            if policy.keeps_logits(level):  # no tensor between sessions: the decision reads the numpy output
-                predicted, state = exit_of_one(policy, raw, state, level == last)
-            else:
+            logits: np.ndarray | torch.Tensor = raw  # kept: no tensor between sessions, numpy decides
+            if not policy.keeps_logits(level):
                 logits, state = policy.transform(torch.from_numpy(raw), level, state)  # (1, K)
-                predicted, state = exit_of_one(policy, logits, state, level == last)  # the eager rule
+            predicted, state = exit_of_one(policy, logits, state, level == last)  # the eager rule
             if predicted is not None:
                 return one_result(predicted, level, self.num_exits, torch.device("cpu"))
         raise AssertionError("unreachable: the last exit always answers")

@@ -364,7 +364,7 @@ def _time_batch_size(
     roofline predictions) and, where a counter exists, the energy of each cascade."""
     model.eval()
     batches = _batches(xs, bs)
-    run = functools.partial(_dynamic, model)
+    run = functools.partial(dynamic_forward, model)
     paths, cascades = time_side_by_side(model.forward_until, model, run, batches,
                                         policies, model.exit_names, repeats=repeats, warmup=warmup,
                                         device=xs.device)  # fmt: skip
@@ -396,10 +396,6 @@ def _time_batch_size(
         res["measured_energy_joules_per_sample"] = None if reading.joules is None else reading.joules / len(xs)
         res["measured_energy"] = reading.to_dict()
     return paths, cascades
-
-
-def _dynamic(model: MultiExitModel, xb: torch.Tensor, policy: ExitPolicy) -> None:
-    dynamic_forward(model, xb, policy)
 
 
 def timed_samples(total: int, batch: int, samples_batch1: int) -> int:

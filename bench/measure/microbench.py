@@ -213,6 +213,12 @@ def _fit_memory(run: Runner | None, rnd: Callable[..., torch.Tensor], seconds: C
     raise AssertionError("unreachable")
 
 
+def _width(efficiency: float) -> int:
+    """The vector width (floats, of :data:`LANE_WIDTHS`) whose lane efficiency over 5 channels is closest to the
+    measured ``efficiency`` (a 5-channel probe's rate over its 32-channel twin's)."""
+    return min(LANE_WIDTHS, key=lambda w: abs(lane_efficiency(5, w) - efficiency))
+
+
 def _rates(best: dict[str, float], work: dict[str, float], call: float, launch: dict[str, float],
            overhead: float) -> dict[str, Any]:  # fmt: skip
     """The Machine's rate figures from the probes' best times: MAC rates, the convolution and pooling curves,
@@ -243,8 +249,8 @@ def _rates(best: dict[str, float], work: dict[str, float], call: float, launch: 
         "conv_curve": curve,
         "pool_rate": pools[0][1],
         "pool_curve": pools,
-        "lanes": min(LANE_WIDTHS, key=lambda w: abs(lane_efficiency(5, w) - efficiency)),
-        "pool_lanes": min(LANE_WIDTHS, key=lambda w: abs(lane_efficiency(5, w) - pool_efficiency)),
+        "lanes": _width(efficiency),
+        "pool_lanes": _width(pool_efficiency),
     }
 
 
