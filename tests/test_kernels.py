@@ -96,10 +96,22 @@ def test_the_table_is_measured_once_and_cached(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(kernels, "measure", fake)
     m = kernels.tabled(SYNTH, ["a", "b"])
     assert m.kernel_table == {"a": 1e-4, "b": 2e-4} and measured == ["a", "b"]
-    again = kernels.tabled(SYNTH, ["b", "c"])  # b from the cache file, c measured
-    assert again.kernel_table == {"b": 2e-4, "c": 1e-4} and measured == ["a", "b", "c"]
+    again = kernels.tabled(SYNTH, ["b", "c"])  # b from the cache file; c measured after b, as in its path
+    assert again.kernel_table == {"b": 2e-4, "c": 2e-4} and measured == ["a", "b", "b", "c"]
     ort = Machine(**{**SYNTH.to_dict(), "runtime": "onnxruntime"})
     assert kernels.tabled(ort, ["z"]) is ort  # another runtime's kernels are not aten calls
+
+
+def test_the_table_times_each_call_after_the_calls_before_it_in_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A path's kernels replayed one after the other in the profile's order (a repeated key once), each call timed
+    alone: the calls alternate, never a kernel back to back with itself; each key's median of its own calls."""
+    log: list[str] = []
+    clock = iter(range(1000))
+    monkeypatch.setattr(kernels.time, "perf_counter", lambda: float(next(clock)))  # each call takes 1 "second"
+    monkeypatch.setattr(kernels, "replay", lambda key, device="cpu": lambda: log.append(key))
+    out = kernels.measure(["conv", "pool", "conv", "linear"], rounds=4)
+    assert log == ["conv", "pool", "linear"] * (3 + 4)  # three warm-up rounds, then four timed
+    assert out == {"conv": 1.0, "pool": 1.0, "linear": 1.0}
 
 
 def test_the_table_measures_a_real_call() -> None:

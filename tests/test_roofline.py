@@ -136,6 +136,19 @@ def test_the_micro_benchmark_measures_positive_figures() -> None:
     assert m.pool_rate > 1e6
 
 
+@torch.no_grad()
+def test_the_module_call_probe_counts_its_calls_as_profiles_do_and_computes_what_its_functions_do() -> None:
+    """The probe divides the tree's extra time by MODULE_TREE_CALLS: the number the profile counter charges
+    module_call for on that tree (containers included); its function twin computes the same output, so the
+    difference of the two is only the modules' Python."""
+    tree, functions = microbench.module_tree(torch.device("cpu"), torch.channels_last)
+    x = torch.randn(1, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+    with counting(tree) as prof:
+        out = tree(x)
+    assert prof.module_calls == microbench.MODULE_TREE_CALLS
+    torch.testing.assert_close(functions(x), out)
+
+
 def test_memory_time_follows_the_measured_curve_by_size_per_call() -> None:
     # a curve measured as overhead 1 us + bytes / bandwidth: 100 GB/s up to 1 MB per call, 10 GB/s at 100 MB
     m = Machine(**{**SYNTH.to_dict(), "overhead": 1e-6,

@@ -18,15 +18,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
 from bench.measure.cost import Profile
-from bench.measure.microbench import cache_file, median_seconds
+from bench.measure.microbench import cache_file
 from bench.measure.roofline import Machine, Prediction, predict
 from bench.results.files import atomic_write_bytes
+
+#: part of the table's cache key: times measured by an older way are measured again (2: in their path's order)
+TABLE_VERSION = 2
+#: rounds over a path's kernels when the table measures them (each call's median is kept)
+CHAIN_ROUNDS = 200
 
 
 def _tensor(spec: Any, device: torch.device, gen: torch.Generator) -> Any:
@@ -55,34 +62,50 @@ def replay(key: str, device: torch.device | str = "cpu") -> Callable[[], Any]:
 
 
 @torch.no_grad()
-def measure(keys: Iterable[str], device: torch.device | str = "cpu") -> dict[str, float]:
-    """Median seconds per call of each kernel, replayed alone (three warm-up calls, then the micro-benchmark's
-    timing loop: the median of five loops of at least 10 ms)."""
-    out = {}
-    for key in keys:
-        fn = replay(key, device)
-        for _ in range(3):
+def measure(keys: Iterable[str], device: torch.device | str = "cpu", rounds: int = CHAIN_ROUNDS) -> dict[str, float]:
+    """Median seconds per call of each kernel, replayed in the order given, one after the other, ``rounds`` times
+    (after three warm-up rounds), each call timed on its own: a kernel runs after the kernels before it in its
+    path, as it does in the network, not back to back with itself, where its weights, code and branch history
+    stay warm (a 6272 -> 10 linear layer at batch 1 takes 12 µs alone and 17-27 µs after the study CNN's
+    convolutions; docs/cost.md, "The batch-1 model")."""
+    keys = list(dict.fromkeys(keys))
+    dev = torch.device(device)
+    calls = [replay(key, dev) for key in keys]
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    for _ in range(3):
+        for fn in calls:
             fn()
-        out[key] = median_seconds(fn, torch.device(device), min_seconds=0.01)
-    return out
+    times: list[list[float]] = [[] for _ in keys]
+    clock = time.perf_counter
+    for _ in range(rounds):
+        for fn, out in zip(calls, times):
+            t0 = clock()
+            fn()
+            sync()
+            out.append(clock() - t0)
+    return {key: statistics.median(out) for key, out in zip(keys, times)}
 
 
 def tabled(machine: Machine, keys: Iterable[str], device: torch.device | str = "cpu") -> Machine:
     """``machine`` with the times of ``keys`` in its :attr:`Machine.kernel_table` (measured where neither the
-    table nor the cache has them; eager only: another runtime's machine is returned as it is)."""
+    table nor the cache has them, each missing call timed after the calls before it in ``keys``, the profile's
+    order; eager only: another runtime's machine is returned as it is)."""
     if machine.runtime != "eager":
         return machine
+    keys = list(keys)
     wanted = set(keys) - set(machine.kernel_table)
     if not wanted:
         return machine
-    path = cache_file(f"kernels-{machine.device}-{os.cpu_count()}cpu-t{machine.threads}-torch{machine.torch_version}")
+    path = cache_file(f"kernels-v{TABLE_VERSION}-{machine.device}-{os.cpu_count()}cpu-t{machine.threads}"
+                      f"-torch{machine.torch_version}")  # fmt: skip
     cached: dict[str, float] = {}
     if path is not None and path.is_file():
         try:
             cached = {k: float(v) for k, v in json.loads(path.read_text()).items()}
         except (ValueError, TypeError, AttributeError):
             cached = {}  # a damaged cache is measured again
-    new = measure(sorted(wanted - set(cached)), device)
+    missing = wanted - set(cached)
+    new = {k: t for k, t in measure(keys, device).items() if k in missing} if missing else {}
     if new and path is not None:
         try:
             atomic_write_bytes(path, json.dumps({**cached, **new}, indent=0).encode())
@@ -102,6 +125,6 @@ class Predictor:
         self.device = device
 
     def predict(self, prof: Profile) -> Prediction:
-        keys = {k for layer in prof.layers for k in layer.small_kernels}
+        keys = [k for layer in prof.layers for k in layer.small_kernels]  # in the order the profile met them
         self.machine = tabled(self.machine, keys, self.device)
         return predict(prof, self.machine)
