@@ -77,6 +77,11 @@ class TrainConfig:
     # segment k of n, the gradient from exit head k is scaled by 1/(n - k) and the gradient from the
     # deeper segments by (n - k - 1)/(n - k). Works with every loss; the forward values are unchanged.
     gradient_equilibrium: bool = added_later(False)
+    # Train with images and convolution weights in NHWC memory order (torch.channels_last): the same function,
+    # computed with other kernels (ResNet-20 at batch 128 on the 2-core CPU: 0.18 s a step against 0.23-0.26
+    # NCHW). Their sums round differently, so the trained weights differ in the last bits: keyed like threads.
+    # The trained model is returned in the default order. Image inputs (N, C, H, W) only.
+    channels_last: bool = added_later(False)
     # Check the loss for NaN/inf every this many iterations (0 = every iteration on CPU, every
     # log_every on GPU, where a per-step check would stall the launch queue with a host sync).
     # The error names the first bad iteration either way.
@@ -337,6 +342,11 @@ def train(
     history = TrainHistory()
     starts = [s for s in range(0, n, bs) if n - s > 1]  # a batch of one breaks BatchNorm's statistics
     frozen = _freeze_backbone(model) if config.freeze_backbone else []
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    if config.channels_last:
+        if x.dim() != 4:
+            raise ConfigError("channels_last", f"needs image inputs (N, C, H, W); this dataset's are {tuple(x.shape)}")
+        model.to(memory_format=layout)
     opt = config.make_optimizer([p for p in model.parameters() if p.requires_grad])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: config.lr_factor(step, max(len(starts), 1)))
     watch = _FiniteWatch(x.device, config.finite_check_every or (1 if x.device.type == "cpu" else config.log_every),
@@ -352,6 +362,8 @@ def train(
         for b, start in enumerate(starts):
             idx = perm[start : start + bs]
             xb = data.augment(x[idx], gen) if data.augment else x[idx]  # random crops/flips from the seeded generator
+            if config.channels_last:
+                xb = xb.contiguous(memory_format=layout)
             out = equilibrium_logits(model, xb) if config.gradient_equilibrium else model(xb).logits
             loss = loss_fn(out, data.train.y[idx])
             watch.note(loss, history.steps)
@@ -376,6 +388,8 @@ def train(
         history.epochs.append(record)
         callback.on_epoch_end(record)
     model.eval()
+    if config.channels_last:
+        model.to(memory_format=torch.contiguous_format)
     for p in model.parameters():
         p.requires_grad_(True)
     history.loss_state = (loss_fn.state() if hasattr(loss_fn, "state") else {}) or None
