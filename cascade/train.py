@@ -342,11 +342,7 @@ def train(
     history = TrainHistory()
     starts = [s for s in range(0, n, bs) if n - s > 1]  # a batch of one breaks BatchNorm's statistics
     frozen = _freeze_backbone(model) if config.freeze_backbone else []
-    layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    if config.channels_last:
-        if x.dim() != 4:
-            raise ConfigError("channels_last", f"needs image inputs (N, C, H, W); this dataset's are {tuple(x.shape)}")
-        model.to(memory_format=layout)
+    layout = _memory_format(model, x, config.channels_last)
     opt = config.make_optimizer([p for p in model.parameters() if p.requires_grad])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: config.lr_factor(step, max(len(starts), 1)))
     watch = _FiniteWatch(x.device, config.finite_check_every or (1 if x.device.type == "cpu" else config.log_every),
@@ -387,13 +383,30 @@ def train(
         )
         history.epochs.append(record)
         callback.on_epoch_end(record)
+    _hand_back(model, config.channels_last)
+    history.loss_state = (loss_fn.state() if hasattr(loss_fn, "state") else {}) or None
+    return history
+
+
+def _memory_format(model: MultiExitModel, x: torch.Tensor, channels_last: bool) -> torch.memory_format:
+    """The batches' memory order: NHWC with ``channels_last`` (the model converted in place; image inputs only),
+    else the default."""
+    if not channels_last:
+        return torch.contiguous_format
+    if x.dim() != 4:
+        raise ConfigError("channels_last", f"needs image inputs (N, C, H, W); this dataset's are {tuple(x.shape)}")
+    model.to(memory_format=torch.channels_last)
+    return torch.channels_last
+
+
+def _hand_back(model: MultiExitModel, channels_last: bool) -> None:
+    """The trained model as callers expect it: eval mode, every parameter trainable again (a frozen backbone's
+    too), weights in the default memory order."""
     model.eval()
-    if config.channels_last:
+    if channels_last:
         model.to(memory_format=torch.contiguous_format)
     for p in model.parameters():
         p.requires_grad_(True)
-    history.loss_state = (loss_fn.state() if hasattr(loss_fn, "state") else {}) or None
-    return history
 
 
 def _freeze_backbone(model: MultiExitModel) -> list[torch.nn.Module]:
