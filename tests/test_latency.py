@@ -259,3 +259,58 @@ def test_report_warns_about_busy_timing(tmp_path) -> None:
     assert msgs == [f"{rec.variant} seed {rec.seed}: latency timed on a busy machine (other processes used 1.10 cores "
                     "before and 0.90 during timing, limit 0.25; load average 3.2); its latency and speedup are not "
                     "the model's: rerun it on a quiet machine"]  # fmt: skip
+
+
+def test_a_full_network_timed_apart_from_its_last_exit_path_is_flagged_in_the_record_the_report_and_the_run_log() -> (
+    None
+):
+    """The full network and its last exit's path are one computation timed in the same rounds: where their times
+    per sample differ by more than 10 %, the record names the runtime and batch size, the report sums the folder
+    up in one warning and the run's log warns. Hand-made timings: eager batch 1 120 against 100 µs (+20 %,
+    flagged), eager batch 256 10.5 against 10 (+5 %, not), ONNX Runtime batch 1 89 against 100 (-11 %, flagged)."""
+    import dataclasses
+
+    from bench.analyse.load import load_results
+    from bench.analyse.tables import warnings_for
+    from bench.execute.runner import RunSummary, _collect
+    from bench.results.record import CascadeTiming, PathTiming
+
+    from .conftest import REPO
+
+    def cascade(batch: int, samples: int, full: float, threshold: float, runtime: str = "eager") -> CascadeTiming:
+        return CascadeTiming(threshold=threshold, batch_size=batch, samples=samples, dynamic={"median": 1.0},
+                             full={"median": full * samples}, per_sample_median=1.0 / samples, speedup_vs_full=1.0,
+                             runtime=runtime)  # fmt: skip
+
+    paths = [PathTiming("p1", 1, {}, 50e-6), PathTiming("final", 1, {}, 100e-6), PathTiming("p1", 256, {}, 5e-6),
+             PathTiming("final", 256, {}, 10e-6), PathTiming("p1", 1, {}, 40e-6, runtime="onnxruntime"),
+             PathTiming("final", 1, {}, 100e-6, runtime="onnxruntime")]  # fmt: skip
+    cascades = [cascade(1, 200, 120e-6, 0.5), cascade(1, 200, 120e-6, 0.9), cascade(256, 4096, 10.5e-6, 0.5),
+                cascade(1, 200, 89e-6, 0.5, "onnxruntime")]  # fmt: skip
+    res = load_results(REPO / "tests" / "fixtures" / "results_a")
+    rec = res.records[0]
+    assert rec.latency is not None
+    latency = dataclasses.replace(rec.latency, exit_paths=paths, cascade=cascades, runtimes={"onnxruntime": {}})
+    gaps = latency.twin_gaps()
+    assert [(g["runtime"], g["batch_size"], g["exit"]) for g in gaps] == [
+        ("eager", 1, "final"),
+        ("onnxruntime", 1, "final"),
+    ]
+    assert [round(g["ratio"], 6) for g in gaps] == [1.2, 0.89]
+    assert latency.twin_gaps(tolerance=0.25) == []
+    assert len(latency.twin_gaps(tolerance=0.04)) == 3  # the 5 % one too
+
+    res.records[:] = [dataclasses.replace(rec, latency=latency)]
+    noise = [w for w in warnings_for(res) if w.startswith("latency noise")]
+    assert noise == [f"latency noise: in 2 of 3 timings (run x runtime x batch size) the full network and its last "
+                     f"exit's path, the same computation, differ by more than 10% ({rec.variant} seed {rec.seed} eager "
+                     f"batch 1: 120.0 against 100.0 µs per sample (+20.0%); {rec.variant} seed {rec.seed} onnxruntime "
+                     "batch 1: 89.0 against 100.0 µs per sample (-11.0%)): the machine's speed changed while they "
+                     "were timed, so those latencies and speedups are in doubt: rerun them alone"]  # fmt: skip
+
+    lines: list[str] = []
+    _collect(RunSummary(REPO, 1), {"variant": "sum", "seed": 3, "status": "ok", "twin_gaps": gaps}, lines.append)
+    assert lines == ["warning: sum seed 3: the full network and its last exit's path, the same computation, timed more "
+                     "than 10% apart (eager batch 1: 120.0 against 100.0 µs per sample (+20.0%); onnxruntime batch 1: "
+                     "89.0 against 100.0 µs per sample (-11.0%)): the machine's speed changed while it was timed, so "
+                     "those latencies and speedups are in doubt: rerun it alone"]  # fmt: skip

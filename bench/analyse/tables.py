@@ -19,7 +19,7 @@ import pandas as pd
 from bench.analyse import stats
 from bench.analyse.load import Results
 from bench.results.metrics import MAIN_METRICS, METRICS
-from bench.results.record import RunRecord, at_chance
+from bench.results.record import TWIN_TOLERANCE, RunRecord, at_chance, twin_where
 from cascade.data import DATASETS
 
 
@@ -285,11 +285,29 @@ def warnings_for(results: Results) -> list[str]:
             f"limit {ld['busy_limit_cores']:.2f}; load average {ld['during']['loadavg_1min']}); "
             "its latency and speedup are not the model's: rerun it on a quiet machine"
         )
+    twins = twin_summary(results)
+    if twins:
+        out.append(twins)
     for r in results.failed:
         out.append(f"{r.variant} seed {r.seed} FAILED: {r.error_message or '?'}")
     for problem in results.problems:
         out.append(f"unreadable run file skipped: {problem}")
     return out
+
+
+def twin_summary(results: Results) -> str | None:
+    """One warning for every timing of the folder whose full network and last exit's path, one computation timed
+    in the same rounds, differ by more than ``TWIN_TOLERANCE`` (:meth:`LatencyRecord.twin_gaps`); None: none."""
+    timed = [r for r in results.records if r.latency is not None]
+    total = sum(len({(c.runtime, c.batch_size) for c in r.latency.cascade}) for r in timed if r.latency)
+    gaps = [(r, g) for r in timed if r.latency for g in r.latency.twin_gaps()]
+    if not gaps:
+        return None
+    where = "; ".join(f"{r.variant} seed {r.seed} {twin_where([g])}" for r, g in gaps)
+    return (f"latency noise: in {len(gaps)} of {total} timings (run x runtime x batch size) the full network and its "
+            f"last exit's path, the same computation, differ by more than {TWIN_TOLERANCE:.0%} ({where}): the "
+            "machine's speed changed while they were timed, so those latencies and speedups are in doubt: "
+            "rerun them alone")  # fmt: skip
 
 
 @dataclass

@@ -41,7 +41,7 @@ from bench.execute.sanity import diagnose, recompute_bn
 from bench.results.files import WriteError, atomic_write_bytes, sha256_file
 from bench.results.migrate import SCHEMA_VERSION
 from bench.results.provenance import now, provenance
-from bench.results.record import ErrorInfo, RunRecord, TrainingRecord, from_json
+from bench.results.record import ErrorInfo, RunRecord, TrainingRecord, from_json, twin_warning
 from bench.results.store import (
     FolderLock,
     ResultStore,
@@ -237,6 +237,7 @@ def execute_run(
     return {"key": record.key, "variant": record.variant, "seed": record.seed, "status": record.status,
             "seconds": record.seconds, "error": record.error_message or None,
             "busy": bool(record.latency and record.latency.busy),
+            "twin_gaps": record.latency.twin_gaps() if record.latency else [],
             "checkpoint_source": record.training.checkpoint_source if record.training else None,
             "warnings": store.warnings, "write_errors": store.write_errors,
             "accuracy": record.at(record.headline_threshold).accuracy if record.ok else None,
@@ -455,6 +456,8 @@ def _collect(summary: RunSummary, res: dict[str, Any], log: Callable[[str], None
     if res.get("busy"):
         log(f"warning: {res['variant']} seed {res['seed']}: latency timed on a busy machine "
             "(other processes took CPU); see the report's warnings")  # fmt: skip
+    if res.get("twin_gaps"):
+        log("warning: " + twin_warning(res["variant"], res["seed"], res["twin_gaps"]))
     if res.get("status") == "ok":
         summary.done += 1
         summary.from_cache += res.get("checkpoint_source") == "cache"

@@ -184,6 +184,11 @@ class CascadeTiming:
         return self.batch_size == batch and (t is None or threshold is None or math.isclose(t, threshold))
 
 
+# The full network and its last exit's path are one computation timed in the same rounds: apart by more than
+# this share, the timing was noisy (LatencyRecord.twin_gaps)
+TWIN_TOLERANCE = 0.10
+
+
 @dataclass(frozen=True)
 class LatencyRecord:
     """Wall-clock of the exit paths and of the dynamic forward (see :mod:`bench.measure.latency`)."""
@@ -211,6 +216,25 @@ class LatencyRecord:
     def busy(self) -> bool:
         """Whether other processes took a notable share of the CPU before or during timing."""
         return bool(self.load and self.load.get("busy"))
+
+    def twin_gaps(self, tolerance: float = TWIN_TOLERANCE) -> list[dict[str, Any]]:
+        """Where the full network and its last exit's path, the same computation timed in the same rounds,
+        differ per sample by more than ``tolerance`` (relative to the path): the machine's speed changed within
+        the rounds, so every ratio of that runtime and batch size is in doubt. One entry per runtime and batch
+        size: runtime, batch_size, exit, full and path seconds per sample, ratio (full / path)."""
+        gaps = []
+        for runtime in self.runtime_names:
+            for batch in sorted({c.batch_size for c in self.entries(runtime)}):
+                paths = [p for p in self.path_entries(runtime) if p.batch_size == batch]
+                cascade = next(c for c in self.entries(runtime) if c.batch_size == batch)
+                if not paths or not cascade.samples or cascade.full.get("median") is None:
+                    continue  # not timed side by side (older files)
+                last, full = paths[-1], cascade.full["median"] / cascade.samples
+                ratio = full / last.per_sample_median
+                if abs(ratio - 1) > tolerance:
+                    gaps.append({"runtime": runtime, "batch_size": batch, "exit": last.exit, "ratio": ratio,
+                                 "full_per_sample": full, "path_per_sample": last.per_sample_median})  # fmt: skip
+        return gaps
 
     def entries(self, runtime: str = "eager") -> list[CascadeTiming]:
         """The cascade timings of one runtime."""
@@ -242,6 +266,23 @@ class LatencyRecord:
     def runtime_names(self) -> list[str]:
         """``eager`` and every other runtime timed."""
         return ["eager", *(self.runtimes or {})]
+
+
+def twin_warning(variant: str, seed: int, gaps: list[dict[str, Any]]) -> str:
+    """The warning for a run whose full network and last exit's path, one computation, timed apart
+    (:meth:`LatencyRecord.twin_gaps`)."""
+    return (f"{variant} seed {seed}: the full network and its last exit's path, the same computation, timed "
+            f"more than {TWIN_TOLERANCE:.0%} apart ({twin_where(gaps)}): the machine's speed changed while it "
+            "was timed, so those latencies and speedups are in doubt: rerun it alone")  # fmt: skip
+
+
+def twin_where(gaps: list[dict[str, Any]]) -> str:
+    """Each gap as "runtime batch B: full against path µs per sample (+x.x %)"."""
+    return "; ".join(
+        f"{g['runtime']} batch {g['batch_size']}: {g['full_per_sample'] * 1e6:,.1f} against "
+        f"{g['path_per_sample'] * 1e6:,.1f} µs per sample ({g['ratio'] - 1:+.1%})"
+        for g in gaps
+    )
 
 
 @dataclass(frozen=True)
