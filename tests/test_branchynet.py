@@ -102,3 +102,24 @@ def test_reproduction_table_from_a_tiny_run(tmp_path: Path) -> None:
         row = by_name[f"speedup LeNet / B-LeNet (CPU, {label}), threshold chosen on validation, from path times"]
         assert row.ours.mean == pytest.approx(sum(ours) / 2)
         assert row.theirs == 5.4
+
+
+def test_the_time_rows_name_the_runs_timed_on_a_busy_machine_or_with_noise_per_runtime_and_batch() -> None:
+    """The fixture's timings (a loaded test machine): base seed 0's full network and last exit's path are more than
+    10 % apart at batch 1 only, seeds 1 and 2 at batches 1 and 64 (ratios 1.18-12); no ONNX Runtime timings."""
+    import dataclasses
+
+    from bench.verdicts.reproduction import _timing_cautions
+
+    recs = load_results(REPO / "tests" / "fixtures" / "results_a").records_of("base")
+    assert [r.seed for r in recs] == [0, 1, 2]
+    noisy = "the full network and its last exit's path, one computation, more than 10% apart), re-time alone; "
+    assert _timing_cautions(recs, "eager", 1) == f"noisy timing (base seed 0, base seed 1, base seed 2: {noisy}"
+    assert _timing_cautions(recs, "eager", 64) == f"noisy timing (base seed 1, base seed 2: {noisy}"
+    assert _timing_cautions(recs, "onnxruntime", 1) == ""
+    assert recs[0].latency is not None
+    busy = dataclasses.replace(recs[0], latency=dataclasses.replace(recs[0].latency, load={"busy": True}))
+    assert _timing_cautions([busy, *recs[1:]], "eager", 64) == (
+        f"timed on a busy machine (base seed 0: the load monitor's flag), re-time alone; noisy timing (base seed 1, "
+        f"base seed 2: {noisy}"
+    )

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.analyse import stats
 from bench.analyse.load import Results, load_results
 from bench.render.format import fmt_interval
-from bench.results.record import RunRecord
+from bench.results.record import TWIN_TOLERANCE, RunRecord
 
 THEIRS = {
     "lenet_accuracy": 99.20,
@@ -105,6 +105,21 @@ def _mac_speedup(results: Results, shares: Sequence[float]) -> float:
     return lenet.per_exit[-1].macs / sum(s * c.macs for s, c in zip(shares, blenet.per_exit))
 
 
+def _timing_cautions(records: Sequence[RunRecord], runtime: str, batch: int) -> str:
+    """What to know before trusting these timings: runs timed on a busy machine (the load monitor's flag) and runs
+    whose full network and last exit's path, one computation, timed apart in ``runtime`` at ``batch``
+    (:meth:`bench.results.record.LatencyRecord.twin_gaps`); "" when neither."""
+    timed = [r for r in records if r.latency is not None]
+    busy = sorted(f"{r.variant} seed {r.seed}" for r in timed if r.latency and r.latency.busy)
+    noisy = sorted(f"{r.variant} seed {r.seed}" for r in timed if r.latency and any(
+        g["runtime"] == runtime and g["batch_size"] == batch for g in r.latency.twin_gaps()))  # fmt: skip
+    out = f"timed on a busy machine ({', '.join(busy)}: the load monitor's flag), re-time alone; " if busy else ""
+    if noisy:
+        out += (f"noisy timing ({', '.join(noisy)}: the full network and its last exit's path, one computation, "
+                f"more than {TWIN_TOLERANCE:.0%} apart), re-time alone; ")  # fmt: skip
+    return out
+
+
 def _runtime_rows(results: Results, runtime: str, batch: int) -> list[Row]:
     """LeNet, B-LeNet and the speedup at their threshold in ``runtime``, plus the speedup at ours from path times."""
     lenet, blenet = results.records_of("lenet"), results.records_of("b-lenet")
@@ -113,8 +128,7 @@ def _runtime_rows(results: Results, runtime: str, batch: int) -> list[Row]:
     if not all(full) or not all(dyn):
         return []
     label = f"CPU, {RUNTIME_LABELS.get(runtime, runtime)}" + ("" if batch == 1 else f", batch {batch}")
-    busy = sorted(f"{r.variant} seed {r.seed}" for r in (*lenet, *blenet) if r.latency is not None and r.latency.busy)
-    caution = f"timed on a busy machine ({', '.join(busy)}: the load monitor's flag), re-time alone; " if busy else ""
+    caution = _timing_cautions((*lenet, *blenet), runtime, batch)
     theirs = batch == 1
     f_ms = [1e3 * t[0] for t in full if t]
     d_ms = [1e3 * t[0] for t in dyn if t]
