@@ -227,8 +227,8 @@ class LatencyRecord:
             for batch in sorted({c.batch_size for c in self.entries(runtime)}):
                 paths = [p for p in self.path_entries(runtime) if p.batch_size == batch]
                 cascade = next(c for c in self.entries(runtime) if c.batch_size == batch)
-                if not paths or not cascade.samples or cascade.full.get("median") is None:
-                    continue  # not timed side by side (older files)
+                if not paths or not cascade.samples or not paths[-1].per_sample_median or "median" not in cascade.full:
+                    continue  # nothing to compare
                 last, full = paths[-1], cascade.full["median"] / cascade.samples
                 ratio = full / last.per_sample_median
                 if abs(ratio - 1) > tolerance:
