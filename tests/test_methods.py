@@ -570,3 +570,18 @@ def test_method_options_are_checked_at_validation(tmp_path, variant: str, messag
     path.write_text(text)
     with pytest.raises(SuiteError, match=re.escape(message)):
         load_suite(path)
+
+
+def test_a_claim_read_on_one_seed_says_there_is_nothing_to_read_on_any_metric() -> None:
+    """With one paired seed neither a test nor an interval exists: the ECE claim (read on the interval) says so as
+    the tested claims do, instead of "not significant"; with two seeds whose ECE falls by 3-5 points it agrees."""
+    from bench.analyse.stats import paired_test
+    from bench.verdicts import methods
+
+    def claim(a: dict[int, float], b: dict[int, float]) -> str:
+        line = methods._claims([methods.Comparison("sum-calibrated", "ece", paired_test(a, b))], ["sum-calibrated"])[2]
+        return line.rsplit("|", 2)[1].strip()
+
+    assert claim({0: 0.02}, {0: 0.06}) == "n/a (fewer than 2 paired seeds)"
+    assert claim({0: 0.02, 1: 0.01}, {0: 0.06, 1: 0.04}) == "not significant"  # t(1) = 12.7: the interval spans 0
+    assert claim({0: 0.02, 1: 0.01, 2: 0.015}, {0: 0.06, 1: 0.04, 2: 0.05}) == "agrees"  # -3.5 +- 1.2 points

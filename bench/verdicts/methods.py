@@ -232,6 +232,8 @@ def _claims(comparisons: Sequence[Comparison], variants: Sequence[str]) -> list[
         measured = f"{100 * c.test.diff.mean:+.2f} points ({c.verdict})"
         if m.direction == 0:
             agrees = "no directional claim"
+        elif c.test.n < 2:
+            agrees = c.verdict  # nothing to read, on an interval or a test
         elif c.metric == "ece":  # calibration: read on the interval (the ECE is a description, not Holm-tested)
             high = c.test.diff.high
             agrees = "agrees" if high < 0 else ("disagrees" if c.test.diff.low > 0 else "not significant")
