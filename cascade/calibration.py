@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import minimize_scalar
 
 ECE_BINS = 15  # Guo et al.'s number of bins
 _INVERSE_T_RANGE = (1e-3, 100.0)  # b = 1 / T searched in this range (T from 0.01 to 1000)
@@ -51,6 +50,8 @@ def nll_at(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> float:
 
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
     """The temperature T > 0 that minimises the NLL of softmax(logits / T) on (logits, y)."""
+    from scipy.optimize import minimize_scalar  # noqa: PLC0415  # a third of a second to import: only when fitting
+
     if len(y) == 0:
         raise ValueError("cannot fit a temperature on no samples (is the validation split empty?)")
     z = logits.detach().double().cpu()

@@ -44,7 +44,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 from cascade._registry import Registry
 from cascade.datafiles import (
@@ -212,6 +211,12 @@ def digits(*, root: Path | None = None, download: bool = True, size: int = 28) -
     return RawData(x[train], y[train], x[test], y[test], 10)
 
 
+def _download_cifar(cls_name: str, root: Path) -> None:
+    import torchvision  # noqa: PLC0415  # torchvision costs 1.5 s to import (torch._dynamo); only where it is used
+
+    getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
+
+
 def _cifar(name: str, root: Path | None, download: bool) -> RawData:
     cls_name, folder_name, train_files, test_files, label_key = CIFAR_FILES[name]
     root = Path(root) if root is not None else default_root()
@@ -219,7 +224,7 @@ def _cifar(name: str, root: Path | None, download: bool) -> RawData:
     files = [*train_files, *test_files]
     _ensure_files(
         lambda: [f for f in files if not (folder / f).is_file()],
-        (lambda: getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)) if download else None,
+        (lambda: _download_cifar(cls_name, root)) if download else None,
         _new_folders(folder, root),
         lambda missing, why: _cifar_message(name, folder, missing, why),
     )
@@ -263,6 +268,8 @@ def imagefolder(
     if channels not in (1, 3) or image_size < 1 or not 0.0 < test_fraction < 1.0:
         raise ValueError("imagefolder: channels must be 1 or 3, image_size >= 1, test_fraction in (0, 1)")
     train_dir, test_dir = _image_folders(root)
+    import torchvision  # noqa: PLC0415  # torchvision costs 1.5 s to import (torch._dynamo); only where it is used
+
     classes = _class_names(train_dir)
     steps = [torchvision.transforms.Resize((image_size, image_size))]
     if channels == 1:

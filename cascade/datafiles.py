@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 
 from cascade.cache import user_cache
 from cascade.errors import UserError
@@ -97,6 +96,8 @@ def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bo
     raw = root / folder / "raw"
 
     def fetch() -> None:
+        import torchvision  # noqa: PLC0415  # torchvision costs 1.5 s to import (torch._dynamo); only where it is used
+
         cls = getattr(torchvision.datasets, cls_name)
         cls(str(root), train=True, download=True)
         cls(str(root), train=False, download=True)

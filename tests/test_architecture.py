@@ -134,30 +134,38 @@ def test_imports_point_down_the_layers_only_and_never_cycle() -> None:
 TEXT_COMMANDS = ("compare", "check", "study", "reproduce", "validate")
 
 
-def test_text_commands_import_no_matplotlib() -> None:
-    """``bench compare`` / ``check`` / ``study`` / ``reproduce`` / ``validate`` print text: importing their
-    module (what the command line does) must not import matplotlib (its import sets a backend and costs
-    half a second). One fresh interpreter imports them in turn and names the first that brings it in."""
-    from bench.cli import COMMANDS
-
-    modules = [COMMANDS[command].target.partition(":")[0] for command in TEXT_COMMANDS]
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}:\n"
-            "    importlib.import_module(m)\n"
-            "    if 'matplotlib' in sys.modules:\n"
-            "        print(m); break\n"
-            "else:\n"
-            "    print('none')")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "none", f"importing {out.strip()} imports matplotlib"
-
-
 def test_help_imports_neither_torch_nor_the_commands() -> None:
     heavy = "('torch', 'matplotlib', 'pandas', 'bench.commands.run')"
     code = (f"import sys; from bench.cli import build_parser; build_parser().format_help(); "
             f"print(sorted(m for m in {heavy} if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_commands_and_workers_import_only_what_they_use() -> None:
+    """One fresh interpreter imports what a pool worker or a subprocess imports first (the runner), then the
+    text commands' modules (``bench compare`` / ``check`` / ``study`` / ``reproduce`` / ``validate``) in
+    turn, then the run command, and names the first that brings in a module it has no use for:
+
+    * torchvision (1.5 s: it imports torch._dynamo) only with a torchvision model, a download or an image
+      folder (tests/test_attach.py and test_data.py use them);
+    * scipy.optimize (a third of a second) only with a temperature fit (test_methods.py) or statistics;
+    * matplotlib (half a second, and it sets a backend) only where figures are drawn."""
+    from bench.cli import COMMANDS
+
+    text = [COMMANDS[command].target.partition(":")[0] for command in TEXT_COMMANDS]
+    steps = [("bench.execute.runner", ("torchvision", "torch._dynamo", "scipy.optimize", "matplotlib"))]
+    steps += [(m, ("torchvision", "torch._dynamo", "matplotlib")) for m in text]
+    steps += [("bench.commands.run", ("torchvision", "torch._dynamo"))]
+    code = ("import importlib, sys\n"
+            f"for m, unused in {steps!r}:\n"
+            "    importlib.import_module(m)\n"
+            "    if any(u in sys.modules for u in unused):\n"
+            "        print(m, [u for u in unused if u in sys.modules]); break\n"
+            "else:\n"
+            "    print('none')")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "none", f"importing {out.strip()}"
 
 
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 80, 500

@@ -88,12 +88,24 @@ def test_unknown_executor_and_bad_jobs() -> None:
         make_executor("local", jobs=0)
 
 
-def test_local_pool_gives_the_in_process_results(suite_and_reference) -> None:
+def test_local_pool_gives_the_in_process_results(suite_and_reference, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two waves (firm-p2 reuses base's checkpoint), one pool: its workers start (import torch) once."""
+    import concurrent.futures as cf
+
+    pools: list[cf.ProcessPoolExecutor] = []
+
+    class Counted(cf.ProcessPoolExecutor):
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, **k)
+            pools.append(self)
+
+    monkeypatch.setattr(cf, "ProcessPoolExecutor", Counted)
     suite, reference, d = suite_and_reference
     out = d / "pool"
     s = run_suite(suite, out_dir=out, progress=False, log=lambda s: None, jobs=2,
                   overrides=["evaluation.latency=false"])  # fmt: skip
     assert s.done == 4 and results_of(out) == reference
+    assert len(pools) == 1
     threads = {r.provenance["threads"] for r in ResultStore(out).iter_runs()}
     assert threads == {2}  # the suite's default, recorded in every run
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torchvision
 from torch import nn
 
 from cascade.models.attach import AttachedExits
@@ -54,6 +53,8 @@ def build_backbone(
     arch: str, *, num_classes: int, in_channels: int, weights: str | None, kwargs: dict[str, Any]
 ) -> nn.Module:
     """The torchvision model ``arch`` for ``num_classes`` classes and ``in_channels`` input channels."""
+    import torchvision  # noqa: PLC0415  # torchvision costs 1.5 s to import (torch._dynamo); only where it is used
+
     if weights:
         enum = torchvision.models.get_model_weights(arch)
         try:
@@ -109,6 +110,8 @@ class TorchvisionExits(AttachedExits):
 @functools.cache
 def torchvision_model(arch: str) -> type[TorchvisionExits]:
     """The registry entry for ``torchvision:<arch>`` (one class per architecture)."""
+    import torchvision  # noqa: PLC0415  # torchvision costs 1.5 s to import (torch._dynamo); only where it is used
+
     known = torchvision.models.list_models(module=torchvision.models)
     if arch not in known:
         import difflib  # noqa: PLC0415  # only on this error path
