@@ -13,8 +13,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Tests are hermetic: no shared checkpoint cache unless a test gives one (subprocesses inherit this).
 os.environ["CASCADE_CHECKPOINT_CACHE"] = "off"
-# The roofline micro-benchmark (a few seconds) is measured once per test session, not read from the user's cache.
-os.environ["CASCADE_ROOFLINE_CACHE"] = tempfile.mkdtemp(prefix="cascade-roofline-")
+# The roofline micro-benchmark (seconds per runtime) is measured once per test session, not read from the user's
+# cache; pytest-xdist's workers of one session (`make test`) share one folder, named by the session's id.
+_session = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _session:
+    _roofline = Path(tempfile.gettempdir()) / f"cascade-roofline-{_session}"
+    _roofline.mkdir(exist_ok=True)
+    os.environ["CASCADE_ROOFLINE_CACHE"] = str(_roofline)
+else:
+    os.environ["CASCADE_ROOFLINE_CACHE"] = tempfile.mkdtemp(prefix="cascade-roofline-")
 
 
 def mnist_root() -> Path | None:
