@@ -56,6 +56,7 @@ from cascade.datafiles import (
     _image_folders,
     _new_folders,
     _read_cifar_batches,
+    _torchvision_download,
     _torchvision_idx,
     default_root,
 )
@@ -211,12 +212,6 @@ def digits(*, root: Path | None = None, download: bool = True, size: int = 28) -
     return RawData(x[train], y[train], x[test], y[test], 10)
 
 
-def _download_cifar(cls_name: str, root: Path) -> None:
-    import torchvision  # noqa: PLC0415  # torchvision costs 1.5 s to import (torch._dynamo); only where it is used
-
-    getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
-
-
 def _cifar(name: str, root: Path | None, download: bool) -> RawData:
     cls_name, folder_name, train_files, test_files, label_key = CIFAR_FILES[name]
     root = Path(root) if root is not None else default_root()
@@ -224,7 +219,7 @@ def _cifar(name: str, root: Path | None, download: bool) -> RawData:
     files = [*train_files, *test_files]
     _ensure_files(
         lambda: [f for f in files if not (folder / f).is_file()],
-        (lambda: _download_cifar(cls_name, root)) if download else None,
+        (lambda: _torchvision_download(cls_name, root, (True,))) if download else None,
         _new_folders(folder, root),
         lambda missing, why: _cifar_message(name, folder, missing, why),
     )

@@ -91,20 +91,21 @@ def _idx_file(raw: Path, name: str) -> Path | None:
     return None
 
 
+def _torchvision_download(cls_name: str, root: Path, splits: tuple[bool, ...]) -> None:
+    """Download ``torchvision.datasets.<cls_name>`` into ``root``, one call per ``train`` flag in ``splits``."""
+    import torchvision  # noqa: PLC0415  # torchvision costs 1.5 s to import (torch._dynamo); only where it is used
+
+    cls = getattr(torchvision.datasets, cls_name)
+    for train in splits:
+        cls(str(root), train=train, download=True)
+
+
 def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bool) -> RawData:
     root = Path(root) if root is not None else default_root()
     raw = root / folder / "raw"
-
-    def fetch() -> None:
-        import torchvision  # noqa: PLC0415  # torchvision costs 1.5 s to import (torch._dynamo); only where it is used
-
-        cls = getattr(torchvision.datasets, cls_name)
-        cls(str(root), train=True, download=True)
-        cls(str(root), train=False, download=True)
-
     _ensure_files(
         lambda: [f for f in MNIST_FILES if _idx_file(raw, f) is None],
-        fetch if download else None,
+        (lambda: _torchvision_download(cls_name, root, (True, False))) if download else None,
         _new_folders(raw, root),
         lambda missing, why: _missing_message(folder, raw, missing, why),
     )

@@ -94,29 +94,22 @@ class LocalPoolExecutor(Executor):
     start imports torch: seconds each, so a pool per wave would pay it again for every wave)."""
 
     name = "local-pool"
+    pool: cf.ProcessPoolExecutor  # while a session is open (run_waves), as DaskExecutor's client
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
-        self._pool: cf.ProcessPoolExecutor | None = None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(
             max_workers=self.jobs, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
-        ) as pool:
-            self._pool = pool
-            try:
-                yield
-            finally:
-                self._pool = None
+        ) as self.pool:
+            yield
 
     def run_wave(self, tasks: list[Any], fn: TaskFn, out_dir: str, force: bool, bar: Any) -> list[dict[str, Any]]:
-        if self._pool is None:  # called outside run_waves: a pool for this wave alone
-            with self.session():
-                return self.run_wave(tasks, fn, out_dir, force, bar)
         results = []
-        futures = {self._pool.submit(fn, t, out_dir, force): t for t in tasks}
+        futures = {self.pool.submit(fn, t, out_dir, force): t for t in tasks}
         for fut in cf.as_completed(futures):
             bar.start_run(futures[fut].label)
             results.append(fut.result())
