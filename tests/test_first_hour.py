@@ -208,11 +208,17 @@ def test_run_file_json_keeps_the_sanity_section(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- progress without a terminal
 
 
-def test_one_line_per_finished_run_without_a_terminal(tmp_path: Path) -> None:
+def test_one_line_per_finished_run_without_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     suite = tmp_path / "t.toml"
     suite.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]"))
     log: list[str] = []
+    monkeypatch.setattr("bench.execute.progress.HEARTBEAT_SECONDS", 0.0)  # a heartbeat after every epoch
     assert run_suite(suite, out_dir=tmp_path / "a", progress=True, log=log.append).ok  # stderr is not a TTY here
+    beats = [s for s in log if s.startswith("    ")]  # one epoch each: base, then firm-p2 on base's weights
+    assert [b.split(", loss")[0] for b in beats] == [
+        "    base seed 0: training base, epoch 1",
+        "    firm-p2 seed 0: training firm, epoch 1",
+    ], beats
     lines = [s for s in log if s.startswith("[")]
     assert len(lines) == 2  # firm-p2's base pre-training is the base variant's own run
     import re
@@ -233,6 +239,33 @@ def test_finished_line_by_hand() -> None:
     assert bar.finished_line(failed) == "[1/4] sum-p1 seed 2: FAILED (loss is nan), 12.2 s, ETA 0:01:30"
     pre = {"status": "pretrain", "key": "abc", "label": "base seed 0"}
     assert bar.finished_line(pre) == "[1/4] pre-training base seed 0: pre-trained, ETA 0:01:30"
+
+
+def test_heartbeat_lines_while_a_run_trains_without_a_terminal() -> None:
+    from bench.execute.progress import HEARTBEAT_SECONDS, RichProgress
+    from cascade.train import EpochRecord
+
+    now, lines = [100.0], []
+    bar = RichProgress(2, enabled=False, clock=lambda: now[0], line=lines.append)
+    bar.start_run("lenet seed 0")
+    bar.on_phase("training base")
+    for epoch in range(1, 6):  # 25 s an epoch: one line after epoch 3 (75 s); epoch 5 is only 50 s later
+        now[0] += 25.0
+        bar.on_epoch_end(EpochRecord(epoch, 0.5 / epoch, [0.9, 0.987654], [], 25.0))
+    assert HEARTBEAT_SECONDS == 60.0
+    assert lines == ["    lenet seed 0: training base, epoch 3, loss 0.1667, val 90.00/98.77 %, 0:01:15 into the run"]
+    now[0] += 10.0  # epoch 6 ends 60 s after the last line
+    bar.on_epoch_end(EpochRecord(6, 0.05, [], [], 10.0))
+    assert lines[-1] == "    lenet seed 0: training base, epoch 6, loss 0.05, 0:02:15 into the run"
+    bar.start_run("b-lenet seed 0")  # a new run starts its own clock and phase
+    now[0] += 59.0
+    bar.on_epoch_end(EpochRecord(1, 1.0, [0.5], [], 59.0))
+    assert len(lines) == 2
+    live = RichProgress(1, enabled=True, clock=lambda: now[0], line=lines.append)  # live bars: no lines
+    live.start_run("x")
+    now[0] += 600.0
+    live.on_epoch_end(EpochRecord(1, 1.0, [0.5], [], 600.0))
+    assert len(lines) == 2
 
 
 def test_piped_tables_never_split_a_number(capsys: pytest.CaptureFixture[str]) -> None:
