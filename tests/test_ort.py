@@ -195,6 +195,17 @@ def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
     assert "## Latency per runtime" in report and "| sum-p2    | onnxruntime |" in report
     runtime_table = report.split("## Latency per runtime")[1].split("\n## ")[0]
     assert "speedup roofline" in runtime_table and "speedup measured ÷ speedup roofline" in runtime_table
+    # the absolute error per runtime: each path's and the cascade's measured ÷ predicted time (one seed: exact)
+    from bench.analyse.load import load_results
+    from bench.analyse.tables import runtime_frame
+
+    row = runtime_frame(load_results(tmp_path / "out")).set_index(["runtime", "batch"]).loc[("onnxruntime", 1)]
+    assert row["cascade ÷ roofline"] == pytest.approx(ort_b1.per_sample_median / ort_b1.roofline_per_sample)
+    p2 = lat.path_at("p2", 1, "onnxruntime")
+    assert p2 is not None and row["p2 path ÷ roofline"] == pytest.approx(p2.per_sample_median / p2.roofline_per_sample)
+    header = next(line for line in runtime_table.splitlines() if line.startswith("| variant"))
+    columns = ["p2 path ÷ roofline", "final path ÷ roofline", "cascade ÷ roofline", "decisions ≠ eager"]
+    assert [header.index(c) for c in columns] == sorted(header.index(c) for c in columns)
     assert (tmp_path / "out" / "figures" / "runtime_paths.png").is_file()
     # an evaluation setting: a new run key, the same checkpoint
     plain = expand_runs(load_suite(path, ['evaluation.runtimes=["eager"]']))

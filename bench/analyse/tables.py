@@ -180,7 +180,8 @@ def runtime_frame(results: Results) -> pd.DataFrame:
     """Per variant, runtime and timed batch (headline threshold, means over seeds): each exit path's time per
     sample, the dynamic cascade's, its speedup over the full network as measured and as the MACs say, what
     the exit paths predict for the cascade, the runtime's own roofline (cascade time, speedup, measured ÷
-    predicted speedup) where it was predicted, and the decisions that differ from eager's. Empty unless a
+    predicted speedup, and each path's and the cascade's measured ÷ predicted time: the absolute error, which
+    the speedup ratio divides out) where it was predicted, and the decisions that differ from eager's. Empty unless a
     folder timed more than one runtime."""
     rows = []
     for variant in results.variants:
@@ -191,11 +192,15 @@ def runtime_frame(results: Results) -> pd.DataFrame:
             for batch in sorted({c.batch_size for r in recs for c in r.latency.entries(runtime)}):  # type: ignore[union-attr]
                 row: dict[str, Any] = {"variant": variant, "runtime": runtime, "batch": batch, "n": len(recs)}
                 cells: dict[str, list[float]] = defaultdict(list)
+                absolute: dict[str, list[float]] = defaultdict(list)  # measured ÷ the runtime's roofline, per time
                 for r in recs:
                     assert r.latency is not None and r.cost is not None
                     for p in r.latency.path_entries(runtime):
                         if p.batch_size == batch:
                             cells[f"{p.exit} path (µs)"].append(1e6 * p.per_sample_median)
+                            if p.roofline_per_sample:
+                                ratio = p.per_sample_median / p.roofline_per_sample
+                                absolute[f"{p.exit} path ÷ roofline"].append(ratio)
                     c = r.latency.at(results.headline, batch, runtime)
                     if c is None:
                         continue
@@ -208,6 +213,7 @@ def runtime_frame(results: Results) -> pd.DataFrame:
                         cells["speedup measured ÷ speedup paths"].append(ratio)
                     if c.roofline_per_sample and c.roofline_full_per_sample:  # the runtime's own roofline
                         cells["cascade roofline (µs)"].append(1e6 * c.roofline_per_sample)
+                        absolute["cascade ÷ roofline"].append(c.per_sample_median / c.roofline_per_sample)
                         cells["speedup roofline"].append(c.roofline_full_per_sample / c.roofline_per_sample)
                         cells[RATIO].append(c.speedup_vs_full * c.roofline_per_sample / c.roofline_full_per_sample)
                     agree = (r.latency.runtimes or {}).get(runtime, {}).get("agreement_with_eager", {})
@@ -216,12 +222,22 @@ def runtime_frame(results: Results) -> pd.DataFrame:
                         cells["decisions ≠ eager (ties)"].append(counts["differ"])
                         cells["_ties"].append(counts["ties"])
                 row.update({k: statistics.fmean(v) for k, v in cells.items() if v and not k.startswith("_")})
+                row.update({k: statistics.fmean(v) for k, v in absolute.items()})
                 if "decisions ≠ eager (ties)" in row:
                     row["decisions ≠ eager (ties)"] = (
                         f"{sum(cells['decisions ≠ eager (ties)']):.0f} ({sum(cells['_ties']):.0f})"
                     )
                 rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    paths = [c for c in frame.columns if c.endswith(" path (µs)")]
+    exits = sorted((c.removesuffix(" path (µs)") for c in paths), key=lambda e: e == "final")
+    tail = [*(f"{e} path ÷ roofline" for e in exits), "cascade ÷ roofline", "decisions ≠ eager (ties)"]
+    first = ["variant", "runtime", "batch", "n", *(f"{e} path (µs)" for e in exits)]
+    last = [c for c in tail if c in frame.columns]
+    rest = [c for c in frame.columns if c not in first and c not in last]
+    return frame[[*first, *rest, *last]]
 
 
 def anytime_frame(results: Results) -> pd.DataFrame:

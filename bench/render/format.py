@@ -33,7 +33,7 @@ def runtime_display(frame: pd.DataFrame) -> pd.DataFrame:
     for c in out.columns:
         if c.endswith("(µs)"):
             out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
-        elif c.startswith("speedup"):
+        elif c.startswith("speedup") or c.endswith("÷ roofline"):
             out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     return out.fillna("")
 
