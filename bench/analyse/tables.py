@@ -10,7 +10,7 @@ import math
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,12 @@ def exit_cost_frame(results: Results) -> pd.DataFrame:
 RATIO = "speedup measured ÷ speedup roofline"
 
 
+def _exits_of(columns: Iterable[str], suffix: str) -> list[str]:
+    """The exits named by the columns ``<exit><suffix>``, in order of first appearance, the final exit last."""
+    exits = dict.fromkeys(c.removesuffix(suffix) for c in columns if c.endswith(suffix))
+    return sorted(exits, key=lambda e: e == "final")
+
+
 def latency_model_frame(results: Results) -> pd.DataFrame:
     """Per variant and timed batch: each exit path's measured and roofline-predicted time per sample,
     and the dynamic forward's speedup over the full network at the headline threshold as measured
@@ -169,8 +175,7 @@ def latency_model_frame(results: Results) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    exits = list(dict.fromkeys(c.rsplit(" ", 2)[0] for c in frame.columns if c.endswith("(µs)")))
-    exits.sort(key=lambda e: e == "final")
+    exits = _exits_of(frame.columns, " measured (µs)")
     timed = [f"{e} {kind} (µs)" for e in exits for kind in ("measured", "roofline")]
     rest = [c for c in frame.columns if c not in timed and c not in ("variant", "batch", "n")]
     return frame[["variant", "batch", "n", *timed, *rest]]
@@ -192,7 +197,6 @@ def runtime_frame(results: Results) -> pd.DataFrame:
             for batch in sorted({c.batch_size for r in recs for c in r.latency.entries(runtime)}):  # type: ignore[union-attr]
                 row: dict[str, Any] = {"variant": variant, "runtime": runtime, "batch": batch, "n": len(recs)}
                 cells: dict[str, list[float]] = defaultdict(list)
-                absolute: dict[str, list[float]] = defaultdict(list)  # measured ÷ the runtime's roofline, per time
                 for r in recs:
                     assert r.latency is not None and r.cost is not None
                     for p in r.latency.path_entries(runtime):
@@ -200,7 +204,7 @@ def runtime_frame(results: Results) -> pd.DataFrame:
                             cells[f"{p.exit} path (µs)"].append(1e6 * p.per_sample_median)
                             if p.roofline_per_sample:
                                 ratio = p.per_sample_median / p.roofline_per_sample
-                                absolute[f"{p.exit} path ÷ roofline"].append(ratio)
+                                cells[f"{p.exit} path ÷ roofline"].append(ratio)  # the absolute error
                     c = r.latency.at(results.headline, batch, runtime)
                     if c is None:
                         continue
@@ -213,7 +217,7 @@ def runtime_frame(results: Results) -> pd.DataFrame:
                         cells["speedup measured ÷ speedup paths"].append(ratio)
                     if c.roofline_per_sample and c.roofline_full_per_sample:  # the runtime's own roofline
                         cells["cascade roofline (µs)"].append(1e6 * c.roofline_per_sample)
-                        absolute["cascade ÷ roofline"].append(c.per_sample_median / c.roofline_per_sample)
+                        cells["cascade ÷ roofline"].append(c.per_sample_median / c.roofline_per_sample)
                         cells["speedup roofline"].append(c.roofline_full_per_sample / c.roofline_per_sample)
                         cells[RATIO].append(c.speedup_vs_full * c.roofline_per_sample / c.roofline_full_per_sample)
                     agree = (r.latency.runtimes or {}).get(runtime, {}).get("agreement_with_eager", {})
@@ -222,7 +226,6 @@ def runtime_frame(results: Results) -> pd.DataFrame:
                         cells["decisions ≠ eager (ties)"].append(counts["differ"])
                         cells["_ties"].append(counts["ties"])
                 row.update({k: statistics.fmean(v) for k, v in cells.items() if v and not k.startswith("_")})
-                row.update({k: statistics.fmean(v) for k, v in absolute.items()})
                 if "decisions ≠ eager (ties)" in row:
                     row["decisions ≠ eager (ties)"] = (
                         f"{sum(cells['decisions ≠ eager (ties)']):.0f} ({sum(cells['_ties']):.0f})"
@@ -231,8 +234,7 @@ def runtime_frame(results: Results) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    paths = [c for c in frame.columns if c.endswith(" path (µs)")]
-    exits = sorted((c.removesuffix(" path (µs)") for c in paths), key=lambda e: e == "final")
+    exits = _exits_of(frame.columns, " path (µs)")
     tail = [*(f"{e} path ÷ roofline" for e in exits), "cascade ÷ roofline", "decisions ≠ eager (ties)"]
     first = ["variant", "runtime", "batch", "n", *(f"{e} path (µs)" for e in exits)]
     last = [c for c in tail if c in frame.columns]
