@@ -22,7 +22,7 @@ import copy
 import itertools
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from cascade.models._base import MultiExitModel
 
@@ -70,7 +70,10 @@ class ChunkedSegment(nn.Module):
         return max(-(-self.above // self.map_bytes), self.chunk + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, chunk = x.shape[0], self.chunk
+        batch = x.shape[0]
+        if batch * self.map_bytes < self.above:  # below from_batch without its properties' Python (batch 1)
+            return self.segment(x)
+        chunk = self.chunk
         if batch < self.from_batch:
             return self.segment(x)
         return torch.cat([self.segment(x[i : i + chunk]) for i in range(0, batch, chunk)])
@@ -115,6 +118,7 @@ def optimise_for_inference(
     """
     fused = copy.deepcopy(model).eval()
     fused.fold_batch_norm()
+    _drop_identities(fused)
     if channels_last is None:
         channels_last = next(fused.parameters()).device.type == "cpu"
     if channels_last:
@@ -126,6 +130,26 @@ def optimise_for_inference(
     if example is not None and chunk and next(fused.parameters()).device.type == "cpu":
         _chunk_segments(fused, example)
     return fused
+
+
+def _drop_identities(model: MultiExitModel) -> None:
+    """Remove every ``nn.Identity`` child of an ``nn.Sequential`` (the slots folding left where batch norm was) and
+    every call of one in a traced graph (ResNet's identity shortcuts): at batch 1 each is a module call that
+    computes nothing, several µs of Python in a stream of samples (docs/cost.md, "Eager batch 1"). The other
+    children keep their names, so profiles and state dicts name the same layers."""
+    parts = {id(m): m for part in (model, *model.exit_segments, *model.exit_heads) for m in part.modules()}
+    for module in parts.values():
+        if isinstance(module, nn.Sequential):
+            for name in [n for n, child in module.named_children() if type(child) is nn.Identity]:
+                del module._modules[name]
+        elif isinstance(module, fx.GraphModule):
+            calls = [n for n in module.graph.nodes if n.op == "call_module"
+                     and type(module.get_submodule(str(n.target))) is nn.Identity]  # fmt: skip
+            for node in calls:
+                node.replace_all_uses_with(node.args[0])
+                module.graph.erase_node(node)
+            if calls:
+                module.recompile()
 
 
 @torch.no_grad()

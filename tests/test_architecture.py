@@ -311,6 +311,14 @@ def test_optimised_copy_equals_the_model(name: str, exits: tuple[str, ...]) -> N
     fast = optimise_for_inference(model, channels_last=True, example=x[:1])
     bn = [m for seg in fast.exit_segments for m in seg.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert not bn  # BN really folded, in the traced segments too
+    # and the slots it left are gone (a module call each at batch 1), the layers around them keep their names
+    assert not [m for s in fast.modules() if isinstance(s, torch.nn.Sequential) for m in s.children()
+                if type(m) is torch.nn.Identity]  # fmt: skip
+    if name == "study_cnn":  # its blocks are Sequentials (ResNet-20's segments are traced graphs, fused by torch.fx)
+        folded = {n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+        assert folded and not folded & {n for n, _ in fast.named_modules()}
+    kept = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    assert kept <= {n for n, _ in fast.named_modules()}
     # flatten-before-linear in memory order on every head that flattens a map of more than one pixel
     # (study CNN: every exit and the classifier; ResNet-20's heads pool to 1 x 1 first)
     flat = [m for m in fast.modules() if isinstance(m, FlattenChannelsLast)]
@@ -368,6 +376,9 @@ def test_large_batches_run_in_cache_sized_slices() -> None:
         calls.clear()
         fast.forward_until(xs[:167], 0)
         assert calls == [167]  # 167 x 100,352 B < 16 MiB: one piece
+        calls.clear()
+        fast.forward_until(xs[:168], 0)
+        assert first.from_batch == 168 and calls == [min(chunk, 168 - i) for i in range(0, 168, chunk)]
     hook.remove()
     for a, b in zip(ref, got):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)

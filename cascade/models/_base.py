@@ -133,7 +133,9 @@ class MultiExitModel(nn.Module):
         """Exit ``level``'s logits from its features; a cascading head (ZTW) also reads ``previous``, the
         logits of exit ``level - 1`` for the same samples."""
         head = self._heads[level]
-        if getattr(head, "takes_previous", False):
+        # the class attribute (or one set on the instance), without nn.Module.__getattr__'s AttributeError for
+        # every head that lacks it: 3 µs of Python per exit at batch 1
+        if getattr(type(head), "takes_previous", False) or head.__dict__.get("takes_previous", False):
             if previous is None:
                 raise ValueError(f"exit {level + 1}'s head is cascading: it needs the previous exit's logits")
             out: torch.Tensor = head(features, previous)
