@@ -115,6 +115,10 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retime", action="store_true",
                    help="evaluate and time the chosen runs again from their checkpoints, never training (e.g. on a "
                         "quieter machine, or with another runtime: --set evaluation.runtimes=...)")  # fmt: skip
+    p.add_argument("--fresh-roofline", action="store_true",
+                   help="measure the roofline's machine figures and kernel table afresh at the start of this run "
+                        "instead of reading the per-machine cache (which may date from a faster or slower hour of a "
+                        "shared machine); every run of this command uses them; the cache is kept")  # fmt: skip
     _executor(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -124,6 +125,40 @@ def test_machine_is_measured_once_and_cached(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv(microbench.CACHE_ENV, "off")
     microbench.machine("cpu")
     assert len(calls) == 3 and len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_fresh_roofline_measures_afresh_and_keeps_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.cli import build_parser
+    from bench.commands.run import fresh_roofline
+
+    monkeypatch.setenv(microbench.CACHE_ENV, str(tmp_path))
+    calls = []
+
+    def fake(device: object, **kwargs: object) -> Machine:
+        calls.append(device)
+        return SYNTH
+
+    monkeypatch.setattr(microbench, "measure_machine", fake)
+    microbench.machine("cpu")  # the user's cache holds figures from another hour
+    (cached,) = tmp_path.glob("*.json")
+    kept = cached.read_bytes()
+    with fresh_roofline(True):
+        folder = Path(os.environ[microbench.CACHE_ENV])
+        assert folder != tmp_path and folder.is_dir()
+        microbench.machine("cpu")
+        microbench.machine("cpu")  # measured afresh once, then shared by every run of the command
+        assert len(calls) == 2 and len(list(folder.glob("*.json"))) == 1
+    assert os.environ[microbench.CACHE_ENV] == str(tmp_path) and not folder.exists()
+    assert cached.read_bytes() == kept and list(tmp_path.glob("*.json")) == [cached]
+    with fresh_roofline(False):
+        microbench.machine("cpu")
+    assert len(calls) == 2  # without the flag: the cache
+    monkeypatch.delenv(microbench.CACHE_ENV)
+    with fresh_roofline(True):
+        assert os.environ[microbench.CACHE_ENV] != str(tmp_path)
+    assert microbench.CACHE_ENV not in os.environ  # unset before, unset after
+    args = build_parser().parse_args(["run", "suite.toml", "--retime", "--fresh-roofline"])
+    assert args.fresh_roofline and args.retime
 
 
 def test_the_micro_benchmark_measures_positive_figures() -> None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.markup import escape
 
 from bench.commands._console import cache_setting, console
 from bench.execute.runner import run_suite
+from bench.measure.microbench import CACHE_ENV as ROOFLINE_CACHE_ENV
 from bench.render.format import rich_table
 from bench.render.report import write_report
 from bench.render.views import run_summary
@@ -29,7 +34,32 @@ def print_summary(out_dir: Path) -> None:
         console.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
 
 
+@contextlib.contextmanager
+def fresh_roofline(on: bool) -> Iterator[None]:
+    """With ``on``: the roofline's cache (``$CASCADE_ROOFLINE_CACHE``) is an empty folder while the block runs, so the
+    machine figures and the kernel table are measured afresh, once per runtime and thread count, and shared by every
+    run of the command (worker processes inherit the variable); the variable and the user's cache are restored."""
+    if not on:
+        yield
+        return
+    before = os.environ.get(ROOFLINE_CACHE_ENV)
+    with tempfile.TemporaryDirectory(prefix="cascade-roofline-fresh-") as folder:
+        os.environ[ROOFLINE_CACHE_ENV] = folder
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(ROOFLINE_CACHE_ENV, None)
+            else:
+                os.environ[ROOFLINE_CACHE_ENV] = before
+
+
 def main(args: argparse.Namespace) -> int:
+    with fresh_roofline(args.fresh_roofline):
+        return _run_and_report(args)
+
+
+def _run_and_report(args: argparse.Namespace) -> int:
     summary = run_suite(
         args.suite,
         out_dir=args.out,
