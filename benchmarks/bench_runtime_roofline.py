@@ -9,6 +9,10 @@ weights with non-trivial batch-norm statistics, a max-prob threshold that sends 
 out at the first exit. Per model, runtime and batch size: each path's measured / predicted time, the
 cascade's, and the dynamic speedup measured / by roofline (issue 26's targets: the speedup ratio within
 0.9-1.1, absolute batch-1 times within 25 %). ``BENCH_MODELS=study_cnn,resnet20`` times some of them.
+``BENCH_RUNS=3`` repeats the whole benchmark (figures measured afresh each time) and ends with each ratio's
+median over the runs: a fast or slow spell between a model's micro-benchmark and its timing moves one run's
+ratios by up to 2x on the 2-core VM, in either direction, and the median over runs keeps the model's own
+error.
 Time it alone: other processes on 2 cores distort every number. The roofline's figures are measured afresh
 for every model (``CASCADE_ROOFLINE_CACHE=off`` unless set): this VM's speed drifts by up to 1.5x over tens
 of minutes, and figures cached in another spell would measure the drift, not the model.
@@ -17,6 +21,8 @@ of minutes, and figures cached in another spell would measure the drift, not the
 from __future__ import annotations
 
 import os
+import statistics
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -30,6 +36,9 @@ os.environ.setdefault("CASCADE_ROOFLINE_CACHE", "off")
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 SETTINGS = {"batch_sizes": [1, 256], "samples_batch1": int(os.environ.get("BENCH_SAMPLES", "200")),
             "repeats": 5, "warmup": 1}  # fmt: skip
+RUNS = int(os.environ.get("BENCH_RUNS", "1"))
+#: (model, runtime, batch, what) -> measured / predicted in each run; what: a path's exit name, "cascade", "speedup"
+RATIOS: defaultdict[tuple[str, str, int, str], list[float]] = defaultdict(list)
 MODELS = [
     ("study_cnn", ["p1", "p2"], (1, 28, 28)),
     ("resnet20", ["layer1", "layer2"], (3, 32, 32)),
@@ -52,6 +61,9 @@ def rows(label: str, runtime: str, paths: list[dict[str, Any]], cascades: list[d
         ps = [p for p in paths if p["batch_size"] == batch and p.get("runtime", "eager") == runtime]
         (c,) = [c for c in cascades if c["batch_size"] == batch and c.get("runtime", "eager") == runtime]
         ratios = " ".join(f"{1e6 * p['per_sample_median']:>7.1f}/{1e6 * p['roofline_per_sample']:<7.1f}" for p in ps)
+        for p in ps:
+            RATIOS[(label, runtime, batch, p["exit"])].append(p["per_sample_median"] / p["roofline_per_sample"])
+        RATIOS[(label, runtime, batch, "cascade")].append(c["per_sample_median"] / c["roofline_per_sample"])
         full_m = c["full"]["median"] / c["samples"]
         speed_m, speed_r = c["speedup_vs_full"], c["roofline_full_per_sample"] / c["roofline_per_sample"]
         print(f"{label:<26} {runtime:<12} {batch:>5}  {ratios:<48} "
@@ -59,6 +71,19 @@ def rows(label: str, runtime: str, paths: list[dict[str, Any]], cascades: list[d
               f"{1e6 * full_m:>7.1f}/{1e6 * c['roofline_full_per_sample']:<7.1f} "
               f"{c['per_sample_median'] / c['roofline_per_sample']:>6.2f} {speed_m:>6.2f} {speed_r:>6.2f} "
               f"{speed_m / speed_r:>6.2f}  {100 * (1 - c['exit_share'][-1]):>5.1f}", flush=True)  # fmt: skip
+        RATIOS[(label, runtime, batch, "speedup")].append(speed_m / speed_r)
+
+
+def medians() -> None:
+    """Each ratio's median over the runs (and its range), one line per model, runtime and batch."""
+    print(f"\nmedian over {RUNS} runs [min-max]: each path and the cascade measured / roofline, then the dynamic "
+          "speedup measured / roofline")  # fmt: skip
+    rows: defaultdict[tuple[str, str, int], list[str]] = defaultdict(list)
+    for (label, runtime, batch, what), values in RATIOS.items():
+        spread = f"[{min(values):.2f}-{max(values):.2f}]"
+        rows[(label, runtime, batch)].append(f"{what} {statistics.median(values):.2f} {spread}")
+    for (label, runtime, batch), cells in rows.items():
+        print(f"{label:<26} {runtime:<12} {batch:>5}  " + "  ".join(cells))
 
 
 @torch.no_grad()
@@ -68,6 +93,15 @@ def main() -> None:
           f"{SETTINGS['repeats']} repeats; {SETTINGS['samples_batch1']} samples at batch 1)")  # fmt: skip
     print(f"{'model':<26} {'runtime':<12} {'batch':>5}  {'paths: measured/roofline':<48} {'cascade':<15} "
           f"{'full':<15} {'c m/r':>6} {'spd m':>6} {'spd r':>6} {'m/r':>6}  early%")  # fmt: skip
+    for run in range(RUNS):
+        if RUNS > 1:
+            print(f"run {run + 1} of {RUNS}", flush=True)
+        run_once()
+    if RUNS > 1:
+        medians()
+
+
+def run_once() -> None:
     only = os.environ.get("BENCH_MODELS", "").split(",") if os.environ.get("BENCH_MODELS") else None
     for name, exits, shape in MODELS:
         if only and name not in only:

@@ -4,6 +4,7 @@ call, and the small-call kernel table (bench.measure.kernels)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from bench.measure import kernels, roofline
-from bench.measure.cost import LayerCost, profile
+from bench.measure.cost import LayerCost, counting, profile
 from bench.measure.kernelkey import SMALL_BATCH, kernel_key
 from bench.measure.roofline import Machine, layer_seconds, predict
 
@@ -103,15 +104,54 @@ def test_the_table_is_measured_once_and_cached(tmp_path: Path, monkeypatch: pyte
 
 
 def test_the_table_times_each_call_after_the_calls_before_it_in_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A path's kernels replayed one after the other in the profile's order (a repeated key once), each call timed
-    alone: the calls alternate, never a kernel back to back with itself; each key's median of its own calls."""
+    """A path's kernels replayed one after the other in the profile's order, a repeated key as often as given and
+    each time on tensors of its own (its own replay), each call timed alone: the calls alternate, never a kernel
+    back to back with itself; each key's median of all its calls."""
     log: list[str] = []
-    clock = iter(range(1000))
-    monkeypatch.setattr(kernels.time, "perf_counter", lambda: float(next(clock)))  # each call takes 1 "second"
-    monkeypatch.setattr(kernels, "replay", lambda key, device="cpu": lambda: log.append(key))
+    replays: list[str] = []
+    clock = iter(range(10_000))
+    ticks = {"conv": 1, "pool": 2, "linear": 1}
+
+    def fake_clock() -> float:  # a call of "pool" takes 2 "seconds", every other 1; the second conv 3 (below)
+        return float(next(clock))
+
+    def replay(key: str, device: object = "cpu") -> Callable[[], None]:
+        replays.append(key)
+        extra = ticks[key] - 1 + (2 if key == "conv" and replays.count(key) == 2 else 0)
+        return lambda: (log.append(key), [next(clock) for _ in range(extra)])
+
+    monkeypatch.setattr(kernels.time, "perf_counter", fake_clock)
+    monkeypatch.setattr(kernels, "replay", replay)
     out = kernels.measure(["conv", "pool", "conv", "linear"], rounds=4)
-    assert log == ["conv", "pool", "linear"] * (3 + 4)  # three warm-up rounds, then four timed
-    assert out == {"conv": 1.0, "pool": 1.0, "linear": 1.0}
+    assert replays == ["conv", "pool", "conv", "linear"]  # the repeated conv on tensors of its own
+    assert log == ["conv", "pool", "conv", "linear"] * (3 + 4)  # three warm-up rounds, then four timed
+    assert out == {"conv": 2.0, "pool": 2.0, "linear": 1.0}  # conv: the median of 1, 3, 1, 3, 1, 3, 1, 3
+
+
+class _Twice(nn.Module):
+    """One convolution applied twice: one layer, one kernel key, two calls a sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.conv(x))
+
+
+def test_a_prediction_replays_a_repeated_call_as_often_as_a_sample_makes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(kernels, "tabled", lambda m, keys, device="cpu": seen.append(list(keys)) or m)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), _Twice(), nn.Flatten(), nn.Linear(256, 10)).eval()
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad(), counting(net) as prof:
+        for i in range(3):  # three samples at batch 1: the repeated call six times in the profile
+            net(x[i : i + 1])
+    prof.samples = 3
+    kernels.Predictor(SYNTH).predict(prof)
+    ((stem, twice, again, head),) = seen
+    assert json.loads(stem)[0] == json.loads(twice)[0] == "aten.convolution.default"
+    assert twice == again != stem and json.loads(head)[0] == "aten.addmm.default"
 
 
 def test_the_table_measures_a_real_call() -> None:
