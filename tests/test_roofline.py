@@ -107,15 +107,21 @@ def test_fit_recovers_a_known_line_and_refuses_a_flat_one() -> None:
         fit_overhead_bandwidth(sizes, [1e-3, 9e-4, 8e-4, 7e-4, 6e-4])
 
 
-def test_machine_is_measured_once_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(microbench.CACHE_ENV, str(tmp_path))
-    calls = []
+def _cached_in(folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The roofline cache in ``folder`` and a micro-benchmark that returns SYNTH; the devices it was called for."""
+    monkeypatch.setenv(microbench.CACHE_ENV, str(folder))
+    calls: list[object] = []
 
     def fake(device: object, **kwargs: object) -> Machine:
         calls.append(device)
         return SYNTH
 
     monkeypatch.setattr(microbench, "measure_machine", fake)
+    return calls
+
+
+def test_machine_is_measured_once_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _cached_in(tmp_path, monkeypatch)
     assert microbench.machine("cpu") == SYNTH and microbench.machine("cpu") == SYNTH
     assert len(calls) == 1
     (cached,) = tmp_path.glob("*.json")
@@ -131,14 +137,7 @@ def test_fresh_roofline_measures_afresh_and_keeps_the_cache(tmp_path: Path, monk
     from bench.cli import build_parser
     from bench.commands.run import fresh_roofline
 
-    monkeypatch.setenv(microbench.CACHE_ENV, str(tmp_path))
-    calls = []
-
-    def fake(device: object, **kwargs: object) -> Machine:
-        calls.append(device)
-        return SYNTH
-
-    monkeypatch.setattr(microbench, "measure_machine", fake)
+    calls = _cached_in(tmp_path, monkeypatch)
     microbench.machine("cpu")  # the user's cache holds figures from another hour
     (cached,) = tmp_path.glob("*.json")
     kept = cached.read_bytes()
