@@ -135,11 +135,12 @@ def optimise_for_inference(
 def _drop_identities(model: MultiExitModel) -> None:
     """Remove every ``nn.Identity`` child of an ``nn.Sequential`` (the slots folding left where batch norm was) and
     every call of one in a traced graph (ResNet's identity shortcuts): at batch 1 each is a module call that
-    computes nothing, several µs of Python in a stream of samples (docs/cost.md, "Eager batch 1"). The other
-    children keep their names, so profiles and state dicts name the same layers."""
+    computes nothing, several µs of Python in a stream of samples (docs/cost.md, "Runtimes at batch 1"). The other
+    children keep their names, so profiles and state dicts name the same layers. A Sequential subclass with a
+    forward of its own (which may index its children) is left as it is."""
     parts = {id(m): m for part in (model, *model.exit_segments, *model.exit_heads) for m in part.modules()}
     for module in parts.values():
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             for name in [n for n, child in module.named_children() if type(child) is nn.Identity]:
                 del module._modules[name]
         elif isinstance(module, fx.GraphModule):

@@ -57,3 +57,35 @@ def test_dropout_is_switchable_per_block() -> None:
     kinds = [[type(m).__name__ for m in block] for block in model.blocks]
     assert "Dropout" not in kinds[0] and "Dropout" in kinds[1] and "Dropout" not in kinds[2]
     assert kinds[1] == ["Conv2d", "BatchNorm2d", "Dropout", "MaxPool2d", "ReLU"]
+
+
+class _Previous(torch.nn.Module):
+    """A head that adds the previous exit's logits to a linear layer's (cascading only when told so)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(features, 10)
+
+    def forward(self, x: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        out: torch.Tensor = self.linear(x.flatten(1))
+        return out if previous is None else out + previous
+
+
+def test_a_head_is_cascading_by_its_class_or_its_own_attribute() -> None:
+    model = StudyCNN(exits=("p1",), channels=(4, 6, 8), hidden=16).eval()
+    head = _Previous(6 * 7 * 7)
+    model.exit_heads[1] = head
+    h = torch.randn(2, 6, 7, 7)
+    previous = torch.full((2, 10), 100.0)
+    plain = model.head_logits(1, h, previous)  # no takes_previous anywhere: previous not passed
+    torch.testing.assert_close(plain, head.linear(h.flatten(1)))
+    head.takes_previous = True  # on the instance (nn.Module keeps it in the instance dict)
+    torch.testing.assert_close(model.head_logits(1, h, previous), plain + 100.0)
+    with pytest.raises(ValueError, match="exit 2's head is cascading"):
+        model.head_logits(1, h, None)
+    del head.takes_previous
+    type(head).takes_previous = True  # on the class, as cascade.heads declares it
+    try:
+        torch.testing.assert_close(model.head_logits(1, h, previous), plain + 100.0)
+    finally:
+        del type(head).takes_previous
