@@ -78,11 +78,11 @@ def medians() -> None:
     """Each ratio's median over the runs (and its range), one line per model, runtime and batch."""
     print(f"\nmedian over {RUNS} runs [min-max]: each path and the cascade measured / roofline, then the dynamic "
           "speedup measured / roofline")  # fmt: skip
-    rows: defaultdict[tuple[str, str, int], list[str]] = defaultdict(list)
+    lines: defaultdict[tuple[str, str, int], list[str]] = defaultdict(list)
     for (label, runtime, batch, what), values in RATIOS.items():
         spread = f"[{min(values):.2f}-{max(values):.2f}]"
-        rows[(label, runtime, batch)].append(f"{what} {statistics.median(values):.2f} {spread}")
-    for (label, runtime, batch), cells in rows.items():
+        lines[(label, runtime, batch)].append(f"{what} {statistics.median(values):.2f} {spread}")
+    for (label, runtime, batch), cells in lines.items():
         print(f"{label:<26} {runtime:<12} {batch:>5}  " + "  ".join(cells))
 
 

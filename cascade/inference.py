@@ -71,10 +71,8 @@ class ChunkedSegment(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
-        if batch * self.map_bytes < self.above:  # below from_batch without its properties' Python (batch 1)
-            return self.segment(x)
-        chunk = self.chunk
-        if batch < self.from_batch:
+        # batch < from_batch, unfolded so that batch 1 pays one multiplication, not the properties' Python
+        if batch * self.map_bytes < self.above or batch <= (chunk := self.chunk):
             return self.segment(x)
         return torch.cat([self.segment(x[i : i + chunk]) for i in range(0, batch, chunk)])
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward, exit_of_one, one_result, transformed_logits
-from cascade.models._base import MultiExitModel
+from cascade.models._base import MultiExitModel, takes_previous
 
 #: ONNX opset of the exported pieces (recorded with every export and timing).
 OPSET = 17
@@ -82,8 +82,7 @@ def export_model(
     for level, (segment, head) in enumerate(zip(model.exit_segments, model.exit_heads)):
         segments.append(export_piece(segment, h, opset=opset))
         h = segment(h)
-        cascading = getattr(head, "takes_previous", False)
-        heads.append(export_piece(head, h, opset=opset, previous=previous if cascading else None))
+        heads.append(export_piece(head, h, opset=opset, previous=previous if takes_previous(head) else None))
         previous = model.head_logits(level, h, previous)
     return segments, heads
 
