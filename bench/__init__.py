@@ -19,7 +19,7 @@ _EXPORTS = {
     "export_run": "bench.execute.export",
     "read_export": "bench.execute.export",
     "load_suite": "bench.config.load",
-    "suite_errors": "bench.config.load",
+    "suite_errors": "bench.config.diagnose",
     "expand_runs": "bench.config.plan",
     "load_results": "bench.analyse.load",
     "write_report": "bench.render.report",
@@ -50,7 +50,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from bench.analyse.load import load_results
-    from bench.config.load import load_suite, suite_errors
+    from bench.config.diagnose import suite_errors
+    from bench.config.load import load_suite
     from bench.config.plan import expand_runs
     from bench.execute.export import export_run, read_export
     from bench.execute.runner import run_suite

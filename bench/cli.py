@@ -44,13 +44,24 @@ def _suite_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a suite value, e.g. train.epochs=2, suite.seeds=[0,1], variants.firm-p2.epochs=3",
     )
+    _import(p, "import your own code first, so the models, losses or datasets it registers are known by name")
+
+
+def _import(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE_OR_MODULE", help=help_text)
+
+
+def _folder_code(p: argparse.ArgumentParser) -> None:
+    """A command that reads results folders imports no code they name; the user passes it, or allows it."""
+    _import(
+        p,
+        "import this code first (a plugin the folder's suite needs); a folder's own plugins are never imported "
+        "without it or --trust-plugins",
+    )
     p.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="FILE_OR_MODULE",
-        help="import your own code first, so the models, losses or datasets it registers are known by name",
+        "--trust-plugins",
+        action="store_true",
+        help="import the plugins the folder's suite names (each import is printed); read them first",
     )
 
 
@@ -147,6 +158,7 @@ def _export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=["onnx"], default="onnx", help="export format (ONNX, for ONNX Runtime)")
     p.add_argument("--out", required=True, help="folder to write the files into")
     _cache(p)
+    _folder_code(p)
 
 
 def _cost(p: argparse.ArgumentParser) -> None:
@@ -161,6 +173,7 @@ def _report(p: argparse.ArgumentParser) -> None:
     _folder(p)
     _only(p)
     p.add_argument("--out", default=None, help="with --only: folder of the subset's report (default DIR/subsets/...)")
+    _folder_code(p)
 
 
 def _compare(p: argparse.ArgumentParser) -> None:
@@ -168,6 +181,7 @@ def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("b")
     p.add_argument("--out", default=None, help="also write the comparison as markdown to this file")
     p.add_argument("--force", action="store_true", help="compare folders whose dataset, threshold or training differ")
+    _folder_code(p)
 
 
 def _check(p: argparse.ArgumentParser) -> None:

@@ -167,13 +167,40 @@ CIFAR_FILES = {
 }
 
 
+#: What a CIFAR batch pickle may reference: numpy's array rebuilders (the published archives' protocol 2 and
+#: newer protocols' forms) and the codec protocol 2 writes bytes with. Nothing else is ever looked up.
+_CIFAR_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("codecs", "encode"),
+})  # fmt: skip
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only dicts, lists, strings, numbers and numpy arrays (safetensors' rule for data
+    read from elsewhere: a data file never runs code); any other global is refused before it is imported."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"it references {module}.{name}, which a CIFAR batch never holds")
+        return super().find_class(module, name)
+
+
+def _load_cifar_pickle(path: Path) -> Any:
+    """One CIFAR batch file, unpickled with :class:`_CifarUnpickler`; :class:`DataFormatError` naming the file."""
+    try:
+        with open(path, "rb") as f:
+            return _CifarUnpickler(f, encoding="latin1").load()  # latin1: the published archives' Python 2 strings
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise DataFormatError(f"{path}: not a CIFAR batch; refused ({type(e).__name__}: {e})") from None
+
+
 def _read_cifar_batches(folder: Path, names: list[str], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The python-pickle batches of the published CIFAR archives -> images (N, 3, 32, 32) in [0, 1], labels."""
     xs, ys = [], []
     for name in names:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")  # the format of the published archives
-        if "data" not in batch or label_key not in batch:
+        batch = _load_cifar_pickle(folder / name)
+        if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
             raise DataFormatError(f"{folder / name}: not a CIFAR batch (needs 'data' and {label_key!r})")
         data = np.asarray(batch["data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[label_key]) != len(data):

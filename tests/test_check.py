@@ -163,9 +163,14 @@ def test_cli_exit_codes(gate, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     "content, message",
     [
         ("{not json", "not valid JSON"),
-        ('{"schema": 1}', "expected schema 1 with a 'variants' table"),
-        ('{"schema": 1, "suite": "other", "variants": {}}', "is for suite 'other', not 'gate'"),
-        ('{"schema": 1, "suite": "gate", "variants": {"v": {"seeds": {"0": {"accuracy": 1}}}}}', "lacks per-seed"),
+        ('{"schema": 2}', "expected schema 1 with a 'variants' table"),
+        ('{"schema": 1}', r"bad\.json: suite: missing"),
+        ('{"schema": 1, "suite": "other", "threshold": 0.6, "variants": {}}', "is for suite 'other', not 'gate'"),
+        (
+            '{"schema": 1, "suite": "gate", "threshold": 0.6, "variants": {"v": {"seeds": {"0": {"accuracy": 1}}}}}',
+            r"variants\.v\.seeds\.0: lacks the number\(s\) saved_vs_base",
+        ),
+        ('{"schema": 1, "suite": "gate", "threshold": NaN, "variants": {}}', "threshold: expected a finite number"),
     ],
 )
 def test_malformed_baseline(gate, tmp_path: Path, content: str, message: str) -> None:

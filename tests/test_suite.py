@@ -56,7 +56,8 @@ def test_defaults_match_the_study(tmp_path: Path) -> None:
     "extra, key, message",
     [
         ("[train]\nepochz = 3\n", "train.epochz", "did you mean 'epochs'"),
-        ("[train]\nepochs = -1\n", "train.epochs", "allowed: an integer >= 0"),
+        ("[train]\nepochs = -1\n", "train.epochs", "allowed: an integer >= 1"),
+        ("[train]\nepochs = 0\n", "train.epochs", "allowed: an integer >= 1"),
         ("[train]\nepochs = 'ten'\n", "train.epochs", "expected an integer"),
         ("[train]\nlr = 0\n", "train.lr", "a finite number > 0"),
         ("[train]\nlr = inf\n", "train.lr", "a finite number > 0"),
@@ -278,3 +279,18 @@ def test_buffered_energy_settings_stay_out_of_run_keys_at_their_defaults(tmp_pat
     fp32 = expand_runs(load_suite(path, ["evaluation.hardware=eyeriss_fp32"]))
     assert [r.key for r in plain] == [r.key for r in explicit]  # runs made before these settings keep their keys
     assert [r.key for r in plain] != [r.key for r in fp32] and [r.job.key for r in plain] == [r.job.key for r in fp32]
+
+
+def test_epochs_factor_trains_a_multiple_of_the_suites_length(tmp_path: Path) -> None:
+    """``sum-2x``: twice the suite's epochs, also when the length is overridden; its key is that of epochs = 2n."""
+    text = MINIMAL + '\n[[variants]]\nname = "sum-2x"\nloss = "sum"\nexits = ["p1"]\nepochs_factor = 2\n'
+    text += '\n[[variants]]\nname = "sum-4"\nloss = "sum"\nexits = ["p1"]\nepochs = 4\n'
+    path = write(tmp_path, text)
+    for overrides, want in (((), 40), (("train.epochs=2",), 4)):
+        runs = {r.variant: r for r in expand_runs(load_suite(path, overrides), overrides)}
+        assert runs["sum-2x"].job.train["epochs"] == want and runs["base"].job.train["epochs"] == want // 2
+    runs = {r.variant: r for r in expand_runs(load_suite(path, ("train.epochs=2",)), ("train.epochs=2",))}
+    assert runs["sum-2x"].job.key == runs["sum-4"].job.key
+    msg = error_of(tmp_path, text.replace("epochs_factor = 2", "epochs_factor = 2\nepochs = 3"))
+    assert "variants[1] (sum-2x).epochs_factor: give either epochs or epochs_factor, not both" in msg
+    assert "an integer >= 1" in error_of(tmp_path, text.replace("epochs_factor = 2", "epochs_factor = 0"))

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.config.load import load_suite
+from bench.config.load import FolderCodeError, load_folder_suite
 from bench.config.plan import select_variants
+from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.config.suite import ReportSpec, Suite, SuiteError
 from bench.results.metrics import by_seed
 from bench.results.record import RunRecord
@@ -80,8 +81,22 @@ class Results:
         return sorted({b for r in self.records if r.latency for b in r.latency.batch_sizes})
 
 
-def load_results(out_dir: str | Path) -> Results:
-    """Read a results folder written by ``bench run``; unreadable run files are listed, not fatal."""
+def recorded_plugins(records: Sequence[RunRecord]) -> list[str]:
+    """The plugin paths the folder's runs recorded (each resolved against the suite file that named it)."""
+    found: dict[str, None] = {}
+    for r in records:
+        listed = r.config.get("plugins", [])
+        if isinstance(listed, list):
+            found.update((p, None) for p in listed if isinstance(p, str))
+    return list(found)
+
+
+def load_results(out_dir: str | Path, trust: FolderTrust = NO_TRUST) -> Results:
+    """Read a results folder written by ``bench run``; unreadable run files are listed, not fatal.
+
+    The folder's ``suite.toml`` is read as data: no plugin it names is imported unless ``trust`` allows it
+    (:func:`bench.config.load.load_folder_suite`); a suite that no longer validates leaves ``suite`` None.
+    """
     out = Path(out_dir)
     if not (out / "runs").is_dir():
         raise StoreError(f"{out}: no runs/ folder; is this a results folder written by `bench run`?")
@@ -94,9 +109,13 @@ def load_results(out_dir: str | Path) -> Results:
     suite_file = out / "suite.toml"
     if suite_file.is_file():
         overrides = ok[0].config.get("overrides", []) if ok else []
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise StoreError(f"{out}: runs record config.overrides {overrides!r}; expected a list of strings")
         try:
-            suite = load_suite(suite_file, overrides)
+            suite = load_folder_suite(out, overrides, trust, recorded_plugins(records))
             order = {v.name: i for i, v in enumerate(suite.variants)}
+        except FolderCodeError:
+            raise
         except SuiteError:
             suite = None
     ok.sort(key=lambda r: (order.get(r.variant_base, 99), r.variant, r.seed))

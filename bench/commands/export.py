@@ -6,13 +6,14 @@ import argparse
 
 from rich.markup import escape
 
-from bench.commands._console import cache_setting, console
+from bench.commands._console import cache_setting, console, folder_trust
 from bench.execute.export import export_run
 
 
 def main(args: argparse.Namespace) -> int:
     summary = export_run(args.dir, variant=args.variant, seed=args.seed, out=args.out, threshold=args.threshold,
-                         checkpoint_cache=cache_setting(args.no_cache, args.cache_dir))  # fmt: skip
+                         checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
+                         trust=folder_trust(args))  # fmt: skip
     a = summary.agreement
     console.print(escape(
         f"exported {summary.record.variant} seed {summary.record.seed} -> {summary.out}: {', '.join(summary.files)}\n"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from bench.commands._console import cache_setting, console
+from bench.commands._console import cache_setting, console, folder_trust
+from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.execute.runner import run_suite
 from bench.measure.microbench import CACHE_ENV as ROOFLINE_CACHE_ENV
 from bench.render.format import rich_table
@@ -23,9 +24,9 @@ from bench.results.files import WriteError
 QUICK = ("evaluation.latency=false", "evaluation.count_macs=none", "evaluation.test_samples=1000")
 
 
-def print_summary(out_dir: Path) -> None:
+def print_summary(out_dir: Path, trust: FolderTrust = NO_TRUST) -> None:
     """The compact main table of a results folder, and its warnings."""
-    summary = run_summary(out_dir)
+    summary = run_summary(out_dir, trust)
     if summary is None:
         console.print("no finished runs")
         return
@@ -76,22 +77,24 @@ def _run_and_report(args: argparse.Namespace) -> int:
         seeds=args.seed,
         retime=args.retime,
     )
+    own = FolderTrust(summary.plugins, log=lambda line: None)  # the suite's own plugins, imported already
     if not args.no_report:
         try:
-            write_report(summary.out_dir, log=console.print)
+            write_report(summary.out_dir, log=console.print, trust=own)
         except WriteError as e:  # counted: a folder without its report must not look finished
             summary.write_errors.append(str(e))
             console.print(f"write error: report not written: {escape(str(e))}", highlight=False)
         except Exception as e:  # a report problem must not lose the runs
             console.print(f"report not written: {type(e).__name__}: {escape(str(e))}")
-    print_summary(summary.out_dir)
+    print_summary(summary.out_dir, own)
     console.print(escape(summary.closing_line()))
     return 0 if summary.ok else 1
 
 
 def report(args: argparse.Namespace) -> int:
     """``bench report``: statistics, tables and figures of a results folder."""
-    write_report(Path(args.dir), log=console.print, only=args.only, dest=args.out)
+    trust = folder_trust(args)
+    write_report(Path(args.dir), log=console.print, only=args.only, dest=args.out, trust=trust)
     if not args.only:
-        print_summary(Path(args.dir))
+        print_summary(Path(args.dir), trust)
     return 0

@@ -7,7 +7,8 @@ import argparse
 from rich.markup import escape
 
 from bench.commands._console import console, err
-from bench.config.load import load_suite, suite_errors
+from bench.config.diagnose import suite_errors
+from bench.config.load import load_suite
 from bench.config.plan import expand_runs
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands._console import cache_setting, console
+from bench.commands._console import cache_setting, console, folder_trust
 from bench.results.files import atomic_write_bytes
 from bench.verdicts import methods, reproduction, study
 from bench.verdicts.check import run_check
@@ -16,7 +16,8 @@ from bench.verdicts.compare import compare as compare_folders
 
 
 def compare(args: argparse.Namespace) -> int:
-    compare_folders(Path(args.a), Path(args.b), console=console, out=args.out, force=args.force)
+    compare_folders(Path(args.a), Path(args.b), console=console, out=args.out, force=args.force,
+                    trust=folder_trust(args))  # fmt: skip
     return 0
 
 

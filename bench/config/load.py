@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,11 +79,75 @@ def load_suite(path: str | Path, overrides: Sequence[str] = (), imports: Sequenc
     :mod:`bench.config.plugins`); the suite records them, resolved, in ``suite.suite.plugins``.
     """
     path = Path(path)
-    return parse_suite(_read_suite(path, overrides, imports), file=path)
+    return parse_suite(read_suite_data(path, overrides, imports), file=path)
 
 
-def _read_suite(path: Path, overrides: Sequence[str], imports: Sequence[str]) -> dict[str, Any]:
+def read_suite_data(path: Path, overrides: Sequence[str], imports: Sequence[str]) -> dict[str, Any]:
     """The suite file's TOML with the overrides applied and the plugins imported (not yet validated)."""
+    data = apply_overrides(_read_toml(path), overrides)
+    listed = _listed_plugins(path, data)
+    resolved = [plugins.resolve(p, path.parent) for p in listed]
+    resolved += [plugins.resolve(p) for p in imports if plugins.resolve(p) not in resolved]
+    for i, spec in enumerate(resolved):
+        try:
+            plugins.import_plugin(spec)
+        except plugins.PluginError as e:
+            where = f"suite.plugins[{i}]" if i < len(listed) else "--import"
+            raise SuiteError(path, where, str(e)) from None
+    if isinstance(data.get("suite"), dict):
+        data["suite"]["plugins"] = resolved
+    return data
+
+
+def _listed_plugins(path: Path, data: dict[str, Any]) -> list[str]:
+    """The ``[suite] plugins`` list (empty without one)."""
+    suite_table = data.get("suite", {})
+    if not isinstance(suite_table, dict):
+        return []
+    listed = suite_table.get("plugins", [])
+    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+        raise SuiteError(path, "suite.plugins", f"expected a list of file paths or module names, got {listed!r}")
+    return listed
+
+
+class FolderCodeError(SuiteError):
+    """A results folder whose suite needs code the user has not allowed (or whose allowed code fails to import)."""
+
+
+def load_folder_suite(folder: Path, overrides: Sequence[str] = (), trust: plugins.FolderTrust = plugins.NO_TRUST,
+                      recorded: Sequence[str] = ()) -> Suite:  # fmt: skip
+    """The suite a results folder was run with (``folder/suite.toml`` and the overrides its runs recorded), read
+    as data: no plugin it or its run files name is imported unless ``trust`` allows it (see
+    :mod:`bench.config.plugins`). ``recorded``: the plugin paths its run files recorded (resolved against the
+    suite file that named them when the runs were made).
+
+    Raises:
+        FolderCodeError: the suite names plugins and the user passed neither ``--import`` nor ``--trust-plugins``,
+            or an allowed plugin fails to import.
+        SuiteError: the suite does not validate.
+    """
+    path = folder / "suite.toml"
+    data = apply_overrides(_read_toml(path), overrides)
+    listed = _listed_plugins(path, data)
+    wanted = list(recorded) or listed
+    try:
+        imported = trust.import_user_code()
+        if listed and trust.trust_plugins:
+            imported += trust.import_folder_plugins(wanted, folder)
+    except plugins.PluginError as e:
+        raise FolderCodeError(path, "suite.plugins", str(e)) from None
+    if listed and not imported:
+        raise FolderCodeError(
+            path, "suite.plugins", f"the folder's suite names plugin(s) {', '.join(map(repr, wanted))}; commands "
+            "that read a results folder import no code from it: read that code, then pass it with --import PATH "
+            "(or --trust-plugins to import what the folder names; each import is printed)")  # fmt: skip
+    if isinstance(data.get("suite"), dict):
+        data["suite"]["plugins"] = imported
+    return parse_suite(data, file=path)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's data; :class:`SuiteError` naming the file when it cannot be read or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -97,85 +159,6 @@ def _read_suite(path: Path, overrides: Sequence[str], imports: Sequence[str]) ->
     except OSError as e:
         raise SuiteError(path, "", f"cannot be read ({e.strerror})") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SuiteError(path, "", f"not valid TOML: {e}") from None
-    data = apply_overrides(data, overrides)
-    suite_table = data.get("suite", {})
-    if isinstance(suite_table, dict):
-        listed = suite_table.get("plugins", [])
-        if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
-            raise SuiteError(path, "suite.plugins", f"expected a list of file paths or module names, got {listed!r}")
-        resolved = [plugins.resolve(p, path.parent) for p in listed]
-        resolved += [plugins.resolve(p) for p in imports if plugins.resolve(p) not in resolved]
-        for i, spec in enumerate(resolved):
-            try:
-                plugins.import_plugin(spec)
-            except plugins.PluginError as e:
-                where = f"suite.plugins[{i}]" if i < len(listed) else "--import"
-                raise SuiteError(path, where, str(e)) from None
-        suite_table["plugins"] = resolved
-    return data
-
-
-def suite_errors(path: str | Path, overrides: Sequence[str] = (), imports: Sequence[str] = (), *,
-                 limit: int = 25) -> list[SuiteError]:  # fmt: skip
-    """Every error of a suite, not only the first (``bench validate``): after each error the key it names
-    is removed (its default applies) and validation goes on, until the suite validates, an error names no
-    key that can be removed, or ``limit`` errors were found. An empty list: the suite is valid."""
-    path = Path(path)
-    try:
-        data = _read_suite(path, overrides, imports)
-    except SuiteError as e:
-        return [e]
-    errors: list[SuiteError] = []
-    while len(errors) < limit:
-        try:
-            parse_suite(copy.deepcopy(data), file=path)
-            return errors
-        except SuiteError as e:
-            errors.append(e)
-            if not _remove_key(data, e.key):
-                return errors
-    return errors
-
-
-_VARIANT = re.compile(r"^variants\[(\d+)\](?: \([^)]*\))?(?: with \{.*?\})?")
-
-
-_INDEX = re.compile(r"^(.*)\[(\d+)\]$")
-
-
-def _remove_key(data: dict[str, Any], key: str) -> bool:
-    """Delete the entry a :class:`SuiteError` key names (``train.lr``, ``variants[1] (x).sweep.a.b``,
-    ``evaluation.thresholds[2]``); False when it names nothing that can be deleted."""
-    node: Any = data
-    m = _VARIANT.match(key)
-    if m:
-        variants = data.get("variants")
-        if not isinstance(variants, list) or int(m.group(1)) >= len(variants):
-            return False
-        node, key = variants[int(m.group(1))], key[m.end() :].lstrip(".")
-        if not key:
-            del variants[int(m.group(1))]
-            return True
-    parts = key.split(".") if key else []
-    while parts and isinstance(node, dict):
-        for j in range(len(parts), 0, -1):  # dotted keys inside a table ("loss_options.lambda" in a sweep)
-            name = ".".join(parts[:j])
-            idx = _INDEX.match(name)
-            if idx and isinstance(node.get(idx.group(1)), list) and int(idx.group(2)) < len(node[idx.group(1)]):
-                if j == len(parts):
-                    del node[idx.group(1)][int(idx.group(2))]
-                    return True
-                node, parts = node[idx.group(1)][int(idx.group(2))], parts[j:]
-                break
-            if name in node:
-                if j == len(parts):
-                    del node[name]
-                    return True
-                node, parts = node[name], parts[j:]
-                break
-        else:
-            return False
-    return False

@@ -165,6 +165,7 @@ class Task:
     device: str = "cpu"
     plugins: tuple[str, ...] = ()  # pre-training only (a run carries its own)
     checkpoint_cache: str | None = None  # the shared checkpoint cache folder (None: not used)
+    never_train: bool = False  # --retime: a run whose checkpoint is missing or does not load fails, never trains
 
     @property
     def threads(self) -> int:
@@ -213,7 +214,7 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
             train_cfg = TrainConfig(**{**base_train, **{k: v for k, v in resolved.train.items()
                                                         if k in TRAIN_FIELDS}}).key_fields()  # fmt: skip
             equal_budget = resolved.train.get("equal_budget", suite.train.equal_budget)
-            epochs = resolved.epochs if resolved.epochs is not None else train_cfg["epochs"]
+            epochs = resolved.epochs if resolved.epochs is not None else train_cfg["epochs"] * resolved.epochs_factor
             mode = resolved.resolved_pretrain
             pretrain = None
             if mode in ("base", "sum") and resolved.exits:

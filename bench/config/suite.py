@@ -116,6 +116,12 @@ class TrainSpec(TrainConfig):
 
     equal_budget: bool = False  # variants with pre-training train epochs - pretrain_epochs themselves
 
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """The trainer's constraints, with one more: a suite trains at least one epoch (a variant may set its own
+        ``epochs = 0``, e.g. to evaluate pre-trained weights)."""
+        rules = [rule for rule in super().checks() if rule[0] != "epochs"]
+        return [("epochs", self.epochs >= 1, "an integer >= 1"), *rules]
+
 
 @dataclass(frozen=True)
 class EvaluationSpec:
@@ -255,6 +261,9 @@ class VariantSpec:
     pretrain: Literal["none", "base", "sum", "default"] = "default"  # default: the loss's declared default_pretrain
     pretrain_epochs: int | None = None  # epochs of pre-training; default the suite's train.epochs
     epochs: int | None = None  # this variant's own epochs; default train.epochs
+    # train epochs_factor x train.epochs (not with epochs): a one-stage reference trained for the total steps of
+    # a two-stage method (``sum-2x``), which stays equal when the suite's length is overridden (--set train.epochs)
+    epochs_factor: int = 1
     train: dict[str, Any] = field(default_factory=dict)  # overrides of [train] for this variant
     model_options: dict[str, Any] = field(default_factory=dict)  # overrides of [model] options, e.g. dropout
     sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # key -> values; expands into runs

@@ -19,9 +19,12 @@ from typing import Any, Literal, Union, cast
 
 from bench.config.engines import EXECUTORS, RUNTIMES
 from bench.config.tables import load_energy_table, load_hardware
+from bench.results.store import safe_name
+from bench.results.typed import type_name
 from cascade._registry import UnknownNameError
 from cascade.data import DATASETS
 from cascade.exits import POLICIES
+from cascade.heads import HEADS
 from cascade.losses import LOSSES, build_loss, loss_option_names
 from cascade.models import MODELS
 from cascade.train import ConfigError, TrainConfig
@@ -52,18 +55,7 @@ _OPEN_TABLES = {"options", "policy_options", "loss_options", "train", "sweep", "
 
 
 def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return "a table"
-    return {int: "an integer", float: "a number", bool: "true/false", str: "a string", type(None): "nothing"}.get(
-        tp, str(tp)
-    )
+    return type_name(tp, mapping="a table")
 
 
 def _coerce(value: Any, tp: Any, file: Any, key: str) -> Any:
@@ -81,11 +73,12 @@ def _coerce(value: Any, tp: Any, file: Any, key: str) -> Any:
         if value not in allowed:
             raise SuiteError(file, key, f"{value!r} is not allowed; allowed: {', '.join(map(repr, allowed))}")
         return value
-    if origin is tuple:
+    if origin in (tuple, list):
         if not isinstance(value, list):
             raise SuiteError(file, key, f"expected {_type_name(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)[:1]
-        return tuple(_coerce(v, item, file, f"{key}[{i}]") for i, v in enumerate(value))
+        items = [_coerce(v, item, file, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             raise SuiteError(file, key, f"expected a table, got {value!r}")
@@ -200,9 +193,21 @@ def _check_frozen_backbone(file: Any, where: str, v: VariantSpec, train: TrainSp
                          "(model.options.weights)")  # fmt: skip
 
 
+def _check_option_types(file: Any, key: str, cls: Any, options: Mapping[str, Any]) -> None:
+    """Each option's value has the type its dataclass field declares (a string is not a bool); checked only: the
+    values enter run keys as written, so an integer given for a number keeps its key."""
+    hints = typing.get_type_hints(cls)
+    aliases = getattr(cls, "aliases", {})
+    for opt, value in options.items():
+        name = aliases.get(opt, opt)
+        if name in hints:
+            _coerce(value, hints[name], file, f"{key}.{opt}")
+
+
 def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, model_args: dict[str, Any]) -> None:
-    if not v.name:
-        raise SuiteError(file, f"{key}.name", "every variant needs a non-empty name")
+    if not v.name or v.name.startswith(".") or safe_name(v.name) != v.name:
+        raise SuiteError(file, f"{key}.name", f"{v.name!r}: a variant name names its folder runs/<name>/: use letters, "
+                         "digits and '-_.=', not starting with '.'")  # fmt: skip
     _check_name(file, f"{key}.loss", LOSSES, v.loss)
     _check_name(file, f"{key}.policy", POLICIES, v.policy)
     allowed = loss_option_names(v.loss)
@@ -212,6 +217,7 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
     for opt in LOSSES.get(v.loss).harness_options:
         if opt in v.loss_options:
             raise SuiteError(file, f"{key}.loss_options.{opt}", "is computed by the harness; remove it")
+    _check_option_types(file, f"{key}.loss_options", LOSSES.get(v.loss), v.loss_options)
     policy_cls = POLICIES.get(v.policy)
     policy_allowed = [f.name for f in dataclasses.fields(cast(Any, policy_cls))
                       if f.name != "threshold" and f.name not in policy_cls.harness_options]  # fmt: skip
@@ -220,6 +226,7 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
             raise SuiteError(file, f"{key}.policy_options.{opt}", "is computed by the harness; remove it")
         if opt not in policy_allowed:
             raise _unknown_key(file, f"{key}.policy_options.{opt}", opt, policy_allowed)
+    _check_option_types(file, f"{key}.policy_options", policy_cls, v.policy_options)
     model_allowed = MODELS.get(suite_model.name).option_names()
     for opt in v.model_options:
         if opt not in model_allowed:
@@ -248,6 +255,9 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
     for name, val in (("pretrain_epochs", v.pretrain_epochs), ("epochs", v.epochs)):
         if val is not None:
             _check_range(file, f"{key}.{name}", val >= 0, "an integer >= 0", val)
+    _check_range(file, f"{key}.epochs_factor", v.epochs_factor >= 1, "an integer >= 1", v.epochs_factor)
+    if v.epochs is not None and v.epochs_factor != 1:
+        raise SuiteError(file, f"{key}.epochs_factor", "give either epochs or epochs_factor, not both")
     for skey, values in v.sweep.items():
         if not isinstance(values, list) or not values:
             raise SuiteError(file, f"{key}.sweep.{skey}", f"needs at least one value: a non-empty list, got {values!r}")
@@ -372,6 +382,11 @@ def _parse_model(file: Any, raw: Any, dataset: DatasetSpec) -> tuple[ModelSpec, 
     except (OSError, ValueError) as e:
         raise SuiteError(file, "dataset", str(e)) from None
     model_args = {"num_classes": classes, "in_channels": shape[0], "input_size": shape[-1]}
+    if "head" in model.options:  # the heads are built with the exits: a misspelt one is the model's, not an exit's
+        head = model.options["head"]
+        if not isinstance(head, str):
+            raise SuiteError(file, "model.head", f"expected a string (a registered exit head), got {head!r}")
+        _check_name(file, "model.head", HEADS, head)
     try:
         _check_model(model_cls, (), {**model.options, **model_args})
     except (TypeError, ValueError, UnknownNameError) as e:  # an option naming an unknown head, say

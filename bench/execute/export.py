@@ -15,26 +15,30 @@ onnxruntime and numpy alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.analyse.load import load_results
-from bench.config.load import load_suite
+from bench.analyse.load import Results, load_results, recorded_plugins
+from bench.config.load import load_folder_suite
 from bench.config.plan import build_for, expand_runs
+from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.execute.evaluate import fitted_options
 from bench.execute.runner import get_data
-from bench.results.files import atomic_write_bytes, atomic_write_json, mismatch
+from bench.results.files import atomic_write_bytes, atomic_write_json, confined, mismatch
 from bench.results.provenance import now
 from bench.results.record import RunRecord
-from bench.results.store import ResultStore, StoreError, default_checkpoint_cache
+from bench.results.store import ResultStore, StoreError, canonical_json, default_checkpoint_cache
+from bench.results.typed import load_typed
 from cascade.exits import POLICIES, build_policy
 from cascade.ort import OPSET, OrtCascade, check_against_eager, export_model
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: typed manifest with the digest of its file list (files_sha256)
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,9 @@ class ExportSummary:
     test_accuracy: float  # of the exported cascade (ONNX Runtime) at the exported threshold
 
 
-def pick_run(results_dir: Path, variant: str, seed: int | None) -> RunRecord:
-    """The finished run of ``variant`` (at ``seed``, default the lowest) in a results folder."""
-    results = load_results(results_dir)
+def pick_run(results: Results, variant: str, seed: int | None) -> RunRecord:
+    """The finished run of ``variant`` (at ``seed``, default the lowest) in a loaded results folder."""
+    results_dir = results.out_dir
     recs = results.records_of(variant) if variant in results.variants else []
     if not recs:
         raise StoreError(f"{results_dir}: no finished run of variant {variant!r}; variants: "
@@ -72,16 +76,18 @@ def export_run(
     seed: int | None = None,
     threshold: float | None = None,
     checkpoint_cache: str | Path | bool | None = True,
+    trust: FolderTrust = NO_TRUST,
 ) -> ExportSummary:
     """Export one run's trained model as ONNX segments and heads plus ``cascade.json`` (see the module)."""
     folder, out = Path(results_dir), Path(out)
-    record = pick_run(folder, variant, seed)
-    suite_file = folder / "suite.toml"
-    if not suite_file.is_file():
+    results = load_results(folder, trust)
+    record = pick_run(results, variant, seed)
+    if not (folder / "suite.toml").is_file():
         raise StoreError(f"{folder}: no suite.toml (the suite as run), so the model cannot be rebuilt")
     overrides = record.config.get("overrides", [])
-    spec = next((r for r in expand_runs(load_suite(suite_file, overrides), overrides) if r.key == record.key
-                 or r.legacy_key == record.key), None)  # fmt: skip
+    suite = results.suite or load_folder_suite(folder, overrides, trust, recorded_plugins(results.records))
+    spec = next((r for r in expand_runs(suite, overrides) if r.key == record.key or r.legacy_key == record.key),
+                None)  # fmt: skip
     if spec is None:
         raise StoreError(f"{folder}: run {record.key} is not among the runs its suite.toml plans (edited suite?)")
     cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
@@ -93,8 +99,15 @@ def export_run(
         )
     data = get_data(spec.data, "cpu")
     model = build_for(spec.job, data)
-    ckpt = torch.load(store.checkpoint_path(spec.job.key), map_location="cpu", weights_only=True)
-    model.load_state_dict(ckpt["state_dict"])
+    path = store.checkpoint_path(spec.job.key)
+    try:  # weights_only: a checkpoint never runs code; a failure is named, not offered a way around that rule
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as e:
+        raise StoreError(
+            f"checkpoint {path} does not load ({type(e).__name__}); it is damaged or not a "
+            "checkpoint of this run: rerun `bench run` for this variant to train it again"
+        ) from None
     model.eval()
     t = threshold if threshold is not None else record.headline_threshold
     policy = build_policy(record.policy, **({"threshold": t} if _has_threshold(record.policy) else {}),
@@ -157,6 +170,7 @@ def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: An
         },
         "opset": OPSET,
         "sha256": files,
+        "files_sha256": files_digest(files),
         "check": {
             "test_samples": agree["samples"],
             "decisions_differing_from_eager": agree["differ"],
@@ -182,11 +196,111 @@ _RULES = {
 }
 
 
+class ExportError(StoreError):
+    """An export folder that cannot be served as it is: a damaged, missing, unlisted or mistyped file or field."""
+
+
+@dataclass(frozen=True)
+class ExportFiles:
+    segments: list[str]  # segment_<k>.onnx, in exit order
+    heads: list[str]  # head_<k>.onnx, in exit order
+
+
+@dataclass(frozen=True)
+class ExportPolicy:
+    name: str  # a registered exit policy (cascade.exits.POLICIES)
+    threshold: float | None  # in [0, 1]; None: a threshold-free policy
+    options: dict[str, Any]  # the policy's options with what it fitted (temperatures, ensembles)
+    rule: str  # the decision rule in words
+
+
+@dataclass(frozen=True)
+class ExportInput:
+    shape: list[int]  # (C, H, W)
+    dtype: str
+    layout: str
+    pixels: str
+    normalization: dict[str, Any]  # kind, and mean and std per channel, applied to pixels in [0, 1]
+
+    def __post_init__(self) -> None:
+        for key in ("mean", "std"):
+            values = self.normalization.get(key)
+            if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+            ):
+                raise ValueError(f"input.normalization.{key}: expected a list of finite numbers, got {values!r:.60}")
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    """``cascade.json``: what :func:`read_export` accepts, field by field (docs/deploy.md describes each)."""
+
+    format: int
+    exits: list[str]
+    files: ExportFiles
+    policy: ExportPolicy
+    classes: list[str]
+    input: ExportInput
+    opset: int
+    sha256: dict[str, str]  # file name -> SHA-256 of its bytes, for every file listed in ``files``
+    files_sha256: str  # SHA-256 of the canonical JSON of ``sha256``: the list itself is checked too
+    check: dict[str, Any]
+    source: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        n = len(self.exits)
+        if n < 1 or len(self.files.segments) != n or len(self.files.heads) != n:
+            raise ValueError(f"{n} exits need as many segments and heads; files lists {len(self.files.segments)} "
+                             f"segment(s) and {len(self.files.heads)} head(s)")  # fmt: skip
+        t = self.policy.threshold
+        if t is not None and not 0 <= t <= 1:
+            raise ValueError(f"policy.threshold: {t!r} is out of range; allowed: a number in [0, 1]")
+        if self.format != EXPORT_FORMAT:
+            raise ValueError(f"format: {self.format!r} is not {EXPORT_FORMAT}, the one this code reads; export again")
+
+    @property
+    def listed(self) -> list[str]:
+        """Every file the manifest names."""
+        return [*self.files.segments, *self.files.heads]
+
+
+def files_digest(sha256: dict[str, str]) -> str:
+    """The digest of an export's file list: SHA-256 of its canonical JSON."""
+    return hashlib.sha256(canonical_json(sha256).encode()).hexdigest()
+
+
 def read_export(folder: str | Path) -> dict[str, Any]:
-    """``cascade.json`` of an export, every file checked against its SHA-256."""
+    """``cascade.json`` of an export, typed and checked (pip's hash-checking mode is the model): every field's type
+    and range, every listed file against its SHA-256, the list itself against its digest, and no file in the
+    folder that the manifest does not list. Raises :class:`ExportError` (one class) naming the file and field."""
     folder = Path(folder)
-    meta: dict[str, Any] = json.loads((folder / "cascade.json").read_text())
-    for name, digest in meta["sha256"].items():
-        if (why := mismatch(folder / name, digest)) is not None:
-            raise StoreError(f"{folder / name}: {why}")
-    return meta
+    where = str(folder / "cascade.json")
+    try:
+        data = json.loads((folder / "cascade.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{folder}: no cascade.json; is this a folder written by `bench export`?") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ExportError(f"{where}: not readable JSON ({e})") from None
+    try:
+        manifest = load_typed(ExportManifest, data, where)
+    except StoreError as e:
+        raise ExportError(str(e)) from None
+    if files_digest(manifest.sha256) != manifest.files_sha256:
+        raise ExportError(f"{where}: sha256: the file list does not match files_sha256 (edited or damaged)")
+    for name in manifest.listed:
+        if name not in manifest.sha256:
+            raise ExportError(f"{where}: sha256: no digest for {name!r}, which files lists")
+    for name, digest in manifest.sha256.items():
+        try:
+            path = confined(folder, name, f"{where}: sha256")
+        except StoreError as e:
+            raise ExportError(str(e)) from None
+        if not path.is_file():
+            raise ExportError(f"{path}: listed in cascade.json but missing")
+        if (why := mismatch(path, digest)) is not None:
+            raise ExportError(f"{path}: {why}")
+    extra = sorted(p.name for p in folder.iterdir() if p.name != "cascade.json" and p.name not in manifest.sha256)
+    if extra:
+        raise ExportError(f"{folder}: {', '.join(extra)} not listed in cascade.json; an export folder holds only "
+                          "what its manifest lists (remove them, or export again)")  # fmt: skip
+    return data

@@ -76,16 +76,28 @@ def ensure_trained(
     *,
     force: bool = False,
     is_pretrain: bool = False,
+    never_train: bool = False,
 ) -> tuple[cascade.MultiExitModel, dict[str, Any], bool]:
-    """Return (model, history dict, trained_now) for ``job``, loading its checkpoint when present."""
+    """Return (model, history dict, trained_now) for ``job``, loading its checkpoint when present.
+
+    ``never_train`` (``--retime``): a checkpoint that is missing or does not load is a :class:`NeverTrainError`
+    naming it; nothing is moved aside or trained.
+    """
     path = store.checkpoint_path(job.key)
     torch.manual_seed(job.seed)
     model = build_for(job, data).to(device)
     source = None if force else store.find_checkpoint(job.key)
+    if source is None and never_train:
+        raise NeverTrainError(f"no sound checkpoint {path} (nor in the shared cache); --retime never trains: run "
+                              "without --retime to train it")  # fmt: skip
     if source is not None:
         try:
             ckpt = torch.load(path, map_location=device, weights_only=True)
         except Exception as e:  # digest-verified but unloadable (written before digests): moved aside, retrained
+            if never_train:
+                where = "from the shared cache" if source == "cache" else "in this folder"
+                raise NeverTrainError(f"checkpoint {path} ({where}) does not load ({type(e).__name__}); --retime "
+                                      "never trains: run without --retime to train it again") from None  # fmt: skip
             store.discard_checkpoint(job.key, f"does not load: {type(e).__name__}", source=source)
         else:
             if callback is not None:
@@ -143,7 +155,7 @@ def _identity(spec: RunSpec) -> dict[str, Any]:
 
 
 def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any], t0: float,
-                        callback: TrainCallback | None, force: bool) -> None:  # fmt: skip
+                        callback: TrainCallback | None, force: bool, never_train: bool = False) -> None:  # fmt: skip
     """Fill ``fields`` with what the run measured (raises for a failing run)."""
     torch.manual_seed(spec.seed)
     full = get_data(spec.data, spec.device)
@@ -153,7 +165,8 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
     fields["num_classes"] = data.num_classes
     t_train = time.perf_counter()
     try:
-        model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force)
+        model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force,
+                                                     never_train=never_train)  # fmt: skip
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # runs pre-trained from this one fail with its reason instead of retraining
@@ -207,17 +220,19 @@ def execute_run(
     callback: TrainCallback | None = None,
     force: bool = False,
     checkpoint_cache: str | Path | None = None,
+    never_train: bool = False,
 ) -> dict[str, Any]:
     """Train (or reuse) and evaluate one run; write its record; never raise for a failing run.
 
     ``checkpoint_cache``: the shared checkpoint cache folder (a finished training of another
-    results folder is reused from there; a new one is put there), or None.
+    results folder is reused from there; a new one is put there), or None. ``never_train`` (``--retime``): a
+    missing or unloadable checkpoint fails the run instead of training it.
     """
     store = ResultStore(out_dir, checkpoint_cache)
     fields = _identity(spec)
     t0 = time.perf_counter()
     try:
-        _train_and_evaluate(spec, store, fields, t0, callback, force)
+        _train_and_evaluate(spec, store, fields, t0, callback, force, never_train)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:
@@ -242,6 +257,10 @@ def execute_run(
             "warnings": store.warnings, "write_errors": store.write_errors,
             "accuracy": record.at(record.headline_threshold).accuracy if record.ok else None,
             "threshold": record.headline_threshold if record.ok else None}  # fmt: skip
+
+
+class NeverTrainError(RuntimeError):
+    """``--retime`` met a run whose checkpoint is missing or does not load: it fails, and nothing trains."""
 
 
 class PretrainingFailedError(RuntimeError):
@@ -296,7 +315,8 @@ def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = 
     torch.set_num_threads(task.threads)
     import_plugins(task.run.plugins if task.run is not None else task.plugins)  # a spawned worker starts bare
     if task.run is not None:
-        return execute_run(task.run, out_dir, callback=callback, force=force, checkpoint_cache=task.checkpoint_cache)
+        return execute_run(task.run, out_dir, callback=callback, force=force, checkpoint_cache=task.checkpoint_cache,
+                           never_train=task.never_train)  # fmt: skip
     assert task.job is not None and task.data is not None
     return pretrain_job(task.job, task.data, task.device, out_dir, task.checkpoint_cache)
 
@@ -316,6 +336,7 @@ class RunSummary:
     problems: list[str] = field(default_factory=list)  # unreadable or stale run files found (replaced by reruns)
     warnings: list[str] = field(default_factory=list)  # damaged checkpoints moved aside, foreign training code
     write_errors: list[str] = field(default_factory=list)  # every write that failed, one line each
+    plugins: tuple[str, ...] = ()  # the plugins the suite (and --import) named, resolved and imported
 
     def closing_line(self) -> str:
         """The last line of ``bench run``: what was done, and every failure counted."""
@@ -394,7 +415,7 @@ def run_suite(
     with FolderLock(out):
         clear_failed_pretraining_markers(store)
         todo, done = _todo(store, runs, force=force, retime=retime, path=path)
-        summary = RunSummary(out, total=len(runs), skipped=len(done))
+        summary = RunSummary(out, total=len(runs), skipped=len(done), plugins=suite.suite.plugins)
         if todo:  # read (and check) the data once, before any run file is written
             _read_data_once(suite, runs[0].device, log)
         _write_suite_copy(suite, path, overrides, out)
@@ -404,6 +425,8 @@ def run_suite(
         summary.problems = _log_reruns(store, todo, force or retime, log)
         if todo:
             waves = make_waves(todo, store)[1 if retime else 0 :]  # re-timed runs have checkpoints: no pre-training
+            if retime:
+                waves = [[dataclasses.replace(t, never_train=True) for t in wave] for wave in waves]
             for results in ex.run_waves(waves, execute_task, out, force=force, progress=progress, log=log):
                 for res in results:
                     _collect(summary, res, log)

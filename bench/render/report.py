@@ -28,6 +28,7 @@ import pandas as pd
 
 from bench.analyse.load import Results, load_results
 from bench.analyse.tables import Tables, build_tables, runtime_frame
+from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.render import figures
 from bench.render.format import (
     anytime_display,
@@ -180,13 +181,14 @@ def write_report(
     *,
     only: Sequence[str] = (),
     dest: str | Path | None = None,
+    trust: FolderTrust = NO_TRUST,
 ) -> Path:
     """Write report.md, tables (md, csv, tex) and figures (png, pdf) of the runs in ``out_dir``.
 
     ``only`` restricts the report to the variants those names or globs select; such a report goes to
     ``dest`` (default :func:`subset_folder`), never over the folder's full report.
     """
-    results = load_results(out_dir).subset(only)
+    results = load_results(out_dir, trust).subset(only)
     out = Path(dest) if dest is not None else subset_folder(out_dir, only) if only else Path(out_dir)
     if not results.records:
         skipped = f" ({len(results.problems)} skipped: {results.problems[0]})" if results.problems else ""

@@ -13,6 +13,7 @@ from bench.analyse.load import load_results
 from bench.analyse.tables import build_tables
 from bench.config.load import load_suite
 from bench.config.plan import build_for, expand_runs, select_runs
+from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
 from bench.measure.cost import profile
 from bench.measure.dataflow import dram_traffic, gemm_shapes
@@ -31,9 +32,9 @@ class Summary:
     warnings: list[str]
 
 
-def run_summary(out_dir: str | Path) -> Summary | None:
+def run_summary(out_dir: str | Path, trust: FolderTrust = NO_TRUST) -> Summary | None:
     """The compact main table (accuracy, early exits, MACs, latency, MACs saved); None: no finished runs."""
-    results = load_results(out_dir)
+    results = load_results(out_dir, trust)
     if not results.records:
         return None
     tables = build_tables(results)

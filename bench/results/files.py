@@ -117,6 +117,24 @@ def copy_file(src: Path, dst: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class OutsideError(StoreError):
+    """A path read from a file (a run file's artefacts, an export manifest) that leads out of its folder."""
+
+
+def confined(root: Path, rel: str, where: str) -> Path:
+    """``root / rel`` for a path ``rel`` read from ``where``, resolved (links followed), which must stay inside
+    ``root``: an absolute path, ``..`` or a link that leads out is an :class:`OutsideError` that names it and
+    reads nothing (no digest of an outside file is ever computed or printed)."""
+    base = root.resolve()
+    try:
+        path = (base / rel).resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # a link loop, a NUL byte
+        raise OutsideError(f"{where}: path {rel!r} cannot be resolved ({e})") from None
+    if path != base and base not in path.parents:
+        raise OutsideError(f"{where}: path {rel!r} leads outside {root}; refused (a folder's files stay inside it)")
+    return path
+
+
 @functools.lru_cache(maxsize=4096)
 def _digest(path: str, ident: tuple[int, int, int, int]) -> str:
     h = hashlib.sha256()

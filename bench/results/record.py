@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
+import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from bench.results.errors import StoreError
 from bench.results.migrate import upgrade
+from bench.results.typed import load_typed
 
 # --------------------------------------------------------------------------- generic (de)serialisation
 
@@ -50,35 +50,9 @@ def to_json(obj: Any) -> Any:
 
 
 def from_json(cls: type, data: Any, where: str = "") -> Any:
-    """Build dataclass ``cls`` (recursively) from :func:`to_json` output; unknown keys are kept out."""
-    if not isinstance(data, dict):
-        raise StoreError(f"{where or cls.__name__}: expected an object, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise StoreError(f"{where or cls.__name__}: missing field {f.name!r}")
-            continue
-        kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}" if where else f.name)
-    return cls(**kwargs)
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(args[0], value, where) if len(args) == 1 else value
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return from_json(tp, value, where)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise StoreError(f"{where}: expected a list, got {type(value).__name__}")
-        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
+    """Build dataclass ``cls`` (recursively) from :func:`to_json` output, every field typed
+    (:func:`bench.results.typed.load_typed`; ``where`` names the source in errors); unknown keys are kept out."""
+    return load_typed(cls, data, where or cls.__name__)
 
 
 # --------------------------------------------------------------------------- the record's parts
@@ -348,6 +322,9 @@ class TrainingRecord:
     checkpoint_source: str | None = field(default=None, metadata=OMIT)
 
 
+#: A run key or train key: the first 16 hex digits of a SHA-256 (:func:`bench.results.store.config_hash`).
+_KEY = re.compile(r"[0-9a-f]{16}")
+
 #: A classifier below this many times chance accuracy (1 / classes) is "at chance" (the one rule).
 CHANCE_FACTOR = 1.5
 
@@ -420,6 +397,13 @@ class RunRecord:
     seconds: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("key", "train_key"):
+            if not _KEY.fullmatch(getattr(self, name)):
+                raise ValueError(f"{name}: expected 16 hexadecimal digits, got {getattr(self, name)[:40]!r}")
+        if self.status not in ("ok", "failed"):
+            raise ValueError(f"status: expected 'ok' or 'failed', got {self.status[:40]!r}")
+
     # ------------------------------------------------------------------ (de)serialisation
 
     def to_json(self) -> dict[str, Any]:
@@ -432,10 +416,7 @@ class RunRecord:
         if not isinstance(data, dict):
             raise StoreError(f"{where}: expected a JSON object")
         data = upgrade(data, where)
-        try:
-            record: RunRecord = from_json(cls, data, where)
-        except (TypeError, ValueError) as e:
-            raise StoreError(f"{where}: malformed run record ({e}); delete it to rerun that run") from None
+        record = load_typed(cls, data, where)
         if record.ok and (record.exits is None or record.cost is None or not record.thresholds):
             raise StoreError(f"{where}: status 'ok' but exits, cost or thresholds are missing")
         return record

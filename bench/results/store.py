@@ -41,7 +41,15 @@ from bench.results.artefacts import (
     write_sidecar,
 )
 from bench.results.errors import StoreError
-from bench.results.files import WriteError, atomic_torch_save, atomic_write_bytes, atomic_write_json, mismatch
+from bench.results.files import (
+    OutsideError,
+    WriteError,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    confined,
+    mismatch,
+)
 from bench.results.metrics import record_rows
 from bench.results.migrate import SCHEMA_VERSION
 from bench.results.record import RunRecord
@@ -56,6 +64,14 @@ os.umask(_UMASK)
 def canonical_json(obj: Any) -> str:
     """Sorted, compact JSON; a value JSON cannot represent raises ``TypeError`` (never hashed as a repr)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def safe_name(name: str) -> str:
+    """A variant's name as a folder name: letters, digits and ``-_.=`` kept, anything else ``_``; a name of dots
+    alone (``.``, ``..``) or an empty one becomes underscores, so no name can leave ``runs/``. Suites refuse names
+    this changes (:func:`bench.config.validate`), so two variants never share a folder."""
+    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
+    return "_" * max(len(safe), 1) if set(safe) <= {"."} else safe
 
 
 def config_hash(obj: Any, n: int = 16) -> str:
@@ -153,8 +169,7 @@ class ResultStore:
         self.cache = CheckpointCache(Path(cache), notes=self.warnings) if cache is not None else None
 
     def run_path(self, variant: str, key: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in variant)
-        return self.root / "runs" / safe / f"{key}.json"
+        return self.root / "runs" / safe_name(variant) / f"{key}.json"
 
     def checkpoint_path(self, train_key: str) -> Path:
         return self.root / "checkpoints" / f"{train_key}.pt"
@@ -168,20 +183,36 @@ class ResultStore:
         """
         local = self.checkpoint_path(train_key)
         if local.is_file():
+            for path in (local, sidecar_path(local)):  # a link out of the folder is refused, never read
+                confined(self.root, str(path.relative_to(self.root)), f"{self.root}: checkpoint")
             meta = read_meta(sidecar_path(local))
             why = mismatch(local, meta["sha256"]) if meta is not None else None
             if why is None:
                 self._note_code(f"checkpoint {local}", meta)
                 return "folder"
-            self.discard_checkpoint(train_key, why)
+            moved = self._move_local(train_key)
+            source = self._from_cache(train_key)
+            then = "replaced by the shared cache's copy" if source else "training it again"
+            self.warnings.append(f"damaged checkpoint {local} moved to {moved} ({why}); {then}")
+            return source
+        return self._from_cache(train_key)
+
+    def _from_cache(self, train_key: str) -> str | None:
+        """Copy the shared cache's verified entry of ``train_key`` into the folder: "cache", or None."""
         if self.cache is None:
             return None
+        local = self.checkpoint_path(train_key)
         meta = self.cache.fetch(train_key, local)
         if meta is None:
             return None
         write_sidecar(local, meta)
         self._note_code(f"checkpoint {train_key} from the shared cache", meta)
         return "cache"
+
+    def _move_local(self, train_key: str) -> Path | None:
+        """Move the folder's checkpoint of ``train_key`` (and its sidecar) to ``checkpoints/damaged/``."""
+        local = self.checkpoint_path(train_key)
+        return move_aside(local, local.parent / "damaged") if local.is_file() else None
 
     def _note_code(self, what: str, meta: dict[str, Any] | None) -> None:
         note = code_change_note(what, meta) if meta is not None and meta.get("trained_by") else None
@@ -191,8 +222,8 @@ class ResultStore:
     def discard_checkpoint(self, train_key: str, why: str, *, source: str = "folder") -> None:
         """Move a damaged checkpoint aside (never delete it); ``source`` "cache": the cache entry too."""
         local = self.checkpoint_path(train_key)
-        if local.is_file():
-            moved = move_aside(local, local.parent / "damaged")
+        moved = self._move_local(train_key)
+        if moved is not None:
             self.warnings.append(f"damaged checkpoint {local} moved to {moved} ({why}); training it again")
         if source == "cache" and self.cache is not None:
             self.cache.discard(train_key, why)
@@ -220,7 +251,10 @@ class ResultStore:
     def stale(self, record: RunRecord) -> str | None:
         """Why the artefacts of ``record`` no longer match the digests it records (None: they match or are absent)."""
         for rel, digest in (record.artefacts or {}).items():
-            path = self.root / rel
+            try:
+                path = confined(self.root, rel, f"{self.run_path(record.variant, record.key)}: artefacts")
+            except OutsideError as e:
+                return str(e)
             if path.is_file() and (why := mismatch(path, digest)) is not None:
                 return f"{path}: {why}"
         return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.results.artefacts import read_meta, sidecar_path
-from bench.results.files import mismatch
+from bench.results.files import OutsideError, confined, mismatch
 from bench.results.store import ResultStore, StoreError
 
 
@@ -44,7 +44,11 @@ def verify_folder(root: str | Path) -> VerifyResult:
         if record.artefacts is None:
             result.undigested += record.ok
         for rel, digest in (record.artefacts or {}).items():
-            path = root / rel
+            try:
+                path = confined(root, rel, f"{store.run_path(record.variant, record.key)}: artefacts")
+            except OutsideError as e:
+                result.bad.append(str(e))
+                continue
             listed.add(path)
             if not path.is_file():
                 result.missing += 1
@@ -54,8 +58,14 @@ def verify_folder(root: str | Path) -> VerifyResult:
                 result.bad.append(f"{path}: {why} (run file {store.run_path(record.variant, record.key)})")
     result.bad += list(store.problems.values())  # unreadable run files
     for ckpt in sorted((root / "checkpoints").glob("*.pt")):
+        try:
+            for path in (ckpt, sidecar_path(ckpt)):
+                confined(root, str(path.relative_to(root)), f"{root}: checkpoints")
+        except OutsideError as e:
+            result.bad.append(str(e))
+            continue
         meta = read_meta(sidecar_path(ckpt))
-        if meta is None or ckpt in listed:
+        if meta is None or ckpt.resolve() in listed:
             continue
         result.checked += 1
         if (why := mismatch(ckpt, meta["sha256"])) is not None:

@@ -59,6 +59,7 @@ from bench.render.format import rich_table
 from bench.results.files import atomic_write_bytes, atomic_write_json
 from bench.results.metrics import METRICS, get_metric
 from bench.results.provenance import code_version, now
+from bench.results.typed import TypedDataError, load_typed
 from bench.verdicts.compare import describe
 from cascade.errors import UserError
 
@@ -100,31 +101,53 @@ def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict
     }
 
 
+@dataclass(frozen=True)
+class BaselineVariant:
+    # seed -> metric -> value: the gated metrics (GATED) as numbers, latency as {batch: seconds per sample}
+    seeds: dict[str, dict[str, float | dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline file, as :func:`read_baseline` accepts it (every value typed; no NaN passes as a number)."""
+
+    schema: int
+    suite: str
+    threshold: float
+    variants: dict[str, BaselineVariant]
+    created: str = ""
+    command: str = ""
+    code: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] | None = None
+
+
 def read_baseline(path: Path, suite_name: str) -> dict[str, Any]:
+    """A baseline's JSON, read through the typed loader (:mod:`bench.results.typed`): a missing, malformed or
+    mistyped file is a :class:`BaselineError` naming the file and the field."""
     if not path.is_file():
         raise BaselineError(
             f"baseline {path} not found; create it on purpose with: bench check SUITE --baseline {path} --update"
         )
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BaselineError(f"baseline {path} is not valid JSON ({e}); regenerate it with --update") from None
-    if (
-        not isinstance(data, dict)
-        or data.get("schema") != BASELINE_SCHEMA
-        or not isinstance(data.get("variants"), dict)
-    ):
+    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
         raise BaselineError(
             f"baseline {path}: expected schema {BASELINE_SCHEMA} with a 'variants' table; regenerate it with --update"
         )
-    if data.get("suite") != suite_name:
-        raise BaselineError(f"baseline {path} is for suite {data.get('suite')!r}, not {suite_name!r}")
-    for name, v in data["variants"].items():
-        seeds = v.get("seeds") if isinstance(v, dict) else None
-        if not isinstance(seeds, dict) or not all(
-            isinstance(s, dict) and all(isinstance(s.get(m), (int, float)) for m, _ in GATED) for s in seeds.values()
-        ):
-            raise BaselineError(f"baseline {path}: variant {name!r} lacks per-seed {', '.join(m for m, _ in GATED)}")
+    try:
+        baseline = load_typed(Baseline, data, f"baseline {path}")
+    except TypedDataError as e:
+        raise BaselineError(f"{e}; regenerate it with --update") from None
+    if baseline.suite != suite_name:
+        raise BaselineError(f"baseline {path} is for suite {baseline.suite!r}, not {suite_name!r}")
+    for name, v in baseline.variants.items():
+        for seed, values in v.seeds.items():
+            lacking = [m for m, _ in GATED if not isinstance(values.get(m), float)]
+            if lacking:
+                raise BaselineError(f"baseline {path}: variants.{name}.seeds.{seed}: lacks the number(s) "
+                                    f"{', '.join(lacking)}; regenerate it with --update")  # fmt: skip
     return data
 
 

@@ -27,6 +27,7 @@ from scipy import stats as st
 
 from bench.analyse import stats
 from bench.analyse.load import Results, load_results
+from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.render.format import fmt_p, markdown, rich_table
 from bench.results.files import atomic_write_bytes
 from bench.results.metrics import get_metric
@@ -169,9 +170,15 @@ def header_lines(a: Side, b: Side, problems: list[str]) -> list[str]:
     return out
 
 
-def compare(a_dir: Path, b_dir: Path, *, console: Console, out: str | None = None, force: bool = False) -> pd.DataFrame:
+def compare(a_dir: Path, b_dir: Path, *, console: Console, out: str | None = None, force: bool = False,
+            trust: FolderTrust = NO_TRUST) -> pd.DataFrame:  # fmt: skip
     """``bench compare A B``: print (and optionally write) the comparison table."""
-    a, b = load_results(a_dir), load_results(b_dir)
+    a, b = load_results(a_dir, trust), load_results(b_dir, trust)
+    for side in (a, b):
+        if side.problems:  # a comparison that silently drops runs would read as a change
+            raise StoreError(f"{side.out_dir}: {len(side.problems)} run file(s) cannot be used: "
+                             f"{'; '.join(side.problems)}; rerun that folder's suite (it replaces them) or remove "
+                             "them before comparing")  # fmt: skip
     if not a.records or not b.records:
         raise StoreError(f"{a_dir if not a.records else b_dir}: no finished runs to compare")
     side_a, side_b = describe(a), describe(b)
