@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from cascade._registry import Registry
 from cascade.models._base import MultiExitModel
+from cascade.state import rows
 from cascade.ztw import ensemble_logits
 
 State = dict[str, torch.Tensor]
@@ -313,7 +314,7 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
         predictions[left] = logits[leave].argmax(dim=1)
         exit_index[left] = level
         stay = ~leave
-        h, remaining, raw = h[stay], remaining[stay], raw[stay]
+        h, remaining, raw = rows(h, stay), remaining[stay], raw[stay]
         state = {k: v[stay] for k, v in state.items()}
     return EarlyExitResult(predictions, exit_index, num_exits)
 

@@ -25,6 +25,7 @@ import torch
 from torch import fx, nn
 
 from cascade.models._base import MultiExitModel
+from cascade.state import State, batch_size, concat, rows
 
 
 class FlattenChannelsLast(nn.Module):
@@ -44,7 +45,7 @@ class ChunkedSegment(nn.Module):
     On a CPU, a segment whose feature maps run to tens of MB at the batch size streams each of them
     through DRAM between operators; on slices of :attr:`chunk` samples they stay in cache. The
     function is the same (every operator of an eval-mode segment works per sample), the output one
-    tensor.
+    state (a tensor, or a list of tensors joined per position).
 
     Args:
         segment: the segment.
@@ -69,12 +70,12 @@ class ChunkedSegment(nn.Module):
         """The smallest batch that is sliced: its largest map reaches ``above`` and it exceeds one slice."""
         return max(-(-self.above // self.map_bytes), self.chunk + 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[0]
+    def forward(self, x: State) -> State:
+        batch = batch_size(x)
         # batch < from_batch, unfolded so that batch 1 pays one multiplication, not the properties' Python
         if batch * self.map_bytes < self.above or batch <= (chunk := self.chunk):
             return self.segment(x)
-        return torch.cat([self.segment(x[i : i + chunk]) for i in range(0, batch, chunk)])
+        return concat([self.segment(rows(x, slice(i, i + chunk))) for i in range(0, batch, chunk)])
 
     def extra_repr(self) -> str:
         return f"map_bytes={self.map_bytes}, above={self.above}, chunk_bytes={self.chunk_bytes} per thread"

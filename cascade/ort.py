@@ -14,6 +14,7 @@ raises :class:`MissingRuntimeError` naming the extra when it is not installed.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +27,9 @@ from torch import nn
 
 from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward, exit_of_one, one_result, transformed_logits
 from cascade.models._base import MultiExitModel, takes_previous
+from cascade.state import State
+from cascade.state import apply as state_apply
+from cascade.state import names as state_names
 
 #: ONNX opset of the exported pieces (recorded with every export and timing).
 OPSET = 17
@@ -48,13 +52,16 @@ def require_ort() -> Any:
     return onnxruntime
 
 
-def export_piece(piece: nn.Module, example: torch.Tensor, *, opset: int = OPSET,
+def export_piece(piece: nn.Module, example: State, *, opset: int = OPSET,
                  previous: torch.Tensor | None = None) -> bytes:  # fmt: skip
-    """One segment or head as ONNX bytes, batch axis dynamic (input ``x``, output ``y``); a cascading head
-    (ZTW) has a second input ``prev``, the previous exit's logits (``previous``: an example of them)."""
+    """One segment or head as ONNX bytes, batch axis dynamic: input ``x`` and output ``y``, or ``x0``, ``x1``, ... and
+    ``y0``, ``y1``, ... for a list state (MSDNet's scales; :func:`cascade.state.names`); a cascading head (ZTW) has a
+    second input ``prev``, the previous exit's logits (``previous``: an example of them)."""
     buf = io.BytesIO()
     args = (example,) if previous is None else (example, previous)
-    names = ["x"] if previous is None else ["x", "prev"]
+    names = state_names(example, "x") + ([] if previous is None else ["prev"])
+    with torch.no_grad():
+        outputs = state_names(piece.eval()(*args), "y")
     with warnings.catch_warnings():  # the TorchScript exporter announces its own deprecation
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
@@ -63,8 +70,8 @@ def export_piece(piece: nn.Module, example: torch.Tensor, *, opset: int = OPSET,
             args,
             buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects; the stub says paths
             input_names=names,
-            output_names=["y"],
-            dynamic_axes={**{n: {0: "batch"} for n in names}, "y": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={n: {0: "batch"} for n in [*names, *outputs]},
             opset_version=opset,
             dynamo=False,
         )
@@ -133,8 +140,11 @@ class OrtCascade:
         self.segments = self.settings.sessions(segments)
         self.heads = self.settings.sessions(heads)
         self.num_exits = len(self.heads)
-        # a cascading head (ZTW) has a second input "prev": looked up once, not on every call of the hot path
-        self._reads_previous = [len(h.get_inputs()) == 2 for h in self.heads]
+        # a cascading head (ZTW) has an input "prev"; a list state (MSDNet) inputs x0, x1, ... and outputs y0, ...:
+        # looked up once, not on every call of the hot path
+        self._reads_previous = [any(i.name == "prev" for i in h.get_inputs()) for h in self.heads]
+        self._inputs = {id(s): {i.name for i in s.get_inputs()} for s in [*self.segments, *self.heads]}
+        self._lists = {id(s): s.get_outputs()[0].name != "y" for s in self.segments}
 
     @classmethod
     def from_model(cls, model: MultiExitModel, example: torch.Tensor, settings: SessionSettings | None = None,
@@ -142,15 +152,27 @@ class OrtCascade:
         segments, heads = export_model(model, example, opset=opset)
         return cls(segments, heads, settings)
 
-    @staticmethod
-    def _run(session: Any, x: np.ndarray) -> np.ndarray:
-        out: np.ndarray = session.run(None, {"x": x})[0]
-        return out
+    def _feed(self, session: Any, h: State) -> dict[str, np.ndarray]:
+        """The inputs of ``session`` from a state (an input the exporter dropped as unused is not fed)."""
+        if not isinstance(h, list):
+            return {"x": h}
+        wanted = self._inputs[id(session)]
+        return {name: a for name, a in zip(state_names(h, "x"), h) if name in wanted}
 
-    def _head(self, level: int, h: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    def _run(self, session: Any, h: State) -> State:
+        if not isinstance(h, list):
+            out = session.run(None, {"x": h})
+        else:
+            out = session.run(None, self._feed(session, h))
+        return list(out) if self._lists[id(session)] else out[0]
+
+    def _head(self, level: int, h: State, previous: np.ndarray | None) -> np.ndarray:
         """Exit ``level``'s logits; a cascading head also gets the previous exit's logits."""
-        feed = {"x": h, "prev": previous} if self._reads_previous[level] else {"x": h}
-        out: np.ndarray = self.heads[level].run(None, feed)[0]
+        head = self.heads[level]
+        feed = self._feed(head, h)
+        if self._reads_previous[level]:
+            feed["prev"] = previous  # type: ignore[assignment]  # checked: a cascading head always gets it
+        out: np.ndarray = head.run(None, feed)[0]
         return out
 
     def forward_until(self, x: np.ndarray, exit_index: int) -> list[np.ndarray]:
@@ -196,7 +218,8 @@ class OrtCascade:
             predictions[remaining[leave]] = logits[leave].argmax(1)
             exit_index[remaining[leave]] = level
             stay = ~leave
-            h, remaining, raw = np.ascontiguousarray(h[stay]), remaining[stay], np.ascontiguousarray(raw[stay])
+            h = state_apply(h, functools.partial(_contiguous_rows, stay))
+            remaining, raw = remaining[stay], np.ascontiguousarray(raw[stay])
             state = {k: v[torch.from_numpy(stay)] for k, v in state.items()}
         return EarlyExitResult(torch.from_numpy(predictions), torch.from_numpy(exit_index), self.num_exits)
 
@@ -215,6 +238,10 @@ class OrtCascade:
             if predicted is not None:
                 return one_result(predicted, level, self.num_exits, torch.device("cpu"))
         raise AssertionError("unreachable: the last exit always answers")
+
+
+def _contiguous_rows(index: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a[index])
 
 
 def agreement(a: EarlyExitResult, b: EarlyExitResult, logits: Sequence[torch.Tensor], policy: ExitPolicy,

@@ -201,16 +201,17 @@ def equilibrium_logits(model: MultiExitModel, x: torch.Tensor) -> tuple[torch.Te
 
     As IMTA's ``MSDNet.forward``: after segment k of n the features are rescaled by 1/(n - k) for head k,
     and that head's input rescaled by (n - k - 1) again for the next segment, so the deeper segments'
-    gradient arrives scaled by (n - k - 1)/(n - k) in total.
+    gradient arrives scaled by (n - k - 1)/(n - k) in total. What is rescaled is the model's choice
+    (:meth:`MultiExitModel.rescale_head_input`): the features, or on MSDNet the coarsest scale, as IMTA does.
     """
     n = model.num_exits
     logits: list[torch.Tensor] = []
     h = x
     for k, segment in enumerate(model.exit_segments):
-        h = scale_gradient(segment(h), 1.0 / (n - k))
+        h = model.rescale_head_input(segment(h), 1.0 / (n - k), scale_gradient)
         logits.append(model.head_logits(k, h, logits[-1] if logits else None))
         if k < n - 1:
-            h = scale_gradient(h, float(n - k - 1))
+            h = model.rescale_head_input(h, float(n - k - 1), scale_gradient)
     return tuple(logits)
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench.execute.runner as runner
+import bench.execute.training as training
 from bench.analyse.load import load_results
 from bench.config.load import load_suite
 from bench.execute.runner import run_suite
@@ -233,13 +233,13 @@ def test_a_loss_registered_in_a_test_file_runs_from_toml(tmp_path: Path) -> None
 
 def test_firm_gated_runs_end_to_end_with_harness_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, dict] = {}
-    real = runner.build_loss
+    real = training.build_loss
 
     def spy(name, options=None, **kw):
         seen[name] = dict(options or {})
         return real(name, options, **kw)
 
-    monkeypatch.setattr(runner, "build_loss", spy)
+    monkeypatch.setattr(training, "build_loss", spy)
     suite = tmp_path / "fg.toml"
     suite.write_text(TINY.replace('name = "firm-p2"\nloss = "firm"\nexits = ["p2"]',
                                   'name = "fg"\nloss = "firm-gated"\nexits = ["p1", "p2"]'))  # fmt: skip

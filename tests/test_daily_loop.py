@@ -117,12 +117,12 @@ def test_cli_only_errors_name_the_pattern(sweep: Path, tmp_path: Path, capsys: p
 def test_checkpoint_cache_is_shared_across_output_folders(
     sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bench.execute.runner as runner
+    import bench.execute.training as training
 
     trained: list[str] = []
-    real = runner.train
+    real = training.train
     monkeypatch.setattr(
-        runner, "train", lambda m, loss, *a, **k: trained.append(type(loss).__name__) or real(m, loss, *a, **k)
+        training, "train", lambda m, loss, *a, **k: trained.append(type(loss).__name__) or real(m, loss, *a, **k)
     )
     cache = tmp_path / "cache"
     quiet(sweep, tmp_path / "a", only=["base", "sum-p1"], checkpoint_cache=cache)

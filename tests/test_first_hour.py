@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.execute.runner as runner
+import bench.execute.training as training
 from bench.config.load import load_suite
 from bench.config.plan import config_diff, expand_runs
 from bench.execute.runner import run_suite
@@ -172,8 +172,8 @@ def test_a_logging_change_reuses_and_a_training_change_says_what_differs(tmp_pat
     suite = tmp_path / "t.toml"
     suite.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]"))
     trained: list[int] = []
-    real = runner.train
-    monkeypatch.setattr(runner, "train", lambda *a, **k: trained.append(1) or real(*a, **k))
+    real = training.train
+    monkeypatch.setattr(training, "train", lambda *a, **k: trained.append(1) or real(*a, **k))
     out = tmp_path / "a"
     assert run_suite(suite, out_dir=out, progress=False, log=lambda s: None, overrides=["train.log_every=10"]).ok
     n = len(trained)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import bench.execute.runner as runner
+import bench.execute.training as training
 from bench.cli import main
 from bench.execute.runner import run_suite
 from bench.results.artefacts import read_meta, sidecar_path
@@ -105,14 +106,14 @@ def test_damaged_cache_entry_is_moved_aside_and_retrained(mini: Path, tmp_path: 
         f.truncate(size // 2)  # damage in place, as a full disk or a bad copy does
     log: list[str] = []
     count: list[int] = []
-    real = runner.train
+    real = training.train
 
     def counting(*a, **k):
         count.append(1)
         return real(*a, **k)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "train", counting)
+        mp.setattr(training, "train", counting)
         summary = run(mini, tmp_path / "b", cache, log)
     assert summary.ok and summary.done == 1 and count == [1]  # trained again, not failed
     (line,) = [w for w in log if "damaged checkpoint in the shared cache" in w]
@@ -268,7 +269,7 @@ def test_a_failing_pretraining_marker_is_a_write_error(tmp_path: Path, capsys: p
         def diverge(*a, **k):
             raise FloatingPointError("loss is nan")
 
-        mp.setattr(runner, "train", diverge)
+        mp.setattr(training, "train", diverge)
         rc = main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-progress", "--no-report", "--no-cache"])
     both = "".join(capsys.readouterr())
     assert rc == 1 and "loss is nan" in both and ".failed: No space left on device (ENOSPC)" in both

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import bench.execute.runner as runner
+import bench.execute.training as training
 from bench.analyse.tables import RATIO
 from bench.execute.runner import run_suite
 from bench.render.report import write_report
@@ -67,13 +68,13 @@ def tiny(tmp_path: Path) -> Path:
 @pytest.fixture
 def count_trainings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    real = runner.train
+    real = training.train
 
     def counting(model, loss_fn, *a, **k):
         calls.append(type(loss_fn).__name__)
         return real(model, loss_fn, *a, **k)
 
-    monkeypatch.setattr(runner, "train", counting)
+    monkeypatch.setattr(training, "train", counting)
     return calls
 
 
@@ -193,20 +194,20 @@ def test_run_record_has_provenance_and_costs(tiny: Path, tmp_path: Path) -> None
 
 
 def test_failing_run_is_recorded_and_others_go_on(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = runner.build_loss
+    real = training.build_loss
 
     def broken(name, *a, **k):
         if name == "firm":
             raise RuntimeError("boom in firm")
         return real(name, *a, **k)
 
-    monkeypatch.setattr(runner, "build_loss", broken)
+    monkeypatch.setattr(training, "build_loss", broken)
     out = tmp_path / "out"
     s = run(tiny, out)
     assert s.done == 2 and len(s.failed) == 2 and all("boom in firm" in f["error"] for f in s.failed)
     failed = [r for r in ResultStore(out).iter_runs() if r.status == "failed"]
     assert len(failed) == 2 and failed[0].error.type == "RuntimeError"
-    monkeypatch.setattr(runner, "build_loss", real)
+    monkeypatch.setattr(training, "build_loss", real)
     s2 = run(tiny, out)  # failed runs are retried, finished ones skipped
     assert s2.done == 2 and s2.skipped == 2
 

@@ -33,7 +33,7 @@ import torch
 
 import cascade
 from bench.config.suite import BudgetSpec, DatasetSpec, EvaluationSpec, Suite, SuiteError, SuiteMeta
-from bench.config.validate import expand_variant
+from bench.config.variants import expand_variant
 from bench.results.store import ResultStore, config_hash
 from cascade.data import DataSplits
 from cascade.errors import UserError

@@ -29,7 +29,7 @@ from bench.config.load import load_folder_suite
 from bench.config.plan import build_for, expand_runs
 from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.execute.evaluate import fitted_options
-from bench.execute.runner import get_data
+from bench.execute.training import get_data
 from bench.results.files import atomic_write_bytes, atomic_write_json, confined, mismatch
 from bench.results.provenance import now
 from bench.results.record import RunRecord

@@ -15,6 +15,7 @@ from cascade.models._base import ExitOutputs, MultiExitModel, pop_cascading_head
 from cascade.models.attach import AttachedExits, ExitAttachError, attach_exits
 from cascade.models.cifar_resnet import CifarResNet, ResNet20, ResNet56
 from cascade.models.lenet import BranchyLeNet, LeNet
+from cascade.models.msdnet import MSDNet
 from cascade.models.study_cnn import StudyCNN
 from cascade.models.torchvision_models import torchvision_model
 
@@ -23,6 +24,7 @@ MODELS.register("study_cnn")(StudyCNN)
 MODELS.register("resnet20")(ResNet20)
 MODELS.register("resnet56")(ResNet56)
 MODELS.register("branchynet_lenet")(BranchyLeNet)
+MODELS.register("msdnet")(MSDNet)
 MODELS.register_prefix("torchvision:", torchvision_model)
 
 
@@ -45,6 +47,7 @@ __all__ = [
     "ExitAttachError",
     "ExitOutputs",
     "LeNet",
+    "MSDNet",
     "MultiExitModel",
     "StudyCNN",
     "attach_exits",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +166,12 @@ class MultiExitModel(nn.Module):
                 elif isinstance(a, nn.Linear) and isinstance(b, nn.BatchNorm1d):
                     setattr(module, name_a, fuse_linear_bn_eval(a, b))
                     setattr(module, name_b, nn.Identity())
+
+    def rescale_head_input(self, h: Any, scale: float, rescale: Callable[[torch.Tensor, float], torch.Tensor]) -> Any:
+        """The state after a segment with its gradient rescaled for gradient equilibrium (``rescale(tensor, scale)``,
+        :func:`cascade.train.scale_gradient`): the one tensor here; a model whose heads read a part of a list state
+        rescales that part (MSDNet: the coarsest scale, as IMTA's ``msdnet_ge.py``)."""
+        return rescale(h, scale)
 
     def exit_parameter_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of the intermediate exit heads (absent from a ``base`` model)."""
