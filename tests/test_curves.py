@@ -69,3 +69,14 @@ def test_run_record_carries_the_exact_curve_of_its_saved_outputs(tmp_path) -> No
     assert rec.curve["points"] >= 3
     t0 = rec.at(0.0)
     assert t0.early_share == 1.0
+
+
+def test_accuracy_at_cost_levels_by_hand() -> None:
+    """Between two breakpoints the accuracy is linear in cost (a random mix of the two thresholds); levels outside the
+    curve are left out; breakpoints sharing a cost give their mean."""
+    from bench.analyse.curves import accuracy_at_costs
+
+    cost = np.array([0.2, 0.4, 0.4, 1.0])
+    accuracy = np.array([0.5, 0.7, 0.9, 1.0])
+    got = accuracy_at_costs(cost, accuracy, levels=(0.1, 0.3, 0.4, 0.7, 1.0, 1.2))
+    assert got == pytest.approx({"0.3": 0.65, "0.4": 0.8, "0.7": 0.9, "1": 1.0})

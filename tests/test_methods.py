@@ -6,6 +6,8 @@ import dataclasses
 import importlib.util
 import math
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -355,6 +357,28 @@ def test_methods_run_end_to_end(tmp_path) -> None:
         assert t.dynamic_matches_masked is not False
         if t.macs_counted is not None:
             assert t.macs_counted == pytest.approx(t.macs_expected, rel=1e-6)
+    _ztw_ece_is_the_ensembles(path, tmp_path / "out", ztw)
+    assert recs["joint"].calibration.logits == "heads"
+
+
+def _ztw_ece_is_the_ensembles(suite: Path, out: Path, ztw: Any) -> None:
+    """ZTW's recorded ECE is that of the ensembles its policy decides on (recomputed here from the checkpoint)."""
+    from bench.config.load import load_suite
+    from bench.config.plan import build_for, expand_runs
+    from bench.execute.evaluate import fitted_options
+    from bench.execute.training import get_data
+
+    spec = next(r for r in expand_runs(load_suite(suite)) if r.key == ztw.key)
+    data = get_data(spec.data, "cpu")
+    model = build_for(spec.job, data)
+    model.load_state_dict(torch.load(out / "checkpoints" / f"{ztw.train_key}.pt", weights_only=True)["state_dict"])
+    with torch.no_grad():
+        logits = model.eval()(data.test.x).logits
+    policy = build_policy("ztw-ensemble", **fitted_options("ztw-ensemble", ztw.policy_fit))
+    ece = [expected_calibration_error(z, data.test.y) for z in transformed_logits(logits, policy)]
+    assert ztw.calibration.logits == "ensemble" and ztw.calibration.ece_test == pytest.approx(ece, abs=1e-6)
+    raw = [expected_calibration_error(z, data.test.y) for z in logits]
+    assert ece[-1] == pytest.approx(raw[-1]) and ece[0] != pytest.approx(raw[0])  # the last exit is the network's
 
 
 # --------------------------------------------------------------------------- Zero-Time-Waste

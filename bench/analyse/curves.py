@@ -153,6 +153,21 @@ def exact_cost_curve(
     return pts[by_cost, 0], pts[by_cost, 1]
 
 
+#: Cost levels (expected MACs / base MACs) at which a run records its exact curve's accuracy: 1 % steps.
+COST_LEVELS = tuple(round(0.01 * i, 2) for i in range(1, 151))
+
+
+def accuracy_at_costs(
+    cost: np.ndarray, accuracy: np.ndarray, levels: Sequence[float] = COST_LEVELS
+) -> dict[str, float]:
+    """The curve's accuracy at each cost level it covers (``"0.5"`` -> accuracy), linear between its breakpoints:
+    what a policy mixing the two neighbouring thresholds at random achieves at exactly that expected cost. Where
+    several breakpoints share a cost, their mean accuracy."""
+    uniq, inv = np.unique(np.asarray(cost, dtype=np.float64), return_inverse=True)
+    acc = np.bincount(inv, weights=np.asarray(accuracy, dtype=np.float64)) / np.bincount(inv)
+    return {f"{c:g}": float(np.interp(c, uniq, acc)) for c in levels if uniq[0] <= c <= uniq[-1]}
+
+
 def cost_area(cost: np.ndarray, accuracy: np.ndarray) -> float:
     """Mean accuracy over the cost range the curve covers (trapezoids over cost, divided by its width)."""
     lo, hi = float(cost[0]), float(cost[-1])

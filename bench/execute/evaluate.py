@@ -18,7 +18,7 @@ import torch
 
 import cascade
 from bench.analyse.budget import budget_evaluation
-from bench.analyse.curves import cost_area, exact_cost_curve
+from bench.analyse.curves import accuracy_at_costs, cost_area, exact_cost_curve
 from bench.config.plan import RunSpec, TrainJob, build_for
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
 from bench.measure.cost import ALWAYS_REPORTED_TABLES, counting
@@ -89,13 +89,18 @@ def fit_policy(spec: RunSpec, model: cascade.MultiExitModel, logits: Logits,
     ece = expected_calibration_error
     method = str(spec.policy_options.get("calibrate", "none"))
     record = CalibrationRecord(bins=ECE_BINS, method=method, ece_val=[ece(z, y_val) for z in logits.val],
-                               ece_test=[ece(z, y_test) for z in logits.test])  # fmt: skip
+                               ece_test=[ece(z, y_test) for z in logits.test], logits="heads")  # fmt: skip
     if spec.policy == "ztw-ensemble" and model.num_exits > 1:
         t0 = time.perf_counter()
         weights, biases = fit_ensemble(exit_logits(model, data.train.x, spec.job.config.eval_batch_size), data.train.y)
         fit = {"split": "train", "method": "ZTW geometric ensemble, L-BFGS", "ensemble_weights": weights,
                "ensemble_biases": biases, "seconds": time.perf_counter() - t0}  # fmt: skip
-        return fitted_options(spec.policy, fit), record, fit
+        fitted = fitted_options(spec.policy, fit)
+        policy = build_policy(spec.policy, **{**spec.policy_options, **fitted})
+        val, test = transformed_logits(logits.val, policy), transformed_logits(logits.test, policy)
+        record = dataclasses.replace(record, logits="ensemble", ece_val=[ece(z, y_val) for z in val],
+                                     ece_test=[ece(z, y_test) for z in test])  # fmt: skip
+        return fitted, record, fit
     if method == "none":
         return {}, record, None
     temps = fit_temperatures(logits.val, y_val)
@@ -134,7 +139,8 @@ def cost_curve(policy: ExitPolicy, logits: Sequence[torch.Tensor], y: torch.Tens
                base_macs: float) -> dict[str, Any] | None:  # fmt: skip
     """The exact accuracy against expected MACs (as a fraction of the base network's) of a threshold policy over
     every threshold, on test (a description, never a selection): its mean accuracy over the cost range it
-    covers (``area``), that range, and the number of breakpoints."""
+    covers (``area``), that range, the number of breakpoints, and the accuracy at every cost level of
+    :data:`bench.analyse.curves.COST_LEVELS` inside the range (``at_cost``; matched-cost comparisons read it)."""
     if not policy.has_threshold or len(logits) < 2 or len(y) == 0:
         return None
     z = transformed_logits(logits, policy)
@@ -142,7 +148,8 @@ def cost_curve(policy: ExitPolicy, logits: Sequence[torch.Tensor], y: torch.Tens
     correct = torch.stack([t.argmax(1) == y for t in z], dim=1).cpu().numpy()
     cost, accuracy = exact_cost_curve(conf, correct, [m / base_macs for m in macs])
     return {"method": "exact", "x": "expected MACs / base MACs", "range": [float(cost[0]), float(cost[-1])],
-            "area": cost_area(cost, accuracy), "points": len(cost)}  # fmt: skip
+            "area": cost_area(cost, accuracy), "points": len(cost),
+            "at_cost": accuracy_at_costs(cost, accuracy)}  # fmt: skip
 
 
 def with_policy_macs(costs: Sequence[ExitCost], policy: ExitPolicy, num_classes: int) -> list[ExitCost]:

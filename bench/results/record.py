@@ -279,12 +279,15 @@ class CalibrationRecord:
     ``calibrate = "temperature"``, the temperatures fitted on validation and the ECE after scaling."""
 
     bins: int
-    ece_val: list[float]  # per exit, softmax of the raw logits
+    ece_val: list[float]  # per exit, softmax of the logits `logits` names
     ece_test: list[float]
     method: str = "none"  # the policy's calibrate option
     temperatures: list[float] | None = field(default=None, metadata=OMIT)  # T_l per exit (fitted on validation)
     ece_val_calibrated: list[float] | None = field(default=None, metadata=OMIT)  # softmax(z_l / T_l)
     ece_test_calibrated: list[float] | None = field(default=None, metadata=OMIT)
+    # whose logits ece_val / ece_test are: "heads" (each exit head's own), "ensemble" (ZTW's ensembles, as its
+    # policy sees them); absent from run files written before it was recorded, where they are the heads'
+    logits: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True)
