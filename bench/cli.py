@@ -190,6 +190,9 @@ def _check(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="results folder (default results/<suite name>)")
     p.add_argument("--update", action="store_true", help="rewrite the baseline from this run, on purpose")
     p.add_argument("--markdown", default=None, help="write the table as markdown here (for CI logs)")
+    p.add_argument("--claims", default=None, metavar="FILE",
+                   help="also gate on a claims file: a row that agreed in the baseline must still agree "
+                        "(--update records its verdicts)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     p.add_argument("--no-progress", action="store_true")
     _suite_options(p)
@@ -197,19 +200,34 @@ def _check(p: argparse.ArgumentParser) -> None:
     _cache(p)
 
 
+def _markdown_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="write the markdown here (default: standard output)")
+    _folder_code(p)
+
+
+def _claims(p: argparse.ArgumentParser) -> None:
+    p.add_argument("claims", help="a claims file (TOML; docs/claims.md), or a shipped one: study, methods, branchynet, "
+                   "msdnet")  # fmt: skip
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="results folders to test the claims on")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="a variant or exit no folder has makes its rows untestable (default: a named error, as "
+                        "for a typo)")  # fmt: skip
+    _markdown_out(p)
+
+
 def _study(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="results folders of the study's suites (mnist, noisy_mnist)")
-    p.add_argument("--out", default=None, help="write the markdown here (default: standard output)")
+    _markdown_out(p)
 
 
 def _methods(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="results folders of the methods suites")
-    p.add_argument("--out", default=None, help="write the markdown here (default: standard output)")
+    _markdown_out(p)
 
 
 def _reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="results folder of suites/branchynet_lenet.toml")
-    p.add_argument("--out", default=None, help="write the markdown here (default: standard output)")
+    _markdown_out(p)
 
 
 def _nothing(p: argparse.ArgumentParser) -> None:
@@ -237,6 +255,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "check": Command(
         "CI gate: fail when savings or accuracy regress against a baseline", _check, "bench.commands.verdicts:check"
+    ),
+    "claims": Command(
+        "a claims file (a paper's claims as data) tested on results folders, each against its own comparator",
+        _claims,
+        "bench.commands.verdicts:claims",
     ),
     "study": Command(
         "the source study's claims tested on results folders (markdown, as in results/STUDY.md)",

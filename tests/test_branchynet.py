@@ -13,7 +13,9 @@ from bench.analyse.load import load_results
 from bench.config.load import load_suite
 from bench.execute.runner import run_suite
 from bench.measure.energy import exit_costs
-from bench.verdicts.reproduction import render, rows
+from bench.verdicts.engine import evaluate_loaded, read_claims
+from bench.verdicts.readings import READINGS
+from bench.verdicts.reproduction import render
 from cascade import build_model, build_policy
 from cascade.models import LeNet
 
@@ -71,37 +73,59 @@ def test_reproduction_table_from_a_tiny_run(tmp_path: Path) -> None:
     write_mnist(tmp_path / "data", n_train=200, n_test=50)
     suite = tmp_path / "b.toml"
     shutil.copy(REPO / "suites" / "branchynet_lenet.toml", suite)
-    overrides = [f"dataset.root='{tmp_path / 'data'}'", "dataset.download=false", "suite.seeds=[0, 1]",
-                 "variants.lenet.epochs=1", "variants.b-lenet.pretrain_epochs=1", "variants.b-lenet.epochs=1",
-                 "evaluation.latency_samples=8", "evaluation.latency_repeats=1",
-                 "evaluation.latency_batch_sizes=[1]"]  # fmt: skip
+    overrides = [
+        f"dataset.root='{tmp_path / 'data'}'",
+        "dataset.download=false",
+        "suite.seeds=[0, 1]",
+        "variants.lenet.epochs=1",
+        "variants.b-lenet.pretrain_epochs=1",
+        "variants.b-lenet.epochs=1",
+        "evaluation.latency_samples=8",
+        "evaluation.latency_repeats=1",
+        "evaluation.latency_batch_sizes=[1]",
+    ]
     s = run_suite(suite, out_dir=tmp_path / "out", overrides=overrides, progress=False, log=lambda s: None)
     assert s.done == 4 and not s.failed
     text = render(tmp_path / "out")
-    for quantity in ("LeNet accuracy", "B-LeNet accuracy, their threshold", "exits at the branch, their threshold",
-                     "entropy threshold chosen on validation", "speedup LeNet / B-LeNet (CPU, PyTorch eager)",
-                     "speedup LeNet / B-LeNet (CPU, ONNX Runtime)", "LeNet time per sample (GPU)",
-                     "B-LeNet, up to exit conv1 | 220,150"):  # fmt: skip
-        assert quantity in text, quantity
-    assert "trained 1 + 1 epochs, not 50 + 100" in text
+    for claim in (
+        "lenet-accuracy",
+        "b-lenet-accuracy",
+        "branch-share",
+        "entropy-threshold-validation",
+        "speedup-eager-b1",
+        "speedup-onnxruntime-b1",
+        "lenet-time-gpu",
+        "B-LeNet, up to exit conv1 | 220,150",
+    ):
+        assert claim in text, claim
+    assert "2 epoch(s) in all against the paper's 150" in text
     # the speedup rows per runtime, recomputed from the run files: LeNet's full pass over B-LeNet's cascade per
     # seed at their threshold, and over B-LeNet's exit paths weighted by the test shares at the validation threshold
     results = load_results(tmp_path / "out")
-    by_name = {r.quantity: r for r in rows(results)}
+    claims = {c.id: c for c in read_claims("branchynet").claims}
     lenet, blenet = results.records_of("lenet"), results.records_of("b-lenet")
-    for runtime, label in (("eager", "PyTorch eager"), ("onnxruntime", "ONNX Runtime")):
+
+    def read(claim_id: str) -> list[float]:
+        claim = claims[claim_id]
+        reading = READINGS[claim.metric]
+        (point,) = reading.points(claim, blenet[0])
+        return [reading.value(r, claim, point, results).x for r in blenet]
+
+    for runtime in ("eager", "onnxruntime"):
         full = [r.latency.at(None, 1, runtime) for r in lenet]
         dyn = [r.latency.at(None, 1, runtime) for r in blenet]
         speed = [f.full["median"] / f.samples / (d.dynamic["median"] / d.samples) for f, d in zip(full, dyn)]
-        assert by_name[f"speedup LeNet / B-LeNet (CPU, {label})"].ours.mean == pytest.approx(sum(speed) / 2)
+        assert read(f"speedup-{runtime}-b1") == pytest.approx(speed)
         ours = []
         for f, r in zip(full, blenet):
             shares = r.budget.points[0].test_exit_share
             paths = [r.latency.path_at(e, 1, runtime).per_sample_median for e in ("conv1", "final")]
             ours.append(f.full["median"] / f.samples / (shares[0] * paths[0] + shares[1] * paths[1]))
-        row = by_name[f"speedup LeNet / B-LeNet (CPU, {label}), threshold chosen on validation, from path times"]
-        assert row.ours.mean == pytest.approx(sum(ours) / 2)
-        assert row.theirs == 5.4
+        assert read(f"path-speedup-{runtime}-b1") == pytest.approx(ours) and claims["speedup-eager-b1"].target == 5.4
+    (table,) = evaluate_loaded(read_claims("branchynet"), [(tmp_path / "out", results)], strict=False)
+    by_id = {r.claim.id: r for r in table.rows}
+    assert by_id["lenet-time-gpu"].verdict == "untestable"
+    assert by_id["lenet-time-gpu"].detail == "lenet seed 0 was not timed on cuda"
 
 
 def test_the_time_rows_name_the_runs_timed_on_a_busy_machine_or_with_noise_per_runtime_and_batch() -> None:
@@ -109,17 +133,21 @@ def test_the_time_rows_name_the_runs_timed_on_a_busy_machine_or_with_noise_per_r
     10 % apart at batch 1 only, seeds 1 and 2 at batches 1 and 64 (ratios 1.18-12); no ONNX Runtime timings."""
     import dataclasses
 
-    from bench.verdicts.reproduction import _timing_cautions
+    from bench.verdicts.claimsfile import Claim, Source
+    from bench.verdicts.guards import noisy_timing
 
     recs = load_results(REPO / "tests" / "fixtures" / "results_a").records_of("base")
     assert [r.seed for r in recs] == [0, 1, 2]
-    noisy = "the full network and its last exit's path, one computation, more than 10% apart), re-time alone; "
-    assert _timing_cautions(recs, "eager", 1) == f"noisy timing (base seed 0, base seed 1, base seed 2: {noisy}"
-    assert _timing_cautions(recs, "eager", 64) == f"noisy timing (base seed 1, base seed 2: {noisy}"
-    assert _timing_cautions(recs, "onnxruntime", 1) == ""
+
+    def claim(runtime: str, batch: int) -> Claim:
+        return Claim("t", "s", Source("p"), "base", "latency", runtime=runtime, batch=batch)
+
+    noisy = "the full network and its last exit's path, one computation, more than 10% apart), re-time alone"
+    assert noisy_timing(claim("eager", 1), recs) == f"noisy timing (base seed 0, base seed 1, base seed 2: {noisy}"
+    assert noisy_timing(claim("eager", 64), recs) == f"noisy timing (base seed 1, base seed 2: {noisy}"
+    assert noisy_timing(claim("onnxruntime", 1), recs) == ""
     assert recs[0].latency is not None
     busy = dataclasses.replace(recs[0], latency=dataclasses.replace(recs[0].latency, load={"busy": True}))
-    assert _timing_cautions([busy, *recs[1:]], "eager", 64) == (
-        f"timed on a busy machine (base seed 0: the load monitor's flag), re-time alone; noisy timing (base seed 1, "
-        f"base seed 2: {noisy}"
+    assert noisy_timing(claim("eager", 64), [busy, *recs[1:]]) == (
+        f"timed on a busy machine (base seed 0), re-time alone; noisy timing (base seed 1, base seed 2: {noisy}"
     )

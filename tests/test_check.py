@@ -182,7 +182,7 @@ def test_malformed_baseline(gate, tmp_path: Path, content: str, message: str) ->
 
 
 def test_committed_baselines_are_readable() -> None:
-    from bench.verdicts.check import read_baseline
+    from bench.verdicts.baseline import read_baseline
 
     for name in ("smoke", "quick_mnist"):
         data = read_baseline(REPO / "results" / "baselines" / f"{name}.json", name)
@@ -260,3 +260,41 @@ def test_exact_differences_are_not_tested() -> None:
     assert saved.exact and saved.status == "unchanged"
     frame = rows_frame([acc, saved])
     assert list(frame["p(worse) Holm"]) == ["exact", "exact"]
+
+
+GATE_CLAIM = """
+[page]
+title = "gate"
+
+[[claims]]
+id = "exit-saves-macs"
+source = { paper = "ours" }
+statement = "the exit at p2 saves MACs against the base network"
+variant = "sum-p2"
+against = "base"
+metric = "macs_saved"
+threshold = THRESHOLD
+"""
+
+
+def test_a_claim_that_held_must_still_hold(gate, tmp_path: Path) -> None:
+    """--claims: the baseline records each row's verdict; a row that agreed and no longer does fails the gate (here
+    the same claim read where nothing leaves early: at t = 1 the exit head only adds MACs)."""
+    suite, _, out = gate
+    baseline = tmp_path / "b.json"
+    claims = tmp_path / "claims.toml"
+    claims.write_text(GATE_CLAIM.replace("THRESHOLD", "0.6"))
+    kw = {"out_dir": out, "console": quiet(), "progress": False, "claims": str(claims)}
+    assert run_check(suite, baseline=baseline, update=True, **kw).updated
+    recorded = json.loads(baseline.read_text())["claims"]
+    assert recorded["file"] == str(claims) and recorded["verdicts"]["exit-saves-macs"]["verdict"] == "agrees"
+    res = run_check(suite, baseline=baseline, **kw)
+    assert res.passed and [c.current for c in res.claims] == ["agrees"]
+    claims.write_text(GATE_CLAIM.replace("THRESHOLD", "1.0"))
+    res = run_check(suite, baseline=baseline, **kw)
+    assert not res.passed and [(c.key, c.baseline, c.current) for c in res.claims] == [
+        ("exit-saves-macs", "agrees", "disagrees")
+    ]
+    assert "| exit-saves-macs | agrees | disagrees |" in res.markdown and "FAILS" in res.markdown
+    with pytest.raises(BaselineError, match="holds no verdicts of claims"):
+        run_check(suite, baseline=gate[1], **kw)

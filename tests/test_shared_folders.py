@@ -33,7 +33,7 @@ from bench.results.errors import StoreError
 from bench.results.files import OutsideError
 from bench.results.store import ResultStore
 from bench.results.verify import verify_folder
-from bench.verdicts.check import BaselineError, read_baseline
+from bench.verdicts.baseline import BaselineError, read_baseline
 from cascade.datafiles import DataFormatError, _read_cifar_batches
 
 SUITE = """
@@ -288,7 +288,7 @@ def test_names_that_could_escape_are_refused(tmp_path: Path, name: str) -> None:
 
 
 def test_a_nan_baseline_is_refused(made: Path, tmp_path: Path) -> None:
-    from bench.verdicts.check import baseline_from_results
+    from bench.verdicts.baseline import baseline_from_results
 
     data = baseline_from_results(made, 0.6, "test")
     data["variants"]["sum-p2"]["seeds"]["0"]["accuracy"] = math.nan
@@ -562,7 +562,7 @@ def test_fuzzed_run_files_are_read_or_named(
 @FUZZ
 @given(data=st.data(), value=ODD, how=st.sampled_from(["set", "delete"]))
 def test_fuzzed_baselines_are_read_or_named(made: Path, tmp_path_factory: Any, data: Any, value: Any, how: str) -> None:
-    from bench.verdicts.check import baseline_from_results
+    from bench.verdicts.baseline import baseline_from_results
 
     doc = baseline_from_results(made, 0.6, "fuzz")
     doc = _mutate(doc, data.draw(st.sampled_from(_paths(doc))), value, how)

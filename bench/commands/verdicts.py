@@ -1,4 +1,5 @@
-"""``bench compare``, ``bench check``, ``bench study`` and ``bench reproduce``: verdicts on results folders.
+"""``bench compare``, ``bench check``, ``bench claims``, ``bench study``, ``bench methods`` and ``bench reproduce``:
+verdicts on results folders.
 
 None of them imports matplotlib (they print and write text only).
 """
@@ -6,13 +7,15 @@ None of them imports matplotlib (they print and write text only).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.commands._console import cache_setting, console, folder_trust
 from bench.results.files import atomic_write_bytes
-from bench.verdicts import methods, reproduction, study
+from bench.verdicts import methods, page, reproduction, study
 from bench.verdicts.check import run_check
 from bench.verdicts.compare import compare as compare_folders
+from bench.verdicts.engine import evaluate, read_claims
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -35,6 +38,7 @@ def check(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         only=args.only,
         checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
+        claims=args.claims,
     )
     return 0 if result.passed else 1
 
@@ -42,22 +46,30 @@ def check(args: argparse.Namespace) -> int:
 def _emit(text: str, out: str | None) -> None:
     """Markdown to standard output, or atomically to ``out``."""
     if out is None:
-        print(text)
+        sys.stdout.write(text.rstrip("\n") + "\n")  # what --out would write, byte for byte
     else:
         atomic_write_bytes(Path(out), (text.rstrip("\n") + "\n").encode())
         console.print(f"wrote {out}", highlight=False)
 
 
+def claims(args: argparse.Namespace) -> int:
+    """``bench claims``: a claims file tested on results folders (the engine), as markdown."""
+    spec = read_claims(args.claims)
+    tables = evaluate(spec, [Path(d) for d in args.dirs], folder_trust(args), strict=not args.skip_missing)
+    _emit(page.render(spec.page, tables), args.out)
+    return 0
+
+
 def study_claims(args: argparse.Namespace) -> int:
-    _emit(study.render([Path(d) for d in args.dirs]), args.out)
+    _emit(study.render([Path(d) for d in args.dirs], folder_trust(args)), args.out)
     return 0
 
 
 def methods_board(args: argparse.Namespace) -> int:
-    _emit(methods.render([Path(d) for d in args.dirs]), args.out)
+    _emit(methods.render([Path(d) for d in args.dirs], folder_trust(args)), args.out)
     return 0
 
 
 def reproduce(args: argparse.Namespace) -> int:
-    _emit(reproduction.render(Path(args.dir)), args.out)
+    _emit(reproduction.render(Path(args.dir), folder_trust(args)), args.out)
     return 0

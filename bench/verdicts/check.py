@@ -35,7 +35,7 @@ timing noise alone does not fail the gate. Latency baselines only mean something
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,106 +49,16 @@ from rich.markup import escape
 from scipy import stats as st
 
 from bench.analyse import stats
-from bench.analyse.load import load_results
 from bench.config.load import load_suite
 from bench.config.plan import expand_runs, select_runs
-from bench.config.suite import CheckSpec
+from bench.config.suite import CheckSpec, Suite
 from bench.execute.console import make_console
 from bench.execute.runner import run_suite
 from bench.render.format import rich_table
 from bench.results.files import atomic_write_bytes, atomic_write_json
-from bench.results.metrics import METRICS, get_metric
-from bench.results.provenance import code_version, now
-from bench.results.typed import TypedDataError, load_typed
-from bench.verdicts.compare import describe
-from cascade.errors import UserError
-
-BASELINE_SCHEMA = 1
-#: The gated metrics: (metric in bench.results.metrics.METRICS, the [check] margin that applies to it)
-GATED = (("accuracy", "max_accuracy_drop"), ("saved_vs_base", "max_savings_drop"))
-
-
-class BaselineError(ValueError, UserError):
-    """A missing or malformed baseline file."""
-
-
-def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict[str, Any]:
-    """The baseline document of a results folder (latency per timed batch size where the runs timed it)."""
-    results = load_results(out_dir)
-    variants: dict[str, Any] = {}
-    for variant in results.variants:
-        seeds: dict[str, dict[str, Any]] = {}
-        for rec in results.records_of(variant):
-            entry: dict[str, Any] = {m: METRICS[m].value_at(rec, threshold) for m, _ in GATED}
-            timed = rec.latency
-            for runtime in timed.runtime_names if timed is not None else []:
-                metric = "latency" if runtime == "eager" else f"latency_{runtime}"
-                assert timed is not None
-                lat = {str(b): get_metric(f"{metric}_b{b}").value_at(rec, threshold) for b in timed.batch_sizes}
-                entry[f"{metric}_s_per_sample"] = {b: v for b, v in lat.items() if not math.isnan(v)}
-            seeds[str(rec.seed)] = entry
-        variants[variant] = {"seeds": seeds}
-    side = describe(results)
-    return {
-        "context": {"model": side.model, "dataset": side.dataset, "overrides": side.overrides, "steps": side.steps},
-        "schema": BASELINE_SCHEMA,
-        "suite": results.suite.name if results.suite else out_dir.name,
-        "threshold": threshold,
-        "created": now(),
-        "command": command,
-        "code": code_version(),
-        "variants": variants,
-    }
-
-
-@dataclass(frozen=True)
-class BaselineVariant:
-    # seed -> metric -> value: the gated metrics (GATED) as numbers, latency as {batch: seconds per sample}
-    seeds: dict[str, dict[str, float | dict[str, float]]]
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A baseline file, as :func:`read_baseline` accepts it (every value typed; no NaN passes as a number)."""
-
-    schema: int
-    suite: str
-    threshold: float
-    variants: dict[str, BaselineVariant]
-    created: str = ""
-    command: str = ""
-    code: dict[str, Any] = field(default_factory=dict)
-    context: dict[str, Any] | None = None
-
-
-def read_baseline(path: Path, suite_name: str) -> dict[str, Any]:
-    """A baseline's JSON, read through the typed loader (:mod:`bench.results.typed`): a missing, malformed or
-    mistyped file is a :class:`BaselineError` naming the file and the field."""
-    if not path.is_file():
-        raise BaselineError(
-            f"baseline {path} not found; create it on purpose with: bench check SUITE --baseline {path} --update"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BaselineError(f"baseline {path} is not valid JSON ({e}); regenerate it with --update") from None
-    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
-        raise BaselineError(
-            f"baseline {path}: expected schema {BASELINE_SCHEMA} with a 'variants' table; regenerate it with --update"
-        )
-    try:
-        baseline = load_typed(Baseline, data, f"baseline {path}")
-    except TypedDataError as e:
-        raise BaselineError(f"{e}; regenerate it with --update") from None
-    if baseline.suite != suite_name:
-        raise BaselineError(f"baseline {path} is for suite {baseline.suite!r}, not {suite_name!r}")
-    for name, v in baseline.variants.items():
-        for seed, values in v.seeds.items():
-            lacking = [m for m, _ in GATED if not isinstance(values.get(m), float)]
-            if lacking:
-                raise BaselineError(f"baseline {path}: variants.{name}.seeds.{seed}: lacks the number(s) "
-                                    f"{', '.join(lacking)}; regenerate it with --update")  # fmt: skip
-    return data
+from bench.verdicts import claimgate
+from bench.verdicts.baseline import GATED, BaselineError, baseline_from_results, read_baseline
+from bench.verdicts.engine import read_claims
 
 
 @dataclass
@@ -361,6 +271,7 @@ class CheckResult:
     markdown: str
     updated: bool = False
     latency: list[LatencyRow] = field(default_factory=list)
+    claims: list[claimgate.ClaimCheck] = field(default_factory=list)
 
 
 def run_check(
@@ -377,11 +288,14 @@ def run_check(
     progress: bool = True,
     only: Sequence[str] = (),
     checkpoint_cache: str | Path | bool | None = True,
+    claims: str | None = None,
 ) -> CheckResult:
     """Run (or reuse) the suite, then compare it with the baseline; ``update`` rewrites the baseline.
 
     ``only`` runs and checks only the variants those names or globs select (the baseline's other
     variants are not "missing"; ``--update`` with ``only`` is refused, as it would drop them).
+    ``claims``: a claims file (path or shipped name) whose rows that agreed in the baseline must still agree
+    (:mod:`bench.verdicts.claimgate`); ``update`` records its verdicts.
     """
     console = console or make_console()
     suite = load_suite(suite_path, overrides, imports)
@@ -389,58 +303,100 @@ def run_check(
     base_path = Path(baseline)
     if update and only:
         raise BaselineError("--update rewrites the whole baseline; run it without --only")
-    not_checked: list[str] = []  # baseline variants left out by --only
-    if not update:
-        base = read_baseline(base_path, suite.name)  # fail before spending time on runs
-        if only:
-            chosen = select_runs(expand_runs(suite, overrides), only)
-            keep = {r.variant for r in chosen}
-            not_checked = [k for k in base["variants"] if k not in keep]
-            base = {**base, "variants": {k: v for k, v in base["variants"].items() if k in keep}}
+    if claims is not None:
+        read_claims(claims)  # a bad claims file fails before any run
+    base, not_checked = ({}, []) if update else _checked_baseline(suite_path, base_path, suite, overrides, only, claims)
     summary = run_suite(suite_path, out_dir=out_dir, overrides=overrides, jobs=jobs, progress=progress,
                         log=console.print, imports=imports, only=only,
                         checkpoint_cache=checkpoint_cache)  # fmt: skip
     command = " ".join(["bench check", str(suite_path), "--baseline", str(base_path), "--update",
                         *(f"--set {o}" for o in overrides)])  # fmt: skip
     current = baseline_from_results(summary.out_dir, threshold, command)
-    new_only = [v for v in current["variants"] if v not in base["variants"]] if not update else []
-    if only:
-        current["variants"] = {k: v for k, v in current["variants"].items() if k in base["variants"]}
+    if claims is not None:
+        current["claims"] = claimgate.record(claims, summary.out_dir)
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} run(s) failed[/]; the check uses the runs that finished")
     if update:
         atomic_write_json(base_path, current)
         console.print(f"baseline written: {base_path} ({len(current['variants'])} variants, threshold {threshold})")
         return CheckResult(True, [], "", updated=True)
+    new_only = [v for v in current["variants"] if v not in base["variants"]]
+    if only:
+        current["variants"] = {k: v for k, v in current["variants"].items() if k in base["variants"]}
+    context = context_lines(current, base, not_checked, new_only)
+    result = _judge(suite, current, base, claims, failed=bool(summary.failed))
+    md = _markdown(suite, threshold, base, result, context, claims)
+    md_path = Path(markdown) if markdown else summary.out_dir / "check.md"
+    atomic_write_bytes(md_path, md.encode())
+    _print(console, suite, base_path, result, context, claims, md_path)
+    return dataclasses.replace(result, markdown=md)
+
+
+def _checked_baseline(suite_path: str | Path, base_path: Path, suite: Suite, overrides: Sequence[str],
+                      only: Sequence[str], claims: str | None) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    """The baseline a check compares with (its variants narrowed by ``only``) and the variants ``only`` left out;
+    read before any run, so that a bad baseline fails first."""
+    base = read_baseline(base_path, suite.name)
+    if claims is not None and (base.get("claims") or {}).get("file") != claims:
+        update_cmd = f"bench check {suite_path} --baseline {base_path} --claims {claims} --update"
+        raise BaselineError(f"baseline {base_path} holds no verdicts of claims {claims!r}; record them on purpose "
+                            f"with: {update_cmd}")  # fmt: skip
+    if not only:
+        return base, []
+    keep = {r.variant for r in select_runs(expand_runs(suite, overrides), only)}
+    not_checked = [k for k in base["variants"] if k not in keep]
+    return {**base, "variants": {k: v for k, v in base["variants"].items() if k in keep}}, not_checked
+
+
+def _judge(suite: Suite, current: dict[str, Any], base: dict[str, Any], claims: str | None, *,
+           failed: bool) -> CheckResult:  # fmt: skip
+    """Every gated row against the baseline: metrics, latency and claims; passed when none fails (nor any run)."""
     spec = suite.check
     rows = compare_to_baseline(current, base, spec)
     lat_rows = latency_rows(current, base, spec)
-    frame = rows_frame(rows)
-    passed = not any(r.fails for r in rows) and not any(r.fails for r in lat_rows) and not summary.failed
-    verdict = "PASSED" if passed else "FAILED"
-    ctx = context_lines(current, base, not_checked, new_only)
+    claim_checks = claimgate.compare(base["claims"], current["claims"]) if claims is not None else []
+    passed = not any(r.fails for r in rows) and not any(r.fails for r in lat_rows)
+    passed = passed and not any(c.fails for c in claim_checks) and not failed
+    return CheckResult(passed, rows, "", latency=lat_rows, claims=claim_checks)
+
+
+def _markdown(suite: Suite, threshold: float, base: dict[str, Any], result: CheckResult, context: list[str],
+              claims: str | None) -> str:  # fmt: skip
+    spec = suite.check
+    verdict = "PASSED" if result.passed else "FAILED"
     header = (
         f"### bench check {suite.name}: {verdict}\n\n"
         f"Threshold {threshold} (baseline: {base['threshold']}); "
         f"margins: accuracy {spec.max_accuracy_drop} points, "
         f"savings {spec.max_savings_drop} points; one-sided paired t-tests over seeds, Holm-corrected, "
         f"alpha {spec.alpha}; any accuracy drop over {spec.hard_accuracy_drop} points fails (hard limit). "
-        f"Baseline made by `{base.get('command', '?')}`.\n\n{strength_line(rows, spec)}\n\n" + "\n".join(ctx) + "\n\n"
+        f"Baseline made by `{base.get('command', '?')}`.\n\n{strength_line(result.rows, spec)}\n\n"
+        + "\n".join(context)
+        + "\n\n"
     )
-    md = header + frame.to_markdown(index=False) + "\n"
-    if lat_rows:
+    md = header + rows_frame(result.rows).to_markdown(index=False) + "\n"
+    if result.latency:
         md += (f"\nLatency gate: fails when current/baseline > {spec.max_latency_ratio} and the ratio's 95 % "
-               "interval lies above 1 (same machine only).\n\n" + latency_frame(lat_rows).to_markdown(index=False)
+               "interval lies above 1 (same machine only).\n\n" + latency_frame(result.latency).to_markdown(index=False)
                + "\n")  # fmt: skip
-    md_path = Path(markdown) if markdown else summary.out_dir / "check.md"
-    atomic_write_bytes(md_path, md.encode())
-    console.print(rich_table(frame, f"bench check {suite.name} vs {base_path}: {verdict}"))
-    if lat_rows:
-        console.print(rich_table(latency_frame(lat_rows), f"latency gate (limit {spec.max_latency_ratio})"))
-    console.print(escape(strength_line(rows, spec)))
-    console.print("\n".join(escape(line) for line in ctx), highlight=False)
-    console.print(f"{'[green]' if passed else '[red]'}{verdict}[/]: table written to {md_path}")
-    return CheckResult(passed, rows, md, latency=lat_rows)
+    if claims is not None:
+        md += "\n" + claimgate.markdown(result.claims, claims)
+    return md
+
+
+def _print(console: Console, suite: Suite, base_path: Path, result: CheckResult, context: list[str],
+           claims: str | None, md_path: Path) -> None:  # fmt: skip
+    verdict = "PASSED" if result.passed else "FAILED"
+    console.print(rich_table(rows_frame(result.rows), f"bench check {suite.name} vs {base_path}: {verdict}"))
+    if result.latency:
+        console.print(
+            rich_table(latency_frame(result.latency), f"latency gate (limit {suite.check.max_latency_ratio})")
+        )
+    console.print(escape(strength_line(result.rows, suite.check)))
+    if claims is not None:
+        console.print(escape(claimgate.markdown(result.claims, claims)), highlight=False)
+    console.print("\n".join(escape(line) for line in context), highlight=False)
+    console.print(f"{'[green]' if result.passed else '[red]'}{verdict}[/]: table written to {md_path}")
 
 
 def context_lines(current: dict[str, Any], base: dict[str, Any], not_checked: Sequence[str],
