@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from cascade._registry import Registry
 from cascade.datafiles import (
+    CIFAR10_CLASSES,
     CIFAR_FILES,
     DataFormatError,
     RawData,
@@ -85,6 +86,7 @@ class DataSplits:
     val: Split
     test: Split
     num_classes: int
+    class_names: tuple[str, ...] = ()  # the label of each class index ("0", "1", ... where the data names none)
     identity: dict[str, Any] = field(default_factory=dict)  # name, options, fingerprint of the tensors
     augment: Augment | None = None  # applied by the trainer to each training batch
     # how raw images in [0, 1] became the model's input: x' = (x - mean) / std, per channel or global
@@ -194,6 +196,7 @@ def noisy_mnist(
         add_noise(clean.test_x, sigma=sigma, salt_pepper=salt_pepper, seed=noise_seed + 1),
         clean.test_y,
         10,
+        clean.class_names,
     )
 
 
@@ -225,7 +228,8 @@ def _cifar(name: str, root: Path | None, download: bool) -> RawData:
     )
     train_x, train_y = _read_cifar_batches(folder, train_files, label_key)
     test_x, test_y = _read_cifar_batches(folder, test_files, label_key)
-    return RawData(train_x, train_y, test_x, test_y, 10 if name == "cifar10" else 100)
+    names = CIFAR10_CLASSES if name == "cifar10" else ()
+    return RawData(train_x, train_y, test_x, test_y, 10 if name == "cifar10" else 100, names)
 
 
 @register_dataset("cifar10", input_shape=(3, 32, 32), num_classes=10)
@@ -281,11 +285,11 @@ def imagefolder(
     x, y = load(train_dir)
     if test_dir is not None:
         tx, ty = load(test_dir)
-        return RawData(x, y, tx, ty, len(classes))
+        return RawData(x, y, tx, ty, len(classes), tuple(classes))
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(20240601))
     n_test = max(1, round(len(y) * test_fraction))
     test, train = perm[:n_test], perm[n_test:]
-    return RawData(x[train], y[train], x[test], y[test], len(classes))
+    return RawData(x[train], y[train], x[test], y[test], len(classes), tuple(classes))
 
 
 @dataclass(frozen=True)
@@ -421,6 +425,7 @@ def load_dataset(
         val=Split(norm(raw.train_x[val_idx]), raw.train_y[val_idx]),
         test=Split(norm(raw.test_x), raw.test_y),
         num_classes=raw.num_classes,
+        class_names=raw.class_names or tuple(str(k) for k in range(raw.num_classes)),
         identity=identity,
         augment=Augment(random_crop, random_flip) or None,
         normalization={"kind": normalize, "mean": mean.flatten().tolist(), "std": std.flatten().tolist()},

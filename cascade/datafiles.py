@@ -29,6 +29,7 @@ class RawData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    class_names: tuple[str, ...] = ()  # the label of each class index, where the format names them (else "0", "1", ...)
 
 
 _IDX_TYPES: dict[int, np.dtype] = {
@@ -100,6 +101,16 @@ def _torchvision_download(cls_name: str, root: Path, splits: tuple[bool, ...]) -
         cls(str(root), train=train, download=True)
 
 
+#: The class names of the IDX datasets (torchvision's ``classes``; MNIST's digits are their own names).
+IDX_CLASSES = {
+    "MNIST": tuple(str(d) for d in range(10)),
+    "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                     "Ankle boot"),
+}  # fmt: skip
+#: CIFAR-10's class names (the archive's batches.meta holds the same).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
 def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bool) -> RawData:
     root = Path(root) if root is not None else default_root()
     raw = root / folder / "raw"
@@ -118,7 +129,7 @@ def _torchvision_idx(cls_name: str, folder: str, root: Path | None, download: bo
     def images(x: torch.Tensor) -> torch.Tensor:
         return x.unsqueeze(1).float().div_(255.0)  # (N, 1, 28, 28) in [0, 1]
 
-    return RawData(images(tr_x), tr_y.long(), images(te_x), te_y.long(), 10)
+    return RawData(images(tr_x), tr_y.long(), images(te_x), te_y.long(), 10, IDX_CLASSES.get(cls_name, ()))
 
 
 def _ensure_files(

@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 from bench.cli import main
 from bench.execute.export import export_run, read_export
 from bench.execute.runner import run_suite
-from bench.results.store import StoreError
+from bench.results.store import ResultStore, StoreError
 from cascade import build_policy, load_dataset
 from cascade.exits import dynamic_forward
 
@@ -96,3 +96,73 @@ def test_a_damaged_export_file_is_refused(trained: Path, tmp_path: Path) -> None
     (out / "head_0.onnx").write_bytes(bytes(blob))
     with pytest.raises(StoreError, match=r"head_0\.onnx: sha256 "):
         read_export(out)
+
+
+SLOW_BN = '''
+from torch import nn
+from cascade.models import MODELS, StudyCNN
+
+
+@MODELS.register("slow_bn_cnn")
+class SlowBN(StudyCNN):
+    """The study CNN with batch-norm momentum 0.01 (torchvision's MobileNetV3): after a few steps its running
+    statistics are still mostly their initial values, so eval mode sits near chance until they are recomputed."""
+
+    def __init__(self, *, channels=(32, 64, 128), hidden=256, **harness):
+        super().__init__(channels=channels, hidden=hidden, **harness)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.01
+'''
+
+
+def test_the_export_is_the_evaluated_model(tmp_path: Path, capsys) -> None:
+    """MobileNetV3's case at small size: batch-norm statistics that lag the weights, recompute_bn on. The export
+    carries the recomputed statistics; its check holds it against the run's recorded accuracy; the docs' serving
+    code scores what the report says."""
+    (tmp_path / "slow_bn.py").write_text(SLOW_BN)
+    suite = tmp_path / "s.toml"
+    text = SUITE.replace('name = "rt"', 'name = "rt"\nplugins = ["slow_bn.py"]').replace(
+        "[model]", '[model]\nname = "slow_bn_cnn"'
+    )
+    suite.write_text(text.replace('runtimes = ["eager", "onnxruntime"]', "latency = false\nrecompute_bn = true"))
+    assert run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None, checkpoint_cache=False).ok
+    (rec,) = ResultStore(tmp_path / "out").latest_runs()
+    assert rec.sanity.bn_recomputed and rec.sanity.bn_momentum == [0.01]
+    reported = rec.at(0.6).accuracy
+    assert reported > 0.5  # recomputed: far from chance (the running statistics alone give ~10 %)
+    out = tmp_path / "deploy"
+    args = ["export", str(tmp_path / "out"), "--variant", "sum-p2", "--out", str(out), "--no-cache"]
+    assert main(args) == 2  # the folder names a plugin: nothing is imported without being told
+    assert "--trust-plugins" in capsys.readouterr().err
+    assert main([*args, "--trust-plugins"]) == 0
+    said = capsys.readouterr()
+    assert f"(the run recorded {100 * reported:.2f} %)" in said.out and "slow_bn.py" in said.err
+    meta = read_export(out)
+    assert meta["check"]["recorded_test_accuracy"] == pytest.approx(reported)
+    assert meta["check"]["eager_test_accuracy"] == pytest.approx(reported)
+    assert meta["source"]["batch_norm"].startswith("recomputed")
+    namespace: dict = {}
+    exec(compile(deploy_code(), "docs/deploy.md", "exec"), namespace)
+    served = namespace["Cascade"](out)
+    data = load_dataset("digits", train_size=300)
+    mean, std = (torch.tensor(data.normalization[k]).reshape(-1, 1, 1) for k in ("mean", "std"))
+    raw = data.test.x * std + mean
+    got = [served(raw[i].numpy().astype(np.float32))[0] for i in range(len(raw))]
+    accuracy = float(np.mean([int(c) == int(y) for c, y in zip(got, data.test.y)]))
+    assert accuracy == pytest.approx(reported, abs=1.5 / len(raw))  # one threshold tie at most
+
+
+def test_an_export_that_is_not_the_evaluated_model_fails(trained: Path, tmp_path: Path, monkeypatch) -> None:
+    """Were the export to skip a step the evaluation took, its accuracy would differ from the run's: refused."""
+    import bench.execute.export as export
+
+    def forgetful(model, spec, data):  # batch-norm statistics other than the evaluated ones
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+        return model.eval()
+
+    monkeypatch.setattr(export, "as_evaluated", forgetful)
+    with pytest.raises(export.ExportMismatchError, match=r"it is not the model the report measured"):
+        export_run(trained, variant="sum-p2", out=tmp_path / "x", checkpoint_cache=False)

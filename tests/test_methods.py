@@ -340,7 +340,7 @@ def test_methods_run_end_to_end(tmp_path) -> None:
 
         for variant in ("ztw", "calibrated"):
             out = export_run(tmp_path / "out", variant=variant, out=tmp_path / variant, checkpoint_cache=False)
-            assert out.agreement["differ"] == 0, variant
+            assert out.check["decisions_differing_from_eager"] == 0, variant
             assert out.test_accuracy == pytest.approx(recs[variant].at(0.6).accuracy), variant
     head = next(t for t in recs["calibrated"].thresholds if t.threshold == 0.6)
     assert head.dynamic_matches_masked is True

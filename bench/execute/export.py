@@ -29,13 +29,14 @@ from bench.config.load import load_folder_suite
 from bench.config.plan import build_for, expand_runs
 from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.execute.evaluate import fitted_options
+from bench.execute.sanity import as_evaluated
 from bench.execute.training import get_data
 from bench.results.files import atomic_write_bytes, atomic_write_json, confined, mismatch
 from bench.results.provenance import now
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, StoreError, canonical_json, default_checkpoint_cache
 from bench.results.typed import load_typed
-from cascade.exits import POLICIES, build_policy
+from cascade.exits import POLICIES, build_policy, dynamic_forward
 from cascade.ort import OPSET, OrtCascade, check_against_eager, export_model
 
 EXPORT_FORMAT = 2  # 2: typed manifest with the digest of its file list (files_sha256)
@@ -48,7 +49,7 @@ class ExportSummary:
     out: Path
     files: list[str]
     record: RunRecord
-    agreement: dict[str, int]
+    check: dict[str, Any]  # the manifest's check: samples, decisions differing from eager, ties, accuracies
     test_accuracy: float  # of the exported cascade (ONNX Runtime) at the exported threshold
 
 
@@ -97,18 +98,8 @@ def export_run(
             f"no checkpoint of train key {spec.job.key} in {folder}/checkpoints or the shared cache "
             f"({cache or 'off'}); checkpoints are not committed: rerun `bench run` for this variant"
         )
-    data = get_data(spec.data, "cpu")
-    model = build_for(spec.job, data)
-    path = store.checkpoint_path(spec.job.key)
-    try:  # weights_only: a checkpoint never runs code; a failure is named, not offered a way around that rule
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["state_dict"])
-    except Exception as e:
-        raise StoreError(
-            f"checkpoint {path} does not load ({type(e).__name__}); it is damaged or not a "
-            "checkpoint of this run: rerun `bench run` for this variant to train it again"
-        ) from None
-    model.eval()
+    data = get_data(spec.data, "cpu").test_subset(spec.evaluation.test_samples)  # the split the run measured
+    model = as_evaluated(_load(store.checkpoint_path(spec.job.key), build_for(spec.job, data)), spec, data)
     t = threshold if threshold is not None else record.headline_threshold
     policy = build_policy(record.policy, **({"threshold": t} if _has_threshold(record.policy) else {}),
                           **_policy_options(record))  # fmt: skip
@@ -119,10 +110,54 @@ def export_run(
             files[f"{kind}_{k}.onnx"] = atomic_write_bytes(out / f"{kind}_{k}.onnx", blob)
     cascade = OrtCascade([str(out / f"segment_{k}.onnx") for k in range(len(segments))],
                          [str(out / f"head_{k}.onnx") for k in range(len(heads))])  # fmt: skip
-    agree, accuracy = _check(model, cascade, data.test.x, data.test.y, policy)
-    meta = _meta(record, spec.job.key, folder, data, policy, t, files, agree, accuracy)
+    check = _check(model, cascade, data.test.x, data.test.y, policy)
+    check["recorded_test_accuracy"] = _recorded(record, t)
+    meta = _meta(record, spec, folder, data, policy, t, files, check)
     atomic_write_json(out / "cascade.json", meta)
-    return ExportSummary(out, [*files, "cascade.json"], record, agree, accuracy)
+    _against_the_run(out, check)  # after writing: the files stay for inspection, the command fails
+    return ExportSummary(out, [*files, "cascade.json"], record, check, check["test_accuracy"])
+
+
+def _load(path: Path, model: Any) -> Any:
+    """``model`` with the checkpoint's weights; a checkpoint that does not load is named, not explained away."""
+    try:  # weights_only: a checkpoint never runs code; a failure is named, not offered a way around that rule
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as e:
+        raise StoreError(
+            f"checkpoint {path} does not load ({type(e).__name__}); it is damaged or not a "
+            "checkpoint of this run: rerun `bench run` for this variant to train it again"
+        ) from None
+    return model
+
+
+def _recorded(record: RunRecord, threshold: float) -> float | None:
+    """The run's recorded test accuracy at ``threshold`` (None: the run did not evaluate that threshold)."""
+    try:
+        return float(record.at(threshold).accuracy)
+    except KeyError:
+        return None
+
+
+class ExportMismatchError(StoreError):
+    """The exported files do not compute what the run measured."""
+
+
+def _against_the_run(out: Path, check: dict[str, Any]) -> None:
+    """Refuse an export whose eager model is not the one the run evaluated (its test accuracy differs from the
+    recorded one), or whose ONNX files differ from it beyond threshold ties."""
+    recorded, eager, n = check["recorded_test_accuracy"], check["eager_test_accuracy"], check["test_samples"]
+    if recorded is not None and round(eager * n) != round(recorded * n):
+        raise ExportMismatchError(
+            f"{out}: the exported model scores {100 * eager:.2f} % on the test split where the run recorded "
+            f"{100 * recorded:.2f} %: it is not the model the report measured (a checkpoint trained by other code, "
+            "or an evaluation step the export did not repeat); the files were written for inspection, do not serve them"
+        )
+    if check["decisions_differing_from_eager"] > check["of_which_ties"]:
+        raise ExportMismatchError(
+            f"{out}: {check['decisions_differing_from_eager'] - check['of_which_ties']} test decision(s) of the "
+            "exported ONNX files differ from eager PyTorch's beyond threshold ties; do not serve them"
+        )
 
 
 def _policy_options(record: RunRecord) -> dict[str, Any]:
@@ -136,14 +171,21 @@ def _has_threshold(policy: str) -> bool:
 
 @torch.no_grad()
 def _check(model: Any, cascade: OrtCascade, x: torch.Tensor, y: torch.Tensor, policy: Any,
-           batch: int = 256) -> tuple[dict[str, int], float]:  # fmt: skip
-    """The exported cascade's decisions vs eager's on the test split, and its accuracy."""
+           batch: int = 256) -> dict[str, Any]:  # fmt: skip
+    """The exported cascade's decisions against eager's on the test split, both accuracies."""
     agree, ours = check_against_eager(model, lambda xb, p: cascade.dynamic(xb.numpy(), p), x, policy, batch)
-    return agree, float((ours.predictions == y).float().mean())
+    eager = torch.cat([dynamic_forward(model, x[i : i + batch], policy).predictions for i in range(0, len(x), batch)])
+    return {
+        "test_samples": agree["samples"],
+        "decisions_differing_from_eager": agree["differ"],
+        "of_which_ties": agree["ties"],
+        "test_accuracy": float((ours.predictions == y).float().mean()),
+        "eager_test_accuracy": float((eager == y).float().mean()),
+    }
 
 
-def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: Any, threshold: float,
-          files: dict[str, str], agree: dict[str, int], accuracy: float) -> dict[str, Any]:  # fmt: skip
+def _meta(record: RunRecord, spec: Any, folder: Path, data: Any, policy: Any, threshold: float,
+          files: dict[str, str], check: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     n = record.exits.names if record.exits else []
     options = _policy_options(record)  # JSON writes its tuples as arrays
     return {
@@ -160,7 +202,7 @@ def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: An
             "rule": _RULES.get(record.policy, "see cascade.exits")
             + ("; exit l's logits are divided by temperatures[l] first" if "temperatures" in options else ""),
         },
-        "classes": [str(k) for k in range(data.num_classes)],
+        "classes": list(data.class_names),
         "input": {
             "shape": list(data.input_shape),
             "dtype": "float32",
@@ -171,19 +213,17 @@ def _meta(record: RunRecord, train_key: str, folder: Path, data: Any, policy: An
         "opset": OPSET,
         "sha256": files,
         "files_sha256": files_digest(files),
-        "check": {
-            "test_samples": agree["samples"],
-            "decisions_differing_from_eager": agree["differ"],
-            "of_which_ties": agree["ties"],
-            "test_accuracy": accuracy,
-        },
+        "check": check,
         "source": {
             "folder": str(folder),
             "variant": record.variant,
             "seed": record.seed,
             "run_key": record.key,
-            "train_key": train_key,
+            "train_key": spec.job.key,
             "dataset": record.dataset,
+            "batch_norm": "recomputed on training batches, as evaluated (recompute_bn)"
+            if spec.evaluation.recompute_bn
+            else "the checkpoint's running statistics, as evaluated",
             "exported": now(),
         },
     }

@@ -34,7 +34,7 @@ from bench.config.suite import Suite, SuiteError
 from bench.execute.console import is_live
 from bench.execute.evaluate import evaluate
 from bench.execute.executors import build_executor
-from bench.execute.sanity import diagnose, recompute_bn
+from bench.execute.sanity import as_evaluated, diagnose
 from bench.execute.training import (
     clear_failed_pretraining_markers,
     ensure_trained,
@@ -88,8 +88,13 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
     fields["num_classes"] = data.num_classes
     t_train = time.perf_counter()
     try:
+        note = (
+            "val with running batch-norm statistics (recomputed before evaluation)"
+            if spec.evaluation.recompute_bn
+            else ""
+        )
         model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force,
-                                                     never_train=never_train)  # fmt: skip
+                                                     never_train=never_train, val_note=note)  # fmt: skip
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # runs pre-trained from this one fail with its reason instead of retraining
@@ -97,10 +102,9 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
         raise
     fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
     t_eval = time.perf_counter()
-    if spec.evaluation.recompute_bn:
-        if callback is not None:
-            callback.on_phase("recomputing batch-norm statistics")
-        recompute_bn(model, data.train, spec.job.config.batch_size, seed=spec.seed)
+    if spec.evaluation.recompute_bn and callback is not None:
+        callback.on_phase("recomputing batch-norm statistics")
+    as_evaluated(model, spec, data)
     result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None)
     fields["sanity"] = diagnose(
         model, data.train, steps=int(history.get("total_steps") or history.get("steps") or 0),

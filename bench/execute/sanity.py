@@ -14,13 +14,14 @@ average over training batches before evaluating, here with ``torch.optim.swa_uti
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from bench.results.record import SanityRecord, at_chance
-from cascade.data import Split
+from cascade.data import DataSplits, Split
 
 GAP = 0.2  # train-mode accuracy this far above eval-mode accuracy points at batch-norm statistics
 SAMPLES = 512  # training samples of the train / eval mode comparison
@@ -43,6 +44,14 @@ def recompute_bn(model: nn.Module, split: Split, batch_size: int, *, seed: int =
     update_bn(batches, model)
     model.eval()
     return sum(len(b) for b in batches)
+
+
+def as_evaluated(model: nn.Module, spec: Any, data: DataSplits) -> nn.Module:
+    """What evaluation does to a trained model before measuring it, in place (the one rule, for the run and for
+    ``bench export``): eval mode, and the batch-norm statistics recomputed when ``[evaluation] recompute_bn``."""
+    if spec.evaluation.recompute_bn:
+        recompute_bn(model, data.train, spec.job.config.batch_size, seed=spec.seed)
+    return model.eval()
 
 
 def mode_accuracies(model: nn.Module, split: Split) -> tuple[float, float]:

@@ -42,11 +42,13 @@ def ensure_trained(
     force: bool = False,
     is_pretrain: bool = False,
     never_train: bool = False,
+    val_note: str = "",
 ) -> tuple[cascade.MultiExitModel, dict[str, Any], bool]:
     """Return (model, history dict, trained_now) for ``job``, loading its checkpoint when present.
 
     ``never_train`` (``--retime``): a checkpoint that is missing or does not load is a :class:`NeverTrainError`
-    naming it; nothing is moved aside or trained.
+    naming it; nothing is moved aside or trained. ``val_note``: what the per-epoch validation accuracies are, when it
+    differs from the final evaluation (said in the progress phase).
     """
     path = store.checkpoint_path(job.key)
     torch.manual_seed(job.seed)
@@ -89,7 +91,8 @@ def ensure_trained(
         options.update(loss_cls.harness_values(relative_exit_costs=relative_exit_costs(job, data)))
     loss = build_loss(job.loss, options, num_exits=model.num_exits)
     if callback is not None:
-        callback.on_phase(f"training {job.loss}" + (f" (pre-training for seed {job.seed})" if is_pretrain else ""))
+        what = f" (pre-training for seed {job.seed})" if is_pretrain else ""
+        callback.on_phase(f"training {job.loss}{what}" + (f"; {val_note}" if val_note else ""))
     history = train(model, loss, data, job.config, seed=job.seed, callback=callback)
     hist = dataclasses.asdict(history)
     hist["pretrain_steps"] = (pre_history or {}).get("total_steps", 0)

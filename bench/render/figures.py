@@ -68,7 +68,9 @@ def accuracy_per_epoch(results: Results, out: Path) -> list[tuple[str, Path]]:
         for ax, key in zip(axes, ("val_accuracy", "test_accuracy")):
             line(ax, x, [[e[j][key][-1] for e in epochs] for j in range(n)], variant,
                  variant_style(results, variant), 100)  # fmt: skip
-    axes[0].set_title("validation", fontsize=8)
+    recomputed = any(r.sanity is not None and r.sanity.bn_recomputed for r in results.records)
+    axes[0].set_title("validation" + (" (running BN statistics; evaluation recomputed them)" if recomputed else ""),
+                      fontsize=8)  # fmt: skip
     axes[1].set_title("test (recorded, never used for selection)", fontsize=8)
     for ax in axes:
         ax.set_xlabel("epoch")
