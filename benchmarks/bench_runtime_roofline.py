@@ -27,15 +27,15 @@ from typing import Any
 
 import torch
 
-from bench.measure.latency import latency_report
+from bench.measure.latency import TimingSettings, latency_report
 from bench.measure.runtimes import runtime_latency
 from cascade import build_policy
 from cascade.models import build_model
 
 os.environ.setdefault("CASCADE_ROOFLINE_CACHE", "off")
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
-SETTINGS = {"batch_sizes": [1, 256], "samples_batch1": int(os.environ.get("BENCH_SAMPLES", "200")),
-            "repeats": 5, "warmup": 1}  # fmt: skip
+SETTINGS = TimingSettings(batch_sizes=(1, 256), samples_batch1=int(os.environ.get("BENCH_SAMPLES", "200")), repeats=5,
+                          warmup=1)  # fmt: skip
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))
 #: (model, runtime, batch, what) -> measured / predicted in each run; what: a path's exit name, "cascade", "speedup"
 RATIOS: defaultdict[tuple[str, str, int, str], list[float]] = defaultdict(list)
@@ -57,7 +57,7 @@ def model_for(name: str, exits: list[str], shape: tuple[int, ...]) -> Any:
 
 
 def rows(label: str, runtime: str, paths: list[dict[str, Any]], cascades: list[dict[str, Any]]) -> None:
-    for batch in SETTINGS["batch_sizes"]:
+    for batch in SETTINGS.batch_sizes:
         ps = [p for p in paths if p["batch_size"] == batch and p.get("runtime", "eager") == runtime]
         (c,) = [c for c in cascades if c["batch_size"] == batch and c.get("runtime", "eager") == runtime]
         ratios = " ".join(f"{1e6 * p['per_sample_median']:>7.1f}/{1e6 * p['roofline_per_sample']:<7.1f}" for p in ps)
@@ -90,7 +90,7 @@ def medians() -> None:
 def main() -> None:
     torch.set_num_threads(THREADS)
     print(f"threads {THREADS}, torch {torch.__version__}; µs per sample, measured/predicted (median of "
-          f"{SETTINGS['repeats']} repeats; {SETTINGS['samples_batch1']} samples at batch 1)")  # fmt: skip
+          f"{SETTINGS.repeats} repeats; {SETTINGS.samples_batch1} samples at batch 1)")  # fmt: skip
     print(f"{'model':<26} {'runtime':<12} {'batch':>5}  {'paths: measured/roofline':<48} {'cascade':<15} "
           f"{'full':<15} {'c m/r':>6} {'spd m':>6} {'spd r':>6} {'m/r':>6}  early%")  # fmt: skip
     for run in range(RUNS):
@@ -111,9 +111,9 @@ def run_once() -> None:
         first = torch.softmax(model.forward_until(x, 0).logits[0], 1).amax(1).sort().values
         policy = build_policy("max-prob", threshold=float(first[int(0.3 * len(first))]))  # ~70 % leave at exit 1
         label = f"{name}[{'+'.join(exits)}]"
-        eager = latency_report(model, x, [(policy.threshold, policy)], **SETTINGS)
+        eager = latency_report(model, x, [(policy.threshold, policy)], SETTINGS)
         rows(label, "eager", eager["exit_paths"], eager["cascade"])
-        paths, cascades, _ = runtime_latency("onnxruntime", model, x, [(policy.threshold, policy)], **SETTINGS)
+        paths, cascades, _ = runtime_latency("onnxruntime", model, x, [(policy.threshold, policy)], SETTINGS)
         rows(label, "onnxruntime", paths, cascades)
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import bench.results.provenance as store
-from bench.measure.latency import EnergyMeter, Timing, latency_report, time_fn
+from bench.measure.latency import EnergyMeter, Timing, TimingSettings, latency_report, time_fn
 from bench.results.store import ResultStore
 from cascade import StudyCNN, build_policy
 
@@ -81,7 +81,7 @@ def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -
     model = tiny_model(("p1",)).float()
     x = torch.randn(64, 1, 28, 28)
     rep = latency_report(model, x, [(0.5, build_policy("max-prob", threshold=0.5))],
-                         batch_sizes=[1, 32], samples_batch1=4, repeats=2, warmup=0)  # fmt: skip
+                         TimingSettings((1, 32), samples_batch1=4, repeats=2, warmup=0))  # fmt: skip
     assert rep["threads"] == torch.get_num_threads()
     assert {p["batch_size"] for p in rep["exit_paths"]} == {1, 32}
     # the timed copy: every head flattens in memory order; segments would be sliced only at large batches:
@@ -148,7 +148,7 @@ def test_cuda_latency_report_and_nvml_energy() -> None:
     model = StudyCNN(exits=("p1",)).cuda().eval()
     x = torch.randn(512, 1, 28, 28, device="cuda")
     rep = latency_report(model, x, [(0.6, build_policy("max-prob", threshold=0.6))],
-                         batch_sizes=[1, 256], samples_batch1=16, repeats=3, warmup=1)  # fmt: skip
+                         TimingSettings((1, 256), samples_batch1=16, repeats=3, warmup=1))  # fmt: skip
     assert rep["device"] == torch.cuda.get_device_name()
     assert rep["layout"]["channels_last"] is False
     assert rep["measured_energy_source"] == "nvml", rep["measured_energy_reason"]
@@ -314,3 +314,47 @@ def test_a_full_network_timed_apart_from_its_last_exit_path_is_flagged_in_the_re
                      "than 10% apart (eager batch 1: 120.0 against 100.0 µs per sample (+20.0%); onnxruntime batch 1: "
                      "89.0 against 100.0 µs per sample (-11.0%)): the machine's speed changed while it was timed, so "
                      "those latencies and speedups are in doubt: rerun it alone"]  # fmt: skip
+
+
+def test_a_timing_budget_stops_adding_rounds_and_says_so() -> None:
+    import time
+
+    from bench.measure.latency import TimingBudget, time_rounds
+
+    calls: list[int] = []
+    timings = time_rounds([lambda: calls.append(0)], repeats=5, warmup=0, deadline=time.perf_counter() - 1)
+    assert len(timings[0].samples) == 1 and len(calls) == 1  # the first round always runs, no second starts
+    assert len(time_rounds([lambda: None], repeats=5, warmup=0, deadline=None)[0].samples) == 5
+    budget = TimingBudget(10.0, stages=4)
+    first = budget.deadline()
+    assert first is not None and 2.4 < first - time.perf_counter() <= 2.5  # a quarter of what is left
+    budget.finish("eager", 1, rounds=2, asked=5)
+    budget.finish("eager", 256, rounds=5, asked=5)
+    assert budget.stopped == [{"runtime": "eager", "batch_size": 1, "rounds": 2, "asked": 5}]
+    assert TimingBudget(None, 2).deadline() is None
+
+
+def test_a_run_records_its_timing_budget_and_the_report_names_a_stop(tmp_path: Path) -> None:
+    from bench.analyse.load import load_results
+    from bench.analyse.tables import warnings_for
+    from bench.execute.runner import run_suite
+    from bench.results.store import ResultStore
+
+    from .test_ort import SUITE
+
+    suite = tmp_path / "s.toml"
+    text = SUITE.replace('runtimes = ["eager", "onnxruntime"]', "latency_budget_s = 0.001")
+    text = text.replace("latency_repeats = 1", "latency_repeats = 4")
+    suite.write_text(text)
+    assert run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None, checkpoint_cache=False).ok
+    (rec,) = ResultStore(tmp_path / "out").latest_runs()
+    assert rec.latency.budget["seconds"] == 0.001
+    assert [(s["batch_size"], s["rounds"], s["asked"]) for s in rec.latency.budget["stopped"]] == [
+        (1, 1, 4),
+        (32, 1, 4),
+    ]
+    assert all(len(c.dynamic["samples"]) == 1 for c in rec.latency.cascade)
+    warnings = warnings_for(load_results(tmp_path / "out"))
+    assert any(
+        "latency timing stopped at its budget (0 s) after 1 of 4 repeats (eager, batch 1)" in w for w in warnings
+    )

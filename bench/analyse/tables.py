@@ -306,10 +306,29 @@ def warnings_for(results: Results) -> list[str]:
     twins = twin_summary(results)
     if twins:
         out.append(twins)
+    out += timing_notes(results)
     for r in results.failed:
         out.append(f"{r.variant} seed {r.seed} FAILED: {r.error_message or '?'}")
     for problem in results.problems:
         out.append(f"unreadable run file skipped: {problem}")
+    return out
+
+
+def timing_notes(results: Results) -> list[str]:
+    """Runs whose latency timing stopped at its budget (fewer repeats than asked), and the share of the runs' time
+    that timing took (a warning above a quarter)."""
+    out = []
+    for r in results.records:
+        budget = r.latency.budget if r.latency else None
+        for stop in (budget or {}).get("stopped", []):
+            out.append(f"{r.variant} seed {r.seed}: latency timing stopped at its budget ({budget['seconds']:.0f} s) "
+                       f"after {stop['rounds']} of {stop['asked']} repeats ({stop['runtime']}, batch "
+                       f"{stop['batch_size']}): fewer samples, wider intervals; evaluation.latency_budget_s gives it "
+                       "more time")  # fmt: skip
+    shares = [r.phase_seconds["latency"] / r.seconds for r in results.records if r.phase_seconds and r.seconds]
+    if shares and statistics.median(shares) > 0.25:
+        out.append(f"latency timing took {statistics.median(shares):.0%} of a run (median over the runs; "
+                   f"{max(shares):.0%} at most): more than the quarter the default budget aims at")  # fmt: skip
     return out
 
 

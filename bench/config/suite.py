@@ -152,6 +152,10 @@ class EvaluationSpec:
     # execution engines timed (bench.measure.runtimes): "eager" (PyTorch, with the roofline prediction) and
     # "onnxruntime" (each segment and exit head an ONNX Runtime session; the [onnx] extra)
     runtimes: tuple[str, ...] = added_later(("eager",))
+    # seconds latency timing may take per run, shared by every runtime and batch size: no timed round starts once a
+    # stage's share is spent (fewer repeats, said in the run and the report); 0 = a third of the run's training
+    # time, so that timing is at most a quarter of a run
+    latency_budget_s: float = added_later(0.0)
 
     def checks(self) -> list[tuple[str, bool, str, Any]]:
         """(key, holds, what is allowed, value) for every range constraint of the table."""
@@ -169,6 +173,12 @@ class EvaluationSpec:
             ("latency_warmup", self.latency_warmup >= 0, "an integer >= 0", self.latency_warmup),
             ("test_samples", self.test_samples >= 0, "an integer >= 0 (0 = all)", self.test_samples),
             ("energy_batch", self.energy_batch >= 1, "an integer >= 1", self.energy_batch),
+            (
+                "latency_budget_s",
+                self.latency_budget_s >= 0,
+                "seconds >= 0 (0 = a third of the run's training time)",
+                self.latency_budget_s,
+            ),
         ]
 
 

@@ -23,7 +23,7 @@ from bench.config.plan import RunSpec, TrainJob, build_for
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
 from bench.measure.cost import ALWAYS_REPORTED_TABLES, counting
 from bench.measure.energy import ExitCost, buffered_name, exit_costs, expected_cost
-from bench.measure.latency import latency_report
+from bench.measure.latency import TimingBudget, TimingSettings, latency_report
 from bench.measure.runtimes import runtime_latency
 from bench.results.record import (
     BudgetRecord,
@@ -226,23 +226,39 @@ def energy_table_info(
 
 
 @torch.no_grad()
-def _time_latency(spec: RunSpec, model: cascade.MultiExitModel, data: DataSplits,
-                  say: Callable[[str], None], fitted: dict[str, Any]) -> LatencyRecord:  # fmt: skip
-    """Every exit path and the dynamic cascade timed in eager, then in each other runtime of the suite."""
+def timing_budget(evaluation: Any, train_seconds: float) -> float:
+    """The seconds a run's latency timing may take: ``[evaluation] latency_budget_s``, else (0) a third of the
+    run's training time, so that timing is at most a quarter of a run (at least one round of each stage runs)."""
+    return float(evaluation.latency_budget_s) if evaluation.latency_budget_s > 0 else train_seconds / 3
+
+
+@torch.no_grad()
+def _time_latency(
+    spec: RunSpec,
+    model: cascade.MultiExitModel,
+    data: DataSplits,
+    say: Callable[[str], None],
+    fitted: dict[str, Any],
+    budget_s: float | None,
+) -> LatencyRecord:
+    """Every exit path and the dynamic cascade timed in eager, then in each other runtime of the suite, within the
+    run's timing budget (:class:`bench.measure.latency.TimingBudget`)."""
     ev = spec.evaluation
     say("timing latency")
     t_lat = time.perf_counter()
     chosen = ev.latency_thresholds or (ev.headline_threshold,)
     timed = [(t, p) for t, p in policies_for(spec, fitted) if t is None or t in chosen]
-    settings: dict[str, Any] = {"batch_sizes": ev.latency_batch_sizes, "samples_batch1": ev.latency_samples,
-                                "repeats": ev.latency_repeats, "warmup": ev.latency_warmup}  # fmt: skip
-    report = latency_report(model, data.test.x, timed, optimised=ev.latency_optimised, **settings)
+    budget = TimingBudget(budget_s, stages=len(ev.runtimes) * len(ev.latency_batch_sizes))
+    settings = TimingSettings(tuple(ev.latency_batch_sizes), ev.latency_samples, ev.latency_repeats,
+                              ev.latency_warmup, budget)  # fmt: skip
+    report = latency_report(model, data.test.x, timed, settings, optimised=ev.latency_optimised)
     for name in ev.runtimes[1:]:  # eager first (above); then each other runtime, same samples and settings
         say(f"timing latency in {name}")
-        paths, cascades, runtime = runtime_latency(name, model, data.test.x, timed, **settings)
+        paths, cascades, runtime = runtime_latency(name, model, data.test.x, timed, settings)
         report["exit_paths"] += paths
         report["cascade"] += cascades
         report.setdefault("runtimes", {})[name] = runtime
+    report["budget"] = budget.to_dict()
     latency: LatencyRecord = from_json(LatencyRecord, {**report, "seconds": time.perf_counter() - t_lat})
     return latency
 
@@ -271,10 +287,12 @@ def evaluate(
     data: DataSplits,
     *,
     phase: Callable[[str], None] | None = None,
+    timing_budget_s: float | None = None,
 ) -> tuple[Evaluation, Logits]:
     """Per-exit accuracy, every threshold's operating point, costs, latency, budget.
 
-    ``phase`` is told what is being done ("evaluating", "counting MACs", "timing latency", ...).
+    ``phase`` is told what is being done ("evaluating", "counting MACs", "timing latency", ...);
+    ``timing_budget_s``: the seconds latency timing may take (None: no limit; :func:`timing_budget`).
     """
     say = phase or (lambda s: None)
     ev = spec.evaluation
@@ -327,7 +345,7 @@ def evaluate(
                 **counted,
             )
         )
-    latency = _time_latency(spec, model, data, say, fitted) if ev.latency else None
+    latency = _time_latency(spec, model, data, say, fitted, timing_budget_s) if ev.latency else None
     budget = None
     if spec.budget.values and model.num_exits > 1:
         say("budget search on validation")

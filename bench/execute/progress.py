@@ -108,6 +108,8 @@ class RichProgress(TrainCallback):
         else:
             what = f"FAILED ({result.get('error') or '?'})"
         secs = f", {result['seconds']:.1f} s" if result.get("seconds") is not None else ""
+        if result.get("timing_seconds") and result.get("seconds"):
+            secs += f" ({100 * result['timing_seconds'] / result['seconds']:.0f} % timing)"
         return f"[{self.finished}/{self.total}] {label}: {what}{secs}, {format_eta(self.eta_seconds())}"
 
     def on_phase(self, phase: str) -> None:

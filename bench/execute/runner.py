@@ -32,7 +32,7 @@ from bench.config.plan import (
 from bench.config.plugins import import_plugins
 from bench.config.suite import Suite, SuiteError
 from bench.execute.console import is_live
-from bench.execute.evaluate import evaluate
+from bench.execute.evaluate import evaluate, timing_budget
 from bench.execute.executors import build_executor
 from bench.execute.sanity import as_evaluated, diagnose
 from bench.execute.training import (
@@ -105,7 +105,11 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
     if spec.evaluation.recompute_bn and callback is not None:
         callback.on_phase("recomputing batch-norm statistics")
     as_evaluated(model, spec, data)
-    result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None)
+    train_s = float(history.get("train_seconds") or 0) + float(
+        (history.get("pretrain_history") or {}).get("train_seconds") or 0
+    )
+    result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None,
+                              timing_budget_s=timing_budget(spec.evaluation, train_s))  # fmt: skip
     fields["sanity"] = diagnose(
         model, data.train, steps=int(history.get("total_steps") or history.get("steps") or 0),
         recomputed=spec.evaluation.recompute_bn, classes=data.num_classes, exit_names=result.exits.names,
@@ -183,7 +187,8 @@ def execute_run(
             "checkpoint_source": record.training.checkpoint_source if record.training else None,
             "warnings": store.warnings, "write_errors": store.write_errors,
             "accuracy": record.at(record.headline_threshold).accuracy if record.ok else None,
-            "threshold": record.headline_threshold if record.ok else None}  # fmt: skip
+            "threshold": record.headline_threshold if record.ok else None,
+            "timing_seconds": (record.phase_seconds or {}).get("latency")}  # fmt: skip
 
 
 def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = None) -> dict[str, Any]:

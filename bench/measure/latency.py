@@ -105,20 +105,71 @@ def time_pair(
 
 
 def time_rounds(
-    fns: Sequence[Callable[[], Any]], *, repeats: int = 5, warmup: int = 1, device: str | torch.device = "cpu"
+    fns: Sequence[Callable[[], Any]],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: str | torch.device = "cpu",
+    deadline: float | None = None,
 ) -> list[Timing]:
     """Time every function once per round, in order and then in reverse (A B C, C B A, ...), ``repeats``
-    rounds after ``warmup`` rounds: drifting load hits all of them alike."""
+    rounds after ``warmup`` rounds: drifting load hits all of them alike. With a ``deadline``
+    (``time.perf_counter()`` value), no round starts after it (the first always runs): fewer samples, not a
+    longer wait."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     out: list[list[float]] = [[] for _ in fns]
     for i in range(repeats):
+        if i > 0 and deadline is not None and time.perf_counter() > deadline:
+            break
         order = list(range(len(fns))) if i % 2 == 0 else list(reversed(range(len(fns))))
         for k in order:
             out[k].extend(time_fn(fns[k], repeats=1, warmup=0, device=device).samples)
     name = device_name(device)
     return [Timing(samples, warmup, torch.get_num_threads(), name) for samples in out]
+
+
+@dataclass
+class TimingBudget:
+    """The seconds one run's latency timing may take, shared by its stages (each runtime at each batch size).
+
+    A stage's share is what is left, split evenly over the stages left; within it, no timed round starts after
+    the share is spent (:func:`time_rounds`), so a slow model or a busy machine gets fewer repeats, never an
+    unbounded timing. Every stage times at least one round. ``seconds`` None: no budget."""
+
+    seconds: float | None
+    stages: int
+    t0: float = field(default_factory=time.perf_counter)
+    done: int = 0
+    stopped: list[dict[str, Any]] = field(default_factory=list)  # stages that ran fewer rounds than asked
+
+    def deadline(self) -> float | None:
+        """When the next stage's share ends (``time.perf_counter()`` scale)."""
+        if self.seconds is None:
+            return None
+        left = max(0.0, self.seconds - (time.perf_counter() - self.t0))
+        return time.perf_counter() + left / max(1, self.stages - self.done)
+
+    def finish(self, runtime: str, batch: int, rounds: int, asked: int) -> None:
+        self.done += 1
+        if rounds < asked:
+            self.stopped.append({"runtime": runtime, "batch_size": batch, "rounds": rounds, "asked": asked})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "spent": time.perf_counter() - self.t0, "stopped": self.stopped}
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """How a run's latency is timed, the same for every runtime: the batch sizes, the samples at batch 1, the
+    repeats and warm-up rounds, and the budget."""
+
+    batch_sizes: tuple[int, ...]
+    samples_batch1: int
+    repeats: int
+    warmup: int
+    budget: TimingBudget = field(default_factory=lambda: TimingBudget(None, 1))
 
 
 class LoadMonitor:
@@ -279,6 +330,7 @@ def time_side_by_side(
     repeats: int,
     warmup: int,
     device: str | torch.device = "cpu",
+    deadline: float | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(exit-path entries, cascade entries): every exit path (``path(batch, level)``), the full network and the
     cascade at every threshold, each a pass over all ``batches``, timed in the same rounds (:func:`time_rounds`).
@@ -291,7 +343,7 @@ def time_side_by_side(
     fns = [functools.partial(each, path, batches, level) for level in range(len(exit_names))]
     fns.append(functools.partial(each, full, batches))
     fns += [functools.partial(each, dynamic, batches, policy) for _, policy in policies]
-    timings = time_rounds(fns, repeats=repeats, warmup=warmup, device=device)
+    timings = time_rounds(fns, repeats=repeats, warmup=warmup, device=device, deadline=deadline)
     k = len(exit_names)
     t_full = timings[k]
     paths = [path_entry(name, t, batches) for name, t in zip(exit_names, timings[:k])]
@@ -356,9 +408,7 @@ def _time_batch_size(
     policies: Sequence[tuple[float | None, ExitPolicy]],
     roof: kernels.Predictor | None,
     meter: EnergyMeter,
-    *,
-    repeats: int,
-    warmup: int,
+    settings: TimingSettings,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """:func:`latency_report` at one batch size: paths and cascades timed side by side, then counted (exit shares,
     roofline predictions) and, where a counter exists, the energy of each cascade."""
@@ -366,8 +416,9 @@ def _time_batch_size(
     batches = _batches(xs, bs)
     run = functools.partial(dynamic_forward, model)
     paths, cascades = time_side_by_side(model.forward_until, model, run, batches,
-                                        policies, model.exit_names, repeats=repeats, warmup=warmup,
-                                        device=xs.device)  # fmt: skip
+                                        policies, model.exit_names, repeats=settings.repeats, warmup=settings.warmup,
+                                        device=xs.device, deadline=settings.budget.deadline())  # fmt: skip
+    settings.budget.finish("eager", bs, len(cascades[0]["dynamic"]["samples"]) if cascades else 0, settings.repeats)
     if roof is not None:
         for level, item in enumerate(paths):
             item["roofline_per_sample"] = predicted_per_sample(
@@ -408,11 +459,8 @@ def latency_report(
     model: MultiExitModel,
     x: torch.Tensor,
     policies: Sequence[tuple[float | None, ExitPolicy]],
+    settings: TimingSettings,
     *,
-    batch_sizes: Sequence[int],
-    samples_batch1: int,
-    repeats: int,
-    warmup: int,
     optimised: bool = True,
     predict: bool = True,
 ) -> dict[str, Any]:
@@ -449,9 +497,9 @@ def latency_report(
         "cascade": [],
     }
     roof = kernels.Predictor(microbench.machine(x.device, channels_last=channels_last), x.device) if predict else None
-    for bs in batch_sizes:
-        paths, cascades = _time_batch_size(model, x[: timed_samples(len(x), bs, samples_batch1)], bs, policies,
-                                           roof, meter, repeats=repeats, warmup=warmup)  # fmt: skip
+    for bs in settings.batch_sizes:
+        xs = x[: timed_samples(len(x), bs, settings.samples_batch1)]
+        paths, cascades = _time_batch_size(model, xs, bs, policies, roof, meter, settings)
         report["exit_paths"] += paths
         report["cascade"] += cascades
     if roof is not None:  # the figures with every small kernel call the predictions met

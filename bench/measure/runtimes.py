@@ -33,7 +33,7 @@ import torch
 from bench.config.engines import RUNTIMES
 from bench.measure import microbench, roofline
 from bench.measure.cost import counting
-from bench.measure.latency import time_side_by_side, timed_samples
+from bench.measure.latency import TimingSettings, time_side_by_side, timed_samples
 from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
 from cascade.models._base import MultiExitModel
 
@@ -105,12 +105,15 @@ def check_available(names: Sequence[str]) -> None:
 
 
 def _time_batches(name: str, prep: Prepared, model: MultiExitModel, batches: Sequence[Any],
-                  policies: Sequence[tuple[float | None, ExitPolicy]], *, repeats: int,
-                  warmup: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+                  policies: Sequence[tuple[float | None, ExitPolicy]],
+                  settings: TimingSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
     """Exit paths, the full network and the cascades over all ``batches``, side by side as eager's
     (:func:`bench.measure.latency.time_side_by_side`), then each cascade's exit shares."""
     paths, cascades = time_side_by_side(prep.path, prep.full, prep.dynamic, batches, policies, model.exit_names,
-                                        repeats=repeats, warmup=warmup)  # fmt: skip
+                                        repeats=settings.repeats, warmup=settings.warmup,
+                                        deadline=settings.budget.deadline())  # fmt: skip
+    rounds = len(cascades[0]["dynamic"]["samples"]) if cascades else 0
+    settings.budget.finish(name, len(batches[0]) if batches else 0, rounds, settings.repeats)
     times = {p["exit"]: p["per_sample_median"] for p in paths}
     for (_, policy), entry in zip(policies, cascades):
         taken = torch.cat([prep.dynamic(xb, policy).exit_index for xb in batches])
@@ -173,11 +176,7 @@ def runtime_latency(
     model: MultiExitModel,
     x: torch.Tensor,
     policies: Sequence[tuple[float | None, ExitPolicy]],
-    *,
-    batch_sizes: Sequence[int],
-    samples_batch1: int,
-    repeats: int,
-    warmup: int,
+    settings: TimingSettings,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(exit-path entries, cascade entries, settings with the agreement) of runtime ``name`` on ``x``."""
     from cascade.ort import check_against_eager  # noqa: PLC0415  (optional extra)
@@ -191,11 +190,10 @@ def runtime_latency(
     predictor = _Predictor(model, machine) if machine else None
     paths: list[dict[str, Any]] = []
     cascades: list[dict[str, Any]] = []
-    for bs in batch_sizes:
-        n = timed_samples(len(x), bs, samples_batch1)
+    for bs in settings.batch_sizes:
+        n = timed_samples(len(x), bs, settings.samples_batch1)
         chunks = [x[i : i + bs] for i in range(0, n, bs)]
-        timed = _time_batches(name, prep, model, [prep.convert(c) for c in chunks], policies, repeats=repeats,
-                              warmup=warmup)  # fmt: skip
+        timed = _time_batches(name, prep, model, [prep.convert(c) for c in chunks], policies, settings)
         if predictor:
             for level, entry in enumerate(timed[0]):
                 entry["roofline_per_sample"] = predictor.path(chunks[0], level)
@@ -209,6 +207,6 @@ def runtime_latency(
     eager_logits = model(x).logits
     for threshold, policy in policies:  # every evaluated test sample, at the largest batch
         run = functools.partial(_run_converted, prep)
-        checks[str(threshold)] = check_against_eager(model, run, x, policy, max(batch_sizes), eager_logits)[0]
+        checks[str(threshold)] = check_against_eager(model, run, x, policy, max(settings.batch_sizes), eager_logits)[0]
     figures = {"roofline": machine.to_dict()} if machine else {}
     return paths, cascades, {**prep.settings, **figures, "agreement_with_eager": checks}

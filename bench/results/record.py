@@ -185,6 +185,8 @@ class LatencyRecord:
     allocator: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # runtimes other than eager (bench.measure.runtimes): name -> settings and agreement with eager
     runtimes: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # the timing budget (bench.measure.latency.TimingBudget): seconds, spent, stages stopped short (older files: none)
+    budget: dict[str, Any] | None = field(default=None, metadata=OMIT)
 
     @property
     def busy(self) -> bool:
