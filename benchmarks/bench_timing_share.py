@@ -87,9 +87,8 @@ def main() -> None:
             stopped = (r.latency.budget or {}).get("stopped", [])
             cut = f"cut {len(stopped)} stage(s)" if stopped else "not reached"
             label = f"{r.variant} seed {r.seed}"
-            print(
-                f"{name:<22} {label:<22} {train:>8.1f} {timing:>9.1f} {r.seconds:>7.1f} {timing / r.seconds:>6.0%}  {cut}"
-            )
+            share = timing / r.seconds
+            print(f"{name:<22} {label:<22} {train:>8.1f} {timing:>9.1f} {r.seconds:>7.1f} {share:>6.0%}  {cut}")
         if shares:
             print(f"{name:<22} {'median':<22} {'':>8} {'':>9} {'':>7} {statistics.median(shares):>6.0%}")
 

@@ -319,8 +319,8 @@ def timing_notes(results: Results) -> list[str]:
     that timing took (a warning above a quarter)."""
     out = []
     for r in results.records:
-        budget = r.latency.budget if r.latency else None
-        for stop in (budget or {}).get("stopped", []):
+        budget = (r.latency.budget if r.latency else None) or {}
+        for stop in budget.get("stopped", []):
             out.append(f"{r.variant} seed {r.seed}: latency timing stopped at its budget ({budget['seconds']:.0f} s) "
                        f"after {stop['rounds']} of {stop['asked']} repeats ({stop['runtime']}, batch "
                        f"{stop['batch_size']}): fewer samples, wider intervals; evaluation.latency_budget_s gives it "

@@ -14,7 +14,7 @@ average over training batches before evaluating, here with ``torch.optim.swa_uti
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -22,6 +22,8 @@ from torch.optim.swa_utils import update_bn
 
 from bench.results.record import SanityRecord, at_chance
 from cascade.data import DataSplits, Split
+
+M = TypeVar("M", bound=nn.Module)
 
 GAP = 0.2  # train-mode accuracy this far above eval-mode accuracy points at batch-norm statistics
 SAMPLES = 512  # training samples of the train / eval mode comparison
@@ -46,7 +48,7 @@ def recompute_bn(model: nn.Module, split: Split, batch_size: int, *, seed: int =
     return sum(len(b) for b in batches)
 
 
-def as_evaluated(model: nn.Module, spec: Any, data: DataSplits) -> nn.Module:
+def as_evaluated(model: M, spec: Any, data: DataSplits) -> M:
     """What evaluation does to a trained model before measuring it, in place (the one rule, for the run and for
     ``bench export``): eval mode, and the batch-norm statistics recomputed when ``[evaluation] recompute_bn``."""
     if spec.evaluation.recompute_bn:
