@@ -9,7 +9,7 @@ import pytest
 from bench.config.load import load_suite
 from bench.config.plan import SelectionError, expand_runs, select_variants
 from bench.execute.runner import run_suite
-from bench.render.report import write_report
+from bench.render.report import subset_folder, write_report
 from bench.results.store import ResultStore
 
 from .conftest import REPO
@@ -83,7 +83,11 @@ def test_select_variants_by_name_sweep_point_and_glob(sweep: Path) -> None:
 
 def test_run_only_runs_the_selection_and_report_only_writes_a_subset(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    s = quiet(sweep, out, only=["firm-p1[lambda=0.2]"])
+    said: list[str] = []
+    s = run_suite(
+        sweep, out_dir=out, progress=False, log=said.append, only=["firm-p1[lambda=0.2]"], checkpoint_cache=False
+    )
+    assert "1 run (--only/--seed: 1 of" in said[0] and "1 to do, and 1 pre-training they start from)" in said[0]
     # the selected run only; its base pre-training is trained as a checkpoint, not as a run
     assert (s.total, s.done) == (1, 1)
     assert [r.variant for r in ResultStore(out).iter_runs()] == ["firm-p1[lambda=0.2]"]
@@ -93,6 +97,7 @@ def test_run_only_runs_the_selection_and_report_only_writes_a_subset(sweep: Path
     assert variants == ["base", "firm-p1[lambda=0.2]", "sum-p1"]
     report = write_report(out, log=lambda s: None, only=["sum-p1", "base"])
     assert report == out / "subsets" / "sum-p1+base" / "report.md"
+    assert subset_folder(out, ["sum-*", "firm-p?"]) == out / "subsets" / "sum-any+firm-pone"
     text = report.read_text()
     assert "Variants selected with --only sum-p1 base: base, sum-p1." in text
     assert "firm-p1" not in text
@@ -101,8 +106,9 @@ def test_run_only_runs_the_selection_and_report_only_writes_a_subset(sweep: Path
     assert not (out / "report.md").exists()  # the full report is not overwritten by a subset
 
 
-def test_cli_only_errors_name_the_pattern(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_only_errors_name_the_pattern(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bench.cli import main
 
     monkeypatch.chdir(tmp_path)

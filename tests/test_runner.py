@@ -259,7 +259,7 @@ def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
            "--set", "variants.firm-p2.epochs=1", "--set", "evaluation.latency=false"]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "4 run(s) done" in res.stdout
+    assert "4 runs done" in res.stdout
     assert (out / "summary.csv").is_file() and (out / "report.md").is_file()
     listed = subprocess.run([sys.executable, "-m", "bench.cli", "list", str(out)], capture_output=True, text=True)
     assert listed.returncode == 0 and listed.stdout.count(" ok ") >= 4

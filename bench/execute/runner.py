@@ -54,6 +54,7 @@ from bench.results.store import (
     save_exit_outputs,
     write_summary,
 )
+from bench.results.words import plural
 from cascade.train import TrainCallback
 
 
@@ -226,7 +227,7 @@ class RunSummary:
     def closing_line(self) -> str:
         """The last line of ``bench run``: what was done, and every failure counted."""
         errors = f", {len(self.write_errors)} write error(s)" if self.write_errors else ""
-        return (f"{self.done} run(s) done ({self.from_cache} with a training from the shared cache), "
+        return (f"{plural(self.done, 'run')} done ({self.from_cache} with a training from the shared cache), "
                 f"{self.skipped} already complete, {len(self.failed)} failed{errors} "
                 f"in {self.seconds:.1f} s -> {self.out_dir}")  # fmt: skip
 
@@ -306,10 +307,14 @@ def run_suite(
         _write_suite_copy(suite, path, overrides, out)
         t0 = time.perf_counter()
         chosen = f" (--only/--seed: {len(runs)} of {len(all_runs)})" if only or seeds else ""
-        log(f"suite {suite.name}: {len(runs)} runs{chosen} ({len(done)} already complete, {len(todo)} to do) -> {out}")
+        waves = make_waves(todo, store) if todo else []
+        pre = len(waves[0]) if waves and not retime else 0
+        also = f", and {plural(pre, 'pre-training')} they start from" if pre else ""
+        log(f"suite {suite.name}: {plural(len(runs), 'run')}{chosen} ({len(done)} already complete, "
+            f"{len(todo)} to do{also}) -> {out}")  # fmt: skip
         summary.problems = _log_reruns(store, todo, force or retime, log)
         if todo:
-            _execute(ex, make_waves(todo, store), summary, force=force, retime=retime, progress=progress, log=log)
+            _execute(ex, waves, summary, force=force, retime=retime, progress=progress, log=log)
         try:
             write_summary(store)
         except WriteError as e:

@@ -95,7 +95,8 @@ MAIN_NOTE = (
 
 def subset_folder(out_dir: str | Path, only: Sequence[str]) -> Path:
     """Where ``bench report DIR --only ...`` writes by default: ``DIR/subsets/<patterns>``."""
-    slug = "+".join("".join(c if c.isalnum() or c in "-_.=" else "_" for c in p) for p in only)
+    words = {"*": "any", "?": "one"}
+    slug = "+".join("".join(c if c.isalnum() or c in "-_.=" else words.get(c, "_") for c in p) for p in only)
     return Path(out_dir) / "subsets" / slug
 
 
