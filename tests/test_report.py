@@ -172,7 +172,7 @@ def test_figures_carry_axis_labels(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     figures.threshold_curves(res, tmp_path)
     figures.accuracy_vs_cost(res, tmp_path)
     labels = [(ax.get_xlabel(), ax.get_ylabel()) for fig in closed for ax in fig.axes]
-    assert ("threshold t (max softmax probability)", "cascade test accuracy (%)") in labels
+    assert ("threshold t (the evaluated values)", "cascade test accuracy (%)") in labels
     assert ("expected MACs per sample (M)", "cascade test accuracy (%)") in labels
     legend = [t.get_text() for fig in closed for t in (fig.legends[0].get_texts() if fig.legends else [])]
     assert set(res.variants) <= set(legend) and "Pareto front (all variants)" in legend
@@ -273,3 +273,37 @@ def test_report_names_its_data_and_has_no_negative_zero(tmp_path: Path) -> None:
     sum_p2 = anytime[(anytime["variant"] == "sum-p2") & (anytime["exit"] == "p2")].iloc[0]
     recs = load_results(FIX / "results_a").records_of("sum-p2")
     assert sum_p2["test_accuracy"] == pytest.approx(sum(r.exits.test_accuracy[0] for r in recs) / len(recs))
+
+
+def test_figures_a_paper_can_use(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A variant keeps its style across reports; thresholds are markers (no line poses as the trade-offs between
+    them); epochs are integers; accuracy dots sit on an axis fitted to them; a folder without early exits draws no
+    early-share figure."""
+    import dataclasses
+
+    from bench.render import figures, plotting
+
+    a = plotting.stable_slots(["base", "sum", "soft"])
+    b = plotting.stable_slots(["sum", "base", "mixed", "distill", "sdn"])  # the names first claim their colours
+    assert a["sum"] == b["sum"] and a["base"] == b["base"]
+    assert len({plotting.style(i)["color"] for i in a.values()}) == 3  # three variants, three colours
+    closed = []
+    monkeypatch.setattr(figures.plt, "close", closed.append)
+    res = load_results(FIX / "results_a")
+    figures.threshold_curves(res, tmp_path)
+    figures.accuracy_per_epoch(res, tmp_path)
+    figures.headline_bars(res, tmp_path)
+    threshold_axes = [ax for fig in closed[:2] for ax in fig.axes if ax.get_xlabel().startswith("threshold")]
+    assert threshold_axes and all(line.get_linestyle() == "None" for ax in threshold_axes for line in ax.get_lines())
+    epoch_ax = closed[2].axes[0]
+    assert all(float(t).is_integer() for t in epoch_ax.get_xticks())
+    low, high = closed[3].axes[0].get_ylim()
+    assert low > 50  # accuracies of 90+ %: the axis is fitted, not drawn from 0
+    base_only = dataclasses.replace(res, records=res.records_of("base"))
+    closed.clear()
+    assert [title for title, _ in figures.threshold_curves(base_only, tmp_path)] == [
+        "Cascade accuracy against threshold"
+    ]
+    monkeypatch.undo()
+    for fig in closed:
+        figures.plt.close(fig)

@@ -19,7 +19,6 @@ from bench.analyse import stats
 from bench.analyse.load import Results
 from bench.render.plotting import (
     FRONT,
-    PALETTE,
     _facet_style,
     _label,
     _mean_band,
@@ -27,6 +26,7 @@ from bench.render.plotting import (
     collapsed,
     facets,
     finish,
+    integer_ticks,
     line,
     panels,
     plt,
@@ -76,6 +76,8 @@ def accuracy_per_epoch(results: Results, out: Path) -> list[tuple[str, Path]]:
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("final-exit accuracy (%)")
     clip_percent(axes[0])
+    for ax in axes:
+        integer_ticks(ax)
     return finish(fig, list(axes), out / "accuracy_per_epoch", "Accuracy per epoch")
 
 
@@ -87,7 +89,9 @@ def _threshold_values(results: Results, variant: str, key: str) -> tuple[list[fl
 
 
 def threshold_curves(results: Results, out: Path) -> list[tuple[str, Path]]:
-    """Experiments 3 and 4: cascade accuracy and early predictions against the threshold (faceted)."""
+    """Experiments 3 and 4: cascade accuracy and early predictions against the threshold (faceted). Only the
+    evaluated thresholds exist, so they are drawn as markers with their intervals, never joined by lines that would
+    pose as the trade-offs between them; a network without early exits is left out of the early-share figure."""
     figs = []
     groups = facets(results)
     for key, label, name, title in (
@@ -95,18 +99,29 @@ def threshold_curves(results: Results, out: Path) -> list[tuple[str, Path]]:
         ("early_share", "early predictions (% of test)", "early_vs_threshold", "Early predictions against threshold"),
     ):
         fig, axes = panels(len(groups), sharex=True, sharey=True)
+        drawn = False
         for ax, (facet, variants) in zip(axes, groups):
             for variant in variants:
                 ts, vals = _threshold_values(results, variant, key)
-                if ts:
-                    line(ax, ts, vals, _label(results, variant), _facet_style(results, variant, facet), 100,
-                         markers_only=collapsed(results, variant))  # fmt: skip
+                if ts and (key != "early_share" or results.records_of(variant)[0].exits_at):
+                    _points(ax, ts, vals, _label(results, variant), _facet_style(results, variant, facet))
+                    drawn = True
             if facet:
                 ax.set_title(facet, fontsize=8)
+        if not drawn:
+            plt.close(fig)
+            continue
         clip_percent(axes[0])  # after every facet is drawn: the panels share the y axis
-        shared_labels(fig, axes, "threshold t (max softmax probability)", label)
+        shared_labels(fig, axes, "threshold t (the evaluated values)", label)
         figs += finish(fig, axes, out / name, title)
     return figs
+
+
+def _points(ax: Any, x: Sequence[float], values: Sequence[Sequence[float]], label: str, st: dict[str, Any]) -> None:
+    """Means over seeds as markers, with 95 % intervals as error bars (none at one seed), in percent."""
+    m, lo, hi = _mean_band(values)
+    err = None if all(len(v) < 2 for v in values) else [(m - lo) * 100, (hi - m) * 100]
+    ax.errorbar(x, m * 100, yerr=err, label=label, capsize=1.5, elinewidth=0.8, **{**st, "linestyle": "none"})
 
 
 def lambda_sweep(results: Results, out: Path) -> list[tuple[str, Path]]:
@@ -146,7 +161,8 @@ def lambda_sweep(results: Results, out: Path) -> list[tuple[str, Path]]:
 
 
 def headline_bars(results: Results, out: Path) -> list[tuple[str, Path]]:
-    """Experiment 6: all models at the headline threshold, accuracy and early predictions (page wide)."""
+    """Experiment 6: all models at the headline threshold, accuracy and early predictions (page wide): a dot and
+    its 95 % interval per variant on an axis fitted to the data (bars from 0 would hide differences of a point)."""
     thr = results.headline
     variants = results.variants
     fig, axes = panels(2, height=2.2 + 0.08 * max(len(v) for v in variants))
@@ -156,15 +172,15 @@ def headline_bars(results: Results, out: Path) -> list[tuple[str, Path]]:
         for i, v in enumerate(variants):
             iv = stats.t_interval([getattr(r.at(thr), key) for r in results.records_of(v)])
             err = None if math.isnan(iv.low) else iv.half_width * 100  # no error bar at one seed
-            k = results.variants.index(v)
-            hatch = ["", "////", "....", "xxxx"][(k // len(PALETTE)) % 4]  # bars have no marker: colour + hatch
-            ax.bar(i, iv.mean * 100, yerr=err, color=style(k)["color"], hatch=hatch, capsize=2, edgecolor="black",
-                   linewidth=0.3)  # fmt: skip
+            st = variant_style(results, v)
+            ax.errorbar(i, iv.mean * 100, yerr=err, color=st["color"], marker=st["marker"], markersize=5, capsize=2,
+                        linestyle="none")  # fmt: skip
         ax.set_xticks(range(len(variants)))
         ax.set_xticklabels(variants, rotation=60, ha="right", fontsize=6)
         ax.set_ylabel(label)
+        ax.set_xlim(-0.6, len(variants) - 0.4)
         clip_percent(ax)
-    return finish(fig, list(axes), out / "headline_bars", f"All models at t = {thr}")  # the x axis names the bars
+    return finish(fig, list(axes), out / "headline_bars", f"All models at t = {thr}")  # the x axis names them
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -319,7 +335,7 @@ def energy_levels(results: Results, out: Path) -> list[tuple[str, Path]]:
 
 def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
     """Roofline-predicted vs measured time per sample of every timed exit path and cascade (log-log)."""
-    points: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    points: dict[int, list[tuple[float, float, bool]]] = defaultdict(list)
     for rec in results.records:
         if rec.latency is None:
             continue
@@ -327,15 +343,21 @@ def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
         for item in timed:
             pred = item.roofline_per_sample
             if pred:
-                points[item.batch_size].append((pred * 1e6, item.per_sample_median * 1e6))
+                doubt = noisy_timing(rec, item.runtime, item.batch_size)
+                points[item.batch_size].append((pred * 1e6, item.per_sample_median * 1e6, doubt))
     if not points:
         return []
     fig, (ax,) = panels(1)
     for i, (batch, pts) in enumerate(sorted(points.items())):
         st = style(i)
-        ax.scatter([p for p, _ in pts], [m for _, m in pts], s=12, color=st["color"], marker=st["marker"],
+        clean = [(p, m) for p, m, doubt in pts if not doubt]
+        doubtful = [(p, m) for p, m, doubt in pts if doubt]
+        ax.scatter([p for p, _ in clean], [m for _, m in clean], s=12, color=st["color"], marker=st["marker"],
                    label=f"batch {batch}", alpha=0.8)  # fmt: skip
-    every = [v for pts in points.values() for p in pts for v in p]
+        if doubtful:
+            ax.scatter([p for p, _ in doubtful], [m for _, m in doubtful], s=12, facecolors="none",
+                       edgecolors=st["color"], marker=st["marker"], label=f"batch {batch}, noisy timing")  # fmt: skip
+    every = [v for pts in points.values() for p in pts for v in p[:2]]
     lo, hi = min(every) / 1.5, max(every) * 1.5
     ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="identity (prediction = measurement)")
     ax.set_xscale("log")
@@ -350,28 +372,49 @@ def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
 def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
     """Exit-path time per sample against the path's MACs, one colour per runtime, marker per batch (log-log);
     only when a folder timed more than one runtime."""
-    points: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    points: dict[tuple[str, int], list[tuple[float, float, bool]]] = defaultdict(list)
     for rec in results.records:
         if rec.latency is None or rec.cost is None or rec.exits is None or len(rec.latency.runtime_names) < 2:
             continue
         macs = {name: c.macs for name, c in zip(rec.exits.names, rec.cost.per_exit)}
         for item in rec.latency.exit_paths:
-            points[(item.runtime, item.batch_size)].append((macs[item.exit], item.per_sample_median * 1e6))
+            doubt = noisy_timing(rec, item.runtime, item.batch_size)
+            points[(item.runtime, item.batch_size)].append((macs[item.exit], item.per_sample_median * 1e6, doubt))
     if not points:
         return []
     fig, (ax,) = panels(1)
     runtimes = sorted({rt for rt, _ in points}, key=lambda rt: (rt != "eager", rt))
     batches = sorted({b for _, b in points})
     for (rt, batch), pts in sorted(points.items()):
-        color = style(runtimes.index(rt))["color"]
+        color = RUNTIME_COLOURS.get(rt, style(runtimes.index(rt))["color"])
         marker = style(batches.index(batch))["marker"]
-        ax.scatter([m for m, _ in pts], [t for _, t in pts], s=14, color=color, marker=marker, alpha=0.8,
+        clean = [(m, t) for m, t, doubt in pts if not doubt]
+        doubtful = [(m, t) for m, t, doubt in pts if doubt]
+        ax.scatter([m for m, _ in clean], [t for _, t in clean], s=14, color=color, marker=marker, alpha=0.8,
                    label=f"{rt}, batch {batch}")  # fmt: skip
+        if doubtful:
+            ax.scatter([m for m, _ in doubtful], [t for _, t in doubtful], s=14, facecolors="none", edgecolors=color,
+                       marker=marker, label=f"{rt}, batch {batch}, noisy timing")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.tick_params(axis="x", labelrotation=30)
     ax.set_xlabel("MACs of the exit path (per sample)")
     ax.set_ylabel("measured median (µs per sample)")
     return finish(fig, [ax], out / "runtime_paths", "Exit-path time against MACs, per runtime")
+
+
+#: One colour per runtime, the same in every figure (the runtimes' own order otherwise).
+RUNTIME_COLOURS = {"eager": "#0072B2", "onnxruntime": "#E69F00", "onnxruntime-graph": "#009E73",
+                   "executorch": "#D55E00", "openvino": "#CC79A7"}  # fmt: skip
+
+
+def noisy_timing(rec: RunRecord, runtime: str, batch: int) -> bool:
+    """Whether ``rec``'s timing in ``runtime`` at ``batch`` is in doubt: timed on a busy machine, or its full network
+    and last exit's path (one computation) timed apart (:meth:`LatencyRecord.twin_gaps`)."""
+    lat = rec.latency
+    if lat is None:
+        return False
+    return lat.busy or any(g["runtime"] == runtime and g["batch_size"] == batch for g in lat.twin_gaps())
 
 
 def write_all(results: Results, out: Path, *, budget: pd.DataFrame | None = None) -> list[tuple[str, Path]]:

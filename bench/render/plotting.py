@@ -12,8 +12,10 @@ markers only: their thresholds do not trace a curve of operating points.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from bench.analyse import stats
 from bench.analyse.load import Results
@@ -53,8 +56,34 @@ def style(i: int) -> dict[str, Any]:
 
 
 def variant_style(results: Results, variant: str) -> dict[str, Any]:
-    """The style of ``variant``: the same in every figure of a report."""
-    return style(results.variants.index(variant))
+    """The style of ``variant``: chosen by its name, so the same variant looks the same in every figure of every
+    report (``sum`` keeps its colour whatever else a folder holds); two names of one folder that would share a style
+    go to the next free one, in the folder's variant order."""
+    return style(stable_slots(results.variants)[variant])
+
+
+SLOTS = len(PALETTE) * len(MARKERS)  # distinct (colour, marker) pairs
+
+
+def stable_slots(variants: Sequence[str]) -> dict[str, int]:
+    """A style index per variant (colour c, marker cycle k: index = k * colours + c, as :func:`style` reads it)
+    from a hash of its name, so it is stable across processes and reports; within one folder every variant gets
+    a colour of its own while colours last (yellow, the faintest, last), then the next free pair."""
+    taken: set[int] = set()
+    used_colours: set[int] = set()
+    out = {}
+    for v in variants:
+        h = int(hashlib.sha256(v.encode()).hexdigest(), 16)
+        colour = h % (len(PALETTE) - 1)  # the palette's last colour (yellow) only once the others are used
+        while colour in used_colours and len(used_colours) < len(PALETTE):
+            colour = (colour + 1) % len(PALETTE)
+        slot = colour  # solid line, the colour's own marker; another marker and dash only once colours run out
+        while slot in taken and len(taken) < SLOTS:
+            slot = (slot + len(PALETTE)) % SLOTS
+        taken.add(slot)
+        used_colours.add(colour)
+        out[v] = slot
+    return out
 
 
 def _mean_band(values: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,10 +117,15 @@ def line(
         ax.fill_between(x, lo * scale, hi * scale, color=st["color"], alpha=0.18, linewidth=0)
 
 
-def clip_percent(ax: Any) -> None:
-    """Keep percentage axes inside [0, 100] even when a 2-seed interval is wider than that."""
+def clip_percent(ax: Any, *, min_span: float = 2.0) -> None:
+    """Fit a percentage axis to the data, inside [0, 100] even when a 2-seed interval is wider than that, and at
+    least ``min_span`` points tall (a flat line is not blown up to fill the panel)."""
     low, high = ax.get_ylim()
-    ax.set_ylim(max(low, -2.0), min(high, 102.0))
+    low, high = max(low, -2.0), min(high, 102.0)
+    if high - low < min_span:
+        mid = (low + high) / 2
+        low, high = max(-2.0, mid - min_span / 2), min(102.0, mid + min_span / 2)
+    ax.set_ylim(low, high)
 
 
 def finish(fig: Any, axes: Sequence[Any], path: Path, title: str) -> list[tuple[str, Path]]:
@@ -113,7 +147,7 @@ def finish(fig: Any, axes: Sequence[Any], path: Path, title: str) -> list[tuple[
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=ncol, frameon=False,
                    fontsize=LEGEND_PT)  # fmt: skip
         fig.set_size_inches(width, height + rows * LEGEND_PT * 1.5 / 72 + 0.1)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_wrapped(title, width), fontsize=9)
     files = {}
     for suffix, options in ((".png", {"dpi": 200}), (".pdf", {})):  # through temp-and-rename, like run files
         buf = io.BytesIO()
@@ -122,6 +156,17 @@ def finish(fig: Any, axes: Sequence[Any], path: Path, title: str) -> list[tuple[
     plt.close(fig)
     atomic_write_files(files)  # the PNG and the PDF as one set
     return [(title, path.with_suffix(".png"))]
+
+
+def _wrapped(title: str, width: float) -> str:
+    """The title broken into lines that fit the figure's width (a one-column figure clips a page-wide title)."""
+    per_line = max(20, int(width * 72 / (9 * 0.55)))
+    return "\n".join(textwrap.wrap(title, per_line)) or title
+
+
+def integer_ticks(ax: Any) -> None:
+    """Integer ticks on the x axis (epochs)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def shared_labels(fig: Any, axes: Sequence[Any], xlabel: str, ylabel: str) -> None:
