@@ -297,7 +297,7 @@ def test_figures_a_paper_can_use(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert threshold_axes and all(line.get_linestyle() == "None" for ax in threshold_axes for line in ax.get_lines())
     epoch_ax = closed[2].axes[0]
     assert all(float(t).is_integer() for t in epoch_ax.get_xticks())
-    low, high = closed[3].axes[0].get_ylim()
+    low, _ = closed[3].axes[0].get_ylim()
     assert low > 50  # accuracies of 90+ %: the axis is fitted, not drawn from 0
     base_only = dataclasses.replace(res, records=res.records_of("base"))
     closed.clear()
