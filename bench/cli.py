@@ -240,14 +240,14 @@ COMMANDS: dict[str, Command] = {
     "verify": Command(
         "check every checkpoint and exit-output file against its recorded SHA-256",
         _folder,
-        "bench.commands.describe:verify",
+        "bench.commands.folder:verify",
     ),
     "export": Command(
         "a trained run as ONNX segments and heads plus cascade.json, for deployment",
         _export,
         "bench.commands.export:main",
     ),
-    "list": Command("runs in a results folder and their status", _folder, "bench.commands.describe:list_runs"),
+    "list": Command("runs in a results folder and their status", _folder, "bench.commands.folder:list_runs"),
     "cost": Command("per-layer MACs, bytes and energy of a suite's models", _cost, "bench.commands.describe:cost"),
     "report": Command("statistics, tables and figures of a results folder", _report, "bench.commands.run:report"),
     "compare": Command(

@@ -5,7 +5,7 @@ For the study CNN (exits p1, p2) and ResNet-20 (exits after layer1, layer2) on t
 slices of 16 / 20 / 32 / 41 / 64 / 128 samples, and the choice :func:`cascade.inference.optimise_for_inference`
 makes (``ChunkedSegment``: slices when the segment's largest feature map reaches ``CHUNK_ABOVE``, of
 ``CHUNK_BYTES`` per thread), then the full forward with and without that choice. Whole and chunked are timed in
-alternation (:func:`bench.measure.latency.time_pair`); medians in ms.
+alternation (:func:`bench.measure.timing.time_pair`); medians in ms.
 
     .venv/bin/python benchmarks/bench_chunking.py            (BENCH_THREADS=1 for one core)
 """
@@ -17,8 +17,8 @@ import os
 
 import torch
 
-from bench.measure.latency import time_pair
 from bench.measure.machine import keep_freed_memory
+from bench.measure.timing import time_pair
 from cascade import StudyCNN, build_model
 from cascade.inference import CHUNK_ABOVE, CHUNK_BYTES, optimise_for_inference
 

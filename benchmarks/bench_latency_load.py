@@ -4,7 +4,7 @@ Times the study CNN (exit p1, threshold 0: every sample leaves at p1) at batch 2
 intermittent CPU burner (another process busy 0.3 s of every 0.6 s), two ways:
 
 * sequential (the old way): all dynamic repeats, then all full repeats; speedup = median / median;
-* paired (bench.measure.latency.time_pair): alternating ABBA; speedup = median of per-repeat ratios.
+* paired (bench.measure.timing.time_pair): alternating ABBA; speedup = median of per-repeat ratios.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_latency_load.py
 """

@@ -40,7 +40,8 @@ import torch
 from bench.measure import kernels, microbench
 from bench.measure.cost import counting, profile
 from bench.measure.energy import exit_costs
-from bench.measure.latency import predicted_per_sample, time_pair
+from bench.measure.latency import predicted_per_sample
+from bench.measure.timing import time_pair
 from cascade import StudyCNN, build_model, build_policy, dynamic_forward
 from cascade.inference import optimise_for_inference
 

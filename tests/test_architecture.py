@@ -168,6 +168,18 @@ def test_commands_and_workers_import_only_what_they_use() -> None:
     assert out.strip() == "none", f"importing {out.strip()}"
 
 
+def test_folder_commands_read_files_without_torch() -> None:
+    """``bench list`` and ``bench verify`` read a folder as data: their modules import neither torch, numpy nor
+    pandas (seconds of start-up for a command that reads a few JSON files)."""
+    from bench.cli import COMMANDS
+
+    modules = [COMMANDS[c].target.partition(":")[0] for c in ("list", "verify")]
+    code = (f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'matplotlib') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 80, 500
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import bench.measure.devices as devices
 import bench.results.provenance as store
-from bench.measure.latency import EnergyMeter, Timing, TimingSettings, latency_report, time_fn
+from bench.measure.latency import EnergyMeter, latency_report
+from bench.measure.timing import Timing, TimingSettings, time_fn
 from bench.results.store import ResultStore
 from cascade import StudyCNN, build_policy
 
@@ -125,7 +127,7 @@ def test_commit_from_environment_wins_over_a_stale_git(monkeypatch: pytest.Monke
 def test_code_version_is_taken_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     first = store.code_version()
     monkeypatch.setattr(store, "_git", lambda *a: "moved-on")  # the checkout moves while a run goes on
-    assert store.code_version() is first and store.provenance("cpu")["git_commit"] == first["git_commit"]
+    assert store.code_version() is first and devices.provenance("cpu")["git_commit"] == first["git_commit"]
 
 
 # --------------------------------------------------------------------------- CUDA
@@ -173,7 +175,8 @@ def test_cuda_run_end_to_end(tmp_path: Path) -> None:
 
 
 def test_time_pair_alternates_and_load_monitor_arithmetic() -> None:
-    from bench.measure.latency import LoadMonitor, time_pair
+    from bench.measure.latency import LoadMonitor
+    from bench.measure.timing import time_pair
 
     calls: list[str] = []
     a, b = time_pair(lambda: calls.append("a"), lambda: calls.append("b"), repeats=3, warmup=0)
@@ -319,7 +322,7 @@ def test_a_full_network_timed_apart_from_its_last_exit_path_is_flagged_in_the_re
 def test_a_timing_budget_stops_adding_rounds_and_says_so() -> None:
     import time
 
-    from bench.measure.latency import TimingBudget, time_rounds
+    from bench.measure.timing import TimingBudget, time_rounds
 
     calls: list[int] = []
     timings = time_rounds([lambda: calls.append(0)], repeats=5, warmup=0, deadline=time.perf_counter() - 1)

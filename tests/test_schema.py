@@ -10,7 +10,8 @@ import pytest
 from bench.results.errors import StoreError
 from bench.results.migrate import MIGRATIONS, SCHEMA_VERSION, upgrade, v1_to_v2
 from bench.results.record import RunRecord, to_json
-from bench.results.store import ResultStore, summary_frame
+from bench.results.store import ResultStore
+from bench.results.summary import summary_frame
 
 from .conftest import REPO
 

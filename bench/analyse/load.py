@@ -17,7 +17,8 @@ from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.config.suite import ReportSpec, Suite, SuiteError
 from bench.results.metrics import by_seed
 from bench.results.record import RunRecord
-from bench.results.store import ResultStore, StoreError, summary_frame
+from bench.results.store import ResultStore, StoreError
+from bench.results.summary import summary_frame
 
 
 @dataclass

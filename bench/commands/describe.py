@@ -1,21 +1,12 @@
-"""``bench list``, ``bench cost`` and ``bench verify``: what a folder or a suite holds, without running it."""
+"""``bench cost``: what a suite's models cost, layer by layer, without running it."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from rich.markup import escape
 
 from bench.commands._console import console
 from bench.render.format import rich_table
-from bench.render.views import cost_views, runs_frame
-from bench.results.verify import verify_folder
-
-
-def list_runs(args: argparse.Namespace) -> int:
-    console.print(rich_table(runs_frame(Path(args.dir)), f"runs in {args.dir}"))
-    return 0
+from bench.render.views import cost_views
 
 
 def cost(args: argparse.Namespace) -> int:
@@ -26,10 +17,3 @@ def cost(args: argparse.Namespace) -> int:
         if view.unsupported:
             console.print(f"[yellow]operators without a cost formula (not counted)[/]: {view.unsupported}")
     return 0
-
-
-def verify(args: argparse.Namespace) -> int:
-    result = verify_folder(args.dir)
-    for line in result.lines():
-        console.print(escape(line), highlight=False)
-    return 0 if result.ok else 1

@@ -23,8 +23,9 @@ from bench.config.plan import RunSpec, TrainJob, build_for
 from bench.config.tables import EnergyTable, Hardware, load_energy_table, load_hardware
 from bench.measure.cost import ALWAYS_REPORTED_TABLES, counting
 from bench.measure.energy import ExitCost, buffered_name, exit_costs, expected_cost
-from bench.measure.latency import TimingBudget, TimingSettings, latency_report
+from bench.measure.latency import latency_report
 from bench.measure.runtimes import runtime_latency
+from bench.measure.timing import TimingBudget, TimingSettings
 from bench.results.record import (
     BudgetRecord,
     CalibrationRecord,
@@ -242,7 +243,7 @@ def _time_latency(
     budget_s: float | None,
 ) -> LatencyRecord:
     """Every exit path and the dynamic cascade timed in eager, then in each other runtime of the suite, within the
-    run's timing budget (:class:`bench.measure.latency.TimingBudget`)."""
+    run's timing budget (:class:`bench.measure.timing.TimingBudget`)."""
     ev = spec.evaluation
     say("timing latency")
     t_lat = time.perf_counter()

@@ -42,18 +42,19 @@ from bench.execute.training import (
     pretrain_job,
     write_failed_marker,
 )
+from bench.measure.devices import provenance
 from bench.results.files import WriteError, atomic_write_bytes, sha256_file
 from bench.results.migrate import SCHEMA_VERSION
-from bench.results.provenance import now, provenance
+from bench.results.provenance import now
 from bench.results.record import ErrorInfo, RunRecord, TrainingRecord, from_json, twin_warning
 from bench.results.store import (
     FolderLock,
     ResultStore,
     default_checkpoint_cache,
     prepare_folder,
-    save_exit_outputs,
-    write_summary,
 )
+from bench.results.summary import write_summary
+from bench.results.tensors import save_exit_outputs
 from bench.results.words import plural
 from cascade.train import TrainCallback
 

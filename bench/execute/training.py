@@ -16,6 +16,7 @@ from bench.config.suite import DatasetSpec
 from bench.execute.evaluate import relative_exit_costs
 from bench.results.files import WriteError, atomic_write_bytes
 from bench.results.store import ResultStore, config_hash
+from bench.results.tensors import torch_bytes
 from cascade.data import DataSplits, load_dataset
 from cascade.losses import LOSSES, build_loss
 from cascade.train import TrainCallback, train
@@ -98,7 +99,9 @@ def ensure_trained(
     hist["pretrain_steps"] = (pre_history or {}).get("total_steps", 0)
     hist["total_steps"] = history.steps + hist["pretrain_steps"]
     hist["pretrain_history"] = pre_history
-    store.save_checkpoint(job.key, {"state_dict": model.state_dict(), "history": hist, "job": job.describe()})
+    store.save_checkpoint(
+        job.key, torch_bytes({"state_dict": model.state_dict(), "history": hist, "job": job.describe()})
+    )
     return model, {**hist, "checkpoint_source": "trained"}, True
 
 

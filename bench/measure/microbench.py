@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from bench.measure.cost import valid_tap_share
+from bench.measure.devices import device_name
 from bench.measure.machine import keep_freed_memory
 from bench.measure.roofline import Machine, lane_efficiency
 from bench.results.files import atomic_write_bytes
-from bench.results.provenance import device_name
 from cascade.cache import user_cache
 from cascade.exits import MaxProbPolicy, exit_of_one, one_result
 

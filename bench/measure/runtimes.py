@@ -33,7 +33,8 @@ import torch
 from bench.config.engines import RUNTIMES
 from bench.measure import microbench, roofline
 from bench.measure.cost import counting
-from bench.measure.latency import TimingSettings, time_side_by_side, timed_samples
+from bench.measure.latency import time_side_by_side, timed_samples
+from bench.measure.timing import TimingSettings
 from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
 from cascade.models._base import MultiExitModel
 

@@ -19,7 +19,6 @@ from bench.measure.cost import profile
 from bench.measure.dataflow import dram_traffic, gemm_shapes
 from bench.measure.energy import buffered_breakdown, energy_breakdown, layer_energy_rows
 from bench.render.format import main_display
-from bench.results.store import ResultStore, StoreError
 from cascade.data import dataset_shape
 
 
@@ -47,31 +46,6 @@ def run_summary(out_dir: str | Path, trust: FolderTrust = NO_TRUST) -> Summary |
     ]
     title = f"{out_dir}: threshold {results.headline} (full tables: tables/main.md)"
     return Summary(title, display[compact], tables.warnings)
-
-
-def runs_frame(out_dir: Path) -> pd.DataFrame:
-    """Every run file of a folder and its status (superseded: an older run of the same variant and seed)."""
-    if not (out_dir / "runs").is_dir():
-        raise StoreError(f"{out_dir}: no runs/ folder; is this a results folder written by `bench run`?")
-    store = ResultStore(out_dir)
-    current = {r.key for r in store.latest_runs()}
-    rows = []
-    for rec in store.iter_runs():
-        acc = early = ""
-        if rec.ok:
-            t = rec.at(rec.headline_threshold)
-            acc, early = f"{t.accuracy:.2%}", f"{t.early_share:.1%}"
-            status = "ok"
-        else:
-            status = f"{rec.status}: {rec.error_message[:60]}"
-        if rec.key not in current:
-            status = f"superseded ({status})"
-        rows.append({"variant": rec.variant, "seed": rec.seed, "status": status, "test acc @ headline": acc,
-                     "early": early, "seconds": f"{rec.seconds:.1f}", "key": rec.key})  # fmt: skip
-    for path, problem in store.problems.items():
-        rows.append({"variant": path.parent.name, "seed": "", "status": f"unreadable: {problem}",
-                     "test acc @ headline": "", "early": "", "seconds": "", "key": path.stem})  # fmt: skip
-    return pd.DataFrame(rows, columns=["variant", "seed", "status", "test acc @ headline", "early", "seconds", "key"])
 
 
 @dataclass

@@ -12,15 +12,12 @@ import errno as _errno
 import fcntl
 import functools
 import hashlib
-import io
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from bench.results.errors import StoreError
 
@@ -89,12 +86,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> str:
 
 def atomic_write_json(path: Path, obj: Any) -> str:
     return atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n").encode())
-
-
-def atomic_torch_save(path: Path, obj: Any) -> str:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def copy_file(src: Path, dst: Path) -> None:

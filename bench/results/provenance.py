@@ -6,14 +6,9 @@ import datetime as _dt
 import functools
 import hashlib
 import os
-import platform
-import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
-
-import torch
 
 import cascade
 
@@ -62,30 +57,6 @@ def code_version() -> dict[str, Any]:
 
 
 code_version()  # at import: the code this process runs
-
-
-def device_name(device: torch.device | str) -> str:
-    """The device's model name (GPU name; CPU: the processor string) as timings record it."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def provenance(device: str) -> dict[str, Any]:
-    """Where and with what a run ran."""
-    dev = torch.device(device)
-    return {
-        **code_version(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "device": device,
-        "device_name": device_name(dev),
-        "threads": torch.get_num_threads(),
-        "argv": sys.argv,
-    }
 
 
 def now() -> str:

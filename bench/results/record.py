@@ -185,7 +185,7 @@ class LatencyRecord:
     allocator: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # runtimes other than eager (bench.measure.runtimes): name -> settings and agreement with eager
     runtimes: dict[str, Any] | None = field(default=None, metadata=OMIT)
-    # the timing budget (bench.measure.latency.TimingBudget): seconds, spent, stages stopped short (older files: none)
+    # the timing budget (bench.measure.timing.TimingBudget): seconds, spent, stages stopped short (older files: none)
     budget: dict[str, Any] | None = field(default=None, metadata=OMIT)
 
     @property

@@ -19,17 +19,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import io
 import json
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
-import torch
 
 from bench.results.artefacts import (
     CheckpointCache,
@@ -44,13 +39,11 @@ from bench.results.errors import StoreError
 from bench.results.files import (
     OutsideError,
     WriteError,
-    atomic_torch_save,
     atomic_write_bytes,
     atomic_write_json,
     confined,
     mismatch,
 )
-from bench.results.metrics import record_rows
 from bench.results.migrate import SCHEMA_VERSION
 from bench.results.record import RunRecord
 from cascade.cache import user_cache
@@ -232,13 +225,14 @@ class ResultStore:
         """Whether the folder or the shared cache holds the checkpoint (nothing is copied or verified)."""
         return self.checkpoint_path(train_key).is_file() or (self.cache is not None and self.cache.has(train_key))
 
-    def save_checkpoint(self, train_key: str, obj: Any) -> str:
-        """Write a checkpoint and its sidecar, then put a copy in the shared cache; return its SHA-256.
+    def save_checkpoint(self, train_key: str, data: bytes) -> str:
+        """Write a checkpoint (``data``: its bytes, :func:`bench.results.tensors.torch_bytes`) and its sidecar, then
+        put a copy in the shared cache; return its SHA-256.
 
         A cache that cannot be written does not fail the run: the reason goes to :attr:`write_errors`.
         """
         path = self.checkpoint_path(train_key)
-        digest = atomic_torch_save(path, obj)
+        digest = atomic_write_bytes(path, data)
         meta = checkpoint_meta(digest, path.stat().st_size)
         write_sidecar(path, meta)
         if self.cache is not None:
@@ -324,49 +318,3 @@ class ResultStore:
             return None
         record = self._read_or_note(path)
         return record if record is not None and record.ok else None
-
-
-def save_exit_outputs(
-    path: Path,
-    val_logits: Sequence[torch.Tensor],
-    val_y: torch.Tensor,
-    test_logits: Sequence[torch.Tensor],
-    test_y: torch.Tensor,
-) -> tuple[dict[str, np.ndarray], str]:
-    """Per-sample, per-exit predictions and confidences for re-analysis (not committed); returns the arrays
-    saved (``{split}_y``, ``{split}_pred``, ``{split}_maxprob``) and the file's SHA-256."""
-    arrays: dict[str, np.ndarray] = {}
-    for split, logits, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
-        probs = [torch.softmax(z.float(), 1) for z in logits]
-        arrays[f"{split}_y"] = y.cpu().numpy().astype(np.int16)
-        arrays[f"{split}_pred"] = torch.stack([p.argmax(1) for p in probs], 1).cpu().numpy().astype(np.int16)
-        arrays[f"{split}_maxprob"] = torch.stack([p.amax(1) for p in probs], 1).cpu().numpy().astype(np.float32)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
-    return arrays, atomic_write_bytes(path, buf.getvalue())
-
-
-# --------------------------------------------------------------------------- the tidy table
-
-SUMMARY_FIRST = [
-    "suite", "variant", "variant_base", "loss", "exits", "dataset", "policy", "seed", "threshold",
-    "accuracy", "val_accuracy", "early_share",
-]  # fmt: skip
-
-
-def summary_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
-    """Finished runs as one tidy DataFrame (one row per run x threshold): ``RunRecord.rows`` stacked."""
-    rows = [row for rec in records if rec.ok for row in record_rows(rec)]
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return pd.DataFrame(columns=SUMMARY_FIRST)
-    rest = [c for c in frame.columns if c not in SUMMARY_FIRST]
-    return frame[SUMMARY_FIRST + rest].sort_values(["variant", "seed", "threshold"], kind="stable")
-
-
-def write_summary(store: ResultStore) -> Path:
-    """Write ``summary.csv`` atomically and return its path."""
-    frame = summary_frame(store.latest_runs())
-    path = store.root / "summary.csv"
-    atomic_write_bytes(path, frame.to_csv(index=False).encode())
-    return path
