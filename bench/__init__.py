@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 #: public name -> the module that defines it
 _EXPORTS = {
     "run_suite": "bench.execute.runner",
+    "RunOptions": "bench.execute.options",
     "export_run": "bench.execute.export",
     "read_export": "bench.execute.export",
     "load_suite": "bench.config.load",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from bench.config.load import load_suite
     from bench.config.plan import expand_runs
     from bench.execute.export import export_run, read_export
+    from bench.execute.options import RunOptions
     from bench.execute.runner import run_suite
     from bench.measure.cost import counting, profile
     from bench.measure.energy import exit_costs

@@ -118,18 +118,30 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default results/<suite name>)")
     _suite_options(p)
     _only(p)
-    p.add_argument("--seed", type=int, action="append", default=[], metavar="N",
-                   help="only this seed of the suite (repeatable): e.g. seed 0 of every variant first")  # fmt: skip
+    p.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="only this seed of the suite (repeatable): e.g. seed 0 of every variant first",
+    )
     _cache(p)
     p.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     p.add_argument("--force", action="store_true", help="rerun (and retrain) completed runs")
-    p.add_argument("--retime", action="store_true",
-                   help="evaluate and time the chosen runs again from their checkpoints, never training (e.g. on a "
-                        "quieter machine, or with another runtime: --set evaluation.runtimes=...)")  # fmt: skip
-    p.add_argument("--fresh-roofline", action="store_true",
-                   help="measure the roofline's machine figures and kernel table afresh at the start of this run "
-                        "instead of reading the per-machine cache (which may date from a faster or slower hour of a "
-                        "shared machine); every run of this command uses them; the cache is kept")  # fmt: skip
+    p.add_argument(
+        "--retime",
+        action="store_true",
+        help="evaluate and time the chosen runs again from their checkpoints, never training (e.g. on a "
+        "quieter machine, or with another runtime: --set evaluation.runtimes=...)",
+    )
+    p.add_argument(
+        "--fresh-roofline",
+        action="store_true",
+        help="measure the roofline's machine figures and kernel table afresh at the start of this run "
+        "instead of reading the per-machine cache (which may date from a faster or slower hour of a "
+        "shared machine); every run of this command uses them; the cache is kept",
+    )
     _executor(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
@@ -190,9 +202,13 @@ def _check(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="results folder (default results/<suite name>)")
     p.add_argument("--update", action="store_true", help="rewrite the baseline from this run, on purpose")
     p.add_argument("--markdown", default=None, help="write the table as markdown here (for CI logs)")
-    p.add_argument("--claims", default=None, metavar="FILE",
-                   help="also gate on a claims file: a row that agreed in the baseline must still agree "
-                        "(--update records its verdicts)")  # fmt: skip
+    p.add_argument(
+        "--claims",
+        default=None,
+        metavar="FILE",
+        help="also gate on a claims file: a row that agreed in the baseline must still agree "
+        "(--update records its verdicts)",
+    )
     p.add_argument("--jobs", type=int, default=None, help="parallel local processes (default: the suite's, else 1)")
     p.add_argument("--no-progress", action="store_true")
     _suite_options(p)
@@ -206,12 +222,15 @@ def _markdown_out(p: argparse.ArgumentParser) -> None:
 
 
 def _claims(p: argparse.ArgumentParser) -> None:
-    p.add_argument("claims", help="a claims file (TOML; docs/claims.md), or a shipped one: study, methods, branchynet, "
-                   "msdnet")  # fmt: skip
+    p.add_argument(
+        "claims", help="a claims file (TOML; docs/claims.md), or a shipped one: study, methods, branchynet, msdnet"
+    )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="results folders to test the claims on")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="a variant or exit no folder has makes its rows untestable (default: a named error, as "
-                        "for a typo)")  # fmt: skip
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="a variant or exit no folder has makes its rows untestable (default: a named error, as for a typo)",
+    )
     _markdown_out(p)
 
 

@@ -33,8 +33,10 @@ def chunked(segment: torch.nn.Module, x: torch.Tensor, size: int) -> torch.Tenso
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     keep_freed_memory()  # as latency reports time
-    print(f"threads {torch.get_num_threads()}, batch {BATCH}, CHUNK_ABOVE {CHUNK_ABOVE >> 20} MiB, "
-          f"CHUNK_BYTES {CHUNK_BYTES >> 20} MiB")  # fmt: skip
+    print(
+        f"threads {torch.get_num_threads()}, batch {BATCH}, CHUNK_ABOVE {CHUNK_ABOVE >> 20} MiB, "
+        f"CHUNK_BYTES {CHUNK_BYTES >> 20} MiB"
+    )
     cases = {
         "study CNN": (lambda: StudyCNN(exits=("p1", "p2")), (1, 28, 28)),
         "ResNet-20": (lambda: build_model("resnet20", exits=["layer1", "layer2"], num_classes=10), (3, 32, 32)),
@@ -60,8 +62,10 @@ def main() -> None:
             print("  ".join(r for r in row if r), flush=True)
             h = seg(inp)
         full_plain, full_fast = time_pair(functools.partial(plain, x), functools.partial(fast, x), repeats=9)
-        print(f"{name} full forward: unchunked {full_plain.median * 1e3:7.2f} ms, chunked by the rule "
-              f"{full_fast.median * 1e3:7.2f} ms ({full_plain.median / full_fast.median:.2f}x)")  # fmt: skip
+        print(
+            f"{name} full forward: unchunked {full_plain.median * 1e3:7.2f} ms, chunked by the rule "
+            f"{full_fast.median * 1e3:7.2f} ms ({full_plain.median / full_fast.median:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

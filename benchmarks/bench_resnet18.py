@@ -33,8 +33,9 @@ def main() -> None:
     out = {}
     for after in ("layer1", "layer2"):
         torch.manual_seed(0)
-        net = attach_exits(torchvision.models.resnet18(num_classes=10), [after], num_classes=10,
-                           input_shape=(3, 224, 224)).eval()  # fmt: skip
+        net = attach_exits(
+            torchvision.models.resnet18(num_classes=10), [after], num_classes=10, input_shape=(3, 224, 224)
+        ).eval()
         with torch.no_grad():
             net.exit_heads[0][-1].weight.mul_(30)  # a confidence spread, as training gives
             x = torch.randn(args.batch, 3, 224, 224)
@@ -57,9 +58,14 @@ def main() -> None:
         full_macs = exit_costs(net, (3, 224, 224), [])[-1].macs
         measured = statistics.median(full_t) / statistics.median(dyn_t)
         predicted = full_macs * len(x) / prof.macs
-        out[after] = {"early_share": res.early_share, "full_s": statistics.median(full_t),
-                      "dynamic_s": statistics.median(dyn_t), "measured_speedup": measured,
-                      "mac_predicted_speedup": predicted, "ratio": measured / predicted}  # fmt: skip
+        out[after] = {
+            "early_share": res.early_share,
+            "full_s": statistics.median(full_t),
+            "dynamic_s": statistics.median(dyn_t),
+            "measured_speedup": measured,
+            "mac_predicted_speedup": predicted,
+            "ratio": measured / predicted,
+        }
         print(after, json.dumps(out[after]))
 
 

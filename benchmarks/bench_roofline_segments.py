@@ -53,9 +53,11 @@ def main() -> None:
                 predicted = roofline.predict(prof, machine).seconds
                 measured = time_fn(functools.partial(module, inp), repeats=9, warmup=2).median
                 moved = sum(r.input_bytes + r.weight_bytes + r.output_bytes for r in prof.layers)
-                print(f"{name} {piece} {level}: measured {measured * 1e3:8.3f} ms  "
-                      f"predicted {predicted * 1e3:8.3f} ms  ratio {measured / predicted:5.2f}  "
-                      f"{prof.macs / 1e6:7.1f} M MACs  {moved / 1e6:6.1f} MB  {prof.total('ops')} ops")  # fmt: skip
+                print(
+                    f"{name} {piece} {level}: measured {measured * 1e3:8.3f} ms  "
+                    f"predicted {predicted * 1e3:8.3f} ms  ratio {measured / predicted:5.2f}  "
+                    f"{prof.macs / 1e6:7.1f} M MACs  {moved / 1e6:6.1f} MB  {prof.total('ops')} ops"
+                )
                 if piece == "segment":
                     h = out
 

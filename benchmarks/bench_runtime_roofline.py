@@ -34,8 +34,9 @@ from cascade.models import build_model
 
 os.environ.setdefault("CASCADE_ROOFLINE_CACHE", "off")
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
-SETTINGS = TimingSettings(batch_sizes=(1, 256), samples_batch1=int(os.environ.get("BENCH_SAMPLES", "200")), repeats=5,
-                          warmup=1)  # fmt: skip
+SETTINGS = TimingSettings(
+    batch_sizes=(1, 256), samples_batch1=int(os.environ.get("BENCH_SAMPLES", "200")), repeats=5, warmup=1
+)
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))
 #: (model, runtime, batch, what) -> measured / predicted in each run; what: a path's exit name, "cascade", "speedup"
 RATIOS: defaultdict[tuple[str, str, int, str], list[float]] = defaultdict(list)
@@ -66,18 +67,23 @@ def rows(label: str, runtime: str, paths: list[dict[str, Any]], cascades: list[d
         RATIOS[(label, runtime, batch, "cascade")].append(c["per_sample_median"] / c["roofline_per_sample"])
         full_m = c["full"]["median"] / c["samples"]
         speed_m, speed_r = c["speedup_vs_full"], c["roofline_full_per_sample"] / c["roofline_per_sample"]
-        print(f"{label:<26} {runtime:<12} {batch:>5}  {ratios:<48} "
-              f"{1e6 * c['per_sample_median']:>7.1f}/{1e6 * c['roofline_per_sample']:<7.1f} "
-              f"{1e6 * full_m:>7.1f}/{1e6 * c['roofline_full_per_sample']:<7.1f} "
-              f"{c['per_sample_median'] / c['roofline_per_sample']:>6.2f} {speed_m:>6.2f} {speed_r:>6.2f} "
-              f"{speed_m / speed_r:>6.2f}  {100 * (1 - c['exit_share'][-1]):>5.1f}", flush=True)  # fmt: skip
+        print(
+            f"{label:<26} {runtime:<12} {batch:>5}  {ratios:<48} "
+            f"{1e6 * c['per_sample_median']:>7.1f}/{1e6 * c['roofline_per_sample']:<7.1f} "
+            f"{1e6 * full_m:>7.1f}/{1e6 * c['roofline_full_per_sample']:<7.1f} "
+            f"{c['per_sample_median'] / c['roofline_per_sample']:>6.2f} {speed_m:>6.2f} {speed_r:>6.2f} "
+            f"{speed_m / speed_r:>6.2f}  {100 * (1 - c['exit_share'][-1]):>5.1f}",
+            flush=True,
+        )
         RATIOS[(label, runtime, batch, "speedup")].append(speed_m / speed_r)
 
 
 def medians() -> None:
     """Each ratio's median over the runs (and its range), one line per model, runtime and batch."""
-    print(f"\nmedian over {RUNS} runs [min-max]: each path and the cascade measured / roofline, then the dynamic "
-          "speedup measured / roofline")  # fmt: skip
+    print(
+        f"\nmedian over {RUNS} runs [min-max]: each path and the cascade measured / roofline, then the dynamic "
+        "speedup measured / roofline"
+    )
     lines: defaultdict[tuple[str, str, int], list[str]] = defaultdict(list)
     for (label, runtime, batch, what), values in RATIOS.items():
         spread = f"[{min(values):.2f}-{max(values):.2f}]"
@@ -89,10 +95,14 @@ def medians() -> None:
 @torch.no_grad()
 def main() -> None:
     torch.set_num_threads(THREADS)
-    print(f"threads {THREADS}, torch {torch.__version__}; µs per sample, measured/predicted (median of "
-          f"{SETTINGS.repeats} repeats; {SETTINGS.samples_batch1} samples at batch 1)")  # fmt: skip
-    print(f"{'model':<26} {'runtime':<12} {'batch':>5}  {'paths: measured/roofline':<48} {'cascade':<15} "
-          f"{'full':<15} {'c m/r':>6} {'spd m':>6} {'spd r':>6} {'m/r':>6}  early%")  # fmt: skip
+    print(
+        f"threads {THREADS}, torch {torch.__version__}; µs per sample, measured/predicted (median of "
+        f"{SETTINGS.repeats} repeats; {SETTINGS.samples_batch1} samples at batch 1)"
+    )
+    print(
+        f"{'model':<26} {'runtime':<12} {'batch':>5}  {'paths: measured/roofline':<48} {'cascade':<15} "
+        f"{'full':<15} {'c m/r':>6} {'spd m':>6} {'spd r':>6} {'m/r':>6}  early%"
+    )
     for run in range(RUNS):
         if RUNS > 1:
             print(f"run {run + 1} of {RUNS}", flush=True)

@@ -52,21 +52,37 @@ def model_for(name: str, options: dict[str, Any], exits: list[str], shape: tuple
     return model.eval()
 
 
-def report(label: str, runtime: str, model: Any, policy: Any, path: Callable[[Any, int], Any],
-           dyn: Callable[[Any, Any], Any], data: Any, x: torch.Tensor) -> None:  # fmt: skip
+def report(
+    label: str,
+    runtime: str,
+    model: Any,
+    policy: Any,
+    path: Callable[[Any, int], Any],
+    dyn: Callable[[Any, Any], Any],
+    data: Any,
+    x: torch.Tensor,
+) -> None:
     """One runtime of one model: path times and the cascade at batch 1 and 256, one line each, timed side by
     side in the same rounds as the harness times them (bench.measure.latency.time_side_by_side)."""
     last = model.num_exits - 1
     for batch in (1, 256):
         # batch 1: the first 64 samples one by one (one repeated sample runs warmer); 256: the batch, 4 times
         batches = [data[i : i + 1] for i in range(64)] if batch == 1 else [data] * 4
-        timed_paths, (cascade,) = time_side_by_side(path, functools.partial(path, exit_index=last), dyn, batches,
-                                                    [(None, policy)], model.exit_names, repeats=REPEATS[batch],
-                                                    warmup=2)  # fmt: skip
+        timed_paths, (cascade,) = time_side_by_side(
+            path,
+            functools.partial(path, exit_index=last),
+            dyn,
+            batches,
+            [(None, policy)],
+            model.exit_names,
+            repeats=REPEATS[batch],
+            warmup=2,
+        )
         paths = [p["per_sample_median"] for p in timed_paths]
         sample = x[:64] if batch == 1 else x
-        taken = torch.cat([dynamic_forward(model, sample[i : i + batch], policy).exit_index
-                           for i in range(0, len(sample), batch)])  # fmt: skip
+        taken = torch.cat(
+            [dynamic_forward(model, sample[i : i + batch], policy).exit_index for i in range(0, len(sample), batch)]
+        )
         shares = torch.bincount(taken, minlength=model.num_exits).float() / len(taken)
         predicted = float(sum(s * p for s, p in zip(shares.tolist(), paths)))
         cas = cascade["per_sample_median"]
@@ -78,8 +94,11 @@ def report(label: str, runtime: str, model: Any, policy: Any, path: Callable[[An
         cols = " ".join(f"{1e6 * p:>10.1f}" for p in paths) + " " * 11 * (3 - len(paths))
         rates = " ".join(f"{m / p / 1e9:>5.1f}" for m, p in zip(path_macs(model, x), paths))
         early = 100 * float(shares[:-1].sum())
-        print(f"{label:<28} {runtime:<16} {batch:>5} {cols} {1e6 * cas:>10.1f} {1e6 * predicted:>10.1f} "
-              f"{predicted / cas:>9.2f} {paired:>6.2f} {early:>7.1f}   {rates}", flush=True)  # fmt: skip
+        print(
+            f"{label:<28} {runtime:<16} {batch:>5} {cols} {1e6 * cas:>10.1f} {1e6 * predicted:>10.1f} "
+            f"{predicted / cas:>9.2f} {paired:>6.2f} {early:>7.1f}   {rates}",
+            flush=True,
+        )
 
 
 @functools.cache

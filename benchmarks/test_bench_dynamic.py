@@ -106,12 +106,18 @@ def test_forward(benchmark, setup, mode: str, batch: int) -> None:
         full = predicted_per_sample(fast, x, roof, fast, batch)
         # full and dynamic once more in alternation (A B B A ...): drift in the machine's state between the
         # sequential benchmarks above (this VM's memory speed moves by 1.5x between runs) hits both alike
-        t_full, t_dyn = time_pair(functools.partial(run_batches, fast, x, batch),
-                                  functools.partial(run_batches, fns["dynamic"], x, batch),
-                                  repeats=7 if batch == 256 else 3)  # fmt: skip
+        t_full, t_dyn = time_pair(
+            functools.partial(run_batches, fast, x, batch),
+            functools.partial(run_batches, fns["dynamic"], x, batch),
+            repeats=7 if batch == 256 else 3,
+        )
         paired = statistics.median(f / d for f, d in zip(t_full.samples, t_dyn.samples))
-        INFO[(pos, batch)] = {"early_share": res.early_share, "mac_predicted": full_macs * len(x) / prof.macs,
-                              "roofline_predicted": full / dyn, "paired_speedup": paired}  # fmt: skip
+        INFO[(pos, batch)] = {
+            "early_share": res.early_share,
+            "mac_predicted": full_macs * len(x) / prof.macs,
+            "roofline_predicted": full / dyn,
+            "paired_speedup": paired,
+        }
 
 
 def test_profile_study_cnn(benchmark) -> None:

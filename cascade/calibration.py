@@ -56,8 +56,9 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
         raise ValueError("cannot fit a temperature on no samples (is the validation split empty?)")
     z = logits.detach().double().cpu()
     labels = y.cpu()
-    result = minimize_scalar(lambda b: nll_at(z, labels, 1.0 / b), bounds=_INVERSE_T_RANGE, method="bounded",
-                             options={"xatol": 1e-6})  # fmt: skip
+    result = minimize_scalar(
+        lambda b: nll_at(z, labels, 1.0 / b), bounds=_INVERSE_T_RANGE, method="bounded", options={"xatol": 1e-6}
+    )
     return float(1.0 / result.x)
 
 

@@ -335,8 +335,9 @@ def fingerprint(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def _split(n: int, val_fraction: float, split_seed: int, train_size: int,
-           val_size: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def _split(
+    n: int, val_fraction: float, split_seed: int, train_size: int, val_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(training, validation) indices of ``n`` training samples: a seeded permutation, the first
     ``val_fraction`` held out; ``train_size`` / ``val_size`` (0 = all) keep only the first ones of each."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))

@@ -33,9 +33,13 @@ class RawData:
 
 
 _IDX_TYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
-}  # fmt: skip
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 MNIST_FILES = (
@@ -104,9 +108,19 @@ def _torchvision_download(cls_name: str, root: Path, splits: tuple[bool, ...]) -
 #: The class names of the IDX datasets (torchvision's ``classes``; MNIST's digits are their own names).
 IDX_CLASSES = {
     "MNIST": tuple(str(d) for d in range(10)),
-    "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                     "Ankle boot"),
-}  # fmt: skip
+    "FashionMNIST": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
 #: CIFAR-10's class names (the archive's batches.meta holds the same).
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -180,11 +194,18 @@ CIFAR_FILES = {
 
 #: What a CIFAR batch pickle may reference: numpy's array rebuilders (the published archives' protocol 2 and
 #: newer protocols' forms) and the codec protocol 2 writes bytes with. Nothing else is ever looked up.
-_CIFAR_GLOBALS = frozenset({
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("codecs", "encode"),
-})  # fmt: skip
+_CIFAR_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        ("codecs", "encode"),
+    }
+)
 
 
 class _CifarUnpickler(pickle.Unpickler):

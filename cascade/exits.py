@@ -113,9 +113,11 @@ class ThresholdPolicy(ExitPolicy):
         if self.calibrate == "none":
             return logits, state
         if level >= len(self.temperatures):
-            raise ValueError(f"policy {self.name!r} with calibrate = {self.calibrate!r} has {len(self.temperatures)} "
-                             f"temperatures, exit {level + 1} needs one: fit them on the validation split "
-                             "(cascade.calibration.fit_temperatures)")  # fmt: skip
+            raise ValueError(
+                f"policy {self.name!r} with calibrate = {self.calibrate!r} has {len(self.temperatures)} "
+                f"temperatures, exit {level + 1} needs one: fit them on the validation split "
+                "(cascade.calibration.fit_temperatures)"
+            )
         return logits / self.temperatures[level], state
 
     def decide(self, logits: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
@@ -172,8 +174,10 @@ class ZTWEnsemblePolicy(MaxProbPolicy):
 
     def transform(self, logits: torch.Tensor, level: int, state: State) -> tuple[torch.Tensor, State]:
         if not self.ensemble_weights:
-            raise ValueError("policy 'ztw-ensemble' has no fitted ensemble: fit it on the training split "
-                             "(cascade.ztw.fit_ensemble) and pass ensemble_weights, ensemble_biases")  # fmt: skip
+            raise ValueError(
+                "policy 'ztw-ensemble' has no fitted ensemble: fit it on the training split "
+                "(cascade.ztw.fit_ensemble) and pass ensemble_weights, ensemble_biases"
+            )
         if level >= len(self.ensemble_weights):  # the network's own last exit, as in ZTW
             return logits, state
         state = {**state, f"ztw_log_probs_{level}": F.log_softmax(logits, dim=1)}
@@ -257,8 +261,9 @@ class EarlyExitResult:
     @classmethod
     def concat(cls, parts: Sequence[EarlyExitResult]) -> EarlyExitResult:
         """The results of consecutive batches as one."""
-        return cls(torch.cat([p.predictions for p in parts]), torch.cat([p.exit_index for p in parts]),
-                   parts[0].num_exits)  # fmt: skip
+        return cls(
+            torch.cat([p.predictions for p in parts]), torch.cat([p.exit_index for p in parts]), parts[0].num_exits
+        )
 
     @property
     def counts(self) -> torch.Tensor:

@@ -140,8 +140,10 @@ def make_cascading(model: Any) -> Any:
     if model.num_exits == 1:  # the network without intermediate exits (a base run, the base cost): nothing to do
         return model
     if model.num_exits < 3:
-        raise ValueError(f"cascading_heads needs at least two intermediate exits (the second reads the first's "
-                         f"logits); the model has {model.num_exits - 1}")  # fmt: skip
+        raise ValueError(
+            f"cascading_heads needs at least two intermediate exits (the second reads the first's "
+            f"logits); the model has {model.num_exits - 1}"
+        )
     names = {id(m): n for n, m in model.named_modules()}
     for k in range(1, model.num_exits - 1):
         inner = model.exit_heads[k]

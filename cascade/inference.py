@@ -143,8 +143,11 @@ def _drop_identities(model: MultiExitModel) -> None:
             for name in [n for n, child in module.named_children() if type(child) is nn.Identity]:
                 del module._modules[name]
         elif isinstance(module, fx.GraphModule):
-            calls = [n for n in module.graph.nodes if n.op == "call_module"
-                     and type(module.get_submodule(str(n.target))) is nn.Identity]  # fmt: skip
+            calls = [
+                n
+                for n in module.graph.nodes
+                if n.op == "call_module" and type(module.get_submodule(str(n.target))) is nn.Identity
+            ]
             for node in calls:
                 node.replace_all_uses_with(node.args[0])
                 module.graph.erase_node(node)
@@ -183,8 +186,10 @@ def _flatten_in_memory_order(model: MultiExitModel, example: torch.Tensor) -> No
                 if isinstance(a, nn.Flatten) and (a.start_dim, a.end_dim) == (1, -1) and isinstance(b, nn.Linear):
                     pairs.append((module, name, a, b))
     shapes: dict[int, tuple[int, ...]] = {}
-    hooks = [flat.register_forward_pre_hook(lambda m, args: shapes.setdefault(id(m), tuple(args[0].shape[1:])) and None)
-             for _, _, flat, _ in pairs]  # fmt: skip
+    hooks = [
+        flat.register_forward_pre_hook(lambda m, args: shapes.setdefault(id(m), tuple(args[0].shape[1:])) and None)
+        for _, _, flat, _ in pairs
+    ]
     try:
         model(example if example.dim() == 4 else example[None])
     finally:

@@ -226,9 +226,12 @@ class DistillLoss(Loss):
     _t_now: float = field(default=float("nan"), init=False, repr=False)
 
     def __post_init__(self) -> None:
-        checks = [("C", 0.0 <= self.c <= 1.0, "in [0, 1]"), ("maxprob", 0.0 < self.maxprob <= 1.0, "in (0, 1]"),
-                  ("Tmult", math.isfinite(self.t_mult) and self.t_mult >= 1.0, "a finite number >= 1"),
-                  ("T", math.isfinite(self.t) and self.t > 0, "a finite number > 0")]  # fmt: skip
+        checks = [
+            ("C", 0.0 <= self.c <= 1.0, "in [0, 1]"),
+            ("maxprob", 0.0 < self.maxprob <= 1.0, "in (0, 1]"),
+            ("Tmult", math.isfinite(self.t_mult) and self.t_mult >= 1.0, "a finite number >= 1"),
+            ("T", math.isfinite(self.t) and self.t > 0, "a finite number > 0"),
+        ]
         for option, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"loss 'distill': {option} must be {allowed}")

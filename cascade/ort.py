@@ -52,8 +52,9 @@ def require_ort() -> Any:
     return onnxruntime
 
 
-def export_piece(piece: nn.Module, example: State, *, opset: int = OPSET,
-                 previous: torch.Tensor | None = None) -> bytes:  # fmt: skip
+def export_piece(
+    piece: nn.Module, example: State, *, opset: int = OPSET, previous: torch.Tensor | None = None
+) -> bytes:
     """One segment or head as ONNX bytes, batch axis dynamic: input ``x`` and output ``y``, or ``x0``, ``x1``, ... and
     ``y0``, ``y1``, ... for a list state (MSDNet's scales; :func:`cascade.state.names`); a cascading head (ZTW) has a
     second input ``prev``, the previous exit's logits (``previous``: an example of them)."""
@@ -132,8 +133,9 @@ class OrtCascade:
         settings: threads and graph optimisation of the sessions.
     """
 
-    def __init__(self, segments: Sequence[bytes | str], heads: Sequence[bytes | str],
-                 settings: SessionSettings | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, segments: Sequence[bytes | str], heads: Sequence[bytes | str], settings: SessionSettings | None = None
+    ) -> None:
         if len(segments) != len(heads) or not segments:
             raise ValueError(f"need as many segments as heads (at least one), got {len(segments)} and {len(heads)}")
         self.settings = settings or SessionSettings()
@@ -147,8 +149,14 @@ class OrtCascade:
         self._lists = {id(s): s.get_outputs()[0].name != "y" for s in self.segments}
 
     @classmethod
-    def from_model(cls, model: MultiExitModel, example: torch.Tensor, settings: SessionSettings | None = None,
-                   *, opset: int = OPSET) -> OrtCascade:  # fmt: skip
+    def from_model(
+        cls,
+        model: MultiExitModel,
+        example: torch.Tensor,
+        settings: SessionSettings | None = None,
+        *,
+        opset: int = OPSET,
+    ) -> OrtCascade:
         segments, heads = export_model(model, example, opset=opset)
         return cls(segments, heads, settings)
 
@@ -244,8 +252,9 @@ def _contiguous_rows(index: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[index])
 
 
-def agreement(a: EarlyExitResult, b: EarlyExitResult, logits: Sequence[torch.Tensor], policy: ExitPolicy,
-              *, tie: float = 1e-6) -> dict[str, int]:  # fmt: skip
+def agreement(
+    a: EarlyExitResult, b: EarlyExitResult, logits: Sequence[torch.Tensor], policy: ExitPolicy, *, tie: float = 1e-6
+) -> dict[str, int]:
     """How two runtimes' cascades on the same samples compare; ``logits``: every exit's logits (one runtime).
 
     A sample on which they differ is a *tie* when, at the first exit where their decisions part, the

@@ -346,8 +346,9 @@ def train(
     layout = _memory_format(model, x, config.channels_last)
     opt = config.make_optimizer([p for p in model.parameters() if p.requires_grad])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: config.lr_factor(step, max(len(starts), 1)))
-    watch = _FiniteWatch(x.device, config.finite_check_every or (1 if x.device.type == "cpu" else config.log_every),
-                         len(starts), loss_fn)  # fmt: skip
+    watch = _FiniteWatch(
+        x.device, config.finite_check_every or (1 if x.device.type == "cpu" else config.log_every), len(starts), loss_fn
+    )
     log = _LossLog(x.device, config.log_every, history, callback)
     for epoch in range(config.epochs):
         loss_fn.set_epoch(epoch)

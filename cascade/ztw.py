@@ -33,8 +33,9 @@ def ensemble_logits(log_probs: Sequence[torch.Tensor], log_weights: torch.Tensor
     return torch.mm(stacked.reshape(batch * classes, members), scale).reshape(batch, classes) + bias
 
 
-def fit_ensemble(logits: Sequence[torch.Tensor], y: torch.Tensor, *, max_iter: int = 200
-                 ) -> tuple[list[list[float]], list[list[float]]]:  # fmt: skip
+def fit_ensemble(
+    logits: Sequence[torch.Tensor], y: torch.Tensor, *, max_iter: int = 200
+) -> tuple[list[list[float]], list[list[float]]]:
     """(log-weights, biases) of the ensemble at every intermediate exit, fitted on (``logits``, ``y``).
 
     Args:
@@ -54,8 +55,12 @@ def fit_ensemble(logits: Sequence[torch.Tensor], y: torch.Tensor, *, max_iter: i
         opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
         members = log_probs[: k + 1]
 
-        def closure(members: Sequence[torch.Tensor] = members, w: torch.Tensor = w, b: torch.Tensor = b,
-                    opt: torch.optim.Optimizer = opt) -> torch.Tensor:  # fmt: skip
+        def closure(
+            members: Sequence[torch.Tensor] = members,
+            w: torch.Tensor = w,
+            b: torch.Tensor = b,
+            opt: torch.optim.Optimizer = opt,
+        ) -> torch.Tensor:
             opt.zero_grad()
             loss = F.cross_entropy(ensemble_logits(members, w, b), labels)
             loss.backward()

@@ -136,8 +136,10 @@ TEXT_COMMANDS = ("compare", "check", "study", "reproduce", "validate")
 
 def test_help_imports_neither_torch_nor_the_commands() -> None:
     heavy = "('torch', 'matplotlib', 'pandas', 'bench.commands.run')"
-    code = (f"import sys; from bench.cli import build_parser; build_parser().format_help(); "
-            f"print(sorted(m for m in {heavy} if m in sys.modules))")  # fmt: skip
+    code = (
+        f"import sys; from bench.cli import build_parser; build_parser().format_help(); "
+        f"print(sorted(m for m in {heavy} if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -157,13 +159,15 @@ def test_commands_and_workers_import_only_what_they_use() -> None:
     steps = [("bench.execute.runner", ("torchvision", "torch._dynamo", "scipy.optimize", "matplotlib"))]
     steps += [(m, ("torchvision", "torch._dynamo", "matplotlib")) for m in text]
     steps += [("bench.commands.run", ("torchvision", "torch._dynamo"))]
-    code = ("import importlib, sys\n"
-            f"for m, unused in {steps!r}:\n"
-            "    importlib.import_module(m)\n"
-            "    if any(u in sys.modules for u in unused):\n"
-            "        print(m, [u for u in unused if u in sys.modules]); break\n"
-            "else:\n"
-            "    print('none')")  # fmt: skip
+    code = (
+        "import importlib, sys\n"
+        f"for m, unused in {steps!r}:\n"
+        "    importlib.import_module(m)\n"
+        "    if any(u in sys.modules for u in unused):\n"
+        "        print(m, [u for u in unused if u in sys.modules]); break\n"
+        "else:\n"
+        "    print('none')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "none", f"importing {out.strip()}"
 
@@ -174,8 +178,10 @@ def test_folder_commands_read_files_without_torch() -> None:
     from bench.cli import COMMANDS
 
     modules = [COMMANDS[c].target.partition(":")[0] for c in ("list", "verify")]
-    code = (f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
-            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'matplotlib') if m in sys.modules))")  # fmt: skip
+    code = (
+        f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -201,6 +207,29 @@ def test_functions_and_modules_stay_small() -> None:
     assert not long_functions, long_functions
 
 
+MAX_FORMAT_SKIPS = 20
+
+
+def test_code_reads_as_formatted() -> None:
+    """``ruff format`` decides line breaks: the tree is formatted as it is read, and a ``# fmt: skip`` (at most
+    MAX_FORMAT_SKIPS, for a table that reads better aligned) states its reason on the line before."""
+    trees = ["cascade", "bench", "tests", "benchmarks"]
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", *trees], cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    skips = []
+    for tree in trees:
+        for path in sorted((REPO / tree).rglob("*.py")):
+            lines = path.read_text().splitlines()
+            for i, line in enumerate(lines):
+                if line.rstrip().endswith("# fmt: skip"):
+                    reason = lines[i - 1].strip() if i else ""
+                    assert reason.startswith("#"), f"{path.relative_to(REPO)}:{i + 1}: a fmt: skip without its reason"
+                    skips.append(f"{path.relative_to(REPO)}:{i + 1}")
+    assert len(skips) <= MAX_FORMAT_SKIPS, skips
+
+
 # --------------------------------------------------------------------------- a loss from a test file
 
 
@@ -221,13 +250,20 @@ def test_a_loss_registered_in_a_test_file_runs_from_toml(tmp_path: Path) -> None
     LOSSES.register("toy-last-two")(LastTwoLoss)
     try:
         suite = tmp_path / "toy.toml"
-        suite.write_text(TINY.replace('name = "firm-p2"\nloss = "firm"', 'name = "toy"\nloss = "toy-last-two"')
-                         + "loss_options = { w = 0.25 }\n")  # fmt: skip
+        suite.write_text(
+            TINY.replace('name = "firm-p2"\nloss = "firm"', 'name = "toy"\nloss = "toy-last-two"')
+            + "loss_options = { w = 0.25 }\n"
+        )
         spec = load_suite(suite, ["suite.seeds=[0]"])
         toy = spec.variant("toy")
         assert toy.resolved_pretrain == "sum" and toy.loss_options == {"w": 0.25}
-        s = run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None,
-                      overrides=["suite.seeds=[0]", "evaluation.latency=false"])  # fmt: skip
+        s = run_suite(
+            suite,
+            out_dir=tmp_path / "out",
+            progress=False,
+            log=lambda s: None,
+            overrides=["suite.seeds=[0]", "evaluation.latency=false"],
+        )
         assert s.done == 2 and not s.failed
         rec = next(r for r in ResultStore(tmp_path / "out").iter_runs() if r.variant == "toy")
         assert rec.loss == "toy-last-two" and rec.training is not None
@@ -253,10 +289,18 @@ def test_firm_gated_runs_end_to_end_with_harness_costs(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(training, "build_loss", spy)
     suite = tmp_path / "fg.toml"
-    suite.write_text(TINY.replace('name = "firm-p2"\nloss = "firm"\nexits = ["p2"]',
-                                  'name = "fg"\nloss = "firm-gated"\nexits = ["p1", "p2"]'))  # fmt: skip
-    s = run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None,
-                  overrides=["suite.seeds=[0]", "evaluation.latency=false"])  # fmt: skip
+    suite.write_text(
+        TINY.replace(
+            'name = "firm-p2"\nloss = "firm"\nexits = ["p2"]', 'name = "fg"\nloss = "firm-gated"\nexits = ["p1", "p2"]'
+        )
+    )
+    s = run_suite(
+        suite,
+        out_dir=tmp_path / "out",
+        progress=False,
+        log=lambda s: None,
+        overrides=["suite.seeds=[0]", "evaluation.latency=false"],
+    )
     assert s.done == 2 and not s.failed
     rec = next(r for r in ResultStore(tmp_path / "out").iter_runs() if r.variant == "fg")
     assert rec.config["job"]["pretrain"]["loss"] == "sum"  # firm-gated's declared default
@@ -308,8 +352,9 @@ def test_record_round_trip_keeps_field_order() -> None:
 # --------------------------------------------------------------------------- inference copies
 
 
-@pytest.mark.parametrize("name, exits", [("study_cnn", ("p2",)), ("study_cnn", ("p1", "p2", "p3")),
-                                         ("resnet20", ("layer1", "layer2.1"))])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, exits", [("study_cnn", ("p2",)), ("study_cnn", ("p1", "p2", "p3")), ("resnet20", ("layer1", "layer2.1"))]
+)
 def test_optimised_copy_equals_the_model(name: str, exits: tuple[str, ...]) -> None:
     torch.manual_seed(0)
     options = {"channels": (4, 6, 8), "hidden": 16, "dropout": 0.2} if name == "study_cnn" else {"width": 4}
@@ -324,8 +369,13 @@ def test_optimised_copy_equals_the_model(name: str, exits: tuple[str, ...]) -> N
     bn = [m for seg in fast.exit_segments for m in seg.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert not bn  # BN really folded, in the traced segments too
     # and the slots it left are gone (a module call each at batch 1), the layers around them keep their names
-    assert not [m for s in fast.modules() if isinstance(s, torch.nn.Sequential) for m in s.children()
-                if type(m) is torch.nn.Identity]  # fmt: skip
+    assert not [
+        m
+        for s in fast.modules()
+        if isinstance(s, torch.nn.Sequential)
+        for m in s.children()
+        if type(m) is torch.nn.Identity
+    ]
     if name == "study_cnn":  # its blocks are Sequentials (ResNet-20's segments are traced graphs, fused by torch.fx)
         folded = {n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
         assert folded and not folded & {n for n, _ in fast.named_modules()}

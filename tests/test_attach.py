@@ -91,8 +91,9 @@ def _arch(plain: nn.Module) -> str:
 
 def test_cost_rows_keep_module_paths_and_parameters() -> None:
     torch.manual_seed(0)
-    net = attach_exits(torchvision.models.resnet18(num_classes=10), ["layer2"], num_classes=10,
-                       input_shape=(3, 32, 32)).eval()  # fmt: skip
+    net = attach_exits(
+        torchvision.models.resnet18(num_classes=10), ["layer2"], num_classes=10, input_shape=(3, 32, 32)
+    ).eval()
     prof = profile(net, torch.zeros(1, 3, 32, 32))
     rows = {r["module"]: r for r in prof.rows()}
     assert rows["layer1.0.conv1"]["params"] == 64 * 64 * 9 and rows["layer1.0.conv1"]["macs"] == 64 * 64 * 9 * 8 * 8
@@ -139,8 +140,9 @@ def test_every_head_maps_features_to_logits(name: str, shape: tuple[int, ...]) -
 
 def test_conv_linear_head_as_branchynet() -> None:
     """B-LeNet's branch on conv1's (5, 30, 30) output: MaxPool -> ReLU -> Conv(5, 10, 3) -> MaxPool -> ReLU -> 640."""
-    head = build_head("conv-linear", (5, 30, 30), 10, {"channels": 10, "pre_pool": True, "batch_norm": False,
-                                                        "flatten": True})  # fmt: skip
+    head = build_head(
+        "conv-linear", (5, 30, 30), 10, {"channels": 10, "pre_pool": True, "batch_norm": False, "flatten": True}
+    )
     assert head[-1].in_features == 640 and head(torch.randn(2, 5, 30, 30)).shape == (2, 10)
 
 
@@ -205,9 +207,15 @@ def test_cifar10_suite_validates_and_runs_on_synthetic_cifar(tmp_path: Path) -> 
     shutil.copy(REPO / "suites" / "cifar10_resnet.toml", suite)
     # ResNet-20 (layer2 has blocks 0..2) keeps the test quick; the suite's ResNet-56 is validated below
     exits = '["layer1", "layer2.1", "layer2"]'
-    overrides = [f"dataset.root='{tmp_path / 'data'}'", "suite.seeds=[0]", "train.epochs=1", "model.name='resnet20'",
-                 "evaluation.latency=false", "train.eval_batch_size=64",
-                 *(f"variants.{v}.exits={exits}" for v in ("sum-3", "soft-3", "firm-gated-3"))]  # fmt: skip
+    overrides = [
+        f"dataset.root='{tmp_path / 'data'}'",
+        "suite.seeds=[0]",
+        "train.epochs=1",
+        "model.name='resnet20'",
+        "evaluation.latency=false",
+        "train.eval_batch_size=64",
+        *(f"variants.{v}.exits={exits}" for v in ("sum-3", "soft-3", "firm-gated-3")),
+    ]
     spec = load_suite(suite, overrides)
     assert [v.name for v in spec.variants] == ["base", "sum-3", "soft-3", "firm-gated-3"]
     s = run_suite(suite, out_dir=tmp_path / "out", overrides=overrides, progress=False, log=lambda s: None)

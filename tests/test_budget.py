@@ -108,7 +108,9 @@ def test_selection_never_reads_test_data(levels: int, costs) -> None:
 def test_budget_curve_is_monotone_when_later_exits_are_better(levels: int, costs) -> None:
     conf, correct = synthetic(2000, levels, seed=11)
     budgets = np.linspace(costs[0], costs[-1], 12)
-    accs = [operating_point(conf, correct, costs, choose_thresholds(conf, correct, costs, b, grid=41)[0])["accuracy"]
-            for b in budgets]  # fmt: skip
+    accs = [
+        operating_point(conf, correct, costs, choose_thresholds(conf, correct, costs, b, grid=41)[0])["accuracy"]
+        for b in budgets
+    ]
     assert all(b >= a - 1e-12 for a, b in itertools.pairwise(accs)), accs
     assert accs[-1] > accs[0] + 0.1  # more compute buys accuracy here

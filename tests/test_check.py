@@ -134,8 +134,15 @@ def test_worse_operating_point_fails_with_a_clear_row(gate, tmp_path: Path) -> N
     suite, baseline, out = gate
     md = tmp_path / "check.md"
     # threshold 1.0: nothing leaves early, so the savings of sum-p2 vanish (the exit head even costs extra)
-    res = run_check(suite, baseline=baseline, out_dir=out, overrides=["check.threshold=1.0"], markdown=md,
-                    console=quiet(), progress=False)  # fmt: skip
+    res = run_check(
+        suite,
+        baseline=baseline,
+        out_dir=out,
+        overrides=["check.threshold=1.0"],
+        markdown=md,
+        console=quiet(),
+        progress=False,
+    )
     assert not res.passed
     worse = [r for r in res.rows if r.status == "worse"]
     assert [(r.variant, r.metric) for r in worse] == [("sum-p2", "saved_vs_base")]
@@ -218,7 +225,7 @@ def test_hard_limit_fails_a_large_drop_that_two_noisy_seeds_cannot_prove() -> No
 
 
 def test_latency_gate_is_noise_aware() -> None:
-    from bench.verdicts.check import latency_rows
+    from bench.verdicts.latency_gate import latency_rows
 
     def with_latency(values: dict[str, list[float]]) -> dict:
         d = doc({v: [(0.9, 0.3)] * len(lat) for v, lat in values.items()})
@@ -228,8 +235,9 @@ def test_latency_gate_is_noise_aware() -> None:
         return d
 
     base = with_latency({"slow": [1e-4, 1.1e-4, 0.9e-4], "noisy": [1e-4, 1e-4, 1e-4], "fine": [1e-4] * 3})
-    cur = with_latency({"slow": [1.5e-4, 1.62e-4, 1.38e-4], "noisy": [2e-4, 0.7e-4, 1.4e-4],
-                        "fine": [1.1e-4, 1.05e-4, 1.12e-4]})  # fmt: skip
+    cur = with_latency(
+        {"slow": [1.5e-4, 1.62e-4, 1.38e-4], "noisy": [2e-4, 0.7e-4, 1.4e-4], "fine": [1.1e-4, 1.05e-4, 1.12e-4]}
+    )
     spec = CheckSpec(max_latency_ratio=1.25)
     rows = {r.variant: r for r in latency_rows(cur, base, spec)}
     assert rows["slow"].batch == 256 and rows["slow"].ratio == pytest.approx(1.5, rel=0.01)

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models import get_model, get_model_weights, list_models
 
-from bench.measure.cost import profile, sdpa_macs
+from bench.measure.cost import profile
+from bench.measure.operators import sdpa_macs
 
 CPU_BUILD_MAX_PARAMS = 60e6  # RegNets cannot be built on meta; build the small ones on the CPU
 

@@ -42,9 +42,15 @@ def suite_and_reference(tmp_path_factory) -> tuple[Path, dict, Path]:
 def test_submitit_local_executor(suite_and_reference) -> None:
     suite, reference, d = suite_and_reference
     out = d / "submitit"
-    s = run_suite(suite, out_dir=out, progress=False, log=lambda s: None, executor="slurm",
-                  executor_options={"cluster": "local", "cpus_per_job": 1, "time": 10},  # the CLI's flags
-                  overrides=["evaluation.latency=false"])  # fmt: skip
+    s = run_suite(
+        suite,
+        out_dir=out,
+        progress=False,
+        log=lambda s: None,
+        executor="slurm",
+        executor_options={"cluster": "local", "cpus_per_job": 1, "time": 10},  # the CLI's flags
+        overrides=["evaluation.latency=false"],
+    )
     assert s.done == 4 and not s.failed
     assert results_of(out) == reference
     assert (out / "summary.csv").read_text().count("\n") == 1 + 4 * 3
@@ -54,9 +60,15 @@ def test_submitit_local_executor(suite_and_reference) -> None:
 def test_dask_local_cluster(suite_and_reference) -> None:
     suite, reference, d = suite_and_reference
     out = d / "dask"
-    s = run_suite(suite, out_dir=out, progress=False, log=lambda s: None, executor="dask",
-                  executor_options={"workers": 2},
-                  overrides=["evaluation.latency=false"])  # fmt: skip
+    s = run_suite(
+        suite,
+        out_dir=out,
+        progress=False,
+        log=lambda s: None,
+        executor="dask",
+        executor_options={"workers": 2},
+        overrides=["evaluation.latency=false"],
+    )
     assert s.done == 4 and not s.failed
     assert results_of(out) == reference
     # a restarted driver skips what is done, whichever engine did it
@@ -102,8 +114,9 @@ def test_local_pool_gives_the_in_process_results(suite_and_reference, monkeypatc
     monkeypatch.setattr(cf, "ProcessPoolExecutor", Counted)
     suite, reference, d = suite_and_reference
     out = d / "pool"
-    s = run_suite(suite, out_dir=out, progress=False, log=lambda s: None, jobs=2,
-                  overrides=["evaluation.latency=false"])  # fmt: skip
+    s = run_suite(
+        suite, out_dir=out, progress=False, log=lambda s: None, jobs=2, overrides=["evaluation.latency=false"]
+    )
     assert s.done == 4 and results_of(out) == reference
     assert len(pools) == 1
     threads = {r.provenance["threads"] for r in ResultStore(out).iter_runs()}

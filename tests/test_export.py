@@ -40,8 +40,9 @@ def deploy_code() -> str:
 
 def test_export_round_trip_equals_eager(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "deploy"
-    assert main(["export", str(trained), "--variant", "sum-p2", "--out", str(out), "--runtime", "onnx",
-                 "--no-cache"]) == 0  # fmt: skip
+    assert (
+        main(["export", str(trained), "--variant", "sum-p2", "--out", str(out), "--runtime", "onnx", "--no-cache"]) == 0
+    )
     said = capsys.readouterr().out
     assert "0 decision(s) differ from eager" in said and "359 test samples" in said
     meta = read_export(out)

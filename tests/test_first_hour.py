@@ -57,8 +57,17 @@ def test_low_momentum_batch_norm_is_diagnosed_and_fixed_by_recompute(slow_bn_mod
     train_acc, eval_acc = mode_accuracies(model, digits.train)
     assert train_acc - eval_acc > GAP  # running statistics lag: eval mode is far worse
     test_acc = float((model.eval()(digits.test.x).logits[-1].argmax(1) == digits.test.y).float().mean())
-    rec = diagnose(model, digits.train, steps=history.steps, recomputed=False, classes=10, exit_names=["final"],
-                   val_accuracy=[test_acc], test_accuracy=[test_acc], label="base seed 0")  # fmt: skip
+    rec = diagnose(
+        model,
+        digits.train,
+        steps=history.steps,
+        recomputed=False,
+        classes=10,
+        exit_names=["final"],
+        val_accuracy=[test_acc],
+        test_accuracy=[test_acc],
+        label="base seed 0",
+    )
     (bn,) = [w for w in rec.warnings if "batch-norm" in w]
     stuck = 0.99**history.steps
     assert "momentum 0.01" in bn and f"after {history.steps} steps {stuck:.0%}" in bn and "recompute_bn" in bn
@@ -116,8 +125,9 @@ def test_a_network_at_chance_is_warned_with_its_cause_and_the_option_fixes_it(tm
     )
     log: list[str] = []
     try:
-        s = run_suite(suite, out_dir=tmp_path / "a", progress=False, log=log.append, imports=[str(plugin)],
-                      checkpoint_cache=False)  # fmt: skip
+        s = run_suite(
+            suite, out_dir=tmp_path / "a", progress=False, log=log.append, imports=[str(plugin)], checkpoint_cache=False
+        )
         assert s.ok
         (bn,) = [w for w in log if "batch-norm running statistics" in w]
         assert bn.startswith("warning: base seed 0: in train mode") and "momentum 0.01" in bn
@@ -128,8 +138,15 @@ def test_a_network_at_chance_is_warned_with_its_cause_and_the_option_fixes_it(tm
         report = write_report(tmp_path / "a", log=lambda s: None).read_text()
         assert "batch-norm running statistics" in report
         log.clear()
-        s = run_suite(suite, out_dir=tmp_path / "a", progress=False, log=log.append, imports=[str(plugin)],
-                      overrides=["evaluation.recompute_bn=true"], checkpoint_cache=False)  # fmt: skip
+        s = run_suite(
+            suite,
+            out_dir=tmp_path / "a",
+            progress=False,
+            log=log.append,
+            imports=[str(plugin)],
+            overrides=["evaluation.recompute_bn=true"],
+            checkpoint_cache=False,
+        )
         assert s.ok and s.from_cache == 0 and not [w for w in log if "batch-norm running statistics" in w]
         fixed = max(ResultStore(tmp_path / "a").iter_runs(), key=lambda r: r.finished)
         assert fixed.config["evaluation"]["recompute_bn"] and fixed.sanity.bn_recomputed
@@ -189,8 +206,12 @@ def test_a_logging_change_reuses_and_a_training_change_says_what_differs(tmp_pat
 
 def test_config_diff_by_hand() -> None:
     old = {"job": {"train": {"epochs": 1, "lr": 0.1}, "pretrain": {"key": "a"}}, "overrides": ["x"], "seed": 0}
-    new = {"job": {"train": {"epochs": 2, "lr": 0.1}, "pretrain": {"key": "b"}}, "overrides": [], "seed": 0,
-           "policy": "entropy"}  # fmt: skip
+    new = {
+        "job": {"train": {"epochs": 2, "lr": 0.1}, "pretrain": {"key": "b"}},
+        "overrides": [],
+        "seed": 0,
+        "policy": "entropy",
+    }
     assert config_diff(old, new) == ["job.train.epochs: 1 -> 2", "policy: (absent) -> entropy"]
     assert config_diff(old, old) == []
 
@@ -304,8 +325,20 @@ def test_quick_run_is_recorded_and_named_in_the_report(tmp_path: Path, capsys) -
 
     suite = tmp_path / "t.toml"
     suite.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("train_size = 300", "train_size = 100"))
-    rc = main(["run", str(suite), "--out", str(tmp_path / "q"), "--quick", "--only", "base", "--no-progress",
-               "--set", "evaluation.test_samples=100"])  # fmt: skip
+    rc = main(
+        [
+            "run",
+            str(suite),
+            "--out",
+            str(tmp_path / "q"),
+            "--quick",
+            "--only",
+            "base",
+            "--no-progress",
+            "--set",
+            "evaluation.test_samples=100",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "hint: the validation split (144 samples) is larger than the training split (100" in out
     (rec,) = ResultStore(tmp_path / "q").latest_runs()
@@ -377,8 +410,9 @@ def test_check_says_n_too_small_instead_of_a_detectable_drop() -> None:
     from bench.config.suite import CheckSpec
     from bench.verdicts.check import CheckRow, rows_frame, strength_line
 
-    row = CheckRow("base", "accuracy", 90.0, 89.0, -1.0, -300.0, 298.0, 2, 5.0, 0.4, 0.6, "not significant",
-                   detectable=359.86)  # fmt: skip
+    row = CheckRow(
+        "base", "accuracy", 90.0, 89.0, -1.0, -300.0, 298.0, 2, 5.0, 0.4, 0.6, "not significant", detectable=359.86
+    )
     frame = rows_frame([row])
     assert frame["detectable drop"][0] == "n too small" and frame["95% CI"][0] == "n too small"
     line = strength_line([row], CheckSpec())
@@ -454,8 +488,14 @@ def test_validate_reports_every_error_at_once(tmp_path: Path, capsys) -> None:
 
 def test_config_diff_ignores_fields_older_files_lack_at_their_default() -> None:
     old = {"evaluation": {"thresholds": [0.6]}}
-    new = {"evaluation": {"thresholds": [0.6], "recompute_bn": False, "test_samples": 0,
-                          "runtimes": ["eager", "onnxruntime"]}}  # fmt: skip
+    new = {
+        "evaluation": {
+            "thresholds": [0.6],
+            "recompute_bn": False,
+            "test_samples": 0,
+            "runtimes": ["eager", "onnxruntime"],
+        }
+    }
     assert config_diff(old, new) == ["evaluation.runtimes: (absent) -> ['eager', 'onnxruntime']"]
 
 

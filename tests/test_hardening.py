@@ -54,9 +54,25 @@ def _alive(pid: int) -> bool:
 def test_pool_workers_die_with_a_killed_driver(tmp_path: Path) -> None:
     suite = tmp_path / "t.toml"
     suite.write_text(TINY.replace("epochs = 1", "epochs = 30").replace("train_size = 300", "train_size = 1200"))
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(suite), "--out", str(tmp_path / "out"),
-                             "--jobs", "2", "--no-progress", "--set", "evaluation.latency=false"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "run",
+            str(suite),
+            "--out",
+            str(tmp_path / "out"),
+            "--jobs",
+            "2",
+            "--no-progress",
+            "--set",
+            "evaluation.latency=false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 60
         workers: set[int] = set()
@@ -140,8 +156,11 @@ def test_damaged_data_stops_the_suite_before_any_run(tmp_path: Path, capsys: pyt
     images = tmp_path / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:1000])
     suite = tmp_path / "m.toml"
-    suite.write_text(TINY.replace('name = "digits"', f'name = "mnist"\nroot = "{tmp_path / "data"}"\ndownload = false')
-                     .replace("train_size = 300", "train_size = 0"))  # fmt: skip
+    suite.write_text(
+        TINY.replace('name = "digits"', f'name = "mnist"\nroot = "{tmp_path / "data"}"\ndownload = false').replace(
+            "train_size = 300", "train_size = 0"
+        )
+    )
     out = tmp_path / "out"
     assert main(["run", str(suite), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -189,7 +208,10 @@ def test_one_run_per_folder(tmp_path: Path) -> None:
     with FolderLock(out):
         with pytest.raises(StoreError, match=f"in use by a running bench run \\(pid {os.getpid()} on host"):
             FolderLock(out).acquire()
-        r = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(suite), "--out", str(out), "--no-progress"],
-                           capture_output=True, text=True)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "bench.cli", "run", str(suite), "--out", str(out), "--no-progress"],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 2 and f"pid {os.getpid()}" in r.stderr and "Traceback" not in r.stderr
     FolderLock(out).acquire()  # released when the holder lets go (or dies)

@@ -16,16 +16,28 @@ from bench.measure.cost import LayerCost, counting, profile
 from bench.measure.kernelkey import SMALL_BATCH, kernel_key
 from bench.measure.roofline import Machine, layer_seconds, predict
 
-SYNTH = Machine(device="synthetic", threads=1, channels_last=False, torch_version="-",
-                mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9}, bandwidth=1e9, overhead=1e-5)  # fmt: skip
+SYNTH = Machine(
+    device="synthetic",
+    threads=1,
+    channels_last=False,
+    torch_version="-",
+    mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9},
+    bandwidth=1e9,
+    overhead=1e-5,
+)
 
 
 def test_convolution_rate_follows_the_output_pixels_per_call() -> None:
     """Series 0 (large batch), 1 (batch 1, 784 pixels) and 3 (batch 1, 49 pixels), each at K = 25 and 1600:
     the rate at a layer's K, then in log pixels per call between the series (clamped)."""
-    curve = [[25, 4e10, 1e8, 64, 50176, 0], [1600, 8e10, 1e9, 16, 3136, 0],
-             [25, 8e9, 1e6, 1, 784, 1], [1600, 6e10, 1e7, 1, 196, 1],
-             [25, 1e9, 1e5, 1, 49, 3], [1600, 2e10, 1e6, 1, 49, 3]]  # fmt: skip
+    curve = [
+        [25, 4e10, 1e8, 64, 50176, 0],
+        [1600, 8e10, 1e9, 16, 3136, 0],
+        [25, 8e9, 1e6, 1, 784, 1],
+        [1600, 6e10, 1e7, 1, 196, 1],
+        [25, 1e9, 1e5, 1, 49, 3],
+        [1600, 2e10, 1e6, 1, 49, 3],
+    ]
     m = Machine(**{**SYNTH.to_dict(), "conv_curve": curve})
     assert roofline.conv_rate(1600, m, 1.0, pixels=49) == pytest.approx(2e10)  # a 7 x 7 map: its series
     assert roofline.conv_rate(1600, m, 1.0, pixels=196) == pytest.approx(6e10)
@@ -34,9 +46,21 @@ def test_convolution_rate_follows_the_output_pixels_per_call() -> None:
     assert roofline.conv_rate(25, m) == pytest.approx(4e10)  # no call size: the large-batch rate
     # half-way in log K (200): series 1 at 3.4e10 on 490 pixels (pixels linear in log K), series 3 at 1.05e10
     assert roofline.conv_rate(200, m, 1.0, pixels=490) == pytest.approx(3.4e10)
-    conv = LayerCost("c", "Conv2d", macs=2_000_000, input_bytes=8, output_bytes=8, mac_type=True, ops=2, mac_ops=2,
-                     family_macs={"conv": 2_000_000}, family_ops={"conv": 2}, conv_reduction_macs={1600: 2_000_000},
-                     conv_reduction_calls={1600: 2}, conv_reduction_pixels={1600: 98})  # fmt: skip
+    conv = LayerCost(
+        "c",
+        "Conv2d",
+        macs=2_000_000,
+        input_bytes=8,
+        output_bytes=8,
+        mac_type=True,
+        ops=2,
+        mac_ops=2,
+        family_macs={"conv": 2_000_000},
+        family_ops={"conv": 2},
+        conv_reduction_macs={1600: 2_000_000},
+        conv_reduction_calls={1600: 2},
+        conv_reduction_pixels={1600: 98},
+    )
     assert layer_seconds(conv, m)[0] == pytest.approx(2e6 / 2e10 + 2e-5)  # 49 pixels per call
     row = profile(nn.Conv2d(4, 8, 3, padding=1), torch.zeros(2, 4, 7, 7)).layers[0]
     assert row.conv_reduction_pixels == {36: 2 * 7 * 7}

@@ -82,8 +82,12 @@ def test_unavailable_energy_says_why() -> None:
 def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -> None:
     model = tiny_model(("p1",)).float()
     x = torch.randn(64, 1, 28, 28)
-    rep = latency_report(model, x, [(0.5, build_policy("max-prob", threshold=0.5))],
-                         TimingSettings((1, 32), samples_batch1=4, repeats=2, warmup=0))  # fmt: skip
+    rep = latency_report(
+        model,
+        x,
+        [(0.5, build_policy("max-prob", threshold=0.5))],
+        TimingSettings((1, 32), samples_batch1=4, repeats=2, warmup=0),
+    )
     assert rep["threads"] == torch.get_num_threads()
     assert {p["batch_size"] for p in rep["exit_paths"]} == {1, 32}
     # the timed copy: every head flattens in memory order; segments would be sliced only at large batches:
@@ -92,8 +96,10 @@ def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -
     threads = rep["threads"]
     assert rep["allocator"]["kept"] is (platform.libc_ver()[0] == "glibc")  # bench.measure.machine.keep_freed_memory
     assert rep["layout"]["flatten_memory_order"] is True
-    assert rep["layout"]["segment_slices"] == [{"chunk": 2**21 * threads // 12_544, "from_batch": 1338},
-                                               {"chunk": 2**21 * threads // 4_704, "from_batch": 3567}]  # fmt: skip
+    assert rep["layout"]["segment_slices"] == [
+        {"chunk": 2**21 * threads // 12_544, "from_batch": 1338},
+        {"chunk": 2**21 * threads // 4_704, "from_batch": 3567},
+    ]
     assert rep["load"]["cores"] >= 1 and {"before", "during", "busy"} <= set(rep["load"])
     for c in rep["cascade"]:
         assert c["dynamic"]["median"] > 0 and sum(c["exit_share"]) == pytest.approx(1.0)
@@ -149,8 +155,12 @@ def test_cuda_latency_report_and_nvml_energy() -> None:
     torch.manual_seed(0)
     model = StudyCNN(exits=("p1",)).cuda().eval()
     x = torch.randn(512, 1, 28, 28, device="cuda")
-    rep = latency_report(model, x, [(0.6, build_policy("max-prob", threshold=0.6))],
-                         TimingSettings((1, 256), samples_batch1=16, repeats=3, warmup=1))  # fmt: skip
+    rep = latency_report(
+        model,
+        x,
+        [(0.6, build_policy("max-prob", threshold=0.6))],
+        TimingSettings((1, 256), samples_batch1=16, repeats=3, warmup=1),
+    )
     assert rep["device"] == torch.cuda.get_device_name()
     assert rep["layout"]["channels_last"] is False
     assert rep["measured_energy_source"] == "nvml", rep["measured_energy_reason"]
@@ -254,14 +264,21 @@ def test_report_warns_about_busy_timing(tmp_path) -> None:
     res = load_results(REPO / "tests" / "fixtures" / "results_a")
     rec = res.records[0]
     assert rec.latency is not None
-    load = {"cores": 2, "threads": 2, "busy_limit_cores": 0.25, "busy": True,
-            "before": {"others_cores": 1.1, "loadavg_1min": 3.0},
-            "during": {"others_cores": 0.9, "loadavg_1min": 3.2}}  # fmt: skip
+    load = {
+        "cores": 2,
+        "threads": 2,
+        "busy_limit_cores": 0.25,
+        "busy": True,
+        "before": {"others_cores": 1.1, "loadavg_1min": 3.0},
+        "during": {"others_cores": 0.9, "loadavg_1min": 3.2},
+    }
     res.records[0] = dataclasses.replace(rec, latency=dataclasses.replace(rec.latency, load=load))
     msgs = [w for w in warnings_for(res) if "busy machine" in w]
-    assert msgs == [f"{rec.variant} seed {rec.seed}: latency timed on a busy machine (other processes used 1.10 cores "
-                    "before and 0.90 during timing, limit 0.25; load average 3.2); its latency and speedup are not "
-                    "the model's: rerun it on a quiet machine"]  # fmt: skip
+    assert msgs == [
+        f"{rec.variant} seed {rec.seed}: latency timed on a busy machine (other processes used 1.10 cores "
+        "before and 0.90 during timing, limit 0.25; load average 3.2); its latency and speedup are not "
+        "the model's: rerun it on a quiet machine"
+    ]
 
 
 def test_a_full_network_timed_apart_from_its_last_exit_path_is_flagged_in_the_record_the_report_and_the_run_log() -> (
@@ -281,15 +298,31 @@ def test_a_full_network_timed_apart_from_its_last_exit_path_is_flagged_in_the_re
     from .conftest import REPO
 
     def cascade(batch: int, samples: int, full: float, threshold: float, runtime: str = "eager") -> CascadeTiming:
-        return CascadeTiming(threshold=threshold, batch_size=batch, samples=samples, dynamic={"median": 1.0},
-                             full={"median": full * samples}, per_sample_median=1.0 / samples, speedup_vs_full=1.0,
-                             runtime=runtime)  # fmt: skip
+        return CascadeTiming(
+            threshold=threshold,
+            batch_size=batch,
+            samples=samples,
+            dynamic={"median": 1.0},
+            full={"median": full * samples},
+            per_sample_median=1.0 / samples,
+            speedup_vs_full=1.0,
+            runtime=runtime,
+        )
 
-    paths = [PathTiming("p1", 1, {}, 50e-6), PathTiming("final", 1, {}, 100e-6), PathTiming("p1", 256, {}, 5e-6),
-             PathTiming("final", 256, {}, 10e-6), PathTiming("p1", 1, {}, 40e-6, runtime="onnxruntime"),
-             PathTiming("final", 1, {}, 100e-6, runtime="onnxruntime")]  # fmt: skip
-    cascades = [cascade(1, 200, 120e-6, 0.5), cascade(1, 200, 120e-6, 0.9), cascade(256, 4096, 10.5e-6, 0.5),
-                cascade(1, 200, 89e-6, 0.5, "onnxruntime")]  # fmt: skip
+    paths = [
+        PathTiming("p1", 1, {}, 50e-6),
+        PathTiming("final", 1, {}, 100e-6),
+        PathTiming("p1", 256, {}, 5e-6),
+        PathTiming("final", 256, {}, 10e-6),
+        PathTiming("p1", 1, {}, 40e-6, runtime="onnxruntime"),
+        PathTiming("final", 1, {}, 100e-6, runtime="onnxruntime"),
+    ]
+    cascades = [
+        cascade(1, 200, 120e-6, 0.5),
+        cascade(1, 200, 120e-6, 0.9),
+        cascade(256, 4096, 10.5e-6, 0.5),
+        cascade(1, 200, 89e-6, 0.5, "onnxruntime"),
+    ]
     res = load_results(REPO / "tests" / "fixtures" / "results_a")
     rec = res.records[0]
     assert rec.latency is not None
@@ -305,18 +338,22 @@ def test_a_full_network_timed_apart_from_its_last_exit_path_is_flagged_in_the_re
 
     res.records[:] = [dataclasses.replace(rec, latency=latency)]
     noise = [w for w in warnings_for(res) if w.startswith("latency noise")]
-    assert noise == [f"latency noise: in 2 of 3 timings (run x runtime x batch size) the full network and its last "
-                     f"exit's path, the same computation, differ by more than 10% ({rec.variant} seed {rec.seed} eager "
-                     f"batch 1: 120.0 against 100.0 µs per sample (+20.0%); {rec.variant} seed {rec.seed} onnxruntime "
-                     "batch 1: 89.0 against 100.0 µs per sample (-11.0%)): the machine's speed changed while they "
-                     "were timed, so those latencies and speedups are in doubt: rerun them alone"]  # fmt: skip
+    assert noise == [
+        f"latency noise: in 2 of 3 timings (run x runtime x batch size) the full network and its last "
+        f"exit's path, the same computation, differ by more than 10% ({rec.variant} seed {rec.seed} eager "
+        f"batch 1: 120.0 against 100.0 µs per sample (+20.0%); {rec.variant} seed {rec.seed} onnxruntime "
+        "batch 1: 89.0 against 100.0 µs per sample (-11.0%)): the machine's speed changed while they "
+        "were timed, so those latencies and speedups are in doubt: rerun them alone"
+    ]
 
     lines: list[str] = []
     _collect(RunSummary(REPO, 1), {"variant": "sum", "seed": 3, "status": "ok", "twin_gaps": gaps}, lines.append)
-    assert lines == ["warning: sum seed 3: the full network and its last exit's path, the same computation, timed more "
-                     "than 10% apart (eager batch 1: 120.0 against 100.0 µs per sample (+20.0%); onnxruntime batch 1: "
-                     "89.0 against 100.0 µs per sample (-11.0%)): the machine's speed changed while it was timed, so "
-                     "those latencies and speedups are in doubt: rerun it alone"]  # fmt: skip
+    assert lines == [
+        "warning: sum seed 3: the full network and its last exit's path, the same computation, timed more "
+        "than 10% apart (eager batch 1: 120.0 against 100.0 µs per sample (+20.0%); onnxruntime batch 1: "
+        "89.0 against 100.0 µs per sample (-11.0%)): the machine's speed changed while it was timed, so "
+        "those latencies and speedups are in doubt: rerun it alone"
+    ]
 
 
 def test_a_timing_budget_stops_adding_rounds_and_says_so() -> None:

@@ -306,8 +306,7 @@ def test_mixed_regime_trains_everything_disjoint_only_the_heads(digits) -> None:
         model = StudyCNN(channels=(4, 4, 4), hidden=8, exits=("p1", "p2"))
         model.load_state_dict(pre.state_dict(), strict=False)
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        train(model, build_loss("sum"), data, dataclasses.replace(cfg, freeze_backbone=freeze), seed=0,
-              evaluate=False)  # fmt: skip
+        train(model, build_loss("sum"), data, dataclasses.replace(cfg, freeze_backbone=freeze), seed=0, evaluate=False)
         changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
         heads = {k for k in before if k.startswith("exits.") and "num_batches" not in k}
         # weights only: a bias just before batch norm gets no gradient by construction
@@ -351,8 +350,11 @@ def test_methods_run_end_to_end(tmp_path) -> None:
     assert ztw.exits.policy_test_accuracy[-1] == ztw.exits.test_accuracy[-1]  # the last exit is the network's own
     joint_macs = [e.macs for e in recs["joint"].cost.per_exit]
     # the same backbone and heads plus the cascading link (K x K) at p2 and the ensembles' (k + 1) K
-    assert [e.macs for e in ztw.cost.per_exit] == [joint_macs[0] + 10, joint_macs[1] + 100 + 10 + 20,
-                                                   joint_macs[2] + 100 + 30]  # fmt: skip
+    assert [e.macs for e in ztw.cost.per_exit] == [
+        joint_macs[0] + 10,
+        joint_macs[1] + 100 + 10 + 20,
+        joint_macs[2] + 100 + 30,
+    ]
     for t in ztw.thresholds:  # counted while the real dynamic forward ran, ensembles included
         assert t.dynamic_matches_masked is not False
         if t.macs_counted is not None:
@@ -426,8 +428,12 @@ def test_cascading_model_dynamic_equals_masked_and_ort() -> None:
     y = logits[0].argmax(1)
     y[::2] = torch.randint(0, 10, (len(y[::2]),), generator=torch.Generator().manual_seed(0))
     weights, biases = fit_ensemble(logits, y)
-    ztw = build_policy("ztw-ensemble", threshold=0.5, ensemble_weights=tuple(map(tuple, weights)),
-                       ensemble_biases=tuple(map(tuple, biases)))  # fmt: skip
+    ztw = build_policy(
+        "ztw-ensemble",
+        threshold=0.5,
+        ensemble_weights=tuple(map(tuple, weights)),
+        ensemble_biases=tuple(map(tuple, biases)),
+    )
     ort = OrtCascade.from_model(model, x[:2])
     for policy in (build_policy("max-prob", threshold=0.5), ztw):
         conf = policy.confidence(transformed_logits(logits, policy)[0]).sort().values
@@ -457,8 +463,12 @@ def test_ztw_ensemble_by_hand() -> None:
     e = ensemble_logits([lp0, lp1], torch.tensor([math.log(2.0), 0.0]), torch.tensor([0.1, -0.1]))
     want = [math.log(0.5) + 0.5 * math.log(0.8) + 0.1, math.log(0.5) + 0.5 * math.log(0.2) - 0.1]
     assert e[0].tolist() == pytest.approx(want)
-    policy = build_policy("ztw-ensemble", threshold=0.5, ensemble_weights=((0.0,), (math.log(2.0), 0.0)),
-                          ensemble_biases=((0.0, 0.0), (0.1, -0.1)))  # fmt: skip
+    policy = build_policy(
+        "ztw-ensemble",
+        threshold=0.5,
+        ensemble_weights=((0.0,), (math.log(2.0), 0.0)),
+        ensemble_biases=((0.0, 0.0), (0.1, -0.1)),
+    )
     z = [torch.tensor([[0.0, 0.0]]), torch.log(torch.tensor([[0.8, 0.2]])), torch.tensor([[0.0, 3.0]])]
     out = masked_decisions(z, policy)
     # exit 1: the ensemble of one uniform member is uniform (0.5, not > 0.5); exit 2: softmax(e) above
@@ -480,8 +490,9 @@ def test_ztw_fit_minimises_the_ensembles_cross_entropy() -> None:
     w1, b1 = torch.tensor(weights[1], dtype=torch.float64), torch.tensor(biases[1], dtype=torch.float64)
     lps = [nn.functional.log_softmax(z.double(), 1) for z in (noise, informative)]
     fitted = nn.functional.cross_entropy(ensemble_logits(lps, w1, b1), y)
-    start = nn.functional.cross_entropy(ensemble_logits(lps, torch.zeros(2, dtype=torch.float64),
-                                                         torch.zeros(3, dtype=torch.float64)), y)  # fmt: skip
+    start = nn.functional.cross_entropy(
+        ensemble_logits(lps, torch.zeros(2, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)), y
+    )
     assert float(fitted) < float(start)
     assert weights[1][1] > weights[1][0]  # the informative member weighs more
     w1.requires_grad_(True)

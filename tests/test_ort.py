@@ -220,9 +220,17 @@ def test_the_runtime_roofline_adds_one_call_per_piece_run_to_the_eager_profile()
     from bench.measure.cost import counting
     from bench.measure.runtimes import _Predictor
 
-    machine = roofline.Machine(device="synthetic", threads=1, channels_last=False, torch_version="-",
-                               mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9, "matmul_narrow": 1e9},
-                               bandwidth=1e9, overhead=1e-6, runtime="hand-made", call_overhead=1e-3)  # fmt: skip
+    machine = roofline.Machine(
+        device="synthetic",
+        threads=1,
+        channels_last=False,
+        torch_version="-",
+        mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9, "matmul_narrow": 1e9},
+        bandwidth=1e9,
+        overhead=1e-6,
+        runtime="hand-made",
+        call_overhead=1e-3,
+    )
     model = _model(*CASES[1])
     folded = _model(*CASES[1])
     folded.fold_batch_norm()

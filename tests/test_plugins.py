@@ -79,8 +79,20 @@ def test_pool_workers_import_the_plugin(tmp_path: Path) -> None:
     (tmp_path / "mymodels.py").write_text(PLUGIN)
     suite = _suite(tmp_path)
     # two pool workers start bare (spawn): each imports the plugin again before its run
-    r = _bench("run", str(suite), "--import", str(tmp_path / "mymodels.py"), "--out", str(tmp_path / "out"),
-               "--jobs", "2", "--no-progress", "--no-report", "--set", "evaluation.latency=false")  # fmt: skip
+    r = _bench(
+        "run",
+        str(suite),
+        "--import",
+        str(tmp_path / "mymodels.py"),
+        "--out",
+        str(tmp_path / "out"),
+        "--jobs",
+        "2",
+        "--no-progress",
+        "--no-report",
+        "--set",
+        "evaluation.latency=false",
+    )
     assert r.returncode == 0, r.stderr
     recs = list(ResultStore(tmp_path / "out").iter_runs())
     assert len(recs) == 2 and all(rec.ok for rec in recs)

@@ -48,8 +48,13 @@ def test_main_table_golden(report_dir: Path) -> None:
 
 def test_report_sections_and_tables(report_dir: Path) -> None:
     text = (report_dir / "report.md").read_text()
-    for heading in ("## Main results at threshold 0.6", "## Paired differences vs the reference variant",
-                    "## Cumulative cost per exit", "## Figures", "## Warnings"):  # fmt: skip
+    for heading in (
+        "## Main results at threshold 0.6",
+        "## Paired differences vs the reference variant",
+        "## Cumulative cost per exit",
+        "## Figures",
+        "## Warnings",
+    ):
         assert heading in text
     assert "n = 3 seeds (< 5)" in text
     for name in ("main", "vs_reference", "vs_cascade_reference", "exit_costs"):
@@ -59,8 +64,16 @@ def test_report_sections_and_tables(report_dir: Path) -> None:
 
 
 def test_every_figure_is_written(report_dir: Path) -> None:
-    names = ["loss_curves", "accuracy_per_epoch", "accuracy_vs_threshold", "early_vs_threshold", "lambda_sweep",
-             "headline_bars", "accuracy_vs_macs", "accuracy_vs_energy"]  # fmt: skip
+    names = [
+        "loss_curves",
+        "accuracy_per_epoch",
+        "accuracy_vs_threshold",
+        "early_vs_threshold",
+        "lambda_sweep",
+        "headline_bars",
+        "accuracy_vs_macs",
+        "accuracy_vs_energy",
+    ]
     for name in names:
         for ext in ("png", "pdf"):
             f = report_dir / "figures" / f"{name}.{ext}"
@@ -122,13 +135,15 @@ def test_compare_refuses_different_datasets_unless_forced(tmp_path: Path) -> Non
     out = tmp_path / "forced.md"
     compare(FIX / "results_a", b, console=quiet, out=str(out), force=True)
     assert "- datasets differ: A digits" in out.read_text()
-    c = subprocess.run([sys.executable, "-m", "bench.cli", "compare", str(FIX / "results_a"), str(b)],
-                       capture_output=True, text=True)  # fmt: skip
+    c = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "compare", str(FIX / "results_a"), str(b)], capture_output=True, text=True
+    )
     assert c.returncode == 2 and "Pass --force" in c.stderr
 
 
-def test_cli_report_and_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_report_and_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The command line in-process (bench.cli.main, what the ``bench`` script calls): exit codes and output."""
     from bench.cli import main
 

@@ -12,23 +12,48 @@ import torch
 from torch import nn
 
 from bench.measure import machine, microbench, roofline
-from bench.measure.cost import LayerCost, counting, profile, valid_tap_share
+from bench.measure.cost import LayerCost, counting, profile
 from bench.measure.microbench import fit_overhead_bandwidth
+from bench.measure.operators import valid_tap_share
 from bench.measure.roofline import Machine, layer_seconds, predict
 from cascade import StudyCNN, build_model
 from cascade.inference import optimise_for_inference
 
-SYNTH = Machine(device="synthetic", threads=1, channels_last=False, torch_version="-",
-                mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9}, bandwidth=1e9, overhead=1e-5)  # fmt: skip
+SYNTH = Machine(
+    device="synthetic",
+    threads=1,
+    channels_last=False,
+    torch_version="-",
+    mac_rate={"conv": 1e9, "conv_thin": 1e8, "matmul": 2e9},
+    bandwidth=1e9,
+    overhead=1e-5,
+)
 
 
 def test_layer_time_is_overhead_plus_the_larger_of_compute_and_memory() -> None:
-    conv = LayerCost("c", "Conv2d", macs=2_000_000, input_bytes=400_000, weight_bytes=100_000, output_bytes=500_000,
-                     mac_type=True, family_macs={"conv": 2_000_000}, ops=1)  # fmt: skip
+    conv = LayerCost(
+        "c",
+        "Conv2d",
+        macs=2_000_000,
+        input_bytes=400_000,
+        weight_bytes=100_000,
+        output_bytes=500_000,
+        mac_type=True,
+        family_macs={"conv": 2_000_000},
+        ops=1,
+    )
     # compute 2e6 / 1e9 = 2 ms > memory 1e6 / 1e9 = 1 ms; plus one op's 10 us
     assert layer_seconds(conv, SYNTH) == (pytest.approx(2e-3 + 1e-5), "compute")
-    thin = LayerCost("t", "Conv2d", macs=2_000_000, input_bytes=1, output_bytes=1, mac_type=True,
-                     family_macs={"conv_thin": 2_000_000}, ops=1)  # fmt: skip
+    thin = LayerCost(
+        "t",
+        "Conv2d",
+        macs=2_000_000,
+        input_bytes=1,
+        output_bytes=1,
+        mac_type=True,
+        family_macs={"conv_thin": 2_000_000},
+        ops=1,
+    )
     assert layer_seconds(thin, SYNTH)[0] == pytest.approx(2e-2 + 1e-5)  # the thin family's rate, 10x lower
     relu = LayerCost("r", "ReLU", input_bytes=3_000_000, output_bytes=3_000_000, ops=2)
     assert layer_seconds(relu, SYNTH) == (pytest.approx(6e-3 + 2e-5), "memory")
@@ -38,8 +63,18 @@ def test_layer_time_is_overhead_plus_the_larger_of_compute_and_memory() -> None:
 
 def test_kernel_calls_pay_their_family_launch_cost() -> None:
     m = Machine(**{**SYNTH.to_dict(), "launch": {"conv": 5e-5, "matmul": 2e-5}})
-    conv = LayerCost("c", "Conv2d", macs=1000, input_bytes=8, output_bytes=8, mac_type=True, ops=3, mac_ops=2,
-                     family_macs={"conv": 1000}, family_ops={"conv": 2})  # fmt: skip
+    conv = LayerCost(
+        "c",
+        "Conv2d",
+        macs=1000,
+        input_bytes=8,
+        output_bytes=8,
+        mac_type=True,
+        ops=3,
+        mac_ops=2,
+        family_macs={"conv": 1000},
+        family_ops={"conv": 2},
+    )
     # 2 kernel calls x 50 us + 1 other op x 10 us + max(1e-6 compute, 16e-9 memory)
     assert layer_seconds(conv, m) == (pytest.approx(2 * 5e-5 + 1e-5 + 1e-6), "overhead")
 
@@ -66,11 +101,26 @@ def test_thin_convolutions_and_narrow_heads_are_their_own_families() -> None:
 def test_a_row_with_several_kernel_families_is_timed_per_family() -> None:
     # a traced backbone puts every operator in one row: its convolutions at the conv rate, its head at the
     # narrow-matmul rate, each call at its own family's launch cost
-    m = Machine(**{**SYNTH.to_dict(), "mac_rate": {**SYNTH.mac_rate, "matmul_narrow": 5e8},
-                   "launch": {"conv": 5e-5, "matmul_narrow": 2e-5}})  # fmt: skip
-    row = LayerCost("(top)", "", macs=3_001_000, norm_macs=1000, input_bytes=8, output_bytes=8, mac_type=True, ops=5,
-                    mac_ops=3, family_macs={"conv": 2_000_000, "matmul_narrow": 1_000_000},
-                    family_ops={"conv": 2, "matmul_narrow": 1})  # fmt: skip
+    m = Machine(
+        **{
+            **SYNTH.to_dict(),
+            "mac_rate": {**SYNTH.mac_rate, "matmul_narrow": 5e8},
+            "launch": {"conv": 5e-5, "matmul_narrow": 2e-5},
+        }
+    )
+    row = LayerCost(
+        "(top)",
+        "",
+        macs=3_001_000,
+        norm_macs=1000,
+        input_bytes=8,
+        output_bytes=8,
+        mac_type=True,
+        ops=5,
+        mac_ops=3,
+        family_macs={"conv": 2_000_000, "matmul_narrow": 1_000_000},
+        family_ops={"conv": 2, "matmul_narrow": 1},
+    )
     # compute 2e6 / 1e9 + 1e6 / 5e8 = 4 ms; launches 2 x 50 us + 20 us; 2 other ops x 10 us
     assert layer_seconds(row, m) == (pytest.approx(4e-3 + 1.2e-4 + 2e-5), "compute")
     assert row.family == "conv"
@@ -92,8 +142,16 @@ def test_pooling_is_bounded_by_its_window_rate_and_old_records_fall_back() -> No
     pool.window_ops = 1_000_000  # 1e6 / 1e8 = 10 ms > 5e5 / 1e9 = 0.5 ms of traffic
     assert layer_seconds(pool, m) == (pytest.approx(1e-2 + 1e-5), "compute")
     assert layer_seconds(pool, SYNTH) == (pytest.approx(5e-4 + 1e-5), "memory")  # no pool rate: bandwidth only
-    head = LayerCost("h", "Linear", macs=2_000_000, input_bytes=1, output_bytes=1, mac_type=True, ops=1,
-                     family_macs={"matmul_narrow": 2_000_000})  # fmt: skip
+    head = LayerCost(
+        "h",
+        "Linear",
+        macs=2_000_000,
+        input_bytes=1,
+        output_bytes=1,
+        mac_type=True,
+        ops=1,
+        family_macs={"matmul_narrow": 2_000_000},
+    )
     assert layer_seconds(head, SYNTH)[0] == pytest.approx(1e-3 + 1e-5)  # no narrow rate recorded: the matmul one
     narrow = Machine(**{**SYNTH.to_dict(), "mac_rate": {**SYNTH.mac_rate, "matmul_narrow": 5e8}})
     assert layer_seconds(head, narrow)[0] == pytest.approx(4e-3 + 1e-5)
@@ -185,8 +243,9 @@ def test_the_module_call_probe_counts_its_calls_as_profiles_do_and_computes_what
 
 def test_memory_time_follows_the_measured_curve_by_size_per_call() -> None:
     # a curve measured as overhead 1 us + bytes / bandwidth: 100 GB/s up to 1 MB per call, 10 GB/s at 100 MB
-    m = Machine(**{**SYNTH.to_dict(), "overhead": 1e-6,
-                   "memory_curve": [[1e6, 1e-6 + 1e6 / 1e11], [1e8, 1e-6 + 1e8 / 1e10]]})  # fmt: skip
+    m = Machine(
+        **{**SYNTH.to_dict(), "overhead": 1e-6, "memory_curve": [[1e6, 1e-6 + 1e6 / 1e11], [1e8, 1e-6 + 1e8 / 1e10]]}
+    )
     assert roofline.memory_seconds(1e6, 1, m) == pytest.approx(1e-5)  # at a measured point
     assert roofline.memory_seconds(1e8, 1, m) == pytest.approx(1e-2)
     assert roofline.memory_seconds(1e8, 100, m) == pytest.approx(1e-3)  # 100 calls of 1 MB: the cache rate
@@ -198,9 +257,19 @@ def test_memory_time_follows_the_measured_curve_by_size_per_call() -> None:
 def test_convolution_rate_follows_the_reduction_length() -> None:
     m = Machine(**{**SYNTH.to_dict(), "conv_curve": [[27, 2e10], [2700, 6e10]]})
     assert roofline.conv_rate(270, m) == pytest.approx(4e10) and roofline.conv_rate(9, m) == pytest.approx(2e10)
-    conv = LayerCost("c", "Conv2d", macs=3_000_000, input_bytes=8, output_bytes=8, mac_type=True, ops=2, mac_ops=2,
-                     family_macs={"conv": 3_000_000}, family_ops={"conv": 2},
-                     conv_reduction_macs={27: 1_000_000, 2700: 2_000_000})  # fmt: skip
+    conv = LayerCost(
+        "c",
+        "Conv2d",
+        macs=3_000_000,
+        input_bytes=8,
+        output_bytes=8,
+        mac_type=True,
+        ops=2,
+        mac_ops=2,
+        family_macs={"conv": 3_000_000},
+        family_ops={"conv": 2},
+        conv_reduction_macs={27: 1_000_000, 2700: 2_000_000},
+    )
     # 1e6 / 2e10 + 2e6 / 6e10 = 50 us + 33.3 us, instead of 3e6 / 1e9 at the family rate; 2 launches of 10 us
     assert layer_seconds(conv, m)[0] == pytest.approx(5e-5 + 2e-6 / 6e-2 + 2e-5)
     assert layer_seconds(conv, SYNTH)[0] == pytest.approx(3e-3 + 2e-5)
@@ -220,9 +289,20 @@ def test_convolution_and_pooling_rates_follow_the_work_per_call() -> None:
     # K = 270, half-way in log K: large 4e10 at 5.5e8 MACs per call, batch 1 1.25e10 at 5.5e6
     assert roofline.conv_rate(270, m, 5.5e6) == pytest.approx(1.25e10)
     assert roofline.conv_rate(270, m, 5.5e8) == pytest.approx(4e10)
-    conv = LayerCost("c", "Conv2d", macs=2_000_000, input_bytes=8, output_bytes=8, mac_type=True, ops=2, mac_ops=2,
-                     family_macs={"conv": 2_000_000}, family_ops={"conv": 2}, conv_reduction_macs={27: 2_000_000},
-                     conv_reduction_calls={27: 2})  # fmt: skip
+    conv = LayerCost(
+        "c",
+        "Conv2d",
+        macs=2_000_000,
+        input_bytes=8,
+        output_bytes=8,
+        mac_type=True,
+        ops=2,
+        mac_ops=2,
+        family_macs={"conv": 2_000_000},
+        family_ops={"conv": 2},
+        conv_reduction_macs={27: 2_000_000},
+        conv_reduction_calls={27: 2},
+    )
     assert layer_seconds(conv, m)[0] == pytest.approx(2e6 / 5e9 + 2e-5)  # 1e6 MACs per call: the batch-1 rate
     assert roofline.pool_rate(m, 1e6) == pytest.approx((2e9 + 5e8) / 2) and roofline.pool_rate(m) == 2e9
     assert roofline.pool_rate(SYNTH, 1e6) == SYNTH.pool_rate  # no curve: the one rate
@@ -237,9 +317,19 @@ def test_channels_below_the_vector_width_slow_convolutions_and_pools_down() -> N
     m = Machine(**{**SYNTH.to_dict(), "lanes": 16})
     assert roofline.lane_factor({5: 100, 32: 100}, m) == pytest.approx((100 * 16 / 5 + 100) / 200)
     assert roofline.lane_factor({5: 100}, SYNTH) == 1.0  # no measured width: no factor
-    conv = LayerCost("c", "Conv2d", macs=2_000_000, input_bytes=8, output_bytes=8, mac_type=True, ops=1, mac_ops=1,
-                     family_macs={"conv": 2_000_000}, family_ops={"conv": 1},
-                     conv_channel_macs={5: 2_000_000})  # fmt: skip
+    conv = LayerCost(
+        "c",
+        "Conv2d",
+        macs=2_000_000,
+        input_bytes=8,
+        output_bytes=8,
+        mac_type=True,
+        ops=1,
+        mac_ops=1,
+        family_macs={"conv": 2_000_000},
+        family_ops={"conv": 1},
+        conv_channel_macs={5: 2_000_000},
+    )
     assert layer_seconds(conv, m)[0] == pytest.approx(2e6 / 1e9 * 16 / 5 + 1e-5)
     assert layer_seconds(conv, SYNTH)[0] == pytest.approx(2e6 / 1e9 + 1e-5)
     row = profile(nn.Conv2d(1, 5, 3), torch.zeros(1, 1, 6, 6)).layers[0]
@@ -315,7 +405,7 @@ def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.Mo
 
 
 def test_padding_taps_are_left_out_of_the_convolution_rate_work() -> None:
-    from bench.measure.cost import valid_tap_share
+    from bench.measure.operators import valid_tap_share
 
     # 5 x 5 taps, padding 2, 7 pixels: valid taps per output 3, 4, 5, 5, 5, 4, 3 -> 29 of 35 per axis
     assert valid_tap_share((7, 7), (5, 5), (1, 1), (2, 2), (1, 1)) == pytest.approx((29 / 35) ** 2)

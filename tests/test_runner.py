@@ -253,10 +253,26 @@ def test_interrupted_suite_resumes(tiny: Path, tmp_path: Path, monkeypatch: pyte
 
 def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    cmd = [sys.executable, "-m", "bench.cli", "run", str(REPO / "suites/smoke.toml"), "--out", str(out),
-           "--no-progress",
-           "--set", "suite.seeds=[0]", "--set", "train.epochs=1", "--set", "variants.firm-p2.pretrain_epochs=1",
-           "--set", "variants.firm-p2.epochs=1", "--set", "evaluation.latency=false"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "run",
+        str(REPO / "suites/smoke.toml"),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "suite.seeds=[0]",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "variants.firm-p2.pretrain_epochs=1",
+        "--set",
+        "variants.firm-p2.epochs=1",
+        "--set",
+        "evaluation.latency=false",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "4 runs done" in res.stdout

@@ -46,8 +46,13 @@ def test_committed_run_files_load_upgraded_and_round_trip() -> None:
 
 
 def test_v1_to_v2_names_the_eager_runtime() -> None:
-    v1 = {"schema": 1, "latency": {"exit_paths": [{"exit": "p1"}, {"exit": "p1", "runtime": "onnxruntime"}],
-                                   "cascade": [{"threshold": 0.6}]}}  # fmt: skip
+    v1 = {
+        "schema": 1,
+        "latency": {
+            "exit_paths": [{"exit": "p1"}, {"exit": "p1", "runtime": "onnxruntime"}],
+            "cascade": [{"threshold": 0.6}],
+        },
+    }
     v2 = upgrade(v1)
     assert [p["runtime"] for p in v2["latency"]["exit_paths"]] == ["eager", "onnxruntime"]
     assert v2["latency"]["cascade"][0]["runtime"] == "eager" and v2["schema"] == 2

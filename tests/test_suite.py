@@ -160,10 +160,13 @@ sweep = { "loss_options.lambda" = [0.2, 0.6, 1.0] }
     )
     runs = [r for r in expand_runs(load_suite(write(tmp_path, text))) if r.variant_base == "firm"]
     assert [(r.variant, r.seed) for r in runs] == [
-        ("firm[lambda=0.2]", 0), ("firm[lambda=0.2]", 1),
-        ("firm[lambda=0.6]", 0), ("firm[lambda=0.6]", 1),
-        ("firm[lambda=1.0]", 0), ("firm[lambda=1.0]", 1),
-    ]  # fmt: skip
+        ("firm[lambda=0.2]", 0),
+        ("firm[lambda=0.2]", 1),
+        ("firm[lambda=0.6]", 0),
+        ("firm[lambda=0.6]", 1),
+        ("firm[lambda=1.0]", 0),
+        ("firm[lambda=1.0]", 1),
+    ]
     assert [r.job.loss_options["lambda"] for r in runs] == [0.2, 0.2, 0.6, 0.6, 1.0, 1.0]
     assert len({r.key for r in runs}) == 6
     # firm pre-trains with base by default: the same job as the base variant's run of that seed

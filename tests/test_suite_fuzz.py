@@ -61,9 +61,41 @@ def _keys(obj: Any, out: set[str]) -> set[str]:
 
 KNOWN_KEYS = sorted(_keys(SHIPPED, set()) - set(SHIPPED))
 TABLES = ["suite", "dataset", "model", "train", "evaluation", "report", "check", "budget", "executor"]
-WORDS = ["base", "sum", "soft", "firm", "firm-gated", "p1", "p2", "p3", "final", "max-prob", "entropy", "patience",
-         "digits", "mnist", "noisy_mnist", "study_cnn", "lenet", "cifar_resnet", "local", "dask", "slurm", "cpu",
-         "cuda", "eyeriss", "fraction", "macs", "", "0", "-1", "nan", "1e400", "../x", "a b"]  # fmt: skip
+WORDS = [
+    "base",
+    "sum",
+    "soft",
+    "firm",
+    "firm-gated",
+    "p1",
+    "p2",
+    "p3",
+    "final",
+    "max-prob",
+    "entropy",
+    "patience",
+    "digits",
+    "mnist",
+    "noisy_mnist",
+    "study_cnn",
+    "lenet",
+    "cifar_resnet",
+    "local",
+    "dask",
+    "slurm",
+    "cpu",
+    "cuda",
+    "eyeriss",
+    "fraction",
+    "macs",
+    "",
+    "0",
+    "-1",
+    "nan",
+    "1e400",
+    "../x",
+    "a b",
+]
 
 scalars = st.one_of(
     st.booleans(),

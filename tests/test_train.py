@@ -58,15 +58,25 @@ def test_nan_loss_stops_with_clear_error(digits) -> None:
     # Deferred check (the GPU default): still the first bad iteration, found at the next check.
     loss = Exploding()
     with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, iteration 3"):
-        train(StudyCNN(channels=(4, 4, 4), hidden=8), loss, small(digits),
-              dataclasses.replace(CFG, finite_check_every=5), seed=0)  # fmt: skip  # type: ignore[arg-type]
+        train(
+            StudyCNN(channels=(4, 4, 4), hidden=8),
+            loss,
+            small(digits),
+            dataclasses.replace(CFG, finite_check_every=5),
+            seed=0,
+        )  # type: ignore[arg-type]
     assert loss.calls == 5
     # A check interval longer than the epoch: caught at the epoch's end.
     loss = Exploding()
     steps = len(range(0, len(small(digits).train), CFG.batch_size))
     with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, iteration 3"):
-        train(StudyCNN(channels=(4, 4, 4), hidden=8), loss, small(digits),
-              dataclasses.replace(CFG, finite_check_every=10_000), seed=0)  # fmt: skip  # type: ignore[arg-type]
+        train(
+            StudyCNN(channels=(4, 4, 4), hidden=8),
+            loss,
+            small(digits),
+            dataclasses.replace(CFG, finite_check_every=10_000),
+            seed=0,
+        )  # type: ignore[arg-type]
     assert loss.calls == steps
 
 
@@ -190,8 +200,10 @@ def test_schedule_validation() -> None:
     with pytest.raises(ConfigError, match="lr_gamma"):
         TrainConfig(lr_gamma=0)
     # new fields stay out of the run keys at their defaults (keys of existing results unchanged)
-    assert TrainConfig().key_fields() == {k: v for k, v in TrainConfig().key_fields().items()
-                                          if k not in ("lr_schedule", "warmup_epochs", "lr_step_epochs",
-                                                       "lr_gamma", "freeze_backbone")}  # fmt: skip
+    assert TrainConfig().key_fields() == {
+        k: v
+        for k, v in TrainConfig().key_fields().items()
+        if k not in ("lr_schedule", "warmup_epochs", "lr_step_epochs", "lr_gamma", "freeze_backbone")
+    }
     assert TrainConfig(lr_schedule="cosine").key_fields()["lr_schedule"] == "cosine"
     assert TrainConfig(freeze_backbone=True).key_fields()["freeze_backbone"] is True

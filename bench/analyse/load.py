@@ -70,8 +70,12 @@ class Results:
             return self
         keep = select_variants([(r.variant, r.variant_base) for r in [*self.records, *self.failed]], patterns)
         frame = self.frame[self.frame["variant"].isin(keep)] if "variant" in self.frame else self.frame
-        return dataclasses.replace(self, records=[r for r in self.records if r.variant in keep], frame=frame,
-                                   failed=[r for r in self.failed if r.variant in keep])  # fmt: skip
+        return dataclasses.replace(
+            self,
+            records=[r for r in self.records if r.variant in keep],
+            frame=frame,
+            failed=[r for r in self.failed if r.variant in keep],
+        )
 
     def steps(self, variant: str) -> int:
         """Training steps per seed of ``variant`` (pre-training included), the most common value over seeds."""

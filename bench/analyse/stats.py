@@ -85,8 +85,9 @@ def paired_test(a: dict[int, float], b: dict[int, float], confidence: float = 0.
     elif np.all(d == d[0]):
         p = 1.0 if d[0] == 0 else 0.0
         what = "no difference" if d[0] == 0 else f"the difference is exactly {d[0]:+.6g}"
-        return PairedTest(interval, p, len(seeds), seeds,
-                          f"exact: all {len(seeds)} paired differences are equal ({what}); no t-test")  # fmt: skip
+        return PairedTest(
+            interval, p, len(seeds), seeds, f"exact: all {len(seeds)} paired differences are equal ({what}); no t-test"
+        )
     else:
         p = float(_st.ttest_rel(xa, xb).pvalue)
     return PairedTest(interval, p, len(seeds), seeds)

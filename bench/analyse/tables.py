@@ -120,8 +120,13 @@ def exit_cost_frame(results: Results) -> pd.DataFrame:
         cost = first[arch].cost
         assert cost is not None
         for c in cost.per_exit:
-            row = {"variants": ", ".join(variants), "exit": c.exit, "MACs": c.macs, "FLOPs": c.flops,
-                   "params": c.params}  # fmt: skip
+            row = {
+                "variants": ", ".join(variants),
+                "exit": c.exit,
+                "MACs": c.macs,
+                "FLOPs": c.flops,
+                "params": c.params,
+            }
             for table, e in c.energy.items():
                 row[f"energy_{table}"] = e["total"]
             rows.append(row)
@@ -254,8 +259,17 @@ def anytime_frame(results: Results) -> pd.DataFrame:
         assert cost is not None and recs[0].exits is not None
         for j, name in enumerate(recs[0].exits.names):
             iv = stats.t_interval([r.exits.test_accuracy[j] for r in recs if r.exits])
-            rows.append({"variant": variant, "exit": name, "cost_fraction": cost.per_exit[j].macs / cost.base["macs"],
-                         "n": iv.n, "test_accuracy": iv.mean, "acc_low": iv.low, "acc_high": iv.high})  # fmt: skip
+            rows.append(
+                {
+                    "variant": variant,
+                    "exit": name,
+                    "cost_fraction": cost.per_exit[j].macs / cost.base["macs"],
+                    "n": iv.n,
+                    "test_accuracy": iv.mean,
+                    "acc_low": iv.low,
+                    "acc_high": iv.high,
+                }
+            )
     return pd.DataFrame(rows, columns=["variant", "exit", "cost_fraction", "n", "test_accuracy", "acc_low", "acc_high"])
 
 
@@ -276,8 +290,10 @@ def warnings_for(results: Results) -> list[str]:
             acc = stats.t_interval([r.exits.test_accuracy[i] for r in recs if r.exits]).mean
             val = stats.t_interval([r.exits.val_accuracy[i] for r in recs if r.exits]).mean
             if at_chance(acc, k) or at_chance(val, k):
-                out.append(f"{variant}: exit {name} is at chance level ({acc:.1%} test, {val:.1%} validation "
-                           f"accuracy; chance {1 / k:.1%})")  # fmt: skip
+                out.append(
+                    f"{variant}: exit {name} is at chance level ({acc:.1%} test, {val:.1%} validation "
+                    f"accuracy; chance {1 / k:.1%})"
+                )
         for w in dict.fromkeys(w for r in recs if r.sanity for w in r.sanity.warnings if "batch-norm" in w):
             out.append(w)  # the cause, per seed (at-chance lines per seed would repeat the one above)
         if len(names) < 2:
@@ -321,14 +337,18 @@ def timing_notes(results: Results) -> list[str]:
     for r in results.records:
         budget = (r.latency.budget if r.latency else None) or {}
         for stop in budget.get("stopped", []):
-            out.append(f"{r.variant} seed {r.seed}: latency timing stopped at its budget ({budget['seconds']:.0f} s) "
-                       f"after {stop['rounds']} of {stop['asked']} repeats ({stop['runtime']}, batch "
-                       f"{stop['batch_size']}): fewer samples, wider intervals; evaluation.latency_budget_s gives it "
-                       "more time")  # fmt: skip
+            out.append(
+                f"{r.variant} seed {r.seed}: latency timing stopped at its budget ({budget['seconds']:.0f} s) "
+                f"after {stop['rounds']} of {stop['asked']} repeats ({stop['runtime']}, batch "
+                f"{stop['batch_size']}): fewer samples, wider intervals; evaluation.latency_budget_s gives it "
+                "more time"
+            )
     shares = [r.phase_seconds["latency"] / r.seconds for r in results.records if r.phase_seconds and r.seconds]
     if shares and statistics.median(shares) > 0.25:
-        out.append(f"latency timing took {statistics.median(shares):.0%} of a run (median over the runs; "
-                   f"{max(shares):.0%} at most): more than the quarter the default budget aims at")  # fmt: skip
+        out.append(
+            f"latency timing took {statistics.median(shares):.0%} of a run (median over the runs; "
+            f"{max(shares):.0%} at most): more than the quarter the default budget aims at"
+        )
     return out
 
 
@@ -341,10 +361,12 @@ def twin_summary(results: Results) -> str | None:
     if not gaps:
         return None
     where = "; ".join(f"{r.variant} seed {r.seed} {twin_where([g])}" for r, g in gaps)
-    return (f"latency noise: in {len(gaps)} of {total} timings (run x runtime x batch size) the full network and its "
-            f"last exit's path, the same computation, differ by more than {TWIN_TOLERANCE:.0%} ({where}): the "
-            "machine's speed changed while they were timed, so those latencies and speedups are in doubt: "
-            "rerun them alone")  # fmt: skip
+    return (
+        f"latency noise: in {len(gaps)} of {total} timings (run x runtime x batch size) the full network and its "
+        f"last exit's path, the same computation, differ by more than {TWIN_TOLERANCE:.0%} ({where}): the "
+        "machine's speed changed while they were timed, so those latencies and speedups are in doubt: "
+        "rerun them alone"
+    )
 
 
 @dataclass
@@ -366,8 +388,16 @@ def _scaled(*names: str) -> list[tuple[str, float]]:
 def build_tables(results: Results) -> Tables:
     vs_ref = comparison_frame(results, _scaled("accuracy", "saved_vs_base"), _reference_for)
     vs_casc = comparison_frame(results, _scaled("accuracy", "early_share"), _cascade_reference_for)
-    return Tables(main_frame(results, vs_ref), vs_ref, vs_casc, exit_cost_frame(results), warnings_for(results),
-                  budget_frame(results), anytime_frame(results), latency_model_frame(results))  # fmt: skip
+    return Tables(
+        main_frame(results, vs_ref),
+        vs_ref,
+        vs_casc,
+        exit_cost_frame(results),
+        warnings_for(results),
+        budget_frame(results),
+        anytime_frame(results),
+        latency_model_frame(results),
+    )
 
 
 def budget_frame(results: Results) -> pd.DataFrame:
@@ -382,10 +412,21 @@ def budget_frame(results: Results) -> pd.DataFrame:
             acc = stats.t_interval([q[j].test_accuracy for q in pts])
             cost = stats.t_interval([q[j].test_cost_fraction for q in pts])
             feasible = all(q[j].feasible for q in pts)
-            rows.append({"variant": variant, "budget": p.budget, "unit": recs[0].budget.unit if recs[0].budget else "",
-                         "n": acc.n, "test_accuracy": acc.mean, "acc_low": acc.low, "acc_high": acc.high,
-                         "test_cost_fraction": cost.mean, "cost_low": cost.low, "cost_high": cost.high,
-                         "feasible": feasible})  # fmt: skip
+            rows.append(
+                {
+                    "variant": variant,
+                    "budget": p.budget,
+                    "unit": recs[0].budget.unit if recs[0].budget else "",
+                    "n": acc.n,
+                    "test_accuracy": acc.mean,
+                    "acc_low": acc.low,
+                    "acc_high": acc.high,
+                    "test_cost_fraction": cost.mean,
+                    "cost_low": cost.low,
+                    "cost_high": cost.high,
+                    "feasible": feasible,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -406,5 +447,7 @@ def description_warning(results: Results) -> str | None:
     named = sorted(d for d in DATASETS.names() if d not in used and pattern(d).search(text))
     if not named:
         return None
-    return (f"the suite's description names {', '.join(named)} but the runs used {', '.join(sorted(used))}: "
-            "the description is the suite author's text; the data line above is what ran")  # fmt: skip
+    return (
+        f"the suite's description names {', '.join(named)} but the runs used {', '.join(sorted(used))}: "
+        "the description is the suite author's text; the data line above is what ran"
+    )

@@ -11,9 +11,15 @@ from bench.execute.export import export_run
 
 
 def main(args: argparse.Namespace) -> int:
-    summary = export_run(args.dir, variant=args.variant, seed=args.seed, out=args.out, threshold=args.threshold,
-                         checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
-                         trust=folder_trust(args))  # fmt: skip
+    summary = export_run(
+        args.dir,
+        variant=args.variant,
+        seed=args.seed,
+        out=args.out,
+        threshold=args.threshold,
+        checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
+        trust=folder_trust(args),
+    )
     c = summary.check
     recorded = c["recorded_test_accuracy"]
     against = (
@@ -21,10 +27,14 @@ def main(args: argparse.Namespace) -> int:
         if recorded is not None
         else " (a threshold the run did not evaluate)"
     )
-    console.print(escape(
-        f"exported {summary.record.variant} seed {summary.record.seed} -> {summary.out}: {', '.join(summary.files)}\n"
-        f"check on {c['test_samples']:,} test samples with ONNX Runtime: {c['decisions_differing_from_eager']} "
-        f"decision(s) differ from eager ({c['of_which_ties']} of them ties within 1e-6); test accuracy "
-        f"{100 * summary.test_accuracy:.2f} %{against}; serve it as docs/deploy.md shows"
-    ), highlight=False)  # fmt: skip
+    console.print(
+        escape(
+            f"exported {summary.record.variant} seed {summary.record.seed} -> {summary.out}: "
+            f"{', '.join(summary.files)}\n"
+            f"check on {c['test_samples']:,} test samples with ONNX Runtime: {c['decisions_differing_from_eager']} "
+            f"decision(s) differ from eager ({c['of_which_ties']} of them ties within 1e-6); test accuracy "
+            f"{100 * summary.test_accuracy:.2f} %{against}; serve it as docs/deploy.md shows"
+        ),
+        highlight=False,
+    )
     return 0

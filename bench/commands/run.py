@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from bench.commands._console import cache_setting, console, folder_trust
+from bench.commands._console import console, folder_trust, run_options
 from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.execute.runner import run_suite
 from bench.measure.microbench import CACHE_ENV as ROOFLINE_CACHE_ENV
@@ -61,22 +61,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run_and_report(args: argparse.Namespace) -> int:
-    summary = run_suite(
-        args.suite,
-        out_dir=args.out,
-        overrides=[*(QUICK if args.quick else ()), *args.set],
-        imports=args.imports,
-        jobs=args.jobs,
-        force=args.force,
-        executor=args.executor,
-        executor_options=args.executor_flags,
-        progress=not args.no_progress,
-        log=lambda s: console.print(escape(s)),
-        only=args.only,
-        checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
-        seeds=args.seed,
-        retime=args.retime,
-    )
+    overrides = [*(QUICK if args.quick else ()), *args.set]
+    summary = run_suite(args.suite, run_options(args, overrides), log=lambda s: console.print(escape(s)))
     own = FolderTrust(summary.plugins, log=lambda line: None)  # the suite's own plugins, imported already
     if not args.no_report:
         try:

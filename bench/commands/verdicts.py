@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.commands._console import cache_setting, console, folder_trust
+from bench.commands._console import console, folder_trust, run_options
 from bench.results.files import atomic_write_bytes
 from bench.verdicts import methods, page, reproduction, study
 from bench.verdicts.check import run_check
@@ -19,8 +19,9 @@ from bench.verdicts.engine import evaluate, read_claims
 
 
 def compare(args: argparse.Namespace) -> int:
-    compare_folders(Path(args.a), Path(args.b), console=console, out=args.out, force=args.force,
-                    trust=folder_trust(args))  # fmt: skip
+    compare_folders(
+        Path(args.a), Path(args.b), console=console, out=args.out, force=args.force, trust=folder_trust(args)
+    )
     return 0
 
 
@@ -28,16 +29,10 @@ def check(args: argparse.Namespace) -> int:
     result = run_check(
         args.suite,
         baseline=args.baseline,
-        out_dir=args.out,
-        overrides=args.set,
-        imports=args.imports,
+        options=run_options(args),
         update=args.update,
-        jobs=args.jobs,
         markdown=args.markdown,
         console=console,
-        progress=not args.no_progress,
-        only=args.only,
-        checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
         claims=args.claims,
     )
     return 0 if result.passed else 1

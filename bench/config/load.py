@@ -27,8 +27,12 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not p.isdigit() or int(p) >= len(node):
-                raise SuiteError("--set", dotted, f"{'.'.join(parts[:i])} is a list of {len(node)}; "
-                                 f"{p!r} is not an index of it (use KEY=[...] to replace the list)")  # fmt: skip
+                raise SuiteError(
+                    "--set",
+                    dotted,
+                    f"{'.'.join(parts[:i])} is a list of {len(node)}; "
+                    f"{p!r} is not an index of it (use KEY=[...] to replace the list)",
+                )
             if last:
                 node[int(p)] = value
             else:
@@ -114,8 +118,12 @@ class FolderCodeError(SuiteError):
     """A results folder whose suite needs code the user has not allowed (or whose allowed code fails to import)."""
 
 
-def load_folder_suite(folder: Path, overrides: Sequence[str] = (), trust: plugins.FolderTrust = plugins.NO_TRUST,
-                      recorded: Sequence[str] = ()) -> Suite:  # fmt: skip
+def load_folder_suite(
+    folder: Path,
+    overrides: Sequence[str] = (),
+    trust: plugins.FolderTrust = plugins.NO_TRUST,
+    recorded: Sequence[str] = (),
+) -> Suite:
     """The suite a results folder was run with (``folder/suite.toml`` and the overrides its runs recorded), read
     as data: no plugin it or its run files name is imported unless ``trust`` allows it (see
     :mod:`bench.config.plugins`). ``recorded``: the plugin paths its run files recorded (resolved against the
@@ -138,9 +146,12 @@ def load_folder_suite(folder: Path, overrides: Sequence[str] = (), trust: plugin
         raise FolderCodeError(path, "suite.plugins", str(e)) from None
     if listed and not imported:
         raise FolderCodeError(
-            path, "suite.plugins", f"the folder's suite names plugin(s) {', '.join(map(repr, wanted))}; commands "
+            path,
+            "suite.plugins",
+            f"the folder's suite names plugin(s) {', '.join(map(repr, wanted))}; commands "
             "that read a results folder import no code from it: read that code, then pass it with --import PATH "
-            "(or --trust-plugins to import what the folder names; each import is printed)")  # fmt: skip
+            "(or --trust-plugins to import what the folder names; each import is printed)",
+        )
     if isinstance(data.get("suite"), dict):
         data["suite"]["plugins"] = imported
     return parse_suite(data, file=path)

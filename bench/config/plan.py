@@ -211,8 +211,9 @@ def expand_runs(suite: Suite, overrides: Sequence[str] = ()) -> list[RunSpec]:
     runs = []
     for variant in suite.variants:
         for resolved, point in expand_variant(variant, suite.path):
-            train_cfg = TrainConfig(**{**base_train, **{k: v for k, v in resolved.train.items()
-                                                        if k in TRAIN_FIELDS}}).key_fields()  # fmt: skip
+            train_cfg = TrainConfig(
+                **{**base_train, **{k: v for k, v in resolved.train.items() if k in TRAIN_FIELDS}}
+            ).key_fields()
             equal_budget = resolved.train.get("equal_budget", suite.train.equal_budget)
             epochs = resolved.epochs if resolved.epochs is not None else train_cfg["epochs"] * resolved.epochs_factor
             mode = resolved.resolved_pretrain
@@ -302,8 +303,12 @@ _NOT_SETTINGS = ("overrides", "job.pretrain.key", "variant", "suite")
 
 def _defaults() -> dict[str, Any]:
     """Dotted config keys -> default values (a field absent from an older run file had its default)."""
-    as_json = json.loads(json.dumps({"evaluation": dataclasses.asdict(EvaluationSpec()),
-                                     "budget": dataclasses.asdict(BudgetSpec())}, default=str))  # fmt: skip
+    as_json = json.loads(
+        json.dumps(
+            {"evaluation": dataclasses.asdict(EvaluationSpec()), "budget": dataclasses.asdict(BudgetSpec())},
+            default=str,
+        )
+    )
     return _flat(as_json)
 
 
@@ -311,8 +316,13 @@ def config_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 6) -> lis
     """``key: old -> new`` for each setting that differs between two run configs (dotted keys); a setting
     absent from the older file that has its default in the newer is not a difference."""
     a, b, defaults = _flat(old), _flat(new), _defaults()
-    keys = [k for k in dict.fromkeys([*b, *a]) if not k.startswith(_NOT_SETTINGS) and a.get(k) != b.get(k)
-            and not (k not in a and k in defaults and defaults[k] == b.get(k))]  # fmt: skip
+    keys = [
+        k
+        for k in dict.fromkeys([*b, *a])
+        if not k.startswith(_NOT_SETTINGS)
+        and a.get(k) != b.get(k)
+        and not (k not in a and k in defaults and defaults[k] == b.get(k))
+    ]
     lines = [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in keys[:limit]]
     return lines + ([f"... {len(keys) - limit} more"] if len(keys) > limit else [])
 
@@ -328,8 +338,10 @@ def why_not_reused(store: ResultStore, todo: Sequence[RunSpec]) -> list[str]:
             continue
         diff = config_diff(old.config, json.loads(json.dumps(spec.describe(), default=str)))  # as a run file has it
         what = "; ".join(diff) if diff else "no setting differs (a new code version, RESULTS_VERSION)"
-        out.append(f"{spec.variant} seed {spec.seed}: runs again; settings differ from "
-                   f"{store.run_path(old.variant, old.key).relative_to(store.root)}: {what}")  # fmt: skip
+        out.append(
+            f"{spec.variant} seed {spec.seed}: runs again; settings differ from "
+            f"{store.run_path(old.variant, old.key).relative_to(store.root)}: {what}"
+        )
     return out
 
 
@@ -350,8 +362,11 @@ def make_waves(todo: Sequence[RunSpec], store: ResultStore) -> list[list[Task]]:
         assert job is not None
         if job.key not in produced and not store.has_checkpoint(job.key):
             pre[job.key] = Task(job=job, data=r.data, device=r.device, plugins=r.plugins, checkpoint_cache=cache)
-    return [list(pre.values()), [Task(run=r, checkpoint_cache=cache) for r in first],
-            [Task(run=r, checkpoint_cache=cache) for r in second]]  # fmt: skip
+    return [
+        list(pre.values()),
+        [Task(run=r, checkpoint_cache=cache) for r in first],
+        [Task(run=r, checkpoint_cache=cache) for r in second],
+    ]
 
 
 def build_for(job: TrainJob, data: DataSplits | tuple[tuple[int, ...], int]) -> cascade.MultiExitModel:
@@ -388,9 +403,11 @@ def select_variants(names: Sequence[tuple[str, str]], patterns: Sequence[str]) -
         return {label for label, _ in names}
     chosen: set[str] = set()
     for pattern in patterns:
-        hits = {label for label, base in names
-                if pattern in (label, base) or fnmatch.fnmatchcase(label, pattern)
-                or fnmatch.fnmatchcase(base, pattern)}  # fmt: skip
+        hits = {
+            label
+            for label, base in names
+            if pattern in (label, base) or fnmatch.fnmatchcase(label, pattern) or fnmatch.fnmatchcase(base, pattern)
+        }
         if not hits:
             labels = list(dict.fromkeys(label for label, _ in names))
             close = difflib.get_close_matches(pattern, list(dict.fromkeys([*labels, *(b for _, b in names)])), n=1)

@@ -87,8 +87,16 @@ class DatasetSpec:
 
     def load_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`cascade.data.load_dataset`."""
-        common = ("val_fraction", "split_seed", "download", "train_size", "val_size", "normalize", "random_crop",
-                  "random_flip")  # fmt: skip
+        common = (
+            "val_fraction",
+            "split_seed",
+            "download",
+            "train_size",
+            "val_size",
+            "normalize",
+            "random_crop",
+            "random_flip",
+        )
         return {"root": self.root, **{k: getattr(self, k) for k in common}, **self.options}
 
     def checks(self) -> list[tuple[str, bool, str, Any]]:

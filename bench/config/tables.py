@@ -54,9 +54,15 @@ def load_hardware(name_or_path: str | Path = "eyeriss") -> Hardware:
     path = shipped_or_path(name_or_path, HARDWARE_DIR, "hardware description")
     d = tomllib.loads(path.read_text())
     try:
-        hw = Hardware(d["name"], int(d["word_bits"]), d["energy_table"], int(d["array"]["rows"]),
-                      int(d["array"]["cols"]), {k: int(v) for k, v in d["rf"].items()},
-                      int(d["glb"]["bytes"]))  # fmt: skip
+        hw = Hardware(
+            d["name"],
+            int(d["word_bits"]),
+            d["energy_table"],
+            int(d["array"]["rows"]),
+            int(d["array"]["cols"]),
+            {k: int(v) for k, v in d["rf"].items()},
+            int(d["glb"]["bytes"]),
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"hardware description {path}: missing or bad key {e}") from None
     if hw.word_bits <= 0 or hw.glb_words < 2:

@@ -40,8 +40,12 @@ from cascade.models import MODELS
 def _check_runtimes(file: Any, names: Sequence[str]) -> None:
     """Known and installed, each once, eager first (its timing is the reference the others are checked against)."""
     if not names or names[0] != "eager" or len(set(names)) != len(names):
-        raise SuiteError(file, "evaluation.runtimes", f"{list(names)!r}: give 'eager' first, then other runtimes "
-                         f"once each, e.g. ['eager', 'onnxruntime']; known: {', '.join(RUNTIMES.names())}")  # fmt: skip
+        raise SuiteError(
+            file,
+            "evaluation.runtimes",
+            f"{list(names)!r}: give 'eager' first, then other runtimes "
+            f"once each, e.g. ['eager', 'onnxruntime']; known: {', '.join(RUNTIMES.names())}",
+        )
     for i, name in enumerate(names):
         check_name(file, f"evaluation.runtimes[{i}]", RUNTIMES, name)
         try:
@@ -151,8 +155,11 @@ def _parse_evaluation(file: Any, raw: Any) -> EvaluationSpec:
         raise SuiteError(file, "evaluation.thresholds", "is empty; give at least one threshold in [0, 1]")
     apply_checks(file, "evaluation", evaluation.checks())
     if evaluation.headline_threshold not in evaluation.thresholds:
-        raise SuiteError(file, "evaluation.headline_threshold",
-                         f"{evaluation.headline_threshold} must be one of evaluation.thresholds")  # fmt: skip
+        raise SuiteError(
+            file,
+            "evaluation.headline_threshold",
+            f"{evaluation.headline_threshold} must be one of evaluation.thresholds",
+        )
     for i, t in enumerate(evaluation.latency_thresholds):
         if t not in evaluation.thresholds:
             raise SuiteError(file, f"evaluation.latency_thresholds[{i}]", f"{t} must be one of evaluation.thresholds")
@@ -169,8 +176,12 @@ def _parse_check(file: Any, raw: Any, evaluation: EvaluationSpec) -> CheckSpec:
     check = build_table(CheckSpec, raw, file, "check")
     apply_checks(file, "check", check.checks())
     if check.latency_batch is not None and check.latency_batch not in evaluation.latency_batch_sizes:
-        raise SuiteError(file, "check.latency_batch", f"{check.latency_batch} must be one of "
-                         f"evaluation.latency_batch_sizes {list(evaluation.latency_batch_sizes)}")  # fmt: skip
+        raise SuiteError(
+            file,
+            "check.latency_batch",
+            f"{check.latency_batch} must be one of "
+            f"evaluation.latency_batch_sizes {list(evaluation.latency_batch_sizes)}",
+        )
     if check.threshold is not None and check.threshold not in evaluation.thresholds:
         raise SuiteError(file, "check.threshold", f"{check.threshold} must be one of evaluation.thresholds")
     return check
@@ -208,5 +219,6 @@ def parse_suite(data: dict[str, Any], *, file: Any = None) -> Suite:
     executor = _parse_executor(file, data.get("executor", {}))
     variants = parse_variants(file, data.get("variants"), train, model, model_args)
     report = _parse_report(file, data.get("report", {}), variants)
-    return Suite(meta, dataset, model, train, evaluation, report, check, budget, variants,
-                 str(file) if file else None, executor)  # fmt: skip
+    return Suite(
+        meta, dataset, model, train, evaluation, report, check, budget, variants, str(file) if file else None, executor
+    )

@@ -50,12 +50,20 @@ def check_frozen_backbone(file: Any, where: str, v: VariantSpec, train: TrainSpe
         return
     key = f"{where}.train.freeze_backbone" if "freeze_backbone" in v.train else "train.freeze_backbone"
     if not v.exits:
-        raise SuiteError(file, key, f"variant {v.name!r} has no intermediate exits, so nothing would train; "
-                         "set freeze_backbone in the [variants.train] of the variants with exits instead")  # fmt: skip
+        raise SuiteError(
+            file,
+            key,
+            f"variant {v.name!r} has no intermediate exits, so nothing would train; "
+            "set freeze_backbone in the [variants.train] of the variants with exits instead",
+        )
     if v.resolved_pretrain == "none" and not model.options.get("weights"):
-        raise SuiteError(file, key, f"variant {v.name!r} would freeze a randomly initialised backbone; give it "
-                         "pretrain = 'base' (or 'sum'), or a model with pre-trained weights "
-                         "(model.options.weights)")  # fmt: skip
+        raise SuiteError(
+            file,
+            key,
+            f"variant {v.name!r} would freeze a randomly initialised backbone; give it "
+            "pretrain = 'base' (or 'sum'), or a model with pre-trained weights "
+            "(model.options.weights)",
+        )
 
 
 def _check_option_types(file: Any, key: str, cls: Any, options: Mapping[str, Any]) -> None:
@@ -71,8 +79,12 @@ def _check_option_types(file: Any, key: str, cls: Any, options: Mapping[str, Any
 
 def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, model_args: dict[str, Any]) -> None:
     if not v.name or v.name.startswith(".") or safe_name(v.name) != v.name:
-        raise SuiteError(file, f"{key}.name", f"{v.name!r}: a variant name names its folder runs/<name>/: use letters, "
-                         "digits and '-_.=', not starting with '.'")  # fmt: skip
+        raise SuiteError(
+            file,
+            f"{key}.name",
+            f"{v.name!r}: a variant name names its folder runs/<name>/: use letters, "
+            "digits and '-_.=', not starting with '.'",
+        )
     check_name(file, f"{key}.loss", LOSSES, v.loss)
     check_name(file, f"{key}.policy", POLICIES, v.policy)
     allowed = loss_option_names(v.loss)
@@ -84,8 +96,11 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
             raise SuiteError(file, f"{key}.loss_options.{opt}", "is computed by the harness; remove it")
     _check_option_types(file, f"{key}.loss_options", LOSSES.get(v.loss), v.loss_options)
     policy_cls = POLICIES.get(v.policy)
-    policy_allowed = [f.name for f in dataclasses.fields(cast(Any, policy_cls))
-                      if f.name != "threshold" and f.name not in policy_cls.harness_options]  # fmt: skip
+    policy_allowed = [
+        f.name
+        for f in dataclasses.fields(cast(Any, policy_cls))
+        if f.name != "threshold" and f.name not in policy_cls.harness_options
+    ]
     for opt in v.policy_options:
         if opt in policy_cls.harness_options:
             raise SuiteError(file, f"{key}.policy_options.{opt}", "is computed by the harness; remove it")
@@ -105,8 +120,12 @@ def _check_variant(file: Any, key: str, v: VariantSpec, suite_model: ModelSpec, 
         except (TypeError, ValueError, UnknownNameError) as e:  # an option naming an unknown head, say
             raise SuiteError(file, f"{key}.exits[{i}]", str(e)) from None
     if {**suite_model.options, **v.model_options}.get("cascading_heads") and len(v.exits) < 2:
-        raise SuiteError(file, f"{key}.exits", "cascading_heads needs at least two intermediate exits (the second "
-                         f"reads the first's logits); got {list(v.exits)}")  # fmt: skip
+        raise SuiteError(
+            file,
+            f"{key}.exits",
+            "cascading_heads needs at least two intermediate exits (the second "
+            f"reads the first's logits); got {list(v.exits)}",
+        )
     min_exits = LOSSES.get(v.loss).min_exits
     if len(v.exits) + 1 < min_exits:
         example = list(model_cls.example_exits[: min_exits - 1]) or [
@@ -142,8 +161,13 @@ def _apply(variant: VariantSpec, key: str, value: Any, file: Any, where: str) ->
     if head in SWEEPABLE and not tail:
         hints = typing.get_type_hints(VariantSpec)
         return dataclasses.replace(variant, **{head: coerce(value, hints[head], file, where)})
-    allowed = [*SWEEPABLE, "loss_options.<option>", "policy_options.<option>", "train.<field>",
-               "model_options.<option>"]  # fmt: skip
+    allowed = [
+        *SWEEPABLE,
+        "loss_options.<option>",
+        "policy_options.<option>",
+        "train.<field>",
+        "model_options.<option>",
+    ]
     raise SuiteError(file, where, f"cannot sweep or set {key!r}; allowed: {', '.join(allowed)}")
 
 
@@ -164,8 +188,9 @@ def expand_variant(variant: VariantSpec, file: Any = None) -> list[tuple[Variant
     return out
 
 
-def _parse_variant(file: Any, i: int, raw: Any, train: TrainSpec, model: ModelSpec,
-                   model_args: dict[str, Any]) -> VariantSpec:  # fmt: skip
+def _parse_variant(
+    file: Any, i: int, raw: Any, train: TrainSpec, model: ModelSpec, model_args: dict[str, Any]
+) -> VariantSpec:
     """One ``[[variants]]`` entry, with every point of its sweep checked as the run it becomes."""
     key = f"variants[{i}]"
     if isinstance(raw, dict) and isinstance(raw.get("name"), str):
@@ -191,8 +216,9 @@ def _parse_variant(file: Any, i: int, raw: Any, train: TrainSpec, model: ModelSp
     return v
 
 
-def parse_variants(file: Any, raw_variants: Any, train: TrainSpec, model: ModelSpec,
-                    model_args: dict[str, Any]) -> tuple[VariantSpec, ...]:  # fmt: skip
+def parse_variants(
+    file: Any, raw_variants: Any, train: TrainSpec, model: ModelSpec, model_args: dict[str, Any]
+) -> tuple[VariantSpec, ...]:
     if not isinstance(raw_variants, list) or not raw_variants:
         raise SuiteError(file, "variants", "needs at least one [[variants]] entry")
     variants: list[VariantSpec] = []
@@ -200,8 +226,11 @@ def parse_variants(file: Any, raw_variants: Any, train: TrainSpec, model: ModelS
     for i, raw in enumerate(raw_variants):
         v = _parse_variant(file, i, raw, train, model, model_args)
         if v.name in seen:
-            raise SuiteError(file, f"variants[{i}] ({v.name}).name",
-                             f"duplicate variant name {v.name!r} (also variants[{seen[v.name]}])")  # fmt: skip
+            raise SuiteError(
+                file,
+                f"variants[{i}] ({v.name}).name",
+                f"duplicate variant name {v.name!r} (also variants[{seen[v.name]}])",
+            )
         seen[v.name] = i
         variants.append(v)
     return tuple(variants)

@@ -81,33 +81,48 @@ def policies_for(spec: RunSpec, fitted: dict[str, Any] | None = None) -> list[tu
     return [(t, build_policy(spec.policy, threshold=t, **options)) for t in spec.evaluation.thresholds]
 
 
-def fit_policy(spec: RunSpec, model: cascade.MultiExitModel, logits: Logits,
-               data: DataSplits) -> tuple[dict[str, Any], CalibrationRecord, dict[str, Any] | None]:  # fmt: skip
+def fit_policy(
+    spec: RunSpec, model: cascade.MultiExitModel, logits: Logits, data: DataSplits
+) -> tuple[dict[str, Any], CalibrationRecord, dict[str, Any] | None]:
     """The policy's harness options fitted on held-out or training data, never on test: the temperatures of
     ``calibrate = "temperature"`` (validation split), ZTW's ensemble (training split, the network frozen);
     every exit's calibration error before and after; what was fitted, for the run record."""
     y_val, y_test = data.val.y, data.test.y
     ece = expected_calibration_error
     method = str(spec.policy_options.get("calibrate", "none"))
-    record = CalibrationRecord(bins=ECE_BINS, method=method, ece_val=[ece(z, y_val) for z in logits.val],
-                               ece_test=[ece(z, y_test) for z in logits.test], logits="heads")  # fmt: skip
+    record = CalibrationRecord(
+        bins=ECE_BINS,
+        method=method,
+        ece_val=[ece(z, y_val) for z in logits.val],
+        ece_test=[ece(z, y_test) for z in logits.test],
+        logits="heads",
+    )
     if spec.policy == "ztw-ensemble" and model.num_exits > 1:
         t0 = time.perf_counter()
         weights, biases = fit_ensemble(exit_logits(model, data.train.x, spec.job.config.eval_batch_size), data.train.y)
-        fit = {"split": "train", "method": "ZTW geometric ensemble, L-BFGS", "ensemble_weights": weights,
-               "ensemble_biases": biases, "seconds": time.perf_counter() - t0}  # fmt: skip
+        fit = {
+            "split": "train",
+            "method": "ZTW geometric ensemble, L-BFGS",
+            "ensemble_weights": weights,
+            "ensemble_biases": biases,
+            "seconds": time.perf_counter() - t0,
+        }
         fitted = fitted_options(spec.policy, fit)
         policy = build_policy(spec.policy, **{**spec.policy_options, **fitted})
         val, test = transformed_logits(logits.val, policy), transformed_logits(logits.test, policy)
-        record = dataclasses.replace(record, logits="ensemble", ece_val=[ece(z, y_val) for z in val],
-                                     ece_test=[ece(z, y_test) for z in test])  # fmt: skip
+        record = dataclasses.replace(
+            record, logits="ensemble", ece_val=[ece(z, y_val) for z in val], ece_test=[ece(z, y_test) for z in test]
+        )
         return fitted, record, fit
     if method == "none":
         return {}, record, None
     temps = fit_temperatures(logits.val, y_val)
     record = dataclasses.replace(
-        record, temperatures=temps, ece_val_calibrated=[ece(z / t, y_val) for z, t in zip(logits.val, temps)],
-        ece_test_calibrated=[ece(z / t, y_test) for z, t in zip(logits.test, temps)])  # fmt: skip
+        record,
+        temperatures=temps,
+        ece_val_calibrated=[ece(z / t, y_val) for z, t in zip(logits.val, temps)],
+        ece_test_calibrated=[ece(z / t, y_test) for z, t in zip(logits.test, temps)],
+    )
     fit = {"split": "val", "method": "temperature scaling", "temperatures": temps}
     return fitted_options(spec.policy, fit), record, fit
 
@@ -136,8 +151,9 @@ def exit_info(names: Sequence[str], logits: Logits, data: DataSplits, policy: Ex
     )
 
 
-def cost_curve(policy: ExitPolicy, logits: Sequence[torch.Tensor], y: torch.Tensor, macs: Sequence[float],
-               base_macs: float) -> dict[str, Any] | None:  # fmt: skip
+def cost_curve(
+    policy: ExitPolicy, logits: Sequence[torch.Tensor], y: torch.Tensor, macs: Sequence[float], base_macs: float
+) -> dict[str, Any] | None:
     """The exact accuracy against expected MACs (as a fraction of the base network's) of a threshold policy over
     every threshold, on test (a description, never a selection): its mean accuracy over the cost range it
     covers (``area``), that range, the number of breakpoints, and the accuracy at every cost level of
@@ -148,9 +164,14 @@ def cost_curve(policy: ExitPolicy, logits: Sequence[torch.Tensor], y: torch.Tens
     conf = torch.stack([policy.confidence(t) for t in z[:-1]], dim=1).cpu().numpy()
     correct = torch.stack([t.argmax(1) == y for t in z], dim=1).cpu().numpy()
     cost, accuracy = exact_cost_curve(conf, correct, [m / base_macs for m in macs])
-    return {"method": "exact", "x": "expected MACs / base MACs", "range": [float(cost[0]), float(cost[-1])],
-            "area": cost_area(cost, accuracy), "points": len(cost),
-            "at_cost": accuracy_at_costs(cost, accuracy)}  # fmt: skip
+    return {
+        "method": "exact",
+        "x": "expected MACs / base MACs",
+        "range": [float(cost[0]), float(cost[-1])],
+        "area": cost_area(cost, accuracy),
+        "points": len(cost),
+        "at_cost": accuracy_at_costs(cost, accuracy),
+    }
 
 
 def with_policy_macs(costs: Sequence[ExitCost], policy: ExitPolicy, num_classes: int) -> list[ExitCost]:
@@ -221,8 +242,10 @@ def energy_table_info(
                 "unit": t.unit,
                 "description": f"{t.description}; buffer-aware on {hardware.name} "
                 f"({hardware.glb_bytes // 1024} KiB global buffer, {hardware.word_bits}-bit words)",
-                "model": "buffered", "hardware": hardware.name, "batch": str(batch),
-            }  # fmt: skip
+                "model": "buffered",
+                "hardware": hardware.name,
+                "batch": str(batch),
+            }
     return out
 
 
@@ -250,8 +273,9 @@ def _time_latency(
     chosen = ev.latency_thresholds or (ev.headline_threshold,)
     timed = [(t, p) for t, p in policies_for(spec, fitted) if t is None or t in chosen]
     budget = TimingBudget(budget_s, stages=len(ev.runtimes) * len(ev.latency_batch_sizes))
-    settings = TimingSettings(tuple(ev.latency_batch_sizes), ev.latency_samples, ev.latency_repeats,
-                              ev.latency_warmup, budget)  # fmt: skip
+    settings = TimingSettings(
+        tuple(ev.latency_batch_sizes), ev.latency_samples, ev.latency_repeats, ev.latency_warmup, budget
+    )
     report = latency_report(model, data.test.x, timed, settings, optimised=ev.latency_optimised)
     for name in ev.runtimes[1:]:  # eager first (above); then each other runtime, same samples and settings
         say(f"timing latency in {name}")
@@ -264,8 +288,16 @@ def _time_latency(
     return latency
 
 
-def _budget(spec: RunSpec, logits: Logits, data: DataSplits, table: str, energy: dict[str, list[float]],
-            macs: Sequence[float], base: dict[str, Any], fitted: dict[str, Any]) -> BudgetRecord:  # fmt: skip
+def _budget(
+    spec: RunSpec,
+    logits: Logits,
+    data: DataSplits,
+    table: str,
+    energy: dict[str, list[float]],
+    macs: Sequence[float],
+    base: dict[str, Any],
+    fitted: dict[str, Any],
+) -> BudgetRecord:
     """Thresholds chosen on validation for each compute budget of the suite, scored on test."""
     by_energy = spec.budget.unit == "energy"
     return budget_evaluation(

@@ -58,15 +58,17 @@ def pick_run(results: Results, variant: str, seed: int | None) -> RunRecord:
     results_dir = results.out_dir
     recs = results.records_of(variant) if variant in results.variants else []
     if not recs:
-        raise StoreError(f"{results_dir}: no finished run of variant {variant!r}; variants: "
-                         f"{', '.join(results.variants) or 'none'}")  # fmt: skip
+        raise StoreError(
+            f"{results_dir}: no finished run of variant {variant!r}; variants: {', '.join(results.variants) or 'none'}"
+        )
     if seed is None:
         return min(recs, key=lambda r: r.seed)
     for r in recs:
         if r.seed == seed:
             return r
-    raise StoreError(f"{results_dir}: variant {variant!r} has no run with seed {seed}; seeds: "
-                     f"{', '.join(str(r.seed) for r in recs)}")  # fmt: skip
+    raise StoreError(
+        f"{results_dir}: variant {variant!r} has no run with seed {seed}; seeds: {', '.join(str(r.seed) for r in recs)}"
+    )
 
 
 def export_run(
@@ -87,8 +89,7 @@ def export_run(
         raise StoreError(f"{folder}: no suite.toml (the suite as run), so the model cannot be rebuilt")
     overrides = record.config.get("overrides", [])
     suite = results.suite or load_folder_suite(folder, overrides, trust, recorded_plugins(results.records))
-    spec = next((r for r in expand_runs(suite, overrides) if r.key == record.key or r.legacy_key == record.key),
-                None)  # fmt: skip
+    spec = next((r for r in expand_runs(suite, overrides) if r.key == record.key or r.legacy_key == record.key), None)
     if spec is None:
         raise StoreError(f"{folder}: run {record.key} is not among the runs its suite.toml plans (edited suite?)")
     cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
@@ -101,15 +102,18 @@ def export_run(
     data = get_data(spec.data, "cpu").test_subset(spec.evaluation.test_samples)  # the split the run measured
     model = as_evaluated(_load(store.checkpoint_path(spec.job.key), build_for(spec.job, data)), spec, data)
     t = threshold if threshold is not None else record.headline_threshold
-    policy = build_policy(record.policy, **({"threshold": t} if _has_threshold(record.policy) else {}),
-                          **_policy_options(record))  # fmt: skip
+    policy = build_policy(
+        record.policy, **({"threshold": t} if _has_threshold(record.policy) else {}), **_policy_options(record)
+    )
     segments, heads = export_model(model, data.test.x[:2])
     files: dict[str, str] = {}
     for kind, parts in (("segment", segments), ("head", heads)):
         for k, blob in enumerate(parts):
             files[f"{kind}_{k}.onnx"] = atomic_write_bytes(out / f"{kind}_{k}.onnx", blob)
-    cascade = OrtCascade([str(out / f"segment_{k}.onnx") for k in range(len(segments))],
-                         [str(out / f"head_{k}.onnx") for k in range(len(heads))])  # fmt: skip
+    cascade = OrtCascade(
+        [str(out / f"segment_{k}.onnx") for k in range(len(segments))],
+        [str(out / f"head_{k}.onnx") for k in range(len(heads))],
+    )
     check = _check(model, cascade, data.test.x, data.test.y, policy)
     check["recorded_test_accuracy"] = _recorded(record, t)
     meta = _meta(record, spec, folder, data, policy, t, files, check)
@@ -170,8 +174,9 @@ def _has_threshold(policy: str) -> bool:
 
 
 @torch.no_grad()
-def _check(model: Any, cascade: OrtCascade, x: torch.Tensor, y: torch.Tensor, policy: Any,
-           batch: int = 256) -> dict[str, Any]:  # fmt: skip
+def _check(
+    model: Any, cascade: OrtCascade, x: torch.Tensor, y: torch.Tensor, policy: Any, batch: int = 256
+) -> dict[str, Any]:
     """The exported cascade's decisions against eager's on the test split, both accuracies."""
     agree, ours = check_against_eager(model, lambda xb, p: cascade.dynamic(xb.numpy(), p), x, policy, batch)
     eager = torch.cat([dynamic_forward(model, x[i : i + batch], policy).predictions for i in range(0, len(x), batch)])
@@ -184,8 +189,16 @@ def _check(model: Any, cascade: OrtCascade, x: torch.Tensor, y: torch.Tensor, po
     }
 
 
-def _meta(record: RunRecord, spec: Any, folder: Path, data: Any, policy: Any, threshold: float,
-          files: dict[str, str], check: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _meta(
+    record: RunRecord,
+    spec: Any,
+    folder: Path,
+    data: Any,
+    policy: Any,
+    threshold: float,
+    files: dict[str, str],
+    check: dict[str, Any],
+) -> dict[str, Any]:
     n = record.exits.names if record.exits else []
     options = _policy_options(record)  # JSON writes its tuples as arrays
     return {
@@ -290,8 +303,10 @@ class ExportManifest:
     def __post_init__(self) -> None:
         n = len(self.exits)
         if n < 1 or len(self.files.segments) != n or len(self.files.heads) != n:
-            raise ValueError(f"{n} exits need as many segments and heads; files lists {len(self.files.segments)} "
-                             f"segment(s) and {len(self.files.heads)} head(s)")  # fmt: skip
+            raise ValueError(
+                f"{n} exits need as many segments and heads; files lists {len(self.files.segments)} "
+                f"segment(s) and {len(self.files.heads)} head(s)"
+            )
         t = self.policy.threshold
         if t is not None and not 0 <= t <= 1:
             raise ValueError(f"policy.threshold: {t!r} is out of range; allowed: a number in [0, 1]")
@@ -341,6 +356,8 @@ def read_export(folder: str | Path) -> dict[str, Any]:
             raise ExportError(f"{path}: {why}")
     extra = sorted(p.name for p in folder.iterdir() if p.name != "cascade.json" and p.name not in manifest.sha256)
     if extra:
-        raise ExportError(f"{folder}: {', '.join(extra)} not listed in cascade.json; an export folder holds only "
-                          "what its manifest lists (remove them, or export again)")  # fmt: skip
+        raise ExportError(
+            f"{folder}: {', '.join(extra)} not listed in cascade.json; an export folder holds only "
+            "what its manifest lists (remove them, or export again)"
+        )
     return data

@@ -98,8 +98,11 @@ class RichProgress(TrainCallback):
 
     def finished_line(self, result: dict[str, Any]) -> str:
         """``[3/8] base seed 0: ok, accuracy 93.12 % at t = 0.6, 12.3 s, ETA 0:01:02`` (logs and pipes)."""
-        label = (f"{result['variant']} seed {result['seed']}" if result.get("variant") is not None
-                 else f"pre-training {result.get('label') or result.get('key', '?')}")  # fmt: skip
+        label = (
+            f"{result['variant']} seed {result['seed']}"
+            if result.get("variant") is not None
+            else f"pre-training {result.get('label') or result.get('key', '?')}"
+        )
         status = str(result.get("status", "?"))
         if status in ("ok", "pretrain"):
             what = "ok" if status == "ok" else "pre-trained"

@@ -34,6 +34,7 @@ from bench.config.suite import Suite, SuiteError
 from bench.execute.console import is_live
 from bench.execute.evaluate import evaluate, timing_budget
 from bench.execute.executors import build_executor
+from bench.execute.options import RunOptions
 from bench.execute.sanity import as_evaluated, diagnose
 from bench.execute.training import (
     clear_failed_pretraining_markers,
@@ -79,8 +80,15 @@ def _identity(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any], t0: float,
-                        callback: TrainCallback | None, force: bool, never_train: bool = False) -> None:  # fmt: skip
+def _train_and_evaluate(
+    spec: RunSpec,
+    store: ResultStore,
+    fields: dict[str, Any],
+    t0: float,
+    callback: TrainCallback | None,
+    force: bool,
+    never_train: bool = False,
+) -> None:
     """Fill ``fields`` with what the run measured (raises for a failing run)."""
     torch.manual_seed(spec.seed)
     full = get_data(spec.data, spec.device)
@@ -89,19 +97,7 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
     fields["data_sizes"] = {**data.identity.get("sizes", {}), "test": len(data.test)}
     fields["num_classes"] = data.num_classes
     t_train = time.perf_counter()
-    try:
-        note = (
-            "val with running batch-norm statistics (recomputed before evaluation)"
-            if spec.evaluation.recompute_bn
-            else ""
-        )
-        model, history, trained_now = ensure_trained(spec.job, data, store, spec.device, callback, force=force,
-                                                     never_train=never_train, val_note=note)  # fmt: skip
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:  # runs pre-trained from this one fail with its reason instead of retraining
-        write_failed_marker(store, spec.job.key, exc)
-        raise
+    model, history, trained_now = _trained(spec, data, store, callback, force, never_train)
     fields["training"] = from_json(TrainingRecord, {**history, "reused_checkpoint": not trained_now})
     t_eval = time.perf_counter()
     if spec.evaluation.recompute_bn and callback is not None:
@@ -110,14 +106,24 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
     train_s = float(history.get("train_seconds") or 0) + float(
         (history.get("pretrain_history") or {}).get("train_seconds") or 0
     )
-    result, logits = evaluate(spec, model, data, phase=callback.on_phase if callback is not None else None,
-                              timing_budget_s=timing_budget(spec.evaluation, train_s))  # fmt: skip
+    result, logits = evaluate(
+        spec,
+        model,
+        data,
+        phase=callback.on_phase if callback is not None else None,
+        timing_budget_s=timing_budget(spec.evaluation, train_s),
+    )
     fields["sanity"] = diagnose(
-        model, data.train, steps=int(history.get("total_steps") or history.get("steps") or 0),
-        recomputed=spec.evaluation.recompute_bn, classes=data.num_classes, exit_names=result.exits.names,
-        val_accuracy=result.exits.val_accuracy, test_accuracy=result.exits.test_accuracy,
+        model,
+        data.train,
+        steps=int(history.get("total_steps") or history.get("steps") or 0),
+        recomputed=spec.evaluation.recompute_bn,
+        classes=data.num_classes,
+        exit_names=result.exits.names,
+        val_accuracy=result.exits.val_accuracy,
+        test_accuracy=result.exits.test_accuracy,
         label=f"{spec.variant} seed {spec.seed}",
-    )  # fmt: skip
+    )
     store.warnings += fields["sanity"].warnings
     fields["phase_seconds"] = {
         "data": t_train - t0,
@@ -125,14 +131,7 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
         "evaluation": time.perf_counter() - t_eval,
         "latency": result.latency.seconds if result.latency and result.latency.seconds else 0.0,
     }
-    exits_file, ckpt_file = store.exits_path(spec.key), store.checkpoint_path(spec.job.key)
-    saved, exits_digest = save_exit_outputs(exits_file, logits.val, data.val.y, logits.test, data.test.y)
-    fields["artefacts"] = {ckpt_file.relative_to(store.root).as_posix(): sha256_file(ckpt_file),
-                           exits_file.relative_to(store.root).as_posix(): exits_digest}  # fmt: skip
-    calibrated = result.calibration is not None and result.calibration.temperatures is not None
-    if spec.policy == "max-prob" and len(logits.test) > 1 and not calibrated:  # the exact curve from the outputs
-        curve = curve_from_outputs(saved["test_maxprob"], saved["test_pred"], saved["test_y"])
-        fields["curve"] = summarise(curve)
+    _save_outputs(spec, store, data, result, logits, fields)
     fields.update(
         exits=result.exits,
         cost=result.cost,
@@ -144,6 +143,47 @@ def _train_and_evaluate(spec: RunSpec, store: ResultStore, fields: dict[str, Any
         cost_curve=result.cost_curve,
         status="ok",
     )
+
+
+def _trained(
+    spec: RunSpec,
+    data: Any,
+    store: ResultStore,
+    callback: TrainCallback | None,
+    force: bool,
+    never_train: bool,
+) -> tuple[Any, dict[str, Any], bool]:
+    """(model, history, trained now) of the run's training job; a failure leaves a marker that the runs
+    pre-trained from this one fail with, instead of retraining."""
+    note = (
+        "val with running batch-norm statistics (recomputed before evaluation)" if spec.evaluation.recompute_bn else ""
+    )
+    try:
+        return ensure_trained(
+            spec.job, data, store, spec.device, callback, force=force, never_train=never_train, val_note=note
+        )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        write_failed_marker(store, spec.job.key, exc)
+        raise
+
+
+def _save_outputs(
+    spec: RunSpec, store: ResultStore, data: Any, result: Any, logits: Any, fields: dict[str, Any]
+) -> None:
+    """Every exit's outputs on validation and test saved beside the run (their digests and the checkpoint's in
+    ``fields["artefacts"]``), and the exact curve computed from them where the policy allows one."""
+    exits_file, ckpt_file = store.exits_path(spec.key), store.checkpoint_path(spec.job.key)
+    saved, exits_digest = save_exit_outputs(exits_file, logits.val, data.val.y, logits.test, data.test.y)
+    fields["artefacts"] = {
+        ckpt_file.relative_to(store.root).as_posix(): sha256_file(ckpt_file),
+        exits_file.relative_to(store.root).as_posix(): exits_digest,
+    }
+    calibrated = result.calibration is not None and result.calibration.temperatures is not None
+    if spec.policy == "max-prob" and len(logits.test) > 1 and not calibrated:  # the exact curve from the outputs
+        curve = curve_from_outputs(saved["test_maxprob"], saved["test_pred"], saved["test_y"])
+        fields["curve"] = summarise(curve)
 
 
 def execute_run(
@@ -182,15 +222,22 @@ def execute_run(
     except WriteError as e:  # the run is not recorded: it counts as failed, and runs again next time
         record = dataclasses.replace(record, status="failed", error=ErrorInfo("WriteError", str(e), ""))
         store.write_errors.append(str(e))
-    return {"key": record.key, "variant": record.variant, "seed": record.seed, "status": record.status,
-            "seconds": record.seconds, "error": record.error_message or None,
-            "busy": bool(record.latency and record.latency.busy),
-            "twin_gaps": record.latency.twin_gaps() if record.latency else [],
-            "checkpoint_source": record.training.checkpoint_source if record.training else None,
-            "warnings": store.warnings, "write_errors": store.write_errors,
-            "accuracy": record.at(record.headline_threshold).accuracy if record.ok else None,
-            "threshold": record.headline_threshold if record.ok else None,
-            "timing_seconds": (record.phase_seconds or {}).get("latency")}  # fmt: skip
+    return {
+        "key": record.key,
+        "variant": record.variant,
+        "seed": record.seed,
+        "status": record.status,
+        "seconds": record.seconds,
+        "error": record.error_message or None,
+        "busy": bool(record.latency and record.latency.busy),
+        "twin_gaps": record.latency.twin_gaps() if record.latency else [],
+        "checkpoint_source": record.training.checkpoint_source if record.training else None,
+        "warnings": store.warnings,
+        "write_errors": store.write_errors,
+        "accuracy": record.at(record.headline_threshold).accuracy if record.ok else None,
+        "threshold": record.headline_threshold if record.ok else None,
+        "timing_seconds": (record.phase_seconds or {}).get("latency"),
+    }
 
 
 def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = None) -> dict[str, Any]:
@@ -202,8 +249,14 @@ def execute_task(task: Task, out_dir: str, force: bool = False, callback: Any = 
     torch.set_num_threads(task.threads)
     import_plugins(task.run.plugins if task.run is not None else task.plugins)  # a spawned worker starts bare
     if task.run is not None:
-        return execute_run(task.run, out_dir, callback=callback, force=force, checkpoint_cache=task.checkpoint_cache,
-                           never_train=task.never_train)  # fmt: skip
+        return execute_run(
+            task.run,
+            out_dir,
+            callback=callback,
+            force=force,
+            checkpoint_cache=task.checkpoint_cache,
+            never_train=task.never_train,
+        )
     assert task.job is not None and task.data is not None
     return pretrain_job(task.job, task.data, task.device, out_dir, task.checkpoint_cache)
 
@@ -228,9 +281,11 @@ class RunSummary:
     def closing_line(self) -> str:
         """The last line of ``bench run``: what was done, and every failure counted."""
         errors = f", {len(self.write_errors)} write error(s)" if self.write_errors else ""
-        return (f"{plural(self.done, 'run')} done ({self.from_cache} with a training from the shared cache), "
-                f"{self.skipped} already complete, {len(self.failed)} failed{errors} "
-                f"in {self.seconds:.1f} s -> {self.out_dir}")  # fmt: skip
+        return (
+            f"{plural(self.done, 'run')} done ({self.from_cache} with a training from the shared cache), "
+            f"{self.skipped} already complete, {len(self.failed)} failed{errors} "
+            f"in {self.seconds:.1f} s -> {self.out_dir}"
+        )
 
     @property
     def ok(self) -> bool:
@@ -241,63 +296,51 @@ def _chosen(runs: list[RunSpec], seeds: Sequence[int], suite: Suite, path: str |
     """The runs of ``seeds`` (all when empty); a seed the suite does not have is an error."""
     stray = sorted(set(seeds) - set(suite.suite.seeds))
     if stray:
-        raise SuiteError(path, "suite.seeds", f"--seed {stray[0]} is not one of the suite's seeds "
-                         f"{list(suite.suite.seeds)}; add it with --set 'suite.seeds=[...]'")  # fmt: skip
+        raise SuiteError(
+            path,
+            "suite.seeds",
+            f"--seed {stray[0]} is not one of the suite's seeds "
+            f"{list(suite.suite.seeds)}; add it with --set 'suite.seeds=[...]'",
+        )
     return [r for r in runs if r.seed in seeds] if seeds else runs
 
 
 def run_suite(
     path: str | Path,
+    options: RunOptions | None = None,
     *,
-    out_dir: str | Path | None = None,
-    overrides: Sequence[str] = (),
-    jobs: int | None = None,
-    force: bool = False,
-    executor: str | None = None,
-    executor_options: dict[str, Any] | None = None,
-    progress: bool = True,
     log: Callable[[str], None] = print,
-    imports: Sequence[str] = (),
-    only: Sequence[str] = (),
-    checkpoint_cache: str | Path | bool | None = True,
-    seeds: Sequence[int] = (),
-    retime: bool = False,
+    **changes: Any,
 ) -> RunSummary:
     """Validate the suite, run what is not done yet, write ``summary.csv``.
 
     Args:
         path: the suite TOML file.
-        out_dir: output folder; default ``results/<suite name>``.
-        overrides: ``key=value`` strings applied to the suite before validation.
-        jobs: parallel processes of the local executor (1 = in this process); default the suite's.
-        force: rerun runs that are already complete (and retrain their checkpoints).
-        executor: a registered executor (``local``, ``slurm``, ``dask``); default the suite's ``[executor] name``.
-        executor_options: executor flags (``partition``, ``cluster``, ...), checked against the
-            executor's declared options; they override the suite's ``[executor]`` table.
-        progress: show rich progress bars.
-        imports: plugin files or modules to import first (``--import``; see :mod:`bench.config.plugins`).
-        only: run only the variants these names or globs select (``--only``; see
-            :func:`bench.config.plan.select_variants`); the other runs of the folder are left as they are.
-        checkpoint_cache: True (default): the shared cache of :func:`bench.results.store.default_checkpoint_cache`;
-            a folder: that cache; False or None: no cache (only this folder's checkpoints are reused).
-        seeds: run only these of the suite's seeds (``--seed``; e.g. one seed of every variant first, so that
-            a long suite has complete pairs early); not an override: the runs and their keys are the suite's.
-        retime: evaluate and time the chosen runs again from their checkpoints (``--retime``); never trains: a run
-            whose checkpoint neither the folder nor the shared cache holds is an error before anything runs.
+        options: how to run it (:class:`bench.execute.options.RunOptions`; default: the command line's defaults).
+        log: where progress lines go.
+        changes: single options changed from ``options`` by name (``run_suite(path, out_dir=..., seeds=[0])``).
     """
+    o = (options or RunOptions()).but(**changes)
+    force, retime, only, seeds, overrides = o.force, o.retime, o.only, o.seeds, o.overrides
     if force and retime:
         raise SuiteError(path, "--retime", "--force retrains, --retime never does: give one of them")
-    suite = load_suite(path, overrides, imports)
-    out = Path(out_dir) if out_dir is not None else Path("results") / suite.name
+    suite = load_suite(path, overrides, o.imports)
+    out = Path(o.out_dir) if o.out_dir is not None else Path("results") / suite.name
     try:
-        ex = build_executor(suite.executor.name, suite.executor.options(), suite.executor.jobs,
-                            name=executor, jobs=jobs, flags=executor_options)  # fmt: skip
+        ex = build_executor(
+            suite.executor.name,
+            suite.executor.options(),
+            suite.executor.jobs,
+            name=o.executor,
+            jobs=o.jobs,
+            flags=o.executor_options,
+        )
     except ValueError as e:
         raise SuiteError(path, "executor", str(e)) from None
     all_runs = expand_runs(suite, overrides)
     runs = _chosen(select_runs(all_runs, only), seeds, suite, path)
     prepare_folder(out)
-    cache = default_checkpoint_cache() if checkpoint_cache is True else checkpoint_cache or None
+    cache = default_checkpoint_cache() if o.checkpoint_cache is True else o.checkpoint_cache or None
     store = ResultStore(out, cache)
     with FolderLock(out):
         clear_failed_pretraining_markers(store)
@@ -311,25 +354,35 @@ def run_suite(
         waves = make_waves(todo, store) if todo else []
         pre = len(waves[0]) if waves and not retime else 0
         also = f", and {plural(pre, 'pre-training')} they start from" if pre else ""
-        log(f"suite {suite.name}: {plural(len(runs), 'run')}{chosen} ({len(done)} already complete, "
-            f"{len(todo)} to do{also}) -> {out}")  # fmt: skip
+        log(
+            f"suite {suite.name}: {plural(len(runs), 'run')}{chosen} ({len(done)} already complete, "
+            f"{len(todo)} to do{also}) -> {out}"
+        )
         summary.problems = _log_reruns(store, todo, force or retime, log)
         if todo:
-            _execute(ex, waves, summary, force=force, retime=retime, progress=progress, log=log)
+            _execute(ex, waves, summary, force=force, retime=retime, progress=o.progress, log=log)
         try:
             write_summary(store)
         except WriteError as e:
             summary.write_errors.append(str(e))
             log(f"write error: {e}")
     summary.seconds = time.perf_counter() - t0
-    if is_live(progress):  # without live bars each run's line already gave its failure
+    if is_live(o.progress):  # without live bars each run's line already gave its failure
         for f in summary.failed:
             log(f"FAILED {f['variant']} seed {f['seed']}: {f['error']}")
     return summary
 
 
-def _execute(ex: Any, waves: list[list[Task]], summary: RunSummary, *, force: bool, retime: bool, progress: bool,
-             log: Callable[[str], None]) -> None:  # fmt: skip
+def _execute(
+    ex: Any,
+    waves: list[list[Task]],
+    summary: RunSummary,
+    *,
+    force: bool,
+    retime: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
     """Run the waves on the executor, counting every finished task in ``summary``; re-timed runs have their
     checkpoints (no pre-training wave) and never train."""
     if retime:
@@ -339,16 +392,21 @@ def _execute(ex: Any, waves: list[list[Task]], summary: RunSummary, *, force: bo
             _collect(summary, res, log)
 
 
-def _todo(store: ResultStore, runs: Sequence[RunSpec], *, force: bool, retime: bool,
-          path: str | Path) -> tuple[list[RunSpec], list[RunSpec]]:  # fmt: skip
+def _todo(
+    store: ResultStore, runs: Sequence[RunSpec], *, force: bool, retime: bool, path: str | Path
+) -> tuple[list[RunSpec], list[RunSpec]]:
     """(runs to do, runs already complete); to re-time, every chosen run, each with its trained checkpoint (in the
     folder, or copied in from the shared cache): a SuiteError names those without one."""
     todo, done = pending(store, runs, force or retime)
     missing = [f"{r.variant} seed {r.seed}" for r in todo if store.find_checkpoint(r.job.key) is None] if retime else []
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise SuiteError(path, "--retime", f"no checkpoint for {shown} in {store.root / 'checkpoints'} or the shared "
-                         "cache; --retime never trains (run without it to train them)")  # fmt: skip
+        raise SuiteError(
+            path,
+            "--retime",
+            f"no checkpoint for {shown} in {store.root / 'checkpoints'} or the shared "
+            "cache; --retime never trains (run without it to train them)",
+        )
     return todo, done
 
 
@@ -365,17 +423,21 @@ def _read_data_once(suite: Suite, device: str, log: Callable[[str], None]) -> No
     """Load (and so check) the suite's data before any run; hint when validation outgrows training."""
     sizes = get_data(suite.dataset, device).identity.get("sizes", {})
     if suite.dataset.train_size and sizes.get("val", 0) > sizes.get("train", 0):
-        log(f"hint: the validation split ({sizes['val']:,} samples) is larger than the training split "
+        log(
+            f"hint: the validation split ({sizes['val']:,} samples) is larger than the training split "
             f"({sizes['train']:,}, dataset.train_size); dataset.val_size caps it (bench run --quick: "
-            "suites/README.md, 'Quick runs')")  # fmt: skip
+            "suites/README.md, 'Quick runs')"
+        )
 
 
 def _collect(summary: RunSummary, res: dict[str, Any], log: Callable[[str], None]) -> None:
     """Count a finished task (done, from the cache, failed); log its warnings and the write errors that
     did not fail its run; count every write error."""
     if res.get("busy"):
-        log(f"warning: {res['variant']} seed {res['seed']}: latency timed on a busy machine "
-            "(other processes took CPU); see the report's warnings")  # fmt: skip
+        log(
+            f"warning: {res['variant']} seed {res['seed']}: latency timed on a busy machine "
+            "(other processes took CPU); see the report's warnings"
+        )
     if res.get("twin_gaps"):
         log("warning: " + twin_warning(res["variant"], res["seed"], res["twin_gaps"]))
     if res.get("status") == "ok":

@@ -73,17 +73,28 @@ def mode_accuracies(model: nn.Module, split: Split) -> tuple[float, float]:
     return train_acc, eval_acc
 
 
-def diagnose(model: nn.Module, train: Split, *, steps: int, recomputed: bool, classes: int,
-             exit_names: list[str], val_accuracy: list[float], test_accuracy: list[float],
-             label: str) -> SanityRecord:  # fmt: skip
+def diagnose(
+    model: nn.Module,
+    train: Split,
+    *,
+    steps: int,
+    recomputed: bool,
+    classes: int,
+    exit_names: list[str],
+    val_accuracy: list[float],
+    test_accuracy: list[float],
+    label: str,
+) -> SanityRecord:
     """What the run log and the report should say about a trained network (``label``: "variant seed S")."""
     train_acc, eval_acc = mode_accuracies(model, train) if len(train) else (float("nan"), float("nan"))
     momenta = sorted({m.momentum for m in batch_norms(model) if m.momentum is not None})
     warnings = []
     for name, val, test in zip(exit_names, val_accuracy, test_accuracy):
         if at_chance(test, classes) or at_chance(val, classes):
-            warnings.append(f"{label}: exit {name} is at chance ({test:.1%} test, {val:.1%} validation accuracy; "
-                            f"chance {1 / classes:.1%})")  # fmt: skip
+            warnings.append(
+                f"{label}: exit {name} is at chance ({test:.1%} test, {val:.1%} validation accuracy; "
+                f"chance {1 / classes:.1%})"
+            )
     if momenta and train_acc - eval_acc > GAP:
         stuck = max((1 - m) ** steps for m in momenta)
         remedy = (
@@ -97,5 +108,10 @@ def diagnose(model: nn.Module, train: Split, *, steps: int, recomputed: bool, cl
             f"describe the data (momentum {', '.join(f'{m:g}' for m in momenta)}: after {steps} steps {stuck:.0%} of "
             f"the estimate is still its initial value); {remedy}, or train longer"
         )
-    return SanityRecord(train_mode_accuracy=train_acc, eval_mode_accuracy=eval_acc, bn_momentum=list(momenta),
-                        bn_recomputed=recomputed, warnings=warnings)  # fmt: skip
+    return SanityRecord(
+        train_mode_accuracy=train_acc,
+        eval_mode_accuracy=eval_acc,
+        bn_momentum=list(momenta),
+        bn_recomputed=recomputed,
+        warnings=warnings,
+    )

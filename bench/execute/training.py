@@ -56,16 +56,20 @@ def ensure_trained(
     model = build_for(job, data).to(device)
     source = None if force else store.find_checkpoint(job.key)
     if source is None and never_train:
-        raise NeverTrainError(f"no sound checkpoint {path} (nor in the shared cache); --retime never trains: run "
-                              "without --retime to train it")  # fmt: skip
+        raise NeverTrainError(
+            f"no sound checkpoint {path} (nor in the shared cache); --retime never trains: run "
+            "without --retime to train it"
+        )
     if source is not None:
         try:
             ckpt = torch.load(path, map_location=device, weights_only=True)
         except Exception as e:  # digest-verified but unloadable (written before digests): moved aside, retrained
             if never_train:
                 where = "from the shared cache" if source == "cache" else "in this folder"
-                raise NeverTrainError(f"checkpoint {path} ({where}) does not load ({type(e).__name__}); --retime "
-                                      "never trains: run without --retime to train it again") from None  # fmt: skip
+                raise NeverTrainError(
+                    f"checkpoint {path} ({where}) does not load ({type(e).__name__}); --retime "
+                    "never trains: run without --retime to train it again"
+                ) from None
             store.discard_checkpoint(job.key, f"does not load: {type(e).__name__}", source=source)
         else:
             if callback is not None:
@@ -77,8 +81,9 @@ def ensure_trained(
     if job.pretrain is not None:
         marker = failed_marker(store, job.pretrain.key)
         if marker.is_file():
-            raise PretrainingFailedError(f"its pre-training ({job.pretrain.loss}, seed {job.seed}) failed: "
-                                         f"{marker.read_text().strip()}")  # fmt: skip
+            raise PretrainingFailedError(
+                f"its pre-training ({job.pretrain.loss}, seed {job.seed}) failed: {marker.read_text().strip()}"
+            )
         pre_model, pre_history, _ = ensure_trained(job.pretrain, data, store, device, callback, is_pretrain=True)
         pre_history = {k: v for k, v in pre_history.items() if k != "checkpoint_source"}
         result = model.load_state_dict(pre_model.state_dict(), strict=False)

@@ -11,14 +11,7 @@ operators (ReLU, GELU, layer norm, max-pool compares, softmax, the exit
 decision) are counted separately as ``other_ops`` (one per element produced or
 read), never as MACs.
 
-Attention, whichever kernel runs it:
-
-* scaled dot-product attention (``_scaled_dot_product_*``, incl. the CPU flash kernel) with
-  queries (B, H, Lq, d), keys (B, H, Lk, d), values (B, H, Lk, dv): B H P (d + dv) MACs, where
-  P = Lq Lk pairs, or with ``is_causal`` (top-left aligned mask) P = sum_i min(i + 1, Lk);
-* the fused multi-head attention of ``nn.MultiheadAttention``'s inference fast path
-  (``_native_multi_head_attention``), embedding E, queries (B, Lq, E), keys/values (B, Lk, E):
-  B (Lq E^2 + 2 Lk E^2 [Q, K, V projections] + 2 Lq Lk E [QK^T, AV] + Lq E^2 [output projection]).
+Attention is counted by the formulas of :mod:`bench.measure.operators`, whichever kernel runs it.
 
 Counting happens at the dispatch level (a ``TorchDispatchMode``): what counts
 is what actually ran, so a data-dependent early exit is counted correctly
@@ -63,7 +56,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
+from bench.measure import operators as ops
 from bench.measure.kernelkey import SMALL_BATCH, kernel_key
+from bench.measure.operators import aten
 
 THIN_CONV_CHANNELS = 8  # convolutions with fewer input channels per group run far below the MAC peak
 NARROW_MATMUL_FEATURES = 16  # matrix products with fewer output columns (a 10-class head) run far below it too
@@ -71,92 +66,6 @@ BUFFERED_SUFFIX = "_buffered"  # energy-table key suffix of the buffer-aware mod
 #: Tables every run reports besides the suite's ``energy_table``: the SPEC's absolute-pJ table.
 ALWAYS_REPORTED_TABLES = ("horowitz45",)
 TOP = "(top)"  # operators that ran outside any module (e.g. the exit decision)
-
-aten = torch.ops.aten
-
-_BATCH_NORM = {
-    aten.native_batch_norm,
-    aten._native_batch_norm_legit_no_training,
-    aten._native_batch_norm_legit,
-    aten.cudnn_batch_norm,
-    aten.miopen_batch_norm,
-}
-_CONV = {aten.convolution, aten._convolution, aten.cudnn_convolution, aten.convolution_overrideable}
-_MATMUL = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm}
-
-
-def _causal_pairs(lq: int, lk: int) -> int:
-    """Query-key pairs a top-left-aligned causal mask keeps: sum_i min(i + 1, Lk)."""
-    full = min(lq, lk)
-    return full * (full + 1) // 2 + max(lq - lk, 0) * lk
-
-
-def sdpa_macs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool) -> int:
-    """MACs of softmax(Q K^T) V for (B, H, L, d) tensors (see the module docstring)."""
-    *batch, lq, d = q.shape
-    lk, dv = k.shape[-2], v.shape[-1]
-    pairs = _causal_pairs(lq, lk) if is_causal else lq * lk
-    n = 1
-    for b in batch:
-        n *= int(b)
-    return n * pairs * (int(d) + int(dv))
-
-
-# position of is_causal among the positional arguments of each SDPA kernel
-_SDPA_CAUSAL_ARG = {
-    aten._scaled_dot_product_flash_attention_for_cpu: 4,
-    aten._scaled_dot_product_flash_attention: 4,
-    aten._scaled_dot_product_efficient_attention: 6,
-    aten._scaled_dot_product_cudnn_attention: 6,
-}
-
-
-def _sdpa_call_macs(packet: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> int:
-    pos = _SDPA_CAUSAL_ARG[packet]
-    causal = bool(args[pos]) if len(args) > pos else bool(kwargs.get("is_causal", False))
-    return sdpa_macs(args[0], args[1], args[2], causal)
-
-
-def mha_macs(query: torch.Tensor, key: torch.Tensor, embed_dim: int) -> int:
-    """MACs of ``_native_multi_head_attention`` (projections, QK^T, AV, output projection)."""
-    e = int(embed_dim)
-    b = int(query.shape[0]) if query.dim() == 3 else 1
-    lq, lk = int(query.shape[-2]), int(key.shape[-2])
-    return b * (lq * e * e + 2 * lk * e * e + 2 * lq * lk * e + lq * e * e)
-
-
-# One op per element produced (activations, arithmetic, comparisons).
-_ELEMENTWISE = {
-    aten.native_layer_norm, aten.masked_fill, aten.masked_fill_, aten.tril, aten.triu,
-    aten.relu, aten.relu_, aten.hardswish, aten.hardswish_, aten.hardsigmoid, aten.hardsigmoid_,
-    aten.sigmoid, aten.sigmoid_, aten.tanh, aten.silu, aten.silu_, aten.gelu, aten.exp, aten.log, aten.neg,
-    aten.add, aten.add_, aten.sub, aten.rsub, aten.mul, aten.mul_, aten.div, aten.div_, aten.where,
-    aten.clamp, aten.clamp_, aten.clamp_min, aten.gt, aten.lt, aten.ge, aten.le, aten.eq, aten.ne,
-    aten.bitwise_not, aten.logical_not, aten.hardtanh, aten.hardtanh_, aten.leaky_relu, aten.leaky_relu_,
-}  # fmt: skip
-# One op per element read (softmax, reductions).
-_REDUCTION = {
-    aten._safe_softmax, aten.linalg_vector_norm,
-    aten._softmax, aten._log_softmax, aten.amax, aten.amin, aten.max, aten.argmax, aten.sum, aten.mean,
-    aten.any, aten.all, aten.adaptive_avg_pool2d, aten._adaptive_avg_pool2d,
-}  # fmt: skip
-_POOL = {aten.max_pool2d_with_indices, aten.max_pool2d, aten.avg_pool2d}
-# Data movement: bytes counted, no arithmetic.
-_MOVEMENT = {
-    aten.roll, aten.channel_shuffle, aten.native_channel_shuffle,
-    aten.index, aten.index_put_, aten.index_put, aten.index_select, aten.cat, aten.stack, aten.clone,
-    aten.copy_, aten._to_copy, aten.nonzero, aten.masked_select, aten.gather, aten.scatter, aten.bincount,
-    aten.fill_, aten.zero_, aten.constant_pad_nd, aten._unsafe_index,
-}  # fmt: skip
-# Views, allocation and metadata: nothing moved, nothing computed.
-_FREE = {
-    aten.as_strided_, aten.view, aten._unsafe_view, aten.reshape, aten.t, aten.transpose, aten.permute, aten.expand,
-    aten.squeeze, aten.unsqueeze, aten.slice, aten.select, aten.alias, aten.as_strided, aten.detach,
-    aten.lift_fresh, aten.empty, aten.empty_like, aten.empty_strided, aten.full, aten.zeros, aten.zeros_like,
-    aten.ones, aten.ones_like, aten.arange, aten._local_scalar_dense, aten.new_empty, aten.new_zeros,
-    aten.randn, aten.rand, aten.randint, aten.flatten, aten.split, aten.split_with_sizes, aten.unbind,
-    aten.contiguous, aten.scalar_tensor, aten.full_like, aten.sym_size, aten.sym_stride, aten.is_same_size,
-}  # fmt: skip
 
 
 @dataclass
@@ -262,8 +171,18 @@ class Profile:
         return out
 
     def to_frame(self) -> pd.DataFrame:
-        cols = ["module", "op_type", "calls", "macs", "flops", "other_ops", "params",
-                "input_bytes", "weight_bytes", "output_bytes"]  # fmt: skip
+        cols = [
+            "module",
+            "op_type",
+            "calls",
+            "macs",
+            "flops",
+            "other_ops",
+            "params",
+            "input_bytes",
+            "weight_bytes",
+            "output_bytes",
+        ]
         return pd.DataFrame(self.rows(), columns=cols)
 
     def totals(self) -> dict[str, int]:
@@ -271,36 +190,6 @@ class Profile:
         out = {k: self.total(k) for k in keys}
         out["flops"] = 2 * out["macs"]
         return out
-
-
-def valid_tap_share(
-    size: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
-) -> float:
-    """Share of a convolution's (output, kernel tap) pairs whose tap lands on the input, not on zero padding.
-
-    Per spatial axis: outputs o = 0 .. (size + 2 pad - dil (k - 1) - 1) // stride, taps t = 0 .. k - 1,
-    input index o stride - pad + t dil; the share is the product over axes. 5 x 5 taps, padding 2, on
-    7 x 7 pixels: (3 + 4 + 5 + 5 + 5 + 4 + 3) / 35 per axis, 0.686 in all.
-    """
-    share = 1.0
-    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation):
-        outputs = (n + 2 * p - d * (k - 1) - 1) // s + 1
-        if outputs < 1:
-            return 1.0
-        valid = sum(1 for o in range(outputs) for t in range(k) if 0 <= o * s - p + t * d < n)
-        share *= valid / (outputs * k)
-    return share
-
-
-def _valid_tap_share(packet: Any, args: Sequence[Any]) -> float:
-    """:func:`valid_tap_share` of an ``aten.convolution``-style call (transposed convolutions, or ops with
-    another argument order such as ``cudnn_convolution``: 1)."""
-    x, w = args[0], args[1]
-    if packet not in (aten.convolution, aten._convolution, aten.convolution_overrideable) or len(args) < 7 or args[6]:
-        return 1.0
-    axes = w.dim() - 2
-    stride, padding, dilation = ([int(v) for v in a] * (axes if len(a) == 1 else 1) for a in args[3:6])
-    return valid_tap_share(x.shape[2:], w.shape[2:], stride, padding, dilation)
 
 
 def _numel_bytes(tensors: Sequence[torch.Tensor]) -> tuple[int, int]:
@@ -319,7 +208,7 @@ class _CostMode(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         packet = func.overloadpacket
-        if packet in _FREE:
+        if packet in ops.FREE:
             return out
         layer = self.layers[self.stack[-1] if self.stack else TOP]
         layer.ops += 1
@@ -333,21 +222,21 @@ class _CostMode(TorchDispatchMode):
         n_in, b_in = _numel_bytes(acts)
         n_w, b_w = _numel_bytes(weights)
         n_out, b_out = _numel_bytes(outputs)
-        if (packet in _CONV or packet in _MATMUL or packet in _POOL) and outputs and outputs[0].dim() >= 1:
+        if (packet in ops.CONV or packet in ops.MATMUL or packet in ops.POOL) and outputs and outputs[0].dim() >= 1:
             key = kernel_key(func, args, kwargs) if int(outputs[0].shape[0]) <= SMALL_BATCH else None
             if key is not None:
                 layer.small_kernels[key] = layer.small_kernels.get(key, 0) + 1
-        if packet in _CONV or packet in _MATMUL:
-            if packet in _CONV:
+        if packet in ops.CONV or packet in ops.MATMUL:
+            if packet in ops.CONV:
                 layer.kernel_width = int(args[1].shape[-1])
                 family = "conv_thin" if int(args[1].shape[1]) < THIN_CONV_CHANNELS else "conv"
             else:
                 family = "matmul_narrow" if int(out.shape[-1]) < NARROW_MATMUL_FEATURES else "matmul"
             macs = flop_registry[packet](*args, **kwargs, out_val=out) // 2
             layer.add_kernel(family, macs)
-            if packet in _CONV:
+            if packet in ops.CONV:
                 reduction = math.prod(int(d) for d in args[1].shape[1:])
-                valid = round(macs * _valid_tap_share(packet, args))
+                valid = round(macs * ops.call_valid_tap_share(packet, args))
                 layer.conv_reduction_macs[reduction] = layer.conv_reduction_macs.get(reduction, 0) + valid
                 layer.conv_reduction_calls[reduction] = layer.conv_reduction_calls.get(reduction, 0) + 1
                 pixels = math.prod(int(d) for d in out.shape) // int(out.shape[1])
@@ -355,22 +244,22 @@ class _CostMode(TorchDispatchMode):
                 channels = int(args[1].shape[0])
                 layer.conv_channel_macs[channels] = layer.conv_channel_macs.get(channels, 0) + valid
             layer.kernel_bytes += b_in + b_w + b_out
-        elif packet in _SDPA_CAUSAL_ARG:
-            layer.add_kernel("matmul", _sdpa_call_macs(packet, args, kwargs))
+        elif packet in ops.SDPA_CAUSAL_ARG:
+            layer.add_kernel("matmul", ops.sdpa_call_macs(packet, args, kwargs))
             n_out, b_out = _numel_bytes(outputs[:1])  # log-sum-exp and RNG state are bookkeeping
             layer.kernel_bytes += b_in + b_w + b_out
         elif packet is aten._native_multi_head_attention:
-            layer.add_kernel("matmul", mha_macs(args[0], args[1], args[3]))
+            layer.add_kernel("matmul", ops.mha_macs(args[0], args[1], args[3]))
             layer.kernel_bytes += b_in + b_w + b_out
-        elif packet in _BATCH_NORM:
+        elif packet in ops.BATCH_NORM:
             layer.macs += args[0].numel()
             layer.norm_macs += args[0].numel()
             n_out, b_out = _numel_bytes(outputs[:1])  # saved mean/invstd are bookkeeping, not outputs
-        elif packet in _ELEMENTWISE:
+        elif packet in ops.ELEMENTWISE:
             layer.other_ops += max([n_out, *(t.numel() for t in inputs)])
-        elif packet in _REDUCTION:
+        elif packet in ops.REDUCTION:
             layer.other_ops += max(t.numel() for t in inputs)
-        elif packet in _POOL:
+        elif packet in ops.POOL:
             kernel = args[1] if len(args) > 1 else kwargs.get("kernel_size")
             k = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
             k = k * 2 if len(k) == 1 else k
@@ -381,7 +270,7 @@ class _CostMode(TorchDispatchMode):
             layer.window_channels[channels] = layer.window_channels.get(channels, 0) + outputs[0].numel() * k[0] * k[1]
             n_out, b_out = _numel_bytes(outputs[:1])  # max-pool indices are bookkeeping
             layer.window_bytes += b_in + b_w + b_out
-        elif packet not in _MOVEMENT:
+        elif packet not in ops.MOVEMENT:
             self.unsupported[str(packet)] += 1
             return out
         layer.input_elems += n_in

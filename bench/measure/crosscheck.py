@@ -183,24 +183,41 @@ def crosscheck(model: nn.Module, example: torch.Tensor, hw: Hardware | None = No
             cme = zigzag_layer(mod, shape, hw_yaml, map_yaml, work, hw.word_bits)
             zz, words, macs = _zigzag_levels(cme, table)
             t = buffered[name]
-            out.append(LayerCheck(name, layer.macs, macs, ours, zz, {lv: acc[lv] for lv in ("rf", "glb", "dram")},
-                                  words, t.total * table.access["dram"], t.order))  # fmt: skip
+            out.append(
+                LayerCheck(
+                    name,
+                    layer.macs,
+                    macs,
+                    ours,
+                    zz,
+                    {lv: acc[lv] for lv in ("rf", "glb", "dram")},
+                    words,
+                    t.total * table.access["dram"],
+                    t.order,
+                )
+            )
     return out
 
 
 def markdown_table(title: str, rows: list[LayerCheck]) -> str:
     """The comparison as a markdown table (energies in the table's units, M = 10^6)."""
-    lines = [f"**{title}**", "",
-             "| layer | MACs ours | MACs ZigZag | RF ours / ZZ (M) | GLB ours / ZZ (M) | DRAM ours / ZZ (M) | "
-             "DRAM buffered (M), order | total ours / ZZ (M) | ZZ / ours |", "| --- " * 9 + "|"]  # fmt: skip
+    lines = [
+        f"**{title}**",
+        "",
+        "| layer | MACs ours | MACs ZigZag | RF ours / ZZ (M) | GLB ours / ZZ (M) | DRAM ours / ZZ (M) | "
+        "DRAM buffered (M), order | total ours / ZZ (M) | ZZ / ours |",
+        "| --- " * 9 + "|",
+    ]
 
     def pair(r: LayerCheck, k: str) -> str:
         return f"{r.ours[k] / 1e6:.3g} / {r.zigzag[k] / 1e6:.3g}"
 
     for r in rows:
-        lines.append(f"| {r.layer} | {r.macs_ours:,} | {r.macs_zigzag:,} | {pair(r, 'rf')} | {pair(r, 'glb')} | "
-                     f"{pair(r, 'dram')} | {r.dram_buffered / 1e6:.3g}, {r.order} | {pair(r, 'total')} | "
-                     f"{r.ratio:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {r.layer} | {r.macs_ours:,} | {r.macs_zigzag:,} | {pair(r, 'rf')} | {pair(r, 'glb')} | "
+            f"{pair(r, 'dram')} | {r.dram_buffered / 1e6:.3g}, {r.order} | {pair(r, 'total')} | "
+            f"{r.ratio:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -209,12 +226,18 @@ def main() -> int:
 
     torch.manual_seed(0)
     alex = nn.Sequential(nn.Conv2d(3, 96, 11, stride=4))
-    print(markdown_table("AlexNet conv1 (227 x 227 x 3 -> 55 x 55 x 96), batch 1",
-                         crosscheck(alex, torch.randn(1, 3, 227, 227))))  # fmt: skip
+    print(
+        markdown_table(
+            "AlexNet conv1 (227 x 227 x 3 -> 55 x 55 x 96), batch 1", crosscheck(alex, torch.randn(1, 3, 227, 227))
+        )
+    )
     print()
     study = StudyCNN(channels=(32, 64, 128), hidden=256, exits=("p1", "p2"))
-    print(markdown_table("Study CNN with exits p1 and p2 (1 x 28 x 28), batch 1",
-                         crosscheck(study, torch.randn(1, 1, 28, 28))))  # fmt: skip
+    print(
+        markdown_table(
+            "Study CNN with exits p1 and p2 (1 x 28 x 28), batch 1", crosscheck(study, torch.randn(1, 1, 28, 28))
+        )
+    )
     return 0
 
 

@@ -124,8 +124,11 @@ def mac_layers(
 
         return run
 
-    handles = [mod.register_forward_hook(hook(n)) for n, mod in model.named_modules()
-               if isinstance(mod, (nn.Conv2d, nn.Linear))]  # fmt: skip
+    handles = [
+        mod.register_forward_hook(hook(n))
+        for n, mod in model.named_modules()
+        if isinstance(mod, (nn.Conv2d, nn.Linear))
+    ]
     try:
         with torch.no_grad():
             model.eval()
@@ -147,8 +150,20 @@ def gemm_shapes(
         m = int(weight.shape[0])
         batch = layer.input_shape[0] if len(layer.input_shape) > 1 else 1
         width = int(weight.shape[-1]) if isinstance(layer.module, nn.Conv2d) else 1
-        out.append((layer.name, GemmShape(batch, math.prod(layer.input_shape), weight.numel(),
-                                          math.prod(layer.output_shape), m, weight.numel() // m, width)))  # fmt: skip
+        out.append(
+            (
+                layer.name,
+                GemmShape(
+                    batch,
+                    math.prod(layer.input_shape),
+                    weight.numel(),
+                    math.prod(layer.output_shape),
+                    m,
+                    weight.numel() // m,
+                    width,
+                ),
+            )
+        )
     return out
 
 

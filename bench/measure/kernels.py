@@ -101,8 +101,9 @@ def tabled(machine: Machine, keys: Iterable[str], device: torch.device | str = "
     wanted = set(keys) - set(machine.kernel_table)
     if not wanted:
         return machine
-    path = cache_file(f"kernels-v{TABLE_VERSION}-{machine.device}-{os.cpu_count()}cpu-t{machine.threads}"
-                      f"-torch{machine.torch_version}")  # fmt: skip
+    path = cache_file(
+        f"kernels-v{TABLE_VERSION}-{machine.device}-{os.cpu_count()}cpu-t{machine.threads}-torch{machine.torch_version}"
+    )
     cached: dict[str, float] = {}
     if path is not None and path.is_file():
         try:
@@ -132,7 +133,11 @@ class Predictor:
     def predict(self, prof: Profile) -> Prediction:
         # in the order the profile met them, each as often as one sample calls it (a network's repeated layers)
         samples = max(prof.samples, 1)
-        keys = [k for layer in prof.layers for k, n in layer.small_kernels.items()
-                for _ in range(max(1, round(n / samples)))]  # fmt: skip
+        keys = [
+            k
+            for layer in prof.layers
+            for k, n in layer.small_kernels.items()
+            for _ in range(max(1, round(n / samples)))
+        ]
         self.machine = tabled(self.machine, keys, self.device)
         return predict(prof, self.machine)

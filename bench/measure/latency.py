@@ -70,13 +70,21 @@ class LoadMonitor:
 
     def during(self) -> dict[str, Any]:
         """What other processes used since :meth:`start`."""
-        return {"others_cores": round(self._others_cores(psutil.cpu_percent(None), self.proc.cpu_percent(None)), 3),
-                "loadavg_1min": round(psutil.getloadavg()[0], 2)}  # fmt: skip
+        return {
+            "others_cores": round(self._others_cores(psutil.cpu_percent(None), self.proc.cpu_percent(None)), 3),
+            "loadavg_1min": round(psutil.getloadavg()[0], 2),
+        }
 
     def summary(self, before: dict[str, Any], during: dict[str, Any]) -> dict[str, Any]:
         worst = max(before["others_cores"], during["others_cores"])
-        return {"cores": self.cores, "threads": self.threads, "busy_limit_cores": self.limit,
-                "before": before, "during": during, "busy": worst > self.limit}  # fmt: skip
+        return {
+            "cores": self.cores,
+            "threads": self.threads,
+            "busy_limit_cores": self.limit,
+            "before": before,
+            "during": during,
+            "busy": worst > self.limit,
+        }
 
 
 # --------------------------------------------------------------------------- energy counters
@@ -241,8 +249,12 @@ def path_entry(exit_name: str, t: Timing, batches: Sequence[Any]) -> dict[str, A
     and the median per sample."""
     n = sum(len(b) for b in batches)
     per_batch = Timing([s / len(batches) for s in t.samples], t.warmup, t.threads, t.device)
-    return {"exit": exit_name, "batch_size": len(batches[0]), "per_batch": per_batch.to_dict(),
-            "per_sample_median": t.median / n}  # fmt: skip
+    return {
+        "exit": exit_name,
+        "batch_size": len(batches[0]),
+        "per_batch": per_batch.to_dict(),
+        "per_sample_median": t.median / n,
+    }
 
 
 @torch.no_grad()
@@ -288,9 +300,18 @@ def _time_batch_size(
     model.eval()
     batches = _batches(xs, bs)
     run = functools.partial(dynamic_forward, model)
-    paths, cascades = time_side_by_side(model.forward_until, model, run, batches,
-                                        policies, model.exit_names, repeats=settings.repeats, warmup=settings.warmup,
-                                        device=xs.device, deadline=settings.budget.deadline())  # fmt: skip
+    paths, cascades = time_side_by_side(
+        model.forward_until,
+        model,
+        run,
+        batches,
+        policies,
+        model.exit_names,
+        repeats=settings.repeats,
+        warmup=settings.warmup,
+        device=xs.device,
+        deadline=settings.budget.deadline(),
+    )
     settings.budget.finish("eager", bs, len(cascades[0]["dynamic"]["samples"]) if cascades else 0, settings.repeats)
     if roof is not None:
         for level, item in enumerate(paths):

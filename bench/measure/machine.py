@@ -42,6 +42,7 @@ def keep_freed_memory() -> dict[str, Any]:
     done = [libc.mallopt(param, value) for param, value in settings]
     if not all(done):
         return {"kept": False, "reason": f"mallopt refused ({done})"}
-    _KEPT.update(kept=True, allocator=f"glibc {platform.libc_ver()[1]}", mmap_max=0, trim_threshold=2**31 - 1,
-                 top_pad=_TOP_PAD)  # fmt: skip
+    _KEPT.update(
+        kept=True, allocator=f"glibc {platform.libc_ver()[1]}", mmap_max=0, trim_threshold=2**31 - 1, top_pad=_TOP_PAD
+    )
     return dict(_KEPT)

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.measure.cost import valid_tap_share
 from bench.measure.devices import device_name
 from bench.measure.machine import keep_freed_memory
+from bench.measure.operators import valid_tap_share
 from bench.measure.roofline import Machine, lane_efficiency
 from bench.results.files import atomic_write_bytes
 from cascade.cache import user_cache
@@ -132,8 +132,9 @@ def _conv_sizes(reduction: int, batch: int, side: int) -> list[tuple[str, int, i
     return [(f"conv{reduction}_b{batch}", batch, side), *((f"conv{reduction}_b1s{m}", 1, m) for m in BATCH1_MAPS)]
 
 
-def _probes(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format, device: torch.device
-            ) -> tuple[list[Probe], dict[str, tuple[nn.Module, torch.Tensor]]]:  # fmt: skip
+def _probes(
+    rnd: Callable[..., torch.Tensor], fmt: torch.memory_format, device: torch.device
+) -> tuple[list[Probe], dict[str, tuple[nn.Module, torch.Tensor]]]:
     """(rate probes: name, module, input, work per call; launch probes: family -> module on a tiny input)."""
     probes: list[Probe] = []
     launch: dict[str, tuple[nn.Module, torch.Tensor]] = {}
@@ -225,8 +226,9 @@ def _module_call(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format) -> 
     return max(statistics.median(diffs), 0.0)
 
 
-def _memory_curve(run: Runner | None, rnd: Callable[..., torch.Tensor], seconds: Callable[..., float],
-                  call: float) -> tuple[list[float], list[float]]:  # fmt: skip
+def _memory_curve(
+    run: Runner | None, rnd: Callable[..., torch.Tensor], seconds: Callable[..., float], call: float
+) -> tuple[list[float], list[float]]:
     """(bytes moved, seconds) of ReLU over CURVE_SIZES (eager: ``torch.relu`` itself; a runner: a one-operator
     graph, its call cost taken out)."""
     sizes, times = [], []
@@ -239,8 +241,9 @@ def _memory_curve(run: Runner | None, rnd: Callable[..., torch.Tensor], seconds:
     return sizes, times
 
 
-def _fit_memory(run: Runner | None, rnd: Callable[..., torch.Tensor], seconds: Callable[..., float],
-                call: float) -> tuple[list[float], list[float], float, float]:  # fmt: skip
+def _fit_memory(
+    run: Runner | None, rnd: Callable[..., torch.Tensor], seconds: Callable[..., float], call: float
+) -> tuple[list[float], list[float], float, float]:
     """(sizes, seconds, overhead, bandwidth) of the element-wise curve and its fit. A noisy spell can leave the
     small sizes' times out of order (a runner's, after its call cost is taken out, even at or below 0): the
     curve is measured again, up to FIT_ATTEMPTS times, each size keeping its fastest time, and the fit uses
@@ -265,8 +268,9 @@ def _width(efficiency: float) -> int:
     return min(LANE_WIDTHS, key=lambda w: abs(lane_efficiency(5, w) - efficiency))
 
 
-def _rates(best: dict[str, float], work: dict[str, float], call: float, launch: dict[str, float],
-           overhead: float) -> dict[str, Any]:  # fmt: skip
+def _rates(
+    best: dict[str, float], work: dict[str, float], call: float, launch: dict[str, float], overhead: float
+) -> dict[str, Any]:
     """The Machine's rate figures from the probes' best times: MAC rates, the convolution and pooling curves,
     the vector lanes."""
 
@@ -301,8 +305,13 @@ def _rates(best: dict[str, float], work: dict[str, float], call: float, launch: 
 
 
 @torch.no_grad()
-def measure_machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None,
-                    runtime: str = "eager", runner: Runner | None = None) -> Machine:  # fmt: skip
+def measure_machine(
+    device: str | torch.device = "cpu",
+    *,
+    channels_last: bool | None = None,
+    runtime: str = "eager",
+    runner: Runner | None = None,
+) -> Machine:
     """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds).
 
     ``runner`` runs every probe through another runtime (``runtime`` names it; e.g.
@@ -375,8 +384,15 @@ def cache_file(ident: str) -> Path | None:
     return cache / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", ident) + ".json") if cache else None
 
 
-def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = None, refresh: bool = False,
-            runtime: str = "eager", runner: Runner | None = None, version: str = "") -> Machine:  # fmt: skip
+def machine(
+    device: str | torch.device = "cpu",
+    *,
+    channels_last: bool | None = None,
+    refresh: bool = False,
+    runtime: str = "eager",
+    runner: Runner | None = None,
+    version: str = "",
+) -> Machine:
     """This machine's figures for the current thread count: from the cache, or measured and cached.
 
     ``runtime`` / ``runner`` / ``version``: another runtime's figures (:func:`measure_machine`), cached apart
@@ -386,8 +402,10 @@ def machine(device: str | torch.device = "cpu", *, channels_last: bool | None = 
     layout = "nhwc" if nhwc else "nchw"
     kept = "" if device.type != "cpu" or keep_freed_memory().get("kept") else "-trimming"
     engine = "" if runtime == "eager" else f"{runtime}{version}-"
-    ident = (f"{engine}{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
-             f"-torch{torch.__version__}-v{MODEL_VERSION}{kept}")  # fmt: skip
+    ident = (
+        f"{engine}{device_name(device)}-{os.cpu_count()}cpu-t{torch.get_num_threads()}-{layout}"
+        f"-torch{torch.__version__}-v{MODEL_VERSION}{kept}"
+    )
     path = cache_file(ident)
     if path is not None and path.is_file() and not refresh:
         try:

@@ -225,9 +225,16 @@ def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
     conv_calls = layer.conv_reduction_calls
     if by_reduction:  # the rate by reduction length and work per call
         pixels = layer.conv_reduction_pixels
-        conv_compute = sum(n / conv_rate(k, machine, n / conv_calls[k] if conv_calls.get(k) else None,
-                                         pixels[k] / conv_calls[k] if pixels.get(k) and conv_calls.get(k) else None)
-                           for k, n in by_reduction.items())  # fmt: skip
+        conv_compute = sum(
+            n
+            / conv_rate(
+                k,
+                machine,
+                n / conv_calls[k] if conv_calls.get(k) else None,
+                pixels[k] / conv_calls[k] if pixels.get(k) and conv_calls.get(k) else None,
+            )
+            for k, n in by_reduction.items()
+        )
     else:
         conv_compute = sum(n / machine.mac_rate[known(f)] for f, n in macs.items() if f in convs)
     mac_compute += conv_compute * lane_factor(layer.conv_channel_macs, machine)
@@ -239,8 +246,9 @@ def layer_seconds(layer: LayerCost, machine: Machine) -> tuple[float, str]:
         else 0.0
     )
     window_memory = memory_seconds(window_bytes, windows, machine)
-    other_memory = memory_seconds(total_bytes - kernel_bytes - window_bytes,
-                                  max(layer.ops - kernels - windows, 1), machine)  # fmt: skip
+    other_memory = memory_seconds(
+        total_bytes - kernel_bytes - window_bytes, max(layer.ops - kernels - windows, 1), machine
+    )
     roof = max(mac_compute, mac_memory) + max(window_compute, window_memory) + other_memory
     launch = sum(n * machine.launch.get(known(f), machine.overhead) for f, n in calls.items())
     dispatch = launch + (layer.ops - kernels) * machine.overhead

@@ -105,14 +105,27 @@ def check_available(names: Sequence[str]) -> None:
         RUNTIMES.get(name).check()
 
 
-def _time_batches(name: str, prep: Prepared, model: MultiExitModel, batches: Sequence[Any],
-                  policies: Sequence[tuple[float | None, ExitPolicy]],
-                  settings: TimingSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+def _time_batches(
+    name: str,
+    prep: Prepared,
+    model: MultiExitModel,
+    batches: Sequence[Any],
+    policies: Sequence[tuple[float | None, ExitPolicy]],
+    settings: TimingSettings,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Exit paths, the full network and the cascades over all ``batches``, side by side as eager's
     (:func:`bench.measure.latency.time_side_by_side`), then each cascade's exit shares."""
-    paths, cascades = time_side_by_side(prep.path, prep.full, prep.dynamic, batches, policies, model.exit_names,
-                                        repeats=settings.repeats, warmup=settings.warmup,
-                                        deadline=settings.budget.deadline())  # fmt: skip
+    paths, cascades = time_side_by_side(
+        prep.path,
+        prep.full,
+        prep.dynamic,
+        batches,
+        policies,
+        model.exit_names,
+        repeats=settings.repeats,
+        warmup=settings.warmup,
+        deadline=settings.budget.deadline(),
+    )
     rounds = len(cascades[0]["dynamic"]["samples"]) if cascades else 0
     settings.budget.finish(name, len(batches[0]) if batches else 0, rounds, settings.repeats)
     times = {p["exit"]: p["per_sample_median"] for p in paths}
@@ -143,8 +156,9 @@ class _Predictor:
         deepest = [int(r.max()) if isinstance(r, torch.Tensor) else r for r in reached]
         calls = sum(2 * (level + 1) for level in deepest)
         # a batch of one decides in Python floats, outside the profile (roofline.Machine.decision)
-        decisions = sum(roofline.decision_seconds(r, self.machine) for r in reached
-                        if isinstance(r, torch.Tensor) and len(r) == 1)  # fmt: skip
+        decisions = sum(
+            roofline.decision_seconds(r, self.machine) for r in reached if isinstance(r, torch.Tensor) and len(r) == 1
+        )
         seconds = roofline.predict(prof, self.machine).seconds + calls * self.machine.call_overhead + decisions
         return seconds / samples
 

@@ -31,10 +31,10 @@ from bench.render.plotting import (
     panels,
     plt,
     shared_labels,
-    style,
     variant_style,
 )
-from bench.results.record import CascadeTiming, PathTiming, RunRecord
+from bench.render.timing_figures import latency_model, runtime_paths
+from bench.results.record import RunRecord
 
 
 def loss_curves(results: Results, out: Path) -> list[tuple[str, Path]]:
@@ -66,11 +66,18 @@ def accuracy_per_epoch(results: Results, out: Path) -> list[tuple[str, Path]]:
             continue
         x = list(range(1, n + 1))
         for ax, key in zip(axes, ("val_accuracy", "test_accuracy")):
-            line(ax, x, [[e[j][key][-1] for e in epochs] for j in range(n)], variant,
-                 variant_style(results, variant), 100)  # fmt: skip
+            line(
+                ax,
+                x,
+                [[e[j][key][-1] for e in epochs] for j in range(n)],
+                variant,
+                variant_style(results, variant),
+                100,
+            )
     recomputed = any(r.sanity is not None and r.sanity.bn_recomputed for r in results.records)
-    axes[0].set_title("validation" + (" (running BN statistics; evaluation recomputed them)" if recomputed else ""),
-                      fontsize=8)  # fmt: skip
+    axes[0].set_title(
+        "validation" + (" (running BN statistics; evaluation recomputed them)" if recomputed else ""), fontsize=8
+    )
     axes[1].set_title("test (recorded, never used for selection)", fontsize=8)
     for ax in axes:
         ax.set_xlabel("epoch")
@@ -173,8 +180,16 @@ def headline_bars(results: Results, out: Path) -> list[tuple[str, Path]]:
             iv = stats.t_interval([getattr(r.at(thr), key) for r in results.records_of(v)])
             err = None if math.isnan(iv.low) else iv.half_width * 100  # no error bar at one seed
             st = variant_style(results, v)
-            ax.errorbar(i, iv.mean * 100, yerr=err, color=st["color"], marker=st["marker"], markersize=5, capsize=2,
-                        linestyle="none")  # fmt: skip
+            ax.errorbar(
+                i,
+                iv.mean * 100,
+                yerr=err,
+                color=st["color"],
+                marker=st["marker"],
+                markersize=5,
+                capsize=2,
+                linestyle="none",
+            )
         ax.set_xticks(range(len(variants)))
         ax.set_xticklabels(variants, rotation=60, ha="right", fontsize=6)
         ax.set_ylabel(label)
@@ -225,8 +240,16 @@ def accuracy_vs_cost(results: Results, out: Path) -> list[tuple[str, Path]]:
                 if collapsed(results, variant):
                     st["linestyle"] = "none"
                 one_seed = len(recs) < 2
-                ax.errorbar(xs, ys, xerr=None if one_seed else xe, yerr=None if one_seed else ye,
-                            label=_label(results, variant), linewidth=1, capsize=2, **st)  # fmt: skip
+                ax.errorbar(
+                    xs,
+                    ys,
+                    xerr=None if one_seed else xe,
+                    yerr=None if one_seed else ye,
+                    label=_label(results, variant),
+                    linewidth=1,
+                    capsize=2,
+                    **st,
+                )
             if facet:
                 ax.set_title(facet, fontsize=8)
         shared_labels(fig, axes, label, "cascade test accuracy (%)")
@@ -235,8 +258,9 @@ def accuracy_vs_cost(results: Results, out: Path) -> list[tuple[str, Path]]:
             fx, fy = zip(*front)
             right = max(p[0] for p in points)
             for ax in axes:
-                ax.plot([*fx, right], [*fy, fy[-1]], drawstyle="steps-post", label="Pareto front (all variants)",
-                        **FRONT)  # fmt: skip
+                ax.plot(
+                    [*fx, right], [*fy, fy[-1]], drawstyle="steps-post", label="Pareto front (all variants)", **FRONT
+                )
         clip_percent(axes[0])  # after every facet is drawn: the panels share the y axis
         figs += finish(fig, axes, out / name, "Accuracy against " + ("compute" if key != "energy" else "energy"))
     return figs
@@ -254,8 +278,11 @@ def budget_figures(results: Results, budget: pd.DataFrame, out: Path) -> list[tu
             line(axes[0], xs, [[q[j].test_accuracy for q in pts] for j in range(len(xs))], variant, st, 100)
             line(axes[1], xs, [[q[j].test_cost_fraction for q in pts] for j in range(len(xs))], variant, st, 100)
         unit = budget["unit"].iloc[0]
-        xlabel = {"fraction": "budget (fraction of base MACs)", "macs": "budget (MACs per sample)",
-                  "energy": "budget (energy per sample)"}[unit]  # fmt: skip
+        xlabel = {
+            "fraction": "budget (fraction of base MACs)",
+            "macs": "budget (MACs per sample)",
+            "energy": "budget (energy per sample)",
+        }[unit]
         axes[0].set_ylabel("test accuracy, thresholds from val. (%)")
         axes[1].set_ylabel("test cost (% of base MACs)")
         for ax in axes:
@@ -287,8 +314,13 @@ def anytime(results: Results, out: Path) -> list[tuple[str, Path]]:
     return finish(fig, [ax], out / "anytime", "Anytime prediction: each exit alone")
 
 
-ENERGY_PARTS = (("mac", "MAC"), ("rf", "register file"), ("array", "array (inter-PE)"), ("glb", "global buffer"),
-                ("dram", "DRAM"))  # fmt: skip
+ENERGY_PARTS = (
+    ("mac", "MAC"),
+    ("rf", "register file"),
+    ("array", "array (inter-PE)"),
+    ("glb", "global buffer"),
+    ("dram", "DRAM"),
+)
 LEVEL_COLOURS = {"mac": "#999999", "rf": "#56B4E9", "array": "#009E73", "glb": "#E69F00", "dram": "#D55E00"}
 
 
@@ -307,8 +339,11 @@ def _architectures(results: Results) -> list[tuple[list[str], RunRecord]]:
 def energy_levels(results: Results, out: Path) -> list[tuple[str, Path]]:
     """Energy per sample of each exit path by memory level (stacked), ideal and buffer-aware side by side."""
     table = results.energy_table()
-    archs = [(v, r) for v, r in _architectures(results) if r.cost and r.cost.per_exit
-             and f"{table}_buffered" in r.cost.per_exit[0].energy]  # fmt: skip
+    archs = [
+        (v, r)
+        for v, r in _architectures(results)
+        if r.cost and r.cost.per_exit and f"{table}_buffered" in r.cost.per_exit[0].energy
+    ]
     if not archs:
         return []
     archs = archs[:6]
@@ -322,8 +357,17 @@ def energy_levels(results: Results, out: Path) -> list[tuple[str, Path]]:
             bottom = np.zeros(len(names))
             for part, label in ENERGY_PARTS:
                 vals = np.array([c.energy[key][part] for c in rec.cost.per_exit]) / 1e6
-                ax.bar(x + offset, vals, 0.38, bottom=bottom, color=LEVEL_COLOURS[part], hatch=hatch,
-                       edgecolor="white", linewidth=0.4, label=label if offset < 0 else None)  # fmt: skip
+                ax.bar(
+                    x + offset,
+                    vals,
+                    0.38,
+                    bottom=bottom,
+                    color=LEVEL_COLOURS[part],
+                    hatch=hatch,
+                    edgecolor="white",
+                    linewidth=0.4,
+                    label=label if offset < 0 else None,
+                )
                 bottom += vals
         ax.set_xticks(x, [f"{n}\nideal | buf." for n in names])
         names_shown = ", ".join(variants)
@@ -333,95 +377,21 @@ def energy_levels(results: Results, out: Path) -> list[tuple[str, Path]]:
     return finish(fig, axes, out / "energy_levels", title)
 
 
-def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
-    """Roofline-predicted vs measured time per sample of every timed exit path and cascade (log-log)."""
-    points: dict[int, list[tuple[float, float, bool]]] = defaultdict(list)
-    for rec in results.records:
-        if rec.latency is None:
-            continue
-        timed: list[PathTiming | CascadeTiming] = [*rec.latency.exit_paths, *rec.latency.cascade]
-        for item in timed:
-            pred = item.roofline_per_sample
-            if pred:
-                doubt = noisy_timing(rec, item.runtime, item.batch_size)
-                points[item.batch_size].append((pred * 1e6, item.per_sample_median * 1e6, doubt))
-    if not points:
-        return []
-    fig, (ax,) = panels(1)
-    for i, (batch, pts) in enumerate(sorted(points.items())):
-        st = style(i)
-        clean = [(p, m) for p, m, doubt in pts if not doubt]
-        doubtful = [(p, m) for p, m, doubt in pts if doubt]
-        ax.scatter([p for p, _ in clean], [m for _, m in clean], s=12, color=st["color"], marker=st["marker"],
-                   label=f"batch {batch}", alpha=0.8)  # fmt: skip
-        if doubtful:
-            ax.scatter([p for p, _ in doubtful], [m for _, m in doubtful], s=12, facecolors="none",
-                       edgecolors=st["color"], marker=st["marker"], label=f"batch {batch}, noisy timing")  # fmt: skip
-    every = [v for pts in points.values() for p in pts for v in p[:2]]
-    lo, hi = min(every) / 1.5, max(every) * 1.5
-    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="identity (prediction = measurement)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("roofline prediction (µs per sample)")
-    ax.set_ylabel("measured median (µs per sample)")
-    return finish(fig, [ax], out / "latency_model", "Latency: roofline vs measured")
-
-
-def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
-    """Exit-path time per sample against the path's MACs, one colour per runtime, marker per batch (log-log);
-    only when a folder timed more than one runtime."""
-    points: dict[tuple[str, int], list[tuple[float, float, bool]]] = defaultdict(list)
-    for rec in results.records:
-        if rec.latency is None or rec.cost is None or rec.exits is None or len(rec.latency.runtime_names) < 2:
-            continue
-        macs = {name: c.macs for name, c in zip(rec.exits.names, rec.cost.per_exit)}
-        for item in rec.latency.exit_paths:
-            doubt = noisy_timing(rec, item.runtime, item.batch_size)
-            points[(item.runtime, item.batch_size)].append((macs[item.exit], item.per_sample_median * 1e6, doubt))
-    if not points:
-        return []
-    fig, (ax,) = panels(1)
-    runtimes = sorted({rt for rt, _ in points}, key=lambda rt: (rt != "eager", rt))
-    batches = sorted({b for _, b in points})
-    for (rt, batch), pts in sorted(points.items()):
-        color = RUNTIME_COLOURS.get(rt, style(runtimes.index(rt))["color"])
-        marker = style(batches.index(batch))["marker"]
-        clean = [(m, t) for m, t, doubt in pts if not doubt]
-        doubtful = [(m, t) for m, t, doubt in pts if doubt]
-        ax.scatter([m for m, _ in clean], [t for _, t in clean], s=14, color=color, marker=marker, alpha=0.8,
-                   label=f"{rt}, batch {batch}")  # fmt: skip
-        if doubtful:
-            ax.scatter([m for m, _ in doubtful], [t for _, t in doubtful], s=14, facecolors="none", edgecolors=color,
-                       marker=marker, label=f"{rt}, batch {batch}, noisy timing")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.tick_params(axis="x", labelrotation=30)
-    ax.set_xlabel("MACs of the exit path (per sample)")
-    ax.set_ylabel("measured median (µs per sample)")
-    return finish(fig, [ax], out / "runtime_paths", "Exit-path time against MACs, per runtime")
-
-
-#: One colour per runtime, the same in every figure (the runtimes' own order otherwise).
-RUNTIME_COLOURS = {"eager": "#0072B2", "onnxruntime": "#E69F00", "onnxruntime-graph": "#009E73",
-                   "executorch": "#D55E00", "openvino": "#CC79A7"}  # fmt: skip
-
-
-def noisy_timing(rec: RunRecord, runtime: str, batch: int) -> bool:
-    """Whether ``rec``'s timing in ``runtime`` at ``batch`` is in doubt: timed on a busy machine, or its full network
-    and last exit's path (one computation) timed apart (:meth:`LatencyRecord.twin_gaps`)."""
-    lat = rec.latency
-    if lat is None:
-        return False
-    return lat.busy or any(g["runtime"] == runtime and g["batch_size"] == batch for g in lat.twin_gaps())
-
-
 def write_all(results: Results, out: Path, *, budget: pd.DataFrame | None = None) -> list[tuple[str, Path]]:
     """Every figure that the results support; returns (title, png path) pairs."""
     figs: list[tuple[str, Path]] = []
-    for fn in (loss_curves, accuracy_per_epoch, threshold_curves, lambda_sweep, headline_bars, accuracy_vs_cost,
-               anytime, energy_levels, latency_model, runtime_paths):  # fmt: skip
+    for fn in (
+        loss_curves,
+        accuracy_per_epoch,
+        threshold_curves,
+        lambda_sweep,
+        headline_bars,
+        accuracy_vs_cost,
+        anytime,
+        energy_levels,
+        latency_model,
+        runtime_paths,
+    ):
         figs += fn(results, out)
     if any(r.budget for r in results.records):
         figs += budget_figures(results, budget if budget is not None else pd.DataFrame(), out)

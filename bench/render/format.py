@@ -61,8 +61,16 @@ def signed_zero_free(text: str) -> str:
 _NEG_ZERO = re.compile(r"(?<![\d.])-(0(?:\.0+)?)(?![\d.])")
 
 
-def fmt_interval(mean: float, low: float, high: float, scale: float = 1.0, digits: int = 2, *,
-                 span: float | None = None, brackets: bool = False) -> str:  # fmt: skip
+def fmt_interval(
+    mean: float,
+    low: float,
+    high: float,
+    scale: float = 1.0,
+    digits: int = 2,
+    *,
+    span: float | None = None,
+    brackets: bool = False,
+) -> str:
     """The one interval format: ``mean ± half-width`` (or ``mean [low, high]`` with ``brackets``), values
     times ``scale`` at ``digits`` decimals; ``n/a`` without a mean, the mean alone without an interval
     (one seed). An interval wider than the metric's whole range ``span`` (raw units, e.g. 1 for a

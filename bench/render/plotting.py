@@ -40,8 +40,9 @@ COLUMN, PAGE = 3.5, 7.0  # figure widths, inches
 FACET_ABOVE = 6  # more variants than this: facet the threshold and cost figures by loss family
 REFERENCE_GREY = "#7f7f7f"
 LEGEND_PT = 6.5  # legend font size, points
-plt.rcParams.update({"font.size": 7, "axes.labelsize": 8, "axes.titlesize": 8, "xtick.labelsize": 7,
-                     "ytick.labelsize": 7})  # fmt: skip  # sizes for a 3.5 in column
+plt.rcParams.update(
+    {"font.size": 7, "axes.labelsize": 8, "axes.titlesize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7}
+)  # sizes for a 3.5 in column
 
 
 def style(i: int) -> dict[str, Any]:
@@ -144,8 +145,9 @@ def finish(fig: Any, axes: Sequence[Any], path: Path, title: str) -> list[tuple[
         longest = max(len(lab) for lab in seen)
         ncol = max(1, min(len(seen), int(width * 72 / (LEGEND_PT * (longest * 0.6 + 4)))))
         rows = math.ceil(len(seen) / ncol)
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=ncol, frameon=False,
-                   fontsize=LEGEND_PT)  # fmt: skip
+        fig.legend(
+            list(seen.values()), list(seen), loc="outside lower center", ncol=ncol, frameon=False, fontsize=LEGEND_PT
+        )
         fig.set_size_inches(width, height + rows * LEGEND_PT * 1.5 / 72 + 0.1)
     fig.suptitle(_wrapped(title, width), fontsize=9)
     files = {}
@@ -182,8 +184,9 @@ def panels(n: int, height: float = 2.6, **kw: Any) -> tuple[Any, list[Any]]:
     """A figure of ``n`` panels: one column wide for one panel, a page wide (up to 3 per row) for more."""
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(COLUMN if n == 1 else PAGE, height * rows), squeeze=False,
-                             layout="constrained", **kw)  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(COLUMN if n == 1 else PAGE, height * rows), squeeze=False, layout="constrained", **kw
+    )
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -202,8 +205,11 @@ def facets(results: Results) -> list[tuple[str, list[str]]]:
     for v in results.variants:
         groups[loss_family(results, v)].append(v)
     ref = results.report_spec.reference
-    return [(f"loss: {loss}", ([ref] if ref in results.variants and ref not in vs else []) + vs)
-            for loss, vs in groups.items() if loss != "base" or len(groups) == 1]  # fmt: skip
+    return [
+        (f"loss: {loss}", ([ref] if ref in results.variants and ref not in vs else []) + vs)
+        for loss, vs in groups.items()
+        if loss != "base" or len(groups) == 1
+    ]
 
 
 def collapsed(results: Results, variant: str) -> bool:

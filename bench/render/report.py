@@ -54,9 +54,11 @@ def exit_cost_caption(results: Results) -> str:
     buffered = [(k, v) for k, v in info.items() if v.get("model") == "buffered"]
     if buffered:
         v = buffered[0][1]
-        caption += (f". energy_<table>: ideal reuse, each tensor crosses DRAM once (a lower bound), batch 1; "
-                    f"energy_<table>_buffered: buffer-aware on {v.get('hardware')}, per sample at batch "
-                    f"{v.get('batch')} (docs/cost.md)")  # fmt: skip
+        caption += (
+            f". energy_<table>: ideal reuse, each tensor crosses DRAM once (a lower bound), batch 1; "
+            f"energy_<table>_buffered: buffer-aware on {v.get('hardware')}, per sample at batch "
+            f"{v.get('batch')} (docs/cost.md)"
+        )
     return caption
 
 
@@ -73,8 +75,11 @@ def latency_timed_note(results: Results) -> str:
         timed.append("NHWC")
     if layout.get("flatten_memory_order"):
         timed.append("flatten in memory order")
-    timed += [f"segment {i + 1} in slices of {s['chunk']} from batch {s['from_batch']}"
-              for i, s in enumerate(layout.get("segment_slices") or []) if s]  # fmt: skip
+    timed += [
+        f"segment {i + 1} in slices of {s['chunk']} from batch {s['from_batch']}"
+        for i, s in enumerate(layout.get("segment_slices") or [])
+        if s
+    ]
     if allocator.get("kept"):
         timed.append("freed memory kept by the allocator")
     return f"Timed: {', '.join(timed)}; the roofline model and these settings: docs/cost.md."
@@ -151,8 +156,14 @@ def _displays(results: Results, tables: Tables) -> dict[str, Display]:
     return displays
 
 
-def _report_lines(results: Results, tables: Tables, displays: dict[str, Display], figs: list[tuple[str, Path]],
-                  out: Path, only: Sequence[str]) -> list[str]:  # fmt: skip
+def _report_lines(
+    results: Results,
+    tables: Tables,
+    displays: dict[str, Display],
+    figs: list[tuple[str, Path]],
+    out: Path,
+    only: Sequence[str],
+) -> list[str]:
     """report.md as lines: provenance, warnings, each table with its caption and notes, the figures."""
     lines = [f"# {results.suite.name if results.suite else out.name}: report", ""]
     if only:
@@ -198,9 +209,13 @@ def write_report(
     tdir = out / "tables"
     displays = _displays(results, tables)
     for name, (display, data, caption) in displays.items():  # each table's three files as one set
-        atomic_write_files({tdir / f"{name}.md": (markdown(display) + "\n").encode(),
-                            tdir / f"{name}.csv": data.to_csv(index=False).encode(),
-                            tdir / f"{name}.tex": latex(display, caption).encode()})  # fmt: skip
+        atomic_write_files(
+            {
+                tdir / f"{name}.md": (markdown(display) + "\n").encode(),
+                tdir / f"{name}.csv": data.to_csv(index=False).encode(),
+                tdir / f"{name}.tex": latex(display, caption).encode(),
+            }
+        )
     figs = figures.write_all(results, out / "figures", budget=tables.budget)
     lines = _report_lines(results, tables, displays, figs, out, only)
     report = out / "report.md"
@@ -254,8 +269,10 @@ def quick_note(results: Results) -> str | None:
     capped = [r for r, e in zip(results.records, evs) if int(e.get("test_samples") or 0)]
     if capped:
         n = sorted({int((r.data_sizes or {}).get("test", 0)) for r in capped})
-        parts.append(f"test accuracy on {', '.join(f'{k:,}' for k in n)} test samples (evaluation.test_samples: "
-                     "a fixed random subset, or all where the split is smaller)")  # fmt: skip
+        parts.append(
+            f"test accuracy on {', '.join(f'{k:,}' for k in n)} test samples (evaluation.test_samples: "
+            "a fixed random subset, or all where the split is smaller)"
+        )
     if any(e.get("latency") is False for e in evs):
         parts.append("latency not timed")
     if any(e.get("count_macs") == "none" for e in evs):

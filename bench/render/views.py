@@ -93,8 +93,16 @@ def cost_views(
             + f" ({energy.unit})"
         )
         views.append(CostView(title, frame.astype(str), line, dict(prof.unsupported)))
-        views.append(dataflow_view(model, shape[0], run.variant_base, load_hardware(suite.evaluation.hardware),
-                                   suite.evaluation.energy_batch, energy))  # fmt: skip
+        views.append(
+            dataflow_view(
+                model,
+                shape[0],
+                run.variant_base,
+                load_hardware(suite.evaluation.hardware),
+                suite.evaluation.energy_batch,
+                energy,
+            )
+        )
     return views
 
 
@@ -107,14 +115,25 @@ def dataflow_view(
     for layer, shape in gemm_shapes(model, x):
         t = dram_traffic(shape, hw.glb_words)
         ideal = shape.inputs + shape.weights + shape.outputs
-        rows.append({"layer": layer, "order": t.order, "inputs": f"{shape.inputs:,} -> {t.inputs:,}",
-                     "weights": f"{shape.weights:,} -> {t.weights:,}", "outputs": f"{t.outputs:,}",
-                     "DRAM x ideal": f"{t.total / ideal:.2f}"})  # fmt: skip
+        rows.append(
+            {
+                "layer": layer,
+                "order": t.order,
+                "inputs": f"{shape.inputs:,} -> {t.inputs:,}",
+                "weights": f"{shape.weights:,} -> {t.weights:,}",
+                "outputs": f"{t.outputs:,}",
+                "DRAM x ideal": f"{t.total / ideal:.2f}",
+            }
+        )
     prof = profile(model, x)
     ideal_e = energy_breakdown(prof, energy)["total"]
     buffered_e = buffered_breakdown(prof, gemm_shapes(model, x), energy, hw.glb_words)["total"]
-    title = (f"{name}: DRAM words per operand at batch {batch}, ideal -> buffered ({hw.name}: "
-             f"{hw.glb_words:,}-word global buffer, {hw.word_bits}-bit words)")  # fmt: skip
-    line = (f"energy per sample at batch {batch}: ideal {ideal_e:.4g}, buffered {buffered_e:.4g} {energy.unit} "
-            f"(x {buffered_e / ideal_e:.3f}); set evaluation.hardware / evaluation.energy_batch to change")  # fmt: skip
+    title = (
+        f"{name}: DRAM words per operand at batch {batch}, ideal -> buffered ({hw.name}: "
+        f"{hw.glb_words:,}-word global buffer, {hw.word_bits}-bit words)"
+    )
+    line = (
+        f"energy per sample at batch {batch}: ideal {ideal_e:.4g}, buffered {buffered_e:.4g} {energy.unit} "
+        f"(x {buffered_e / ideal_e:.3f}); set evaluation.hardware / evaluation.energy_batch to change"
+    )
     return CostView(title, pd.DataFrame(rows).astype(str), line, {})

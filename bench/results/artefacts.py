@@ -76,9 +76,11 @@ def code_change_note(what: str, meta: dict[str, Any]) -> str | None:
     if theirs == training_code_digest():
         return None
     commit = f", commit {str(by['git_commit'])[:12]}" if by.get("git_commit") else ""
-    return (f"{what} was trained by other training code (cascade/ digest {theirs or 'not recorded'}{commit}) than "
-            f"this process runs ({training_code_digest()}); reused because its train key matches: pass --no-cache "
-            "(or --force) if the change alters training")  # fmt: skip
+    return (
+        f"{what} was trained by other training code (cascade/ digest {theirs or 'not recorded'}{commit}) than "
+        f"this process runs ({training_code_digest()}); reused because its train key matches: pass --no-cache "
+        "(or --force) if the change alters training"
+    )
 
 
 @dataclass

@@ -92,8 +92,9 @@ def latency_metric(batch: int, runtime: str = "eager") -> Metric:
 
     if runtime == "eager":
         return Metric(f"latency_b{batch}", f"latency b{batch} (µs/sample)", "s per sample", 1e6, 1, False, read)
-    return Metric(f"latency_{runtime}_b{batch}", f"latency {runtime} b{batch} (µs/sample)", "s per sample", 1e6, 1,
-                  False, read)  # fmt: skip
+    return Metric(
+        f"latency_{runtime}_b{batch}", f"latency {runtime} b{batch} (µs/sample)", "s per sample", 1e6, 1, False, read
+    )
 
 
 def get_metric(name: str) -> Metric:
@@ -119,10 +120,15 @@ def record_rows(record: RunRecord) -> list[dict[str, Any]]:
     rows = []
     names = record.exits.names
     ident = {
-        "suite": record.suite, "variant": record.variant, "variant_base": record.variant_base, "loss": record.loss,
-        "exits": "+".join(record.exits_at) or "none", "dataset": record.dataset, "policy": record.policy,
+        "suite": record.suite,
+        "variant": record.variant,
+        "variant_base": record.variant_base,
+        "loss": record.loss,
+        "exits": "+".join(record.exits_at) or "none",
+        "dataset": record.dataset,
+        "policy": record.policy,
         "seed": record.seed,
-    }  # fmt: skip
+    }
     for t in record.thresholds:
         row: dict[str, Any] = {**ident, "threshold": t.threshold}
         for m in ("accuracy", "val_accuracy", "early_share"):

@@ -42,8 +42,10 @@ def upgrade(data: dict[str, Any], where: str = "run record") -> dict[str, Any]:
     if not isinstance(version, int) or version not in MIGRATIONS:
         newer = isinstance(version, int) and version > SCHEMA_VERSION
         hint = "written by a newer cascade-bench; upgrade it" if newer else "rerun to replace it"
-        raise StoreError(f"{where}: schema {version!r} is not one this code reads "
-                         f"({', '.join(map(str, [*MIGRATIONS, SCHEMA_VERSION]))}); {hint}")  # fmt: skip
+        raise StoreError(
+            f"{where}: schema {version!r} is not one this code reads "
+            f"({', '.join(map(str, [*MIGRATIONS, SCHEMA_VERSION]))}); {hint}"
+        )
     data = copy.deepcopy(data)
     while data["schema"] != SCHEMA_VERSION:
         data = MIGRATIONS[data["schema"]](data)

@@ -77,5 +77,10 @@ def training_code_digest() -> str:
 def trained_by() -> dict[str, Any]:
     """What a checkpoint records of the code that trained it."""
     cv = code_version()
-    return {"training_code": training_code_digest(), "git_commit": cv["git_commit"], "git_dirty": cv["git_dirty"],
-            "results_version": cv["results_version"], "cascade_bench": cv["cascade_bench"]}  # fmt: skip
+    return {
+        "training_code": training_code_digest(),
+        "git_commit": cv["git_commit"],
+        "git_dirty": cv["git_dirty"],
+        "results_version": cv["results_version"],
+        "cascade_bench": cv["cascade_bench"],
+    }

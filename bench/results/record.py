@@ -208,8 +208,16 @@ class LatencyRecord:
                 last, full = paths[-1], cascade.full["median"] / cascade.samples
                 ratio = full / last.per_sample_median
                 if abs(ratio - 1) > tolerance:
-                    gaps.append({"runtime": runtime, "batch_size": batch, "exit": last.exit, "ratio": ratio,
-                                 "full_per_sample": full, "path_per_sample": last.per_sample_median})  # fmt: skip
+                    gaps.append(
+                        {
+                            "runtime": runtime,
+                            "batch_size": batch,
+                            "exit": last.exit,
+                            "ratio": ratio,
+                            "full_per_sample": full,
+                            "path_per_sample": last.per_sample_median,
+                        }
+                    )
         return gaps
 
     def entries(self, runtime: str = "eager") -> list[CascadeTiming]:
@@ -247,9 +255,11 @@ class LatencyRecord:
 def twin_warning(variant: str, seed: int, gaps: list[dict[str, Any]]) -> str:
     """The warning for a run whose full network and last exit's path, one computation, timed apart
     (:meth:`LatencyRecord.twin_gaps`)."""
-    return (f"{variant} seed {seed}: the full network and its last exit's path, the same computation, timed "
-            f"more than {TWIN_TOLERANCE:.0%} apart ({twin_where(gaps)}): the machine's speed changed while it "
-            "was timed, so those latencies and speedups are in doubt: rerun it alone")  # fmt: skip
+    return (
+        f"{variant} seed {seed}: the full network and its last exit's path, the same computation, timed "
+        f"more than {TWIN_TOLERANCE:.0%} apart ({twin_where(gaps)}): the machine's speed changed while it "
+        "was timed, so those latencies and speedups are in doubt: rerun it alone"
+    )
 
 
 def twin_where(gaps: list[dict[str, Any]]) -> str:

@@ -14,9 +14,19 @@ from bench.results.record import RunRecord
 from bench.results.store import ResultStore
 
 SUMMARY_FIRST = [
-    "suite", "variant", "variant_base", "loss", "exits", "dataset", "policy", "seed", "threshold",
-    "accuracy", "val_accuracy", "early_share",
-]  # fmt: skip
+    "suite",
+    "variant",
+    "variant_base",
+    "loss",
+    "exits",
+    "dataset",
+    "policy",
+    "seed",
+    "threshold",
+    "accuracy",
+    "val_accuracy",
+    "early_share",
+]
 
 
 def summary_frame(records: Sequence[RunRecord]) -> pd.DataFrame:

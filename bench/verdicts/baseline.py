@@ -102,6 +102,8 @@ def read_baseline(path: Path, suite_name: str) -> dict[str, Any]:
         for seed, values in v.seeds.items():
             lacking = [m for m, _ in GATED if not isinstance(values.get(m), float)]
             if lacking:
-                raise BaselineError(f"baseline {path}: variants.{name}.seeds.{seed}: lacks the number(s) "
-                                    f"{', '.join(lacking)}; regenerate it with --update")  # fmt: skip
+                raise BaselineError(
+                    f"baseline {path}: variants.{name}.seeds.{seed}: lacks the number(s) "
+                    f"{', '.join(lacking)}; regenerate it with --update"
+                )
     return data

@@ -53,12 +53,14 @@ from bench.config.load import load_suite
 from bench.config.plan import expand_runs, select_runs
 from bench.config.suite import CheckSpec, Suite
 from bench.execute.console import make_console
+from bench.execute.options import RunOptions
 from bench.execute.runner import run_suite
 from bench.render.format import rich_table
 from bench.results.files import atomic_write_bytes, atomic_write_json
 from bench.verdicts import claimgate
 from bench.verdicts.baseline import GATED, BaselineError, baseline_from_results, read_baseline
 from bench.verdicts.engine import read_claims
+from bench.verdicts.latency_gate import LatencyRow, latency_frame, latency_rows
 
 
 @dataclass
@@ -114,8 +116,22 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
             margin = float(getattr(spec, margin_key))
             b = {s: 100 * v[metric] for s, v in base["seeds"].items()}
             if cur is None:
-                rows.append(CheckRow(variant, metric, float(np.mean(list(b.values()))), math.nan, math.nan,
-                                     math.nan, math.nan, 0, margin, math.nan, math.nan, "missing"))  # fmt: skip
+                rows.append(
+                    CheckRow(
+                        variant,
+                        metric,
+                        float(np.mean(list(b.values()))),
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        0,
+                        margin,
+                        math.nan,
+                        math.nan,
+                        "missing",
+                    )
+                )
                 spreads.append(math.nan)
                 continue
             c = {s: 100 * v[metric] for s, v in cur["seeds"].items()}
@@ -123,9 +139,21 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
             d = np.array([c[s] - b[s] for s in shared])
             iv = stats.t_interval(d.tolist())
             pw, pb = _one_sided(d, margin)
-            rows.append(CheckRow(variant, metric, float(np.mean([b[s] for s in shared])) if shared else math.nan,
-                                 float(np.mean([c[s] for s in shared])) if shared else math.nan,
-                                 iv.mean, iv.low, iv.high, len(shared), margin, pw, pb))  # fmt: skip
+            rows.append(
+                CheckRow(
+                    variant,
+                    metric,
+                    float(np.mean([b[s] for s in shared])) if shared else math.nan,
+                    float(np.mean([c[s] for s in shared])) if shared else math.nan,
+                    iv.mean,
+                    iv.low,
+                    iv.high,
+                    len(shared),
+                    margin,
+                    pw,
+                    pb,
+                )
+            )
             spreads.append(float(d.std(ddof=1)) if len(d) >= 2 else math.nan)
     tested = sum(1 for r in rows if r.n >= 2)
     for r, spread in zip(rows, spreads):
@@ -153,88 +181,6 @@ def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], spec:
     return rows
 
 
-@dataclass
-class LatencyRow:
-    variant: str
-    batch: int
-    baseline_us: float  # mean over seeds, µs per sample
-    current_us: float
-    ratio: float  # geometric mean of the per-seed ratios current / baseline
-    low: float  # 95 % interval of that ratio
-    high: float
-    n: int
-    limit: float
-    status: str
-    runtime: str = "eager"
-
-    @property
-    def fails(self) -> bool:
-        return self.status == "slower"
-
-
-def latency_rows(current: dict[str, Any], baseline: dict[str, Any], spec: CheckSpec) -> list[LatencyRow]:
-    """The latency gate (``[check] max_latency_ratio``); empty when it is off or nothing was timed."""
-    if spec.max_latency_ratio is None:
-        return []
-    rows = []
-    for variant, base in baseline["variants"].items():
-        cur = current["variants"].get(variant)
-        if cur is None:
-            continue
-        keys = sorted({k for v in [*base["seeds"].values(), *cur["seeds"].values()] for k in v
-                       if k.startswith("latency") and k.endswith("_s_per_sample")})  # fmt: skip
-        for key in keys:  # latency_s_per_sample (eager), latency_<runtime>_s_per_sample
-            runtime = (
-                key.removeprefix("latency_").removesuffix("_s_per_sample") if key != "latency_s_per_sample" else "eager"
-            )
-            row = _latency_row(variant, runtime, {s: v.get(key, {}) for s, v in base["seeds"].items()},
-                               {s: v.get(key, {}) for s, v in cur["seeds"].items()}, spec)  # fmt: skip
-            if row is not None:
-                rows.append(row)
-    return rows
-
-
-def _latency_row(variant: str, runtime: str, b_lat: dict[str, dict[str, float]], c_lat: dict[str, dict[str, float]],
-                 spec: CheckSpec) -> LatencyRow | None:  # fmt: skip
-    """One variant and runtime: current / baseline at the gate's batch, geometric mean over shared seeds."""
-    limit = spec.max_latency_ratio
-    assert limit is not None
-    batches = sorted({int(k) for v in [*b_lat.values(), *c_lat.values()] for k in v})
-    batch = spec.latency_batch if spec.latency_batch is not None else (batches[-1] if batches else None)
-    if batch is None:
-        return None
-    shared = [s for s in sorted(set(b_lat) & set(c_lat)) if str(batch) in b_lat[s] and str(batch) in c_lat[s]]
-    if not shared:
-        return None
-    logs = np.log([c_lat[s][str(batch)] / b_lat[s][str(batch)] for s in shared])
-    iv = stats.t_interval(logs.tolist())
-    ratio = float(np.exp(iv.mean))
-    low, high = (math.exp(iv.low), math.exp(iv.high)) if len(shared) >= 2 else (math.nan, math.nan)
-    beyond_noise = low > 1 if len(shared) >= 2 else True
-    status = "slower" if ratio > limit and beyond_noise else "faster" if ratio < 1 else "ok"
-    return LatencyRow(variant, batch, 1e6 * float(np.mean([b_lat[s][str(batch)] for s in shared])),
-                      1e6 * float(np.mean([c_lat[s][str(batch)] for s in shared])), ratio, low, high,
-                      len(shared), limit, status, runtime)  # fmt: skip
-
-
-def latency_frame(rows: Sequence[LatencyRow]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "variant": [r.variant for r in rows],
-            "runtime": [r.runtime for r in rows],
-            "batch": [r.batch for r in rows],
-            "baseline (µs/sample)": [f"{r.baseline_us:.1f}" for r in rows],
-            "current (µs/sample)": [f"{r.current_us:.1f}" for r in rows],
-            "ratio": [f"{r.ratio:.3f}" for r in rows],
-            "95% CI": ["n/a" if math.isnan(r.low) else f"[{r.low:.3f}, {r.high:.3f}]" for r in rows],
-            "n": [r.n for r in rows],
-            "limit": [f"{r.limit:g}" for r in rows],
-            "status": [r.status.upper() if r.fails else r.status for r in rows],
-        }
-    )
-
-
-#: The range of the checked metrics, in points (accuracy and savings are percentages).
 SPAN = 100.0
 
 
@@ -278,27 +224,25 @@ def run_check(
     suite_path: str | Path,
     *,
     baseline: str | Path,
-    out_dir: str | Path | None = None,
-    overrides: Sequence[str] = (),
-    imports: Sequence[str] = (),
+    options: RunOptions | None = None,
     update: bool = False,
-    jobs: int | None = None,
     markdown: str | Path | None = None,
     console: Console | None = None,
-    progress: bool = True,
-    only: Sequence[str] = (),
-    checkpoint_cache: str | Path | bool | None = True,
     claims: str | None = None,
+    **changes: Any,
 ) -> CheckResult:
     """Run (or reuse) the suite, then compare it with the baseline; ``update`` rewrites the baseline.
 
-    ``only`` runs and checks only the variants those names or globs select (the baseline's other
+    ``options``: how the suite runs (:class:`bench.execute.options.RunOptions`; ``changes`` change single ones by
+    name). Its ``only`` runs and checks only the variants those names or globs select (the baseline's other
     variants are not "missing"; ``--update`` with ``only`` is refused, as it would drop them).
     ``claims``: a claims file (path or shipped name) whose rows that agreed in the baseline must still agree
     (:mod:`bench.verdicts.claimgate`); ``update`` records its verdicts.
     """
+    o = (options or RunOptions()).but(**changes)
+    overrides, only = o.overrides, o.only
     console = console or make_console()
-    suite = load_suite(suite_path, overrides, imports)
+    suite = load_suite(suite_path, overrides, o.imports)
     threshold = suite.check.threshold if suite.check.threshold is not None else suite.evaluation.headline_threshold
     base_path = Path(baseline)
     if update and only:
@@ -306,11 +250,10 @@ def run_check(
     if claims is not None:
         read_claims(claims)  # a bad claims file fails before any run
     base, not_checked = ({}, []) if update else _checked_baseline(suite_path, base_path, suite, overrides, only, claims)
-    summary = run_suite(suite_path, out_dir=out_dir, overrides=overrides, jobs=jobs, progress=progress,
-                        log=console.print, imports=imports, only=only,
-                        checkpoint_cache=checkpoint_cache)  # fmt: skip
-    command = " ".join(["bench check", str(suite_path), "--baseline", str(base_path), "--update",
-                        *(f"--set {o}" for o in overrides)])  # fmt: skip
+    summary = run_suite(suite_path, o, log=console.print)
+    command = " ".join(
+        ["bench check", str(suite_path), "--baseline", str(base_path), "--update", *(f"--set {ov}" for ov in overrides)]
+    )
     current = baseline_from_results(summary.out_dir, threshold, command)
     if claims is not None:
         current["claims"] = claimgate.record(claims, summary.out_dir)
@@ -332,15 +275,22 @@ def run_check(
     return dataclasses.replace(result, markdown=md)
 
 
-def _checked_baseline(suite_path: str | Path, base_path: Path, suite: Suite, overrides: Sequence[str],
-                      only: Sequence[str], claims: str | None) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+def _checked_baseline(
+    suite_path: str | Path,
+    base_path: Path,
+    suite: Suite,
+    overrides: Sequence[str],
+    only: Sequence[str],
+    claims: str | None,
+) -> tuple[dict[str, Any], list[str]]:
     """The baseline a check compares with (its variants narrowed by ``only``) and the variants ``only`` left out;
     read before any run, so that a bad baseline fails first."""
     base = read_baseline(base_path, suite.name)
     if claims is not None and (base.get("claims") or {}).get("file") != claims:
         update_cmd = f"bench check {suite_path} --baseline {base_path} --claims {claims} --update"
-        raise BaselineError(f"baseline {base_path} holds no verdicts of claims {claims!r}; record them on purpose "
-                            f"with: {update_cmd}")  # fmt: skip
+        raise BaselineError(
+            f"baseline {base_path} holds no verdicts of claims {claims!r}; record them on purpose with: {update_cmd}"
+        )
     if not only:
         return base, []
     keep = {r.variant for r in select_runs(expand_runs(suite, overrides), only)}
@@ -348,8 +298,9 @@ def _checked_baseline(suite_path: str | Path, base_path: Path, suite: Suite, ove
     return {**base, "variants": {k: v for k, v in base["variants"].items() if k in keep}}, not_checked
 
 
-def _judge(suite: Suite, current: dict[str, Any], base: dict[str, Any], claims: str | None, *,
-           failed: bool) -> CheckResult:  # fmt: skip
+def _judge(
+    suite: Suite, current: dict[str, Any], base: dict[str, Any], claims: str | None, *, failed: bool
+) -> CheckResult:
     """Every gated row against the baseline: metrics, latency and claims; passed when none fails (nor any run)."""
     spec = suite.check
     rows = compare_to_baseline(current, base, spec)
@@ -360,8 +311,9 @@ def _judge(suite: Suite, current: dict[str, Any], base: dict[str, Any], claims: 
     return CheckResult(passed, rows, "", latency=lat_rows, claims=claim_checks)
 
 
-def _markdown(suite: Suite, threshold: float, base: dict[str, Any], result: CheckResult, context: list[str],
-              claims: str | None) -> str:  # fmt: skip
+def _markdown(
+    suite: Suite, threshold: float, base: dict[str, Any], result: CheckResult, context: list[str], claims: str | None
+) -> str:
     spec = suite.check
     verdict = "PASSED" if result.passed else "FAILED"
     header = (
@@ -376,16 +328,26 @@ def _markdown(suite: Suite, threshold: float, base: dict[str, Any], result: Chec
     )
     md = header + rows_frame(result.rows).to_markdown(index=False) + "\n"
     if result.latency:
-        md += (f"\nLatency gate: fails when current/baseline > {spec.max_latency_ratio} and the ratio's 95 % "
-               "interval lies above 1 (same machine only).\n\n" + latency_frame(result.latency).to_markdown(index=False)
-               + "\n")  # fmt: skip
+        md += (
+            f"\nLatency gate: fails when current/baseline > {spec.max_latency_ratio} and the ratio's 95 % "
+            "interval lies above 1 (same machine only).\n\n"
+            + latency_frame(result.latency).to_markdown(index=False)
+            + "\n"
+        )
     if claims is not None:
         md += "\n" + claimgate.markdown(result.claims, claims)
     return md
 
 
-def _print(console: Console, suite: Suite, base_path: Path, result: CheckResult, context: list[str],
-           claims: str | None, md_path: Path) -> None:  # fmt: skip
+def _print(
+    console: Console,
+    suite: Suite,
+    base_path: Path,
+    result: CheckResult,
+    context: list[str],
+    claims: str | None,
+    md_path: Path,
+) -> None:
     verdict = "PASSED" if result.passed else "FAILED"
     console.print(rich_table(rows_frame(result.rows), f"bench check {suite.name} vs {base_path}: {verdict}"))
     if result.latency:
@@ -399,8 +361,9 @@ def _print(console: Console, suite: Suite, base_path: Path, result: CheckResult,
     console.print(f"{'[green]' if result.passed else '[red]'}{verdict}[/]: table written to {md_path}")
 
 
-def context_lines(current: dict[str, Any], base: dict[str, Any], not_checked: Sequence[str],
-                  new_only: Sequence[str]) -> list[str]:  # fmt: skip
+def context_lines(
+    current: dict[str, Any], base: dict[str, Any], not_checked: Sequence[str], new_only: Sequence[str]
+) -> list[str]:
     """What both sides were made with (model, dataset, overrides, training steps) and what was not checked."""
     cur, old = current.get("context") or {}, base.get("context")
     lines = ["| | current | baseline |", "|---|---|---|"]
@@ -426,11 +389,14 @@ def strength_line(rows: Sequence[CheckRow], spec: CheckSpec) -> str:
         if ds:
             worst = max(ds, key=lambda r: r.detectable)
             if worst.detectable > SPAN:
-                parts.append(f"no {metric} drop within its 0-100 point range ({worst.variant}: n = {worst.n} is "
-                             "too small)")  # fmt: skip
+                parts.append(
+                    f"no {metric} drop within its 0-100 point range ({worst.variant}: n = {worst.n} is too small)"
+                )
             else:
                 parts.append(f"{metric} drops of {worst.detectable:.2f} points ({worst.variant}, n = {worst.n})")
     if not parts:
         return "Gate strength: with one seed per variant no test is possible; a drop beyond the margin fails."
-    return (f"Gate strength (80 % power, alpha {spec.alpha} split over the tested rows): the test detects "
-            f"{'; '.join(parts)}; smaller drops can pass unnoticed; more seeds shrink this.")  # fmt: skip
+    return (
+        f"Gate strength (80 % power, alpha {spec.alpha} split over the tested rows): the test detects "
+        f"{'; '.join(parts)}; smaller drops can pass unnoticed; more seeds shrink this."
+    )

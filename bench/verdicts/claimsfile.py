@@ -178,8 +178,9 @@ def check_claim(path: Path, claim: Claim, metrics: dict[str, Any]) -> None:
     if claim.tolerance < 0 or claim.batch < 1:
         raise ClaimsError(f"{where}: tolerance must be >= 0 and batch >= 1")
     if claim.against_threshold is not None and (claim.against is None or claim.threshold is None):
-        raise ClaimsError(f"{where}: against_threshold needs threshold and against (the variant itself, read at "
-                          "another threshold)")  # fmt: skip
+        raise ClaimsError(
+            f"{where}: against_threshold needs threshold and against (the variant itself, read at another threshold)"
+        )
     problem = metrics[claim.metric].check(claim)
     if problem:
         raise ClaimsError(f"{where}: {problem}")

@@ -74,15 +74,25 @@ def describe(results: Results) -> Side:
     recs = results.records
     commits = sorted({str(r.provenance.get("git_commit") or "unknown")[:12] for r in recs})
     datasets = sorted(
-        {f"{r.dataset} (fingerprint {r.data_fingerprint or '?'}, sizes "
-         f"{'/'.join(str(v) for v in (r.data_sizes or {}).values()) or '?'})" for r in recs}
-    )  # fmt: skip
+        {
+            f"{r.dataset} (fingerprint {r.data_fingerprint or '?'}, sizes "
+            f"{'/'.join(str(v) for v in (r.data_sizes or {}).values()) or '?'})"
+            for r in recs
+        }
+    )
     steps = {
         v: "/".join(str(s) for s in sorted({r.total_steps for r in results.records_of(v)})) for v in results.variants
     }
-    return Side(str(results.out_dir), ", ".join(commits), "; ".join(datasets), results.headline,
-                ", ".join(str(s) for s in sorted({r.seed for r in recs})), steps, model_text(results),
-                overrides_text(results))  # fmt: skip
+    return Side(
+        str(results.out_dir),
+        ", ".join(commits),
+        "; ".join(datasets),
+        results.headline,
+        ", ".join(str(s) for s in sorted({r.seed for r in recs})),
+        steps,
+        model_text(results),
+        overrides_text(results),
+    )
 
 
 def mismatches(a: Side, b: Side) -> tuple[list[str], list[str]]:
@@ -92,8 +102,11 @@ def mismatches(a: Side, b: Side) -> tuple[list[str], list[str]]:
         blocking.append(f"datasets differ: A {a.dataset}; B {b.dataset}")
     if a.threshold != b.threshold:
         blocking.append(f"thresholds differ: A {a.threshold}, B {b.threshold}")
-    warn = [f"training lengths differ for {v}: A {a.steps[v]} steps, B {b.steps[v]} steps"
-            for v in a.steps if v in b.steps and a.steps[v] != b.steps[v]]  # fmt: skip
+    warn = [
+        f"training lengths differ for {v}: A {a.steps[v]} steps, B {b.steps[v]} steps"
+        for v in a.steps
+        if v in b.steps and a.steps[v] != b.steps[v]
+    ]
     if a.model != b.model:
         warn.append(f"models differ: A {a.model}; B {b.model}")
     if a.overrides != b.overrides:
@@ -135,8 +148,19 @@ def compare_frame(a: Results, b: Results) -> pd.DataFrame:
                 p, kind = float(st.ttest_ind(vb, va, equal_var=False).pvalue), "welch"
             else:
                 p, kind = math.nan, "n = 1"
-            rows.append({"variant": variant, "metric": name, "unit": metric.label, "scale": metric.scale,
-                         "A": ma, "B": mb, "ratio B/A": mb / ma if ma else math.nan, "test": kind, "p": p})  # fmt: skip
+            rows.append(
+                {
+                    "variant": variant,
+                    "metric": name,
+                    "unit": metric.label,
+                    "scale": metric.scale,
+                    "A": ma,
+                    "B": mb,
+                    "ratio B/A": mb / ma if ma else math.nan,
+                    "test": kind,
+                    "p": p,
+                }
+            )
     cols = ["variant", "metric", "unit", "scale", "A", "B", "ratio B/A", "test", "p"]
     frame = pd.DataFrame(rows, columns=cols)
     tested = frame["p"].notna() if len(frame) else pd.Series(dtype=bool)
@@ -164,21 +188,33 @@ def header_lines(a: Side, b: Side, problems: list[str]) -> list[str]:
     out = ["# bench compare: A vs B", "", *lines, ""]
     if problems:
         out += ["**Warning: these differ besides the change under test**", ""] + [f"- {p}" for p in problems] + [""]
-    out += ["Tests: paired t-test over shared seeds (Welch without shared seeds); 'exact': each side constant, "
-            "sides differ; 'no variation': one value throughout; 'identical': A equals B seed by seed. "
-            "Holm over the tested rows only.", ""]  # fmt: skip
+    out += [
+        "Tests: paired t-test over shared seeds (Welch without shared seeds); 'exact': each side constant, "
+        "sides differ; 'no variation': one value throughout; 'identical': A equals B seed by seed. "
+        "Holm over the tested rows only.",
+        "",
+    ]
     return out
 
 
-def compare(a_dir: Path, b_dir: Path, *, console: Console, out: str | None = None, force: bool = False,
-            trust: FolderTrust = NO_TRUST) -> pd.DataFrame:  # fmt: skip
+def compare(
+    a_dir: Path,
+    b_dir: Path,
+    *,
+    console: Console,
+    out: str | None = None,
+    force: bool = False,
+    trust: FolderTrust = NO_TRUST,
+) -> pd.DataFrame:
     """``bench compare A B``: print (and optionally write) the comparison table."""
     a, b = load_results(a_dir, trust), load_results(b_dir, trust)
     for side in (a, b):
         if side.problems:  # a comparison that silently drops runs would read as a change
-            raise StoreError(f"{side.out_dir}: {len(side.problems)} run file(s) cannot be used: "
-                             f"{'; '.join(side.problems)}; rerun that folder's suite (it replaces them) or remove "
-                             "them before comparing")  # fmt: skip
+            raise StoreError(
+                f"{side.out_dir}: {len(side.problems)} run file(s) cannot be used: "
+                f"{'; '.join(side.problems)}; rerun that folder's suite (it replaces them) or remove "
+                "them before comparing"
+            )
     if not a.records or not b.records:
         raise StoreError(f"{a_dir if not a.records else b_dir}: no finished runs to compare")
     side_a, side_b = describe(a), describe(b)

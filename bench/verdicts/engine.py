@@ -83,8 +83,9 @@ class Table:
     rows: list[Row]
 
 
-def evaluate(claims: ClaimsFile, folders: list[Path], trust: FolderTrust = NO_TRUST, *,
-             strict: bool = True) -> list[Table]:  # fmt: skip
+def evaluate(
+    claims: ClaimsFile, folders: list[Path], trust: FolderTrust = NO_TRUST, *, strict: bool = True
+) -> list[Table]:
     """Every claim of ``claims`` on every folder (see the module). ``strict``: a variant or exit that no folder has
     is a named error (a typo in the claims file); otherwise its rows are untestable (a shipped file on some of its
     folders)."""

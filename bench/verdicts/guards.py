@@ -163,6 +163,8 @@ def noisy_timing(claim: Claim, records: Sequence[RunRecord]) -> str:
     )
     notes = [f"timed on a busy machine ({', '.join(busy)}), re-time alone"] if busy else []
     if noisy:
-        notes.append(f"noisy timing ({', '.join(noisy)}: the full network and its last exit's path, one computation, "
-                     f"more than {TWIN_TOLERANCE:.0%} apart), re-time alone")  # fmt: skip
+        notes.append(
+            f"noisy timing ({', '.join(noisy)}: the full network and its last exit's path, one computation, "
+            f"more than {TWIN_TOLERANCE:.0%} apart), re-time alone"
+        )
     return "; ".join(notes)

@@ -125,8 +125,14 @@ def render(folders: Sequence[Path], trust: FolderTrust = NO_TRUST) -> str:
     for table in tables:
         results = table.results
         dataset = results.records[0].dataset if results.records else "?"
-        lines += ["", f"## Leaderboard: {table.folder.name} ({dataset})", "", LEADERBOARD_CAPTION, "",
-                  *_leaderboard(results)]  # fmt: skip
+        lines += [
+            "",
+            f"## Leaderboard: {table.folder.name} ({dataset})",
+            "",
+            LEADERBOARD_CAPTION,
+            "",
+            *_leaderboard(results),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -34,8 +34,13 @@ def matched_rows(results: Results, dataset: str) -> list[dict[str, Any]]:
         recs = results.records_of(v)
         if not recs[0].exits_at or not has_curves(results, v):
             continue
-        row: dict[str, Any] = {"dataset": dataset, "variant": v, "n": len(recs), "steps": results.steps(v),
-                               "area": stats.t_interval([float(r.curve["area"]) for r in recs if r.curve])}  # fmt: skip
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "variant": v,
+            "n": len(recs),
+            "steps": results.steps(v),
+            "area": stats.t_interval([float(r.curve["area"]) for r in recs if r.curve]),
+        }
         row["final_exit"] = stats.t_interval([r.exits.test_accuracy[-1] for r in recs if r.exits])
         for share in MATCHED_SHARES:
             row[f"at_{share:g}"] = stats.t_interval([float(r.curve["matched"][f"{share:g}"]) for r in recs if r.curve])

@@ -230,8 +230,9 @@ def infer_num_classes(model: nn.Module, input_shape: Sequence[int]) -> int:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         kind = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a tensor of shape {tuple(out.shape)}"
-        raise ValueError(f"cannot infer num_classes: the network returns {kind}, not (batch, classes) logits; "
-                         "give num_classes")  # fmt: skip
+        raise ValueError(
+            f"cannot infer num_classes: the network returns {kind}, not (batch, classes) logits; give num_classes"
+        )
     return int(out.shape[1])
 
 

@@ -95,8 +95,14 @@ class CifarResNetExits(AttachedExits):
         width: int = 16,
     ) -> None:
         backbone = CifarResNet(self.depth, num_classes=num_classes, in_channels=in_channels, width=width)
-        super().__init__(backbone, list(exits), num_classes=num_classes, input_shape=(in_channels, input_size,
-                         input_size), head=head, head_options=head_options)  # fmt: skip
+        super().__init__(
+            backbone,
+            list(exits),
+            num_classes=num_classes,
+            input_shape=(in_channels, input_size, input_size),
+            head=head,
+            head_options=head_options,
+        )
 
 
 class ResNet20(CifarResNetExits):

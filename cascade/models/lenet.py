@@ -67,5 +67,11 @@ class BranchyLeNet(AttachedExits):
     ) -> None:
         backbone = LeNet(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
         options = dict(BRANCHYNET_HEAD) if head == "conv-linear" and head_options is None else head_options
-        super().__init__(backbone, list(exits), num_classes=num_classes, input_shape=(in_channels, input_size,
-                         input_size), head=head, head_options=options)  # fmt: skip
+        super().__init__(
+            backbone,
+            list(exits),
+            num_classes=num_classes,
+            input_shape=(in_channels, input_size, input_size),
+            head=head,
+            head_options=options,
+        )

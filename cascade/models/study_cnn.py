@@ -62,8 +62,9 @@ class StudyCNN(MultiExitModel):
         exits: Sequence[str | int] = (),
     ) -> None:
         super().__init__()
-        if isinstance(channels, (str, bytes)) or not all(isinstance(c, int) and not isinstance(c, bool)
-                                                          for c in channels):  # fmt: skip
+        if isinstance(channels, (str, bytes)) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in channels
+        ):
             raise ValueError(f"channels must be a list of positive integers, e.g. [32, 64, 128]; got {channels!r}")
         channels = tuple(channels)
         if not channels or any(c <= 0 for c in channels):

@@ -60,8 +60,9 @@ def build_backbone(
         try:
             w = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
         except KeyError:
-            raise ValueError(f"weights {weights!r} unknown for {arch}; known: DEFAULT, "
-                             f"{', '.join(m for m in enum.__members__)}") from None  # fmt: skip
+            raise ValueError(
+                f"weights {weights!r} unknown for {arch}; known: DEFAULT, {', '.join(m for m in enum.__members__)}"
+            ) from None
         file = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
         if not file.is_file():
             raise WeightsNotAvailableError(
@@ -78,8 +79,20 @@ def build_backbone(
     if in_channels != 3:
         name, first = _first_conv(model)
         conv: Any = first  # torchvision stores kernel_size etc. as tuples; Conv2d takes them back
-        _replace(model, name, nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                        conv.padding, conv.dilation, conv.groups, conv.bias is not None))  # fmt: skip
+        _replace(
+            model,
+            name,
+            nn.Conv2d(
+                in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.groups,
+                conv.bias is not None,
+            ),
+        )
     return model
 
 
@@ -103,8 +116,14 @@ class TorchvisionExits(AttachedExits):
         backbone = build_backbone(
             self.arch, num_classes=num_classes, in_channels=in_channels, weights=weights, kwargs=dict(kwargs or {})
         )
-        super().__init__(backbone, list(exits), num_classes=num_classes, input_shape=(in_channels, input_size,
-                         input_size), head=head, head_options=head_options)  # fmt: skip
+        super().__init__(
+            backbone,
+            list(exits),
+            num_classes=num_classes,
+            input_shape=(in_channels, input_size, input_size),
+            head=head,
+            head_options=head_options,
+        )
 
 
 @functools.cache
