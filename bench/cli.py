@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rich.markup import escape
 
+import cascade
 from bench.commands._console import err
 from bench.config.engines import EXECUTORS, executor_flags
 from cascade.errors import UserError
@@ -253,6 +254,16 @@ def _nothing(p: argparse.ArgumentParser) -> None:
     return None
 
 
+def _names(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "kind",
+        nargs="*",
+        choices=["loss", "policy", "model", "head", "dataset", "runtime", "executor", []],
+        help="only these kinds (default: every kind)",
+    )
+    _import(p, "import this plugin first, so that its names are listed too")
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("train and evaluate every run of a suite (skips completed runs)", _run, "bench.commands.run:main"),
     "validate": Command("check a suite file without running it", _validate, "bench.commands.validate:main"),
@@ -295,6 +306,11 @@ COMMANDS: dict[str, Command] = {
         _reproduce,
         "bench.commands.verdicts:reproduce",
     ),
+    "names": Command(
+        "every registered loss, policy, model, head, dataset, runtime and executor, with its options",
+        _names,
+        "bench.commands.names:main",
+    ),
     "crosscheck": Command(
         "our energy model against ZigZag (the [crosscheck] extra)", _nothing, "bench.commands.crosscheck:main"
     ),
@@ -303,6 +319,7 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="Benchmark early-exit (cascade) networks.")
+    p.add_argument("--version", action="version", version=f"bench (cascade-bench) {cascade.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():
         sp = sub.add_parser(name, help=command.help, description=command.help)

@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from bench.measure.machine import keep_freed_memory
+from bench.measure.allocator import keep_freed_memory
 from bench.measure.timing import time_pair
 from cascade import StudyCNN, build_model
 from cascade.inference import CHUNK_ABOVE, CHUNK_BYTES, optimise_for_inference

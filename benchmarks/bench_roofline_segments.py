@@ -17,8 +17,8 @@ import os
 import torch
 
 from bench.measure import microbench, roofline
+from bench.measure.allocator import keep_freed_memory
 from bench.measure.cost import counting
-from bench.measure.machine import keep_freed_memory
 from bench.measure.timing import time_fn
 from cascade import StudyCNN, build_model
 from cascade.inference import optimise_for_inference

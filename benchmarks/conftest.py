@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from bench.measure.machine import keep_freed_memory
+from bench.measure.allocator import keep_freed_memory
 
 keep_freed_memory()  # as latency reports time: large activations are not page-faulted in again on every call
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))  # BENCH_THREADS=1: one core, e.g. beside other work

@@ -4,17 +4,16 @@ The library half of cascade-bench: it knows nothing of suites, result files
 or reports. See ``bench`` for the harness.
 
 The names below are imported on first use (PEP 562), so that ``import cascade.keys`` or the
-command line's ``--help`` does not pay for torch and torchvision.
+command line's ``--help`` does not pay for torch and torchvision. ``cascade.train`` is the training function;
+its module is :mod:`cascade.training` (CHANGELOG.md: the module was ``cascade/train.py`` before 0.2).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 #: Bump when a change alters what a run computes (training, evaluation, costs):
 #: it is part of every run key, so results from older code are not reused.
 RESULTS_VERSION = "1"
@@ -31,7 +30,7 @@ _EXPORTS = {
         ["MODELS", "AttachedExits", "ExitOutputs", "MultiExitModel", "StudyCNN", "attach_exits", "build_model"],
         "cascade.models",
     ),
-    **dict.fromkeys(["TrainConfig", "TrainHistory", "exit_accuracies", "exit_logits", "train"], "cascade.train"),
+    **dict.fromkeys(["TrainConfig", "TrainHistory", "exit_accuracies", "exit_logits", "train"], "cascade.training"),
     "optimise_for_inference": "cascade.inference",
     "DataNotFoundError": "cascade.datafiles",
 }
@@ -52,19 +51,6 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-class _Package(types.ModuleType):
-    """``cascade.train`` is the training function (as it was when the names were imported eagerly), not the
-    submodule of that name: the import system's binding of a submodule never replaces an exported name."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 if TYPE_CHECKING:
     from cascade.data import DATASETS, DataSplits, Split, load_dataset
     from cascade.datafiles import DataNotFoundError
@@ -81,4 +67,4 @@ if TYPE_CHECKING:
         attach_exits,
         build_model,
     )
-    from cascade.train import TrainConfig, TrainHistory, exit_accuracies, exit_logits, train
+    from cascade.training import TrainConfig, TrainHistory, exit_accuracies, exit_logits, train

@@ -160,11 +160,13 @@ def register_dataset(
 
 @register_dataset("mnist", input_shape=(1, 28, 28), num_classes=10)
 def mnist(*, root: Path | None = None, download: bool = True) -> RawData:
+    """MNIST handwritten digits, 28 x 28 grey, 60,000 training and 10,000 test images (torchvision's files)."""
     return _torchvision_idx("MNIST", "MNIST", root, download)
 
 
 @register_dataset("fashion_mnist", input_shape=(1, 28, 28), num_classes=10)
 def fashion_mnist(*, root: Path | None = None, download: bool = True) -> RawData:
+    """Fashion-MNIST clothing images, 28 x 28 grey, 10 classes, MNIST's sizes (torchvision's files)."""
     return _torchvision_idx("FashionMNIST", "FashionMNIST", root, download)
 
 
@@ -189,6 +191,7 @@ def noisy_mnist(
     salt_pepper: float = 0.2,
     noise_seed: int = 0,
 ) -> RawData:
+    """MNIST with Gaussian (``sigma``) and salt-and-pepper (``salt_pepper``) noise, fixed by ``noise_seed``."""
     clean = mnist(root=root, download=download)
     return RawData(
         add_noise(clean.train_x, sigma=sigma, salt_pepper=salt_pepper, seed=noise_seed),
@@ -234,11 +237,13 @@ def _cifar(name: str, root: Path | None, download: bool) -> RawData:
 
 @register_dataset("cifar10", input_shape=(3, 32, 32), num_classes=10)
 def cifar10(*, root: Path | None = None, download: bool = True) -> RawData:
+    """CIFAR-10, 32 x 32 colour, 50,000 training and 10,000 test images (the python pickles)."""
     return _cifar("cifar10", root, download)
 
 
 @register_dataset("cifar100", input_shape=(3, 32, 32), num_classes=100)
 def cifar100(*, root: Path | None = None, download: bool = True) -> RawData:
+    """CIFAR-100 (fine labels), 32 x 32 colour, CIFAR-10's sizes (the python pickles)."""
     return _cifar("cifar100", root, download)
 
 

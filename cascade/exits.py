@@ -28,7 +28,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -140,6 +140,8 @@ class ThresholdPolicy(ExitPolicy):
 @POLICIES.register("max-prob")
 @dataclass(frozen=True)
 class MaxProbPolicy(ThresholdPolicy):
+    """confidence = the largest softmax probability (the study's rule)."""
+
     name: ClassVar[str] = "max-prob"
 
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
@@ -214,6 +216,8 @@ class EntropyPolicy(ThresholdPolicy):
 @POLICIES.register("patience")
 @dataclass(frozen=True)
 class PatiencePolicy(ExitPolicy):
+    """PABEE: leave when the prediction stayed the same for ``patience`` consecutive exits."""
+
     name: ClassVar[str] = "patience"
     has_threshold: ClassVar[bool] = False
     patience: int = 1  # consecutive exits that must agree with the previous one
@@ -276,6 +280,56 @@ class EarlyExitResult:
         return float((self.exit_index < self.num_exits - 1).float().mean()) if len(self.exit_index) else 0.0
 
 
+class Pieces(Protocol):
+    """A multi-exit model as one runtime runs it: exit k is segment k, then head k (:mod:`cascade.runtime`).
+
+    The cascade loop (:func:`run_cascade`) is written once against this: eager PyTorch (:class:`EagerPieces`), ONNX
+    Runtime's sessions (:class:`cascade.ort.OrtCascade`) and any runtime a plugin adds run the same decisions, by
+    the policy's own code on torch views of their logits.
+    """
+
+    num_exits: int
+    device: torch.device  # where the decisions run (the logits' device as torch tensors)
+
+    def segment(self, level: int, h: Any) -> Any:
+        """Segment ``level`` on the state ``h`` (:mod:`cascade.state`) of the samples still running."""
+        ...
+
+    def head(self, level: int, h: Any, previous: Any) -> Any:
+        """Exit ``level``'s raw logits in the runtime's own type; ``previous``: exit ``level - 1``'s, for a cascading
+        head (ZTW)."""
+        ...
+
+    def logits(self, raw: Any) -> torch.Tensor:
+        """Raw logits as a (B, K) torch tensor, without a copy where the runtime allows."""
+        ...
+
+    def rows(self, h: Any, keep: torch.Tensor) -> Any:
+        """The samples a (B,) boolean mask keeps, of a state or of raw logits, in the runtime's own type."""
+        ...
+
+
+class EagerPieces:
+    """A :class:`MultiExitModel` as :class:`Pieces`: PyTorch runs it as it is (the ``eager`` runtime)."""
+
+    def __init__(self, model: MultiExitModel, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.num_exits = model.num_exits
+        self._segments = model.exit_segments
+
+    def segment(self, level: int, h: Any) -> Any:
+        return self._segments[level](h)
+
+    def head(self, level: int, h: Any, previous: Any) -> torch.Tensor:
+        return self.model.head_logits(level, h, previous)
+
+    def logits(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw
+
+    def rows(self, h: Any, keep: torch.Tensor) -> Any:
+        return rows(h, keep)
+
+
 def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) -> EarlyExitResult:
     """Cascade inference that really skips work: samples that left are dropped from the batch.
 
@@ -284,25 +338,44 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
         x: input batch (B, ...).
         policy: the exit rule.
 
-    Runs without autograd (a caller already under ``torch.no_grad`` pays no context switch: the
-    ``@torch.no_grad()`` decorator cost about 9 us per call at batch 1 inside a cascade).
+    :func:`run_cascade` on the model as PyTorch runs it. Runs without autograd (a caller already under
+    ``torch.no_grad`` pays no context switch; the decorator costs a few microseconds per call at batch 1).
     """
     if torch.is_grad_enabled():
         with torch.no_grad():
-            return dynamic_forward(model, x, policy)
-    batch = x.shape[0]
+            return run_cascade(EagerPieces(model, x.device), x, policy)
+    return run_cascade(EagerPieces(model, x.device), x, policy)
+
+
+def run_until(pieces: Pieces, x: Any, exit_index: int) -> list[Any]:
+    """Every exit's raw logits up to ``exit_index`` on the whole batch (what obtaining that exit costs)."""
+    out: list[Any] = []
+    h = x
+    for level in range(exit_index + 1):
+        h = pieces.segment(level, h)
+        out.append(pieces.head(level, h, out[-1] if out else None))
+    return out
+
+
+def run_cascade(pieces: Pieces, x: Any, policy: ExitPolicy) -> EarlyExitResult:
+    """The one cascade loop of every runtime: segment k runs only on the samples that did not leave at exits
+    0..k-1; each exit's logits are judged by ``policy`` (transformed, then decided) as torch tensors.
+
+    Its predictions and exits equal :func:`masked_decisions` on every exit's logits (tests check it, per runtime).
+    """
+    batch = int(x.shape[0])
     if batch == 1:
-        return _dynamic_one(model, x, policy)
-    num_exits = model.num_exits
-    predictions = torch.empty(batch, dtype=torch.long, device=x.device)
-    exit_index = torch.empty(batch, dtype=torch.long, device=x.device)
-    remaining = torch.arange(batch, device=x.device)  # original positions of the samples still running
-    state = policy.init_state(batch, x.device)
+        return _cascade_one(pieces, x, policy)
+    num_exits, device = pieces.num_exits, pieces.device
+    predictions = torch.empty(batch, dtype=torch.long, device=device)
+    exit_index = torch.empty(batch, dtype=torch.long, device=device)
+    remaining = torch.arange(batch, device=device)  # original positions of the samples still running
+    state = policy.init_state(batch, device)
     h, raw = x, None
-    for level, segment in enumerate(model.exit_segments):
-        h = segment(h)
-        raw = model.head_logits(level, h, raw)  # (b, K) for the b samples still running
-        logits, state = policy.transform(raw, level, state)
+    for level in range(num_exits):
+        h = pieces.segment(level, h)
+        raw = pieces.head(level, h, raw)  # (b, K) for the b samples still running
+        logits, state = policy.transform(pieces.logits(raw), level, state)
         if level == num_exits - 1:
             predictions[remaining] = logits.argmax(dim=1)
             exit_index[remaining] = level
@@ -319,14 +392,14 @@ def dynamic_forward(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) 
         predictions[left] = logits[leave].argmax(dim=1)
         exit_index[left] = level
         stay = ~leave
-        h, remaining, raw = rows(h, stay), remaining[stay], raw[stay]
+        h, raw, remaining = pieces.rows(h, stay), pieces.rows(raw, stay), remaining[stay]
         state = {k: v[stay] for k, v in state.items()}
     return EarlyExitResult(predictions, exit_index, num_exits)
 
 
 #: the most classes for which batch 1 decides in Python floats (``tolist`` and a K-term loop): below it this
-#: beats the 3-4 tensor operators of the decision and the argmax (about 5 against 18 us at K = 10 on the
-#: 2-core CPU; level at K = 100); above it the tensor path runs
+#: beats the 3-4 tensor operators of the decision and the argmax (the two are level near K = 100;
+#: docs/measurements.md); above it the tensor path runs
 PYTHON_DECISION_CLASSES = 64
 
 
@@ -352,20 +425,22 @@ def exit_of_one(
     return values.index(max(values)), state  # the first largest (all finite here), as torch.argmax
 
 
-def _dynamic_one(model: MultiExitModel, x: torch.Tensor, policy: ExitPolicy) -> EarlyExitResult:
-    """:func:`dynamic_forward` for one sample: no index bookkeeping, the first exit that says "leave" answers,
-    the decision in Python floats (:func:`exit_of_one`; batch 1 is where early exit is deployed:
-    benchmarks/bench_runtimes.py measures what this saves)."""
-    num_exits = model.num_exits
-    state = policy.init_state(1, x.device)
+def _cascade_one(pieces: Pieces, x: Any, policy: ExitPolicy) -> EarlyExitResult:
+    """:func:`run_cascade` for one sample: no index bookkeeping, the first exit that says "leave" answers, the
+    decision in Python floats (:func:`exit_of_one`), on the runtime's own logits where the policy keeps them as they
+    are (batch 1 is where early exit is deployed: benchmarks/bench_runtimes.py measures what this saves)."""
+    num_exits = pieces.num_exits
+    state = policy.init_state(1, pieces.device)
     h, raw = x, None
-    for level, segment in enumerate(model.exit_segments):
-        h = segment(h)
-        raw = model.head_logits(level, h, raw)
-        logits, state = policy.transform(raw, level, state)  # (1, K)
+    for level in range(num_exits):
+        h = pieces.segment(level, h)
+        raw = pieces.head(level, h, raw)
+        logits = raw
+        if not policy.keeps_logits(level):
+            logits, state = policy.transform(pieces.logits(raw), level, state)  # (1, K)
         predicted, state = exit_of_one(policy, logits, state, level == num_exits - 1)
         if predicted is not None:
-            return one_result(predicted, level, num_exits, x.device)
+            return one_result(predicted, level, num_exits, pieces.device)
     raise AssertionError("unreachable: the last exit always answers")
 
 
@@ -377,8 +452,8 @@ def one_result(predicted: int, level: int, num_exits: int, device: torch.device)
 class OneSampleResult(EarlyExitResult):
     """One sample's result, from batch 1's fast path: its class and exit as Python ints (``predicted``,
     ``level``: what a caller serving one request wants), the ``(1,)`` tensors of :class:`EarlyExitResult`
-    made on first use. Two tensor allocations per sample were about 14 us inside a batch-1 cascade on the
-    2-core CPU (benchmarks/bench_runtimes.py), a third of what the cascade spent beyond its exit paths."""
+    made on first use: two tensor allocations per sample were a third of what a batch-1 cascade spent beyond its
+    exit paths (benchmarks/bench_runtimes.py; docs/measurements.md)."""
 
     predicted: int
     level: int

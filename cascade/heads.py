@@ -46,11 +46,13 @@ def _channels(shape: Sequence[int]) -> int:
 
 @HEADS.register("linear")
 def linear_head(shape: Sequence[int], num_classes: int) -> nn.Module:
+    """Global average pooling, then one linear layer to the classes."""
     return nn.Sequential(GlobalPool(), nn.Linear(_channels(shape), num_classes))
 
 
 @HEADS.register("mlp")
 def mlp_head(shape: Sequence[int], num_classes: int, *, hidden: int = 256) -> nn.Module:
+    """Global average pooling, then a hidden layer of ``hidden`` units with ReLU, then the classes."""
     if hidden < 1:
         raise ValueError(f"head 'mlp': hidden must be >= 1, got {hidden}")
     return nn.Sequential(GlobalPool(), nn.Linear(_channels(shape), hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
@@ -68,7 +70,9 @@ def conv_linear_head(
     batch_norm: bool = True,
     flatten: bool = False,
 ) -> nn.Module:
-    """Args (TOML ``head_options``): channels (0 = as many as the input), kernel_size (odd),
+    """A convolution (optionally pooled before and after), then pooling or flattening and a linear layer.
+
+    Args (TOML ``head_options``): channels (0 = as many as the input), kernel_size (odd),
     pre_pool (MaxPool2 + ReLU before the conv), pool (max-pool size after it; 1 = none),
     batch_norm, flatten (flatten the map instead of global average pooling)."""
     if len(shape) != 3:

@@ -1,6 +1,6 @@
 """Inference engineering: an eval-mode copy of a multi-exit model made fast to time on a CPU.
 
-What is done, and why (measurements in docs/cost.md, "Inference copies"):
+What is done, and why (the measurements behind each choice: docs/measurements.md):
 
 * **Batch norm folded** into the convolution or linear layer before it (the standard inference
   transformation; the function is the same up to float rounding).
@@ -85,7 +85,7 @@ class ChunkedSegment(nn.Module):
 #: stay in the last-level cache anyway and slicing only adds calls.
 #: Each slice's largest map fits CHUNK_BYTES per intra-op thread: about a core's L2 cache, where a map
 #: written by one operator is still there when the next reads it. Both were chosen with
-#: benchmarks/bench_chunking.py (docs/cost.md, "Measurement history").
+#: benchmarks/bench_chunking.py (docs/measurements.md).
 CHUNK_ABOVE = 16 * 2**20
 CHUNK_BYTES = 2 * 2**20
 
@@ -134,7 +134,7 @@ def optimise_for_inference(
 def _drop_identities(model: MultiExitModel) -> None:
     """Remove every ``nn.Identity`` child of an ``nn.Sequential`` (the slots folding left where batch norm was) and
     every call of one in a traced graph (ResNet's identity shortcuts): at batch 1 each is a module call that
-    computes nothing, several µs of Python in a stream of samples (docs/cost.md, "Runtimes at batch 1"). The other
+    computes nothing but costs a module call's Python (docs/measurements.md). The other
     children keep their names, so profiles and state dicts name the same layers. A Sequential subclass with a
     forward of its own (which may index its children) is left as it is."""
     parts = {id(m): m for part in (model, *model.exit_segments, *model.exit_heads) for m in part.modules()}

@@ -5,7 +5,7 @@ exist, the results made before it must keep their keys, so a field declared with
 enters a key only when it differs from its default (the default is stated once, in the field).
 A field declared with :func:`unkeyed` never enters a key (where the data lives, how often to log).
 
-``key_fields(spec)`` applies both; the train settings (:class:`cascade.train.TrainConfig`), the
+``key_fields(spec)`` applies both; the train settings (:class:`cascade.training.TrainConfig`), the
 dataset (``bench.config.schema.DatasetSpec``) and the evaluation settings use it alike.
 """
 

@@ -1,12 +1,13 @@
 """A multi-exit model served by ONNX Runtime: each segment and each exit head exported once, the exit
 decision taken between inference sessions, the batch shrunk between segments.
 
-This is :func:`cascade.exits.dynamic_forward` with ONNX Runtime executing the pieces: segment k runs
-only on the samples that did not leave at exits 0..k-1. The pieces are exported with
-``torch.onnx.export(..., dynamo=False)`` (TorchScript-based exporter; it exports the study CNN, LeNet,
-B-LeNet and ResNet-20 pieces as they are) with a dynamic batch axis, so one session serves every
-batch size. The policy's decision is the same code as in eager mode (the ORT logits are wrapped as
-torch tensors without a copy), so both runtimes apply one rule.
+:class:`OrtCascade` is the model's :class:`cascade.exits.Pieces` in ONNX Runtime, so the cascade is
+:func:`cascade.exits.run_cascade`, the loop eager PyTorch runs too: segment k runs only on the samples that did not
+leave at exits 0..k-1. :data:`ONNX_RUNTIME` is the runtime the harness registers as ``onnxruntime``.
+The pieces are exported with ``torch.onnx.export(..., dynamo=False)`` (TorchScript-based exporter; it
+exports the study CNN, LeNet, B-LeNet, ResNet-20 and MSDNet pieces as they are) with a dynamic batch axis, so one
+session serves every batch size. The policy's decision is the same code as in eager mode (the ORT logits are
+wrapped as torch tensors without a copy), so both runtimes apply one rule.
 
 ONNX Runtime is an optional dependency (``pip install cascade-bench[onnx]``); :func:`require_ort`
 raises :class:`MissingRuntimeError` naming the extra when it is not installed.
@@ -19,14 +20,15 @@ import io
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward, exit_of_one, one_result, transformed_logits
+from cascade.exits import EarlyExitResult, ExitPolicy, run_cascade, run_until
 from cascade.models._base import MultiExitModel, takes_previous
+from cascade.runtime import MissingRuntimeError, ProbeRunner, Runtime
 from cascade.state import State
 from cascade.state import apply as state_apply
 from cascade.state import names as state_names
@@ -35,10 +37,6 @@ from cascade.state import names as state_names
 OPSET = 17
 #: the execution provider every session runs on (recorded with every timing)
 PROVIDER = "CPUExecutionProvider"
-
-
-class MissingRuntimeError(ImportError):
-    """A runtime was asked for whose package is not installed."""
 
 
 def require_ort() -> Any:
@@ -102,8 +100,7 @@ class SessionSettings:
     threads: int = 1  # intra-op threads of each session
     optimization: str = "all"  # graph optimisation level: basic | extended | all
     # Worker threads that spin while waiting for work. Off: a cascade runs several sessions (and torch)
-    # in turn, and each session's spinning pool took the cores from the others (study CNN at 2 threads,
-    # batch 256: full network 289 -> 110 µs per sample with spinning off; docs/cost.md).
+    # in turn, and each session's spinning pool takes the cores from the others (docs/measurements.md).
     spinning: bool = False
 
     def options(self) -> Any:
@@ -125,7 +122,8 @@ class SessionSettings:
 
 
 class OrtCascade:
-    """A multi-exit network as ONNX Runtime sessions: ``segments[k]`` then ``heads[k]`` for exit k.
+    """A multi-exit network as ONNX Runtime sessions: ``segments[k]`` then ``heads[k]`` for exit k (the model's
+    :class:`cascade.exits.Pieces` in ONNX Runtime).
 
     Args:
         segments: each segment as ONNX bytes or a file path.
@@ -142,6 +140,7 @@ class OrtCascade:
         self.segments = self.settings.sessions(segments)
         self.heads = self.settings.sessions(heads)
         self.num_exits = len(self.heads)
+        self.device = torch.device("cpu")  # the decisions run on torch views of the sessions' outputs
         # a cascading head (ZTW) has an input "prev"; a list state (MSDNet) inputs x0, x1, ... and outputs y0, ...:
         # looked up once, not on every call of the hot path
         self._reads_previous = [any(i.name == "prev" for i in h.get_inputs()) for h in self.heads]
@@ -183,112 +182,79 @@ class OrtCascade:
         out: np.ndarray = head.run(None, feed)[0]
         return out
 
+    # ------------------------------------------------------------------ cascade.exits.Pieces
+    def segment(self, level: int, h: State) -> State:
+        return self._run(self.segments[level], h)
+
+    def head(self, level: int, h: State, previous: np.ndarray | None) -> np.ndarray:
+        return self._head(level, h, previous)
+
+    def logits(self, raw: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(raw)  # a view: the policy decides on ORT's own output
+
+    def rows(self, h: State, keep: torch.Tensor) -> State:
+        return state_apply(h, functools.partial(_contiguous_rows, keep.numpy()))
+
+    # ------------------------------------------------------------------ the three timed calls
     def forward_until(self, x: np.ndarray, exit_index: int) -> list[np.ndarray]:
         """Every exit's logits up to ``exit_index`` on the whole batch (what obtaining that exit costs)."""
-        logits: list[np.ndarray] = []
-        h = x
-        for level, segment in enumerate(self.segments[: exit_index + 1]):
-            h = self._run(segment, h)
-            logits.append(self._head(level, h, logits[-1] if logits else None))
-        return logits
+        return run_until(self, x, exit_index)
 
     def full(self, x: np.ndarray) -> list[np.ndarray]:
         """Every exit's logits on the whole batch (the network without early exit)."""
-        return self.forward_until(x, self.num_exits - 1)
+        return run_until(self, x, self.num_exits - 1)
 
     def dynamic(self, x: np.ndarray, policy: ExitPolicy) -> EarlyExitResult:
-        """The real early-exit cascade: samples that left are removed before the next segment runs."""
-        batch = x.shape[0]
-        if batch == 1:
-            return self._dynamic_one(x, policy)
-        predictions = np.empty(batch, dtype=np.int64)
-        exit_index = np.empty(batch, dtype=np.int64)
-        remaining = np.arange(batch)
-        state = policy.init_state(batch, torch.device("cpu"))
-        h, raw = x, None
-        for level, segment in enumerate(self.segments):
-            h = self._run(segment, h)
-            raw = self._head(level, h, raw)  # (b, K) for the b samples still running
-            logits_t, state = policy.transform(torch.from_numpy(raw), level, state)  # the eager rule
-            logits = logits_t.numpy()
-            if level == self.num_exits - 1:
-                predictions[remaining] = logits.argmax(1)
-                exit_index[remaining] = level
-                break
-            leave_t, state = policy.decide(logits_t, state)
-            leave = leave_t.numpy()
-            if not leave.any():
-                continue
-            if leave.all():
-                predictions[remaining] = logits.argmax(1)
-                exit_index[remaining] = level
-                break
-            predictions[remaining[leave]] = logits[leave].argmax(1)
-            exit_index[remaining[leave]] = level
-            stay = ~leave
-            h = state_apply(h, functools.partial(_contiguous_rows, stay))
-            remaining, raw = remaining[stay], np.ascontiguousarray(raw[stay])
-            state = {k: v[torch.from_numpy(stay)] for k, v in state.items()}
-        return EarlyExitResult(torch.from_numpy(predictions), torch.from_numpy(exit_index), self.num_exits)
-
-    def _dynamic_one(self, x: np.ndarray, policy: ExitPolicy) -> EarlyExitResult:
-        """:meth:`dynamic` for one sample: the first exit that says "leave" answers, no index bookkeeping."""
-        state = policy.init_state(1, torch.device("cpu"))
-        h, raw = x, None
-        last = self.num_exits - 1
-        for level, segment in enumerate(self.segments):
-            h = self._run(segment, h)
-            raw = self._head(level, h, raw)
-            logits: np.ndarray | torch.Tensor = raw  # kept: no tensor between sessions, numpy decides
-            if not policy.keeps_logits(level):
-                logits, state = policy.transform(torch.from_numpy(raw), level, state)  # (1, K)
-            predicted, state = exit_of_one(policy, logits, state, level == last)  # the eager rule
-            if predicted is not None:
-                return one_result(predicted, level, self.num_exits, torch.device("cpu"))
-        raise AssertionError("unreachable: the last exit always answers")
+        """The real early-exit cascade (:func:`cascade.exits.run_cascade`, the loop every runtime shares)."""
+        return run_cascade(self, x, policy)
 
 
 def _contiguous_rows(index: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[index])
 
 
-def agreement(
-    a: EarlyExitResult, b: EarlyExitResult, logits: Sequence[torch.Tensor], policy: ExitPolicy, *, tie: float = 1e-6
-) -> dict[str, int]:
-    """How two runtimes' cascades on the same samples compare; ``logits``: every exit's logits (one runtime).
+class OnnxRuntime(Runtime):
+    """ONNX Runtime on the CPU: each segment and each exit head exported once and run as an inference session, the
+    exit decisions taken between sessions (two runtime calls per exit reached)."""
 
-    A sample on which they differ is a *tie* when, at the first exit where their decisions part, the
-    policy's confidence is within ``tie`` of the threshold, or the two top class probabilities are within
-    ``tie`` of each other (rounding can then tip either way); every other difference is ``other``.
-    """
-    differ = (a.exit_index != b.exit_index) | (a.predictions != b.predictions)
-    logits = transformed_logits(logits, policy)  # as the policy judges them (calibrated, ...)
-    ties = 0
-    threshold = getattr(policy, "threshold", None)
-    for i in differ.nonzero().flatten().tolist():
-        level = int(min(a.exit_index[i], b.exit_index[i]))
-        z = logits[level][i : i + 1].double()
-        p = torch.softmax(z, 1)[0].sort(descending=True).values
-        close_top = float(p[0] - p[1]) <= tie
-        close_threshold = threshold is not None and abs(float(policy.confidence(z)[0]) - threshold) <= tie
-        ties += bool(close_top or close_threshold)
-    n_differ = int(differ.sum())
-    return {"samples": len(differ), "differ": n_differ, "ties": ties, "other": n_differ - ties}
+    label: ClassVar[str] = "ONNX Runtime"
+    description: ClassVar[str] = "each segment and exit head an ONNX Runtime session (CPU); the [onnx] extra"
+    colour: ClassVar[str] = "#E69F00"
+    folds_batch_norm: ClassVar[bool] = True  # the exporter folds batch norm into the convolutions
+
+    def check(self) -> None:
+        require_ort()
+
+    def version(self) -> str:
+        return str(require_ort().__version__)
+
+    def build(self, model: MultiExitModel, example: torch.Tensor, threads: int) -> OrtCascade:
+        return OrtCascade.from_model(model, example[:2], SessionSettings(threads=threads))
+
+    def convert(self, x: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+
+    def settings(self, threads: int) -> dict[str, Any]:
+        session = SessionSettings(threads=threads)
+        return {
+            "opset": OPSET,
+            "threads": threads,
+            "graph_optimization": session.optimization,
+            "spinning": session.spinning,
+            "provider": PROVIDER,
+        }
+
+    def probe(self, threads: int) -> ProbeRunner:
+        settings = SessionSettings(threads=threads)
+
+        def run(module: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+            (session,) = settings.sessions([export_piece(module.eval(), x)])
+            return functools.partial(session.run, None, {"x": self.convert(x)})
+
+        return run
+
+    def calls(self, deepest: int) -> int:
+        return 2 * (deepest + 1)  # a segment's session and a head's per exit reached
 
 
-@torch.no_grad()
-def check_against_eager(
-    model: MultiExitModel,
-    run: Callable[[torch.Tensor, ExitPolicy], EarlyExitResult],
-    x: torch.Tensor,
-    policy: ExitPolicy,
-    batch: int,
-    logits: Sequence[torch.Tensor] | None = None,
-) -> tuple[dict[str, int], EarlyExitResult]:
-    """Another runtime's cascade (``run`` on torch batches) against eager :func:`dynamic_forward` over ``x`` in
-    batches of ``batch``: their :func:`agreement` and the other runtime's result. ``logits``: every exit's
-    eager logits on ``x``, when the caller has them already."""
-    starts = range(0, len(x), batch)
-    eager = EarlyExitResult.concat([dynamic_forward(model, x[i : i + batch], policy) for i in starts])
-    other = EarlyExitResult.concat([run(x[i : i + batch], policy) for i in starts])
-    return agreement(eager, other, logits if logits is not None else model(x).logits, policy), other
+ONNX_RUNTIME = OnnxRuntime()

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+
+from .tiny import tiny_suite
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -40,3 +44,16 @@ def digits():
 
 
 needs_mnist = pytest.mark.skipif(mnist_root() is None, reason="CASCADE_DATA_DIR does not hold MNIST/raw")
+
+
+@pytest.fixture
+def write_tiny(tmp_path: Path) -> Callable[..., Path]:
+    """Writes the tiny suite with changes (:func:`tests.tiny.tiny_suite`'s keywords) and returns its path:
+    ``write_tiny(suite={"seeds": [0]}, evaluation={"latency": False})``; ``name`` sets the file name."""
+
+    def write(name: str = "tiny.toml", **changes: Any) -> Path:
+        path = tmp_path / name
+        path.write_text(tiny_suite(**changes))
+        return path
+
+    return write

@@ -32,7 +32,7 @@ from cascade.inference import ChunkedSegment, FlattenChannelsLast, optimise_for_
 from cascade.losses import LOSSES, Loss
 
 from .conftest import REPO
-from .test_runner import TINY
+from .tiny import TINY
 
 PACKAGES = ("cascade", "bench")
 

@@ -1,4 +1,4 @@
-"""Exact accuracy-vs-early-share curves (issue 16): hand-computed areas and matched-share accuracies."""
+"""Exact accuracy-vs-early-share curves: hand-computed areas and matched-share accuracies."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_run_record_carries_the_exact_curve_of_its_saved_outputs(tmp_path) -> No
     from bench.execute.runner import execute_run
     from bench.results.store import ResultStore
 
-    from .test_daily_loop import SWEEP
+    from .scenarios.test_selection_cache_and_phases import SWEEP
 
     path = tmp_path / "s.toml"
     path.write_text(SWEEP)

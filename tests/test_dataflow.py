@@ -1,4 +1,4 @@
-"""The buffer-aware dataflow model (issue 15, item 1): tiling arithmetic and buffered energy by hand."""
+"""The buffer-aware dataflow model: tiling arithmetic and buffered energy by hand."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_buffered_energy_equals_ideal_when_every_layer_fits() -> None:
     table, hw = _eyeriss()
     model = StudyCNN(exits=("p1",)).eval()
     (p1, final) = exit_costs(model, (1, 28, 28), [table], hardware=hw, batch=1)
-    for cost in (p1, final):  # at batch 1 every study-CNN layer fits 55,296 words (docs/cost.md)
+    for cost in (p1, final):  # at batch 1 every study-CNN layer fits 55,296 words (docs/measurements.md)
         assert cost.energy["eyeriss_buffered"] == pytest.approx(cost.energy["eyeriss"])
 
 

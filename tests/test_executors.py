@@ -11,7 +11,7 @@ from bench.execute.executors import MissingExtraError, make_executor
 from bench.execute.runner import run_suite
 from bench.results.store import ResultStore
 
-from .test_runner import TINY
+from .tiny import TINY
 
 
 def results_of(out: Path) -> dict:

@@ -20,14 +20,14 @@ from cascade import build_policy, load_dataset
 from cascade.exits import dynamic_forward
 
 from .conftest import REPO
-from .test_ort import SUITE
+from .tiny import runtime_suite
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("export")
     suite = d / "rt.toml"
-    suite.write_text(SUITE.replace('runtimes = ["eager", "onnxruntime"]', "latency = false"))
+    suite.write_text(runtime_suite(evaluation={"runtimes": None, "latency": False}))
     assert run_suite(suite, out_dir=d / "out", progress=False, log=lambda s: None, checkpoint_cache=False).ok
     return d / "out"
 
@@ -123,10 +123,13 @@ def test_the_export_is_the_evaluated_model(tmp_path: Path, capsys) -> None:
     code scores what the report says."""
     (tmp_path / "slow_bn.py").write_text(SLOW_BN)
     suite = tmp_path / "s.toml"
-    text = SUITE.replace('name = "rt"', 'name = "rt"\nplugins = ["slow_bn.py"]').replace(
-        "[model]", '[model]\nname = "slow_bn_cnn"'
+    suite.write_text(
+        runtime_suite(
+            suite={"plugins": ["slow_bn.py"]},
+            model={"name": "slow_bn_cnn"},
+            evaluation={"runtimes": None, "latency": False, "recompute_bn": True},
+        )
     )
-    suite.write_text(text.replace('runtimes = ["eager", "onnxruntime"]', "latency = false\nrecompute_bn = true"))
     assert run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None, checkpoint_cache=False).ok
     (rec,) = ResultStore(tmp_path / "out").latest_runs()
     assert rec.sanity.bn_recomputed and rec.sanity.bn_momentum == [0.01]

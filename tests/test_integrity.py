@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,35 +24,22 @@ from bench.results.store import ResultStore
 from bench.results.verify import verify_folder
 
 from .conftest import REPO
+from .tiny import layered, tiny_suite
 
 # One variant, one seed, no latency: a run takes about a second.
-MINI = """
-[suite]
-name = "mini"
-seeds = [0]
+MINI_TABLES = {
+    "suite": {"name": "mini", "seeds": [0]},
+    "dataset": {"train_size": 200},
+    "train": {"log_every": None},
+    "evaluation": {"thresholds": [0.6], "latency": False, "count_macs": "none"},
+}
 
-[dataset]
-name = "digits"
-train_size = 200
 
-[model]
-channels = [4, 8, 8]
-hidden = 16
+def mini_suite(variants: list[dict[str, Any]] | None = None, **changes: Any) -> str:
+    return tiny_suite(variants=variants or [{"name": "base", "loss": "base"}], **layered(MINI_TABLES, changes))
 
-[train]
-epochs = 1
-lr = 0.05
-momentum = 0.9
 
-[evaluation]
-thresholds = [0.6]
-latency = false
-count_macs = "none"
-
-[[variants]]
-name = "base"
-loss = "base"
-"""
+MINI = mini_suite()
 
 
 @pytest.fixture
@@ -262,7 +250,9 @@ def test_every_write_site_fails_loudly(
 
 def test_a_failing_pretraining_marker_is_a_write_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tmp_path / "s.toml"
-    suite.write_text(MINI + '\n[[variants]]\nname = "firm-p2"\nloss = "firm"\nexits = ["p2"]\n')
+    suite.write_text(
+        mini_suite([{"name": "base", "loss": "base"}, {"name": "firm-p2", "loss": "firm", "exits": ["p2"]}])
+    )
     with pytest.MonkeyPatch.context() as mp:
         inject(mp, str(tmp_path / "out/checkpoints/*.failed"), errno.ENOSPC)
 
@@ -336,7 +326,7 @@ def test_a_full_disk_for_real(mini: Path, tmp_path: Path) -> None:
 
 def test_two_processes_training_the_same_key_into_one_cache(tmp_path: Path) -> None:
     suite = tmp_path / "s.toml"
-    suite.write_text(MINI.replace("train_size = 200", "train_size = 1200").replace("epochs = 1", "epochs = 3"))
+    suite.write_text(mini_suite(dataset={"train_size": 1200}, train={"epochs": 3}))
     cache = tmp_path / "cache"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
     procs = [

@@ -1,4 +1,4 @@
-"""Batch 1 in the roofline (issue 26, item 2): convolution rates by output pixels per call, the cost of a module
+"""Batch 1 in the roofline: convolution rates by output pixels per call, the cost of a module
 call, and the small-call kernel table (bench.measure.kernels)."""
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def test_latency_report_on_cpu_records_threads_and_never_reports_zero_energy() -
     # largest maps 4 x 28 x 28 and 6 x 14 x 14 floats = 12,544 and 4,704 B per sample; slices of 2 MiB per
     # thread // those (167 and 445 samples on one thread); from 16 MiB / those, rounded up
     threads = rep["threads"]
-    assert rep["allocator"]["kept"] is (platform.libc_ver()[0] == "glibc")  # bench.measure.machine.keep_freed_memory
+    assert rep["allocator"]["kept"] is (platform.libc_ver()[0] == "glibc")  # bench.measure.allocator.keep_freed_memory
     assert rep["layout"]["flatten_memory_order"] is True
     assert rep["layout"]["segment_slices"] == [
         {"chunk": 2**21 * threads // 12_544, "from_batch": 1338},
@@ -172,7 +172,7 @@ def test_cuda_latency_report_and_nvml_energy() -> None:
 def test_cuda_run_end_to_end(tmp_path: Path) -> None:
     from bench.execute.runner import run_suite
 
-    from .test_runner import TINY
+    from .tiny import TINY
 
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY.replace("seeds = [0, 1]", 'seeds = [0]\ndevice = "cuda"'))
@@ -380,12 +380,10 @@ def test_a_run_records_its_timing_budget_and_the_report_names_a_stop(tmp_path: P
     from bench.execute.runner import run_suite
     from bench.results.store import ResultStore
 
-    from .test_ort import SUITE
+    from .tiny import runtime_suite
 
     suite = tmp_path / "s.toml"
-    text = SUITE.replace('runtimes = ["eager", "onnxruntime"]', "latency_budget_s = 0.001")
-    text = text.replace("latency_repeats = 1", "latency_repeats = 4")
-    suite.write_text(text)
+    suite.write_text(runtime_suite(evaluation={"runtimes": None, "latency_budget_s": 0.001, "latency_repeats": 4}))
     assert run_suite(suite, out_dir=tmp_path / "out", progress=False, log=lambda s: None, checkpoint_cache=False).ok
     (rec,) = ResultStore(tmp_path / "out").latest_runs()
     assert rec.latency.budget["seconds"] == 0.001

@@ -1,4 +1,4 @@
-"""The field's training methods and exit rules (issue 28): hand-computed values on tiny examples."""
+"""The field's training methods and exit rules: hand-computed values on tiny examples."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from torch import nn
 from cascade import MultiExitModel, StudyCNN, build_loss
 from cascade.calibration import expected_calibration_error, fit_temperature, nll_at
 from cascade.exits import build_policy, dynamic_forward, masked_decisions, transformed_logits
-from cascade.train import equilibrium_logits
+from cascade.training import equilibrium_logits
+
+from .tiny import UNTIMED, layered, tiny_suite
 
 # --------------------------------------------------------------------------- distill
 
@@ -196,82 +198,39 @@ def test_calibrated_policy_dynamic_equals_masked() -> None:
 
 # --------------------------------------------------------------------------- regimes and the suite end to end
 
-METHODS_SUITE = """
-[suite]
-name = "methods_tiny"
-seeds = [0]
+#: every method of the study on the tiny suite (one seed, nothing timed)
+METHODS_TABLES = {
+    "suite": {"name": "methods_tiny", "seeds": [0]},
+    "dataset": {"train_size": 240},
+    "train": {"log_every": None},
+    "evaluation": UNTIMED,
+}
+METHOD_VARIANTS = [
+    {"name": "base", "loss": "base"},
+    {"name": "joint", "loss": "sum", "exits": ["p1", "p2"]},
+    {"name": "disjoint", "loss": "sum", "exits": ["p1", "p2"], "pretrain": "base", "train": {"freeze_backbone": True}},
+    {"name": "mixed", "loss": "sum", "exits": ["p1", "p2"], "pretrain": "base"},
+    {"name": "sdn", "loss": "sum", "exits": ["p1", "p2"], "loss_options": {"weights": "sdn"}},
+    {"name": "distill", "loss": "distill", "exits": ["p1", "p2"]},
+    {"name": "sum-ge", "loss": "sum", "exits": ["p1", "p2"], "train": {"gradient_equilibrium": True}},
+    {"name": "calibrated", "loss": "sum", "exits": ["p1", "p2"], "policy_options": {"calibrate": "temperature"}},
+    {
+        "name": "ztw",
+        "loss": "sum",
+        "exits": ["p1", "p2"],
+        "pretrain": "base",
+        "train": {"freeze_backbone": True},
+        "model_options": {"cascading_heads": True},
+        "policy": "ztw-ensemble",
+    },
+]
 
-[dataset]
-name = "digits"
-train_size = 240
 
-[model]
-channels = [4, 8, 8]
-hidden = 16
+def methods_suite(variants: list[dict[str, Any]] = METHOD_VARIANTS, **changes: Any) -> str:
+    return tiny_suite(variants=variants, **layered(METHODS_TABLES, changes))
 
-[train]
-epochs = 1
-lr = 0.05
-momentum = 0.9
 
-[evaluation]
-thresholds = [0.0, 0.6, 1.0]
-latency = false
-
-[[variants]]
-name = "base"
-loss = "base"
-
-[[variants]]
-name = "joint"
-loss = "sum"
-exits = ["p1", "p2"]
-
-[[variants]]
-name = "disjoint"
-loss = "sum"
-exits = ["p1", "p2"]
-pretrain = "base"
-train = { freeze_backbone = true }
-
-[[variants]]
-name = "mixed"
-loss = "sum"
-exits = ["p1", "p2"]
-pretrain = "base"
-
-[[variants]]
-name = "sdn"
-loss = "sum"
-exits = ["p1", "p2"]
-loss_options = { weights = "sdn" }
-
-[[variants]]
-name = "distill"
-loss = "distill"
-exits = ["p1", "p2"]
-
-[[variants]]
-name = "sum-ge"
-loss = "sum"
-exits = ["p1", "p2"]
-train = { gradient_equilibrium = true }
-
-[[variants]]
-name = "calibrated"
-loss = "sum"
-exits = ["p1", "p2"]
-policy_options = { calibrate = "temperature" }
-
-[[variants]]
-name = "ztw"
-loss = "sum"
-exits = ["p1", "p2"]
-pretrain = "base"
-train = { freeze_backbone = true }
-model_options = { cascading_heads = true }
-policy = "ztw-ensemble"
-"""
+METHODS_SUITE = methods_suite()
 
 
 def test_regimes_are_one_line_of_a_suite(tmp_path) -> None:
@@ -543,7 +502,8 @@ def test_methods_page_reads_each_claim_against_its_comparator(tmp_path) -> None:
     from bench.verdicts import methods
 
     path = tmp_path / "m.toml"
-    path.write_text(METHODS_SUITE.replace('name = "joint"', 'name = "sum"'))  # the page's joint-training reference
+    renamed = [{**v, "name": "sum"} if v["name"] == "joint" else v for v in METHOD_VARIANTS]
+    path.write_text(methods_suite(renamed))  # the page's joint-training reference
     run_suite(path, out_dir=tmp_path / "out", progress=False, log=lambda s: None, only=["sum", "distill", "mixed"])
     text = methods.render([tmp_path / "out"])
     assert "## Leaderboard: out (digits)" in text and "| distill | 1 |" in text

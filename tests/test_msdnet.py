@@ -19,7 +19,7 @@ from cascade.exits import build_policy, dynamic_forward, masked_decisions
 from cascade.losses import build_loss
 from cascade.models import build_model
 from cascade.models.msdnet import PRESETS, MSDNet, MSDNetConfig, build_blocks
-from cascade.train import equilibrium_logits
+from cascade.training import equilibrium_logits
 
 #: The reference's figures: (preset, classes, input size) -> (parameters, cumulative operations per classifier).
 REFERENCE = {
@@ -159,7 +159,8 @@ def test_exits_names_and_a_base_network_that_loads_into_the_multi_exit_one() -> 
 
 def test_onnx_runtime_equals_eager_on_every_exit(small: MSDNet) -> None:
     pytest.importorskip("onnxruntime")
-    from cascade.ort import OrtCascade, check_against_eager
+    from cascade.agreement import check_against_eager
+    from cascade.ort import OrtCascade
 
     x = torch.randn(33, 1, 28, 28, generator=torch.Generator().manual_seed(2))
     ort = OrtCascade.from_model(small, x[:2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -13,7 +14,10 @@ from cascade.models import build_model
 
 ort = pytest.importorskip("onnxruntime")
 
-from cascade.ort import OrtCascade, agreement  # noqa: E402
+from cascade.agreement import agreement  # noqa: E402
+from cascade.ort import OrtCascade  # noqa: E402
+
+from .tiny import runtime_suite  # noqa: E402
 
 CASES = [
     ("study_cnn", {"channels": [8, 16, 16], "hidden": 32}, ["p1"], (1, 28, 28)),
@@ -122,38 +126,7 @@ def test_missing_onnxruntime_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
 
 # --------------------------------------------------------------------------- the runtime axis in a suite
 
-SUITE = """
-[suite]
-name = "rt"
-seeds = [0]
-
-[dataset]
-name = "digits"
-train_size = 300
-
-[model]
-channels = [4, 8, 8]
-hidden = 16
-
-[train]
-epochs = 1
-lr = 0.05
-momentum = 0.9
-
-[evaluation]
-thresholds = [0.0, 0.6, 1.0]
-latency_batch_sizes = [1, 32]
-latency_samples = 8
-latency_repeats = 1
-latency_warmup = 1
-count_macs = "none"
-runtimes = ["eager", "onnxruntime"]
-
-[[variants]]
-name = "sum-p2"
-loss = "sum"
-exits = ["p2"]
-"""
+SUITE = runtime_suite()
 
 
 def test_a_suite_times_every_runtime_and_checks_its_decisions(tmp_path) -> None:
@@ -219,6 +192,7 @@ def test_the_runtime_roofline_adds_one_call_per_piece_run_to_the_eager_profile()
     from bench.measure import roofline
     from bench.measure.cost import counting
     from bench.measure.runtimes import _Predictor
+    from cascade.ort import ONNX_RUNTIME
 
     machine = roofline.Machine(
         device="synthetic",
@@ -235,7 +209,7 @@ def test_the_runtime_roofline_adds_one_call_per_piece_run_to_the_eager_profile()
     folded = _model(*CASES[1])
     folded.fold_batch_norm()
     x = torch.randn(6, 1, 28, 28)
-    pred = _Predictor(model, machine)
+    pred = _Predictor(model, machine, ONNX_RUNTIME)
 
     def eager(fn) -> float:
         with counting(folded) as prof:
@@ -256,7 +230,10 @@ def test_the_runtime_roofline_adds_one_call_per_piece_run_to_the_eager_profile()
     cost = eager(lambda: [dynamic_forward(folded, b, last) for b in batches]) + 2 * 6 * 1e-3  # and the decisions
     assert pred.cascade(batches, last) == pytest.approx(cost / 6) and cost > full
     # a batch of one decides in Python floats: one decision per exit reached, at the machine's decision cost
-    ones, slow = [x[i : i + 1] for i in range(3)], _Predictor(model, dataclasses.replace(machine, decision=5e-4))
+    ones, slow = (
+        [x[i : i + 1] for i in range(3)],
+        _Predictor(model, dataclasses.replace(machine, decision=5e-4), ONNX_RUNTIME),
+    )
     cost = eager(lambda: [dynamic_forward(folded, b, first) for b in ones]) + 3 * 2 * 1e-3 + 3 * 1 * 5e-4
     assert slow.cascade(ones, first) == pytest.approx(cost / 3)
     cost = eager(lambda: [dynamic_forward(folded, b, last) for b in ones]) + 3 * 6 * 1e-3 + 3 * 3 * 5e-4
@@ -276,7 +253,7 @@ def test_runtime_names_are_validated(tmp_path, runtimes: str, message: str) -> N
     from bench.config.suite import SuiteError
 
     path = tmp_path / "rt.toml"
-    path.write_text(SUITE.replace('runtimes = ["eager", "onnxruntime"]', f"runtimes = {runtimes}"))
+    path.write_text(runtime_suite(evaluation={"runtimes": json.loads(runtimes)}))
     with pytest.raises(SuiteError, match=r"evaluation\.runtimes"):
         load_suite(path)
     with pytest.raises(SuiteError, match=message):

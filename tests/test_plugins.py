@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.results.store import ResultStore
 
-from .test_runner import TINY
+from .tiny import TINY
 
 PLUGIN = """
 import torch

@@ -1,4 +1,4 @@
-"""The roofline latency model (issue 15, item 3): predictions on a synthetic machine, the fit, the cache."""
+"""The roofline latency model: predictions on a synthetic machine, the fit, the cache."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measure import machine, microbench, roofline
+from bench.measure import allocator, microbench, roofline
 from bench.measure.cost import LayerCost, counting, profile
 from bench.measure.microbench import fit_overhead_bandwidth
 from bench.measure.operators import valid_tap_share
@@ -391,17 +391,17 @@ def test_another_runtime_is_measured_through_its_runner_and_its_call_cost_taken_
 def test_freed_memory_stays_with_the_process_while_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     psutil = pytest.importorskip("psutil")
     if platform.libc_ver()[0] != "glibc":
-        assert machine.keep_freed_memory()["kept"] is False
+        assert allocator.keep_freed_memory()["kept"] is False
         return
-    assert machine.keep_freed_memory()["kept"] is True and machine.keep_freed_memory()["mmap_max"] == 0
+    assert allocator.keep_freed_memory()["kept"] is True and allocator.keep_freed_memory()["mmap_max"] == 0
     proc = psutil.Process()
     big = torch.ones(50_000_000)  # 200 MB, touched: glibc's default would mmap it and unmap it on free
     touched = proc.memory_info().rss
     del big
     assert proc.memory_info().rss > touched - 50e6  # kept: the 200 MB did not go back to the OS
-    monkeypatch.setattr(machine, "_KEPT", {})
-    monkeypatch.setenv(machine.KEEP_ENV, "0")
-    assert machine.keep_freed_memory() == {"kept": False, "reason": "CASCADE_KEEP_FREED_MEMORY=0"}
+    monkeypatch.setattr(allocator, "_KEPT", {})
+    monkeypatch.setenv(allocator.KEEP_ENV, "0")
+    assert allocator.keep_freed_memory() == {"kept": False, "reason": "CASCADE_KEEP_FREED_MEMORY=0"}
 
 
 def test_padding_taps_are_left_out_of_the_convolution_rate_work() -> None:

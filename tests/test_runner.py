@@ -19,43 +19,7 @@ from bench.render.report import write_report
 from bench.results.store import ResultStore, atomic_write_json
 
 from .conftest import REPO
-
-TINY = """
-[suite]
-name = "tiny"
-seeds = [0, 1]
-
-[dataset]
-name = "digits"
-train_size = 300
-
-[model]
-channels = [4, 8, 8]
-hidden = 16
-
-[train]
-epochs = 1
-lr = 0.05
-momentum = 0.9
-log_every = 2
-
-[evaluation]
-thresholds = [0.0, 0.6, 1.0]
-count_macs = "all"
-latency_batch_sizes = [1, 32]
-latency_samples = 4
-latency_repeats = 1
-latency_warmup = 0
-
-[[variants]]
-name = "base"
-loss = "base"
-
-[[variants]]
-name = "firm-p2"
-loss = "firm"
-exits = ["p2"]
-"""
+from .tiny import TINY
 
 
 @pytest.fixture

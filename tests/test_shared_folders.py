@@ -36,38 +36,23 @@ from bench.results.verify import verify_folder
 from bench.verdicts.baseline import BaselineError, read_baseline
 from cascade.datafiles import DataFormatError, _read_cifar_batches
 
-SUITE = """
-[suite]
-name = "shared"
-seeds = [0]
+from .tiny import layered, tiny_suite
 
-[dataset]
-name = "digits"
-train_size = 200
+#: the tiny suite, one seed, base and sum-p2, nothing timed
+SHARED = {
+    "suite": {"name": "shared", "seeds": [0]},
+    "dataset": {"train_size": 200},
+    "train": {"log_every": None},
+    "evaluation": {"latency": False, "count_macs": "none"},
+}
+VARIANTS = [{"name": "base", "loss": "base"}, {"name": "sum-p2", "loss": "sum", "exits": ["p2"]}]
 
-[model]
-channels = [4, 8, 8]
-hidden = 16
 
-[train]
-epochs = 1
-lr = 0.05
-momentum = 0.9
+def shared_suite(variants: list[dict[str, Any]] = VARIANTS, **changes: Any) -> str:
+    return tiny_suite(variants=variants, **layered(SHARED, changes))
 
-[evaluation]
-thresholds = [0.0, 0.6, 1.0]
-latency = false
-count_macs = "none"
 
-[[variants]]
-name = "base"
-loss = "base"
-
-[[variants]]
-name = "sum-p2"
-loss = "sum"
-exits = ["p2"]
-"""
+SUITE = shared_suite()
 
 #: A plugin that leaves a marker when its code runs (the path is filled in per test).
 MARKER_PLUGIN = "from pathlib import Path\nPath({marker!r}).write_text('ran')\n"
@@ -103,7 +88,7 @@ def _edit_run(folder: Path, edit: Any, variant: str = "sum-p2") -> Path:
 
 
 def _add_plugin_line(folder: Path, line: str) -> None:
-    text = (folder / "suite.toml").read_text().replace("seeds = [0]", f"seeds = [0]\n{line}", 1)
+    text = (folder / "suite.toml").read_text().replace("[suite]\n", f"[suite]\n{line}\n", 1)
     (folder / "suite.toml").write_text(text)
 
 
@@ -159,7 +144,7 @@ def test_trusted_or_imported_plugins_are_printed(folder: Path, tmp_path: Path) -
 )
 def test_a_failing_plugin_is_a_named_error(tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.py").write_text(body)
-    (tmp_path / "s.toml").write_text(SUITE.replace("seeds = [0]", 'seeds = [0]\nplugins = ["bad.py"]'))
+    (tmp_path / "s.toml").write_text(shared_suite(suite={"plugins": ["bad.py"]}))
     assert main(["validate", str(tmp_path / "s.toml")]) == 2
     err = capsys.readouterr().err
     assert "suite.plugins[0]" in err and "importing it failed" in err
@@ -174,7 +159,7 @@ def test_a_plugin_that_registers_a_built_in_name_is_told_to_rename_and_leaves_no
         "@LOSSES.register('wsum')\n@dataclass\nclass W(Loss):\n    pass\n"
         "@LOSSES.register('distill')\n@dataclass\nclass D(Loss):\n    pass\n"
     )
-    (tmp_path / "s.toml").write_text(SUITE.replace("seeds = [0]", 'seeds = [0]\nplugins = ["p.py"]'))
+    (tmp_path / "s.toml").write_text(shared_suite(suite={"plugins": ["p.py"]}))
     for _ in range(2):  # the second import names the same cause: nothing was left half-registered
         errors = suite_errors(tmp_path / "s.toml")
         assert len(errors) == 1
@@ -269,9 +254,11 @@ def test_compare_names_unreadable_run_files_and_fails(
 
 def test_string_options_are_not_bools(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text(
-        SUITE.replace('exits = ["p2"]', 'exits = ["p2"]\nloss_options = { weights = "sdn" }').replace(
-            'name = "base"\nloss = "base"',
-            'name = "soft"\nloss = "soft"\nexits = ["p1"]\nloss_options = { renormalise = "false" }',
+        shared_suite(
+            variants=[
+                {"name": "soft", "loss": "soft", "exits": ["p1"], "loss_options": {"renormalise": "false"}},
+                {"name": "sum-p2", "loss": "sum", "exits": ["p2"], "loss_options": {"weights": "sdn"}},
+            ]
         )
     )
     errors = suite_errors(tmp_path / "s.toml")
@@ -282,7 +269,7 @@ def test_string_options_are_not_bools(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", [".", "..", "", ".hidden", "a/b", "sum p1"])
 def test_names_that_could_escape_are_refused(tmp_path: Path, name: str) -> None:
-    (tmp_path / "s.toml").write_text(SUITE.replace('name = "sum-p2"', f'name = "{name}"'))
+    (tmp_path / "s.toml").write_text(shared_suite(variants=[VARIANTS[0], {**VARIANTS[1], "name": name}]))
     with pytest.raises(SuiteError, match=r"variants\[1\].*\.name: .*letters, digits"):
         load_suite(tmp_path / "s.toml")
 
@@ -382,14 +369,14 @@ def test_a_damaged_checkpoint_replaced_from_the_cache_says_so(made: Path, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("set_line", "key"),
+    ("threshold", "key"),
     [
-        ("thresholds = [1.5]", "evaluation.thresholds[0]"),
-        ("thresholds = [nan]", "evaluation.thresholds[0]"),
+        (1.5, "evaluation.thresholds[0]"),
+        (float("nan"), "evaluation.thresholds[0]"),
     ],
 )
-def test_one_error_per_mistake(tmp_path: Path, set_line: str, key: str) -> None:
-    (tmp_path / "s.toml").write_text(SUITE.replace("thresholds = [0.0, 0.6, 1.0]", set_line))
+def test_one_error_per_mistake(tmp_path: Path, threshold: float, key: str) -> None:
+    (tmp_path / "s.toml").write_text(shared_suite(evaluation={"thresholds": [threshold]}))
     errors = suite_errors(tmp_path / "s.toml")
     assert [e.key for e in errors] == [key]
 

@@ -8,7 +8,7 @@ import torch
 
 from cascade import StudyCNN, TrainConfig, build_loss, train
 from cascade.data import DataSplits, Split
-from cascade.train import ConfigError, NonFiniteLossError, TrainCallback
+from cascade.training import ConfigError, NonFiniteLossError, TrainCallback
 
 CFG = TrainConfig(epochs=2, batch_size=32, log_every=10, lr=0.05, momentum=0.9)
 
@@ -96,7 +96,7 @@ def test_callbacks_and_base_leaves_exit_heads_untouched(digits) -> None:
 
 
 def test_config_validation() -> None:
-    from cascade.train import ConfigError
+    from cascade.training import ConfigError
 
     with pytest.raises(ValueError, match="epochs: -1 is out of range; allowed: an integer >= 0"):
         TrainConfig(epochs=-1)

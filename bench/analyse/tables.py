@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.analyse import stats
 from bench.analyse.load import Results
-from bench.results.metrics import MAIN_METRICS, METRICS
+from bench.results.metrics import MAIN_METRICS, METRICS, MetricKey
 from bench.results.record import TWIN_TOLERANCE, RunRecord, at_chance, twin_where
 from cascade.data import DATASETS
 
@@ -83,7 +83,7 @@ def comparison_frame(
 def main_frame(results: Results, vs_ref: pd.DataFrame) -> pd.DataFrame:
     """Per variant: mean, CI low, CI high of each metric (raw units), plus significance and warnings."""
     thr = results.headline
-    metrics = [*MAIN_METRICS, *(f"latency_b{b}" for b in results.latency_batches()), "total_steps"]
+    metrics = [*MAIN_METRICS, *(MetricKey("latency", batch=b).name() for b in results.latency_batches()), "total_steps"]
     rows = []
     for variant in results.variants:
         recs = results.records_of(variant)

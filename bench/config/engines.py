@@ -4,16 +4,18 @@ Declared here, in the configuration layer, with what a suite may set for each (a
 options, a runtime's availability check), so that a suite is validated and the command line's
 flags are generated without importing the engines themselves. The engines live above:
 :mod:`bench.execute.executors` builds an executor for a name, :mod:`bench.measure.runtimes`
-prepares a model for a runtime. A plugin that registers its own gives the builder (executor) or
-the preparation (runtime) in the entry.
+times a runtime. A plugin that registers its own gives the builder (executor) or the runtime object
+(:class:`cascade.runtime.Runtime`) in the entry.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.results.metrics import RESERVED_ENDINGS
 from cascade._registry import Registry
 
 
@@ -85,23 +87,28 @@ def executor_flags() -> dict[str, list[tuple[str, ExecutorOption]]]:
 
 @dataclass(frozen=True)
 class RuntimeEntry:
-    """A registered runtime: how to check that it is installed (raises ``ImportError`` naming the
-    install command) and, for a plugin's, how to prepare a model (see bench.measure.runtimes.Prepared)."""
+    """A registered runtime: its :class:`cascade.runtime.Runtime` object, given as ``"module:attr"`` and imported on
+    first use (as the commands are: a suite is validated without importing every engine), or the object itself."""
 
-    check: Callable[[], None]
-    prepare: Callable[..., Any] | None = None
+    target: Any  # "module:attr" or a cascade.runtime.Runtime
+
+    def load(self) -> Any:
+        """The runtime object (a ``cascade.runtime.Runtime``)."""
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
 
-def _nothing_to_check() -> None:
-    return None
-
-
-def _onnxruntime_installed() -> None:
-    from cascade.ort import require_ort  # noqa: PLC0415  (imports onnxruntime, an optional extra, only when asked)
-
-    require_ort()
+def register_runtime(name: str, target: Any) -> None:
+    """Register a runtime under ``name``: ``target`` is ``"module:attr"`` of a ``cascade.runtime.Runtime`` or the
+    object itself (docs/runtimes.md); a suite then names it in ``[evaluation] runtimes``. Any name does that a
+    metric key can carry (:class:`bench.results.metrics.MetricKey`): not empty, not ending in a reserved word."""
+    if not name or name.endswith(RESERVED_ENDINGS) or name != name.strip():
+        raise ValueError(f"runtime name {name!r}: give a non-empty name that does not end in {RESERVED_ENDINGS}")
+    RUNTIMES.register(name)(RuntimeEntry(target))
 
 
 RUNTIMES: Registry[RuntimeEntry] = Registry("runtime")
-RUNTIMES.register("eager")(RuntimeEntry(_nothing_to_check))
-RUNTIMES.register("onnxruntime")(RuntimeEntry(_onnxruntime_installed))
+register_runtime("eager", "cascade.runtime:EAGER")
+register_runtime("onnxruntime", "cascade.ort:ONNX_RUNTIME")

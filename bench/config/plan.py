@@ -39,7 +39,7 @@ from cascade.data import DataSplits
 from cascade.errors import UserError
 from cascade.keys import added_later, key_fields
 from cascade.models import build_model
-from cascade.train import TrainConfig
+from cascade.training import TrainConfig
 
 #: TrainConfig fields that decide what is trained (loop-only settings stay out of the run keys).
 TRAIN_FIELDS = TrainConfig.run_fields()

@@ -20,7 +20,7 @@ from bench.config.engines import EXECUTORS
 from cascade.errors import UserError
 from cascade.keys import added_later, key_fields, unkeyed
 from cascade.losses import LOSSES
-from cascade.train import TrainConfig
+from cascade.training import TrainConfig
 
 if sys.version_info >= (3, 11):
     pass
@@ -119,7 +119,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec(TrainConfig):
-    """``[train]``: the trainer's :class:`cascade.train.TrainConfig` (one definition, validated there) plus
+    """``[train]``: the trainer's :class:`cascade.training.TrainConfig` (one definition, validated there) plus
     what only the harness knows."""
 
     equal_budget: bool = False  # variants with pre-training train epochs - pretrain_epochs themselves

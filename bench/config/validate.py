@@ -1,7 +1,7 @@
 """Validation of a suite's raw TOML into the frozen dataclasses of :mod:`bench.config.suite`.
 
 Each table is checked by its own small function (``_parse_<table>``); range constraints are declared
-by the dataclasses themselves (``checks()``, as :class:`cascade.train.TrainConfig` does); names are
+by the dataclasses themselves (``checks()``, as :class:`cascade.training.TrainConfig` does); names are
 looked up in their registries with a hint for the user's own; every sweep point of a variant is
 checked as the run it becomes.
 """
@@ -49,7 +49,7 @@ def _check_runtimes(file: Any, names: Sequence[str]) -> None:
     for i, name in enumerate(names):
         check_name(file, f"evaluation.runtimes[{i}]", RUNTIMES, name)
         try:
-            RUNTIMES.get(name).check()
+            RUNTIMES.get(name).load().check()
         except ImportError as e:
             raise SuiteError(file, f"evaluation.runtimes[{i}]", str(e)) from None
 

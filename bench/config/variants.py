@@ -17,7 +17,7 @@ from cascade._registry import UnknownNameError
 from cascade.exits import POLICIES
 from cascade.losses import LOSSES, build_loss, loss_option_names
 from cascade.models import MODELS
-from cascade.train import ConfigError, TrainConfig
+from cascade.training import ConfigError, TrainConfig
 
 
 def validate_train_overrides(file: Any, key: str, overrides: Mapping[str, Any]) -> dict[str, Any]:

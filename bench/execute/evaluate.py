@@ -46,7 +46,7 @@ from cascade.exits import (
     masked_decisions,
     transformed_logits,
 )
-from cascade.train import exit_logits
+from cascade.training import exit_logits
 from cascade.ztw import fit_ensemble
 
 

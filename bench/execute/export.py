@@ -9,7 +9,7 @@ Writes, for one run of a results folder (a variant and a seed):
 
 The checkpoint is found (and verified by digest) in the folder or the shared checkpoint cache. After
 writing, the exported cascade is run with ONNX Runtime on the test split and its decisions compared
-with eager PyTorch's (:func:`cascade.ort.agreement`); docs/deploy.md serves the files with
+with eager PyTorch's (:func:`cascade.agreement.agreement`); docs/deploy.md serves the files with
 onnxruntime and numpy alone.
 """
 
@@ -36,8 +36,9 @@ from bench.results.provenance import now
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, StoreError, canonical_json, default_checkpoint_cache
 from bench.results.typed import load_typed
+from cascade.agreement import check_against_eager
 from cascade.exits import POLICIES, build_policy, dynamic_forward
-from cascade.ort import OPSET, OrtCascade, check_against_eager, export_model
+from cascade.ort import OPSET, OrtCascade, export_model
 
 EXPORT_FORMAT = 2  # 2: typed manifest with the digest of its file list (files_sha256)
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cascade.train import EpochRecord, TrainCallback
+from cascade.training import EpochRecord, TrainCallback
 
 #: Without live bars: the least time between two heartbeat lines of a training run.
 HEARTBEAT_SECONDS = 60.0

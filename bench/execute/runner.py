@@ -57,7 +57,7 @@ from bench.results.store import (
 from bench.results.summary import write_summary
 from bench.results.tensors import save_exit_outputs
 from bench.results.words import plural
-from cascade.train import TrainCallback
+from cascade.training import TrainCallback
 
 
 def _identity(spec: RunSpec) -> dict[str, Any]:

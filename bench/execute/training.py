@@ -19,7 +19,7 @@ from bench.results.store import ResultStore, config_hash
 from bench.results.tensors import torch_bytes
 from cascade.data import DataSplits, load_dataset
 from cascade.losses import LOSSES, build_loss
-from cascade.train import TrainCallback, train
+from cascade.training import TrainCallback, train
 
 _DATA_CACHE: dict[str, DataSplits] = {}
 

@@ -1,10 +1,10 @@
 """The small-call kernel table: each MAC-type and pooling kernel a batch-1 path calls, timed alone on this machine.
 
 At batch 1 a kernel's time is not its work at a rate: oneDNN picks a different algorithm for a 1 -> 5
-convolution than for 1 -> 32 (the first runs at 0.9 GMAC/s, slower in absolute time than the second),
+convolution than for 1 -> 32 (the first can be slower in absolute time than the second),
 a 5 x 5 convolution on a 7 x 7 map blocks over 49 pixels, and a channel count that is not a multiple of
-the vector width changes the kernel. No curve over K and work per call captures that (docs/cost.md, "The
-roofline per runtime"). So a call whose batch is at most :data:`SMALL_BATCH` is keyed by its exact aten
+the vector width changes the kernel. No curve over K and work per call captures that (docs/cost.md, the
+roofline model). So a call whose batch is at most :data:`SMALL_BATCH` is keyed by its exact aten
 overload, argument shapes, strides and scalar arguments (:func:`kernel_key`, recorded by the cost
 counter), and the roofline takes its time from this table: the same call replayed alone on random data
 (:func:`measure`), the median of a few repeats, cached per machine like the micro-benchmark's figures.
@@ -67,12 +67,10 @@ def measure(keys: Iterable[str], device: torch.device | str = "cpu", rounds: int
     """Median seconds per call of each kernel, replayed in the order given, one after the other, ``rounds`` times
     (after three warm-up rounds), each call timed on its own: a kernel runs after the kernels before it in its
     path, as it does in the network, not back to back with itself, where its weights, code and branch history
-    stay warm (a 6272 -> 10 linear layer at batch 1 takes 12 µs alone and 17-27 µs after the study CNN's
-    convolutions; docs/cost.md, "The batch-1 model"). A key given several times (a network's repeated layers)
-    is replayed as often, each time on tensors of its own, as the network holds a weight per layer: replayed
-    once, ResNet-20's 22 kernel calls shared 9 weight sets that stayed in a 512 KiB L2 their 1.1 MB of weights
-    do not fit (the table 3.3 ms against 4.1 ms for the same calls each on its own tensors); its time is the
-    median over all its calls."""
+    stay warm (docs/measurements.md). A key given several times (a network's repeated layers) is replayed as
+    often, each time on tensors of its own, as the network holds a weight per layer: replayed once, the calls
+    would share weights that stay in a cache the network's own weights do not fit; its time is the median
+    over all its calls."""
     keys = list(keys)
     dev = torch.device(device)
     calls = [replay(key, dev) for key in keys]

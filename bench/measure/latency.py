@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from bench.measure import kernels, microbench, roofline
+from bench.measure.allocator import keep_freed_memory
 from bench.measure.cost import counting
 from bench.measure.devices import device_name
-from bench.measure.machine import keep_freed_memory
 from bench.measure.timing import Timing, TimingSettings, time_rounds
 from cascade.exits import ExitPolicy, dynamic_forward
 from cascade.inference import ChunkedSegment, FlattenChannelsLast, optimise_for_inference
@@ -218,8 +218,8 @@ def time_side_by_side(
 
     Drifting load hits them alike, so the cascade is compared with its own paths (``path_predicted_per_sample``,
     filled in by the caller from the exit shares) and with the full network (``speedup_vs_full``: the median of
-    the per-round ratios) measured side by side: on a noisy 2-core VM, paths and cascade timed a minute apart
-    differed by 10-15 % with nothing changed (issue 26)."""
+    the per-round ratios) measured side by side: on a machine whose speed drifts, paths and cascade timed
+    minutes apart differ with nothing changed (docs/measurements.md)."""
     n = sum(len(b) for b in batches)
     fns = [functools.partial(each, path, batches, level) for level in range(len(exit_names))]
     fns.append(functools.partial(each, full, batches))
@@ -367,7 +367,7 @@ def latency_report(
     (batch norm folded; NHWC on CPU, with the input converted once, outside the timed region;
     flatten-before-linear in memory order; on CPU, cache-sized batch slices for segments with large
     feature maps), for the full network and the dynamic forward alike; ``layout`` records which. On CPU
-    glibc keeps freed memory from here on (:func:`bench.measure.machine.keep_freed_memory`, ``allocator``).
+    glibc keeps freed memory from here on (:func:`bench.measure.allocator.keep_freed_memory`, ``allocator``).
     """
     allocator = keep_freed_memory() if x.device.type == "cpu" else {}
     meter = EnergyMeter(str(x.device))

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.measure.allocator import keep_freed_memory
 from bench.measure.devices import device_name
-from bench.measure.machine import keep_freed_memory
 from bench.measure.operators import valid_tap_share
 from bench.measure.roofline import Machine, lane_efficiency
 from bench.results.files import atomic_write_bytes
@@ -197,9 +197,8 @@ def _module_call(rnd: Callable[..., torch.Tensor], fmt: torch.memory_format) -> 
     """Seconds of one nn.Module call beyond its operators, as a network pays it: a small tree of modules
     (:func:`module_tree`) run over :data:`MODULE_TREE_SAMPLES` different 1 x 1 x 8 x 8 inputs less the same
     operators called as torch functions, the two timed in alternating rounds, the median of the rounds'
-    differences per module call. A module called in a tight loop on one input (``nn.ReLU`` less ``torch.relu``,
-    the probe before) cost 2.1 µs on the 2-core VM; in the tree 2.4-2.9 µs, in the study CNN's first exit path
-    (module calls against the same functions) about 4 (docs/cost.md, "The batch-1 model")."""
+    differences per module call. A module called in a tight loop on one input costs less than in a network's
+    stream of different inputs (docs/measurements.md)."""
     xs = [rnd(1, 1, 8, 8).contiguous(memory_format=fmt) for _ in range(MODULE_TREE_SAMPLES)]
     tree, functions = module_tree(xs[0].device, fmt)
 
@@ -336,7 +335,7 @@ def measure_machine(
 
     probes, tiny = _probes(rnd, fmt, device)
     # every MAC-type and pooling rate, timed in RATE_ROUNDS interleaved rounds and the fastest kept: noise
-    # only ever slows a kernel down (docs/cost.md, "Measurement history")
+    # only ever slows a kernel down (docs/measurements.md)
     timed = [(name, run(module, x)) for name, module, x, _ in probes]
     best: dict[str, float] = {}
     for _ in range(RATE_ROUNDS):

@@ -1,7 +1,7 @@
 """A roofline latency model: what a layer should take on this machine, from what it computes and moves.
 
 MACs alone are the wrong predictor of time: a layer that moves many bytes per MAC (the study CNN's
-first block: 3 % of the MACs, 13 % of the time on the 2-core CPU) is limited by memory bandwidth,
+first block: a few per cent of the MACs, several times that of the time) is limited by memory bandwidth,
 and small layers by the cost of dispatching each operator. The model, per layer of a
 :class:`bench.measure.cost.Profile` (what actually ran, so a dynamic early exit is predicted from the
 operators it really dispatched):
@@ -19,12 +19,11 @@ operators it really dispatched):
   CPU). Convolutions
   take their rate from a curve over the reduction length K = C_in per group x R x S instead
   (:func:`conv_rate`, five convolutions from K = 25 to 1600), in MACs whose taps land on the input:
-  kernels skip the zero padding, so taps in the padding are not counted as work (docs/cost.md,
-  "Measurement history", says what that changed);
+  kernels skip the zero padding, so taps in the padding are not counted as work (docs/measurements.md
+  says what that changed);
 * ``pool rate``: elements read per second by a 2 x 2 max-pool (64 x 32 x 28 x 28 input): pooling
   kernels compare every window element and run several times slower per byte than an
-  element-wise operator, so bandwidth alone under-predicts them (the study CNN's first max-pool:
-  about 10x on the 2-core CPU);
+  element-wise operator, so bandwidth alone under-predicts them several times over;
 * ``bandwidth`` and ``overhead``: fitted together on the same machine as the straight line
   ``t = overhead + bytes / bandwidth`` through the times of an element-wise operator (ReLU) on
   tensors of 256 to 4 M elements (least squares on relative error); ``bandwidth(bytes per call)``:
@@ -90,8 +89,8 @@ class Machine:
     # from a 1 -> 5 convolution against the 1 -> 32 one at the same reduction length (lane_factor)
     lanes: int = 0
     # the same for the max-pool kernel (0: ``lanes``), from a 2 x 2 pool over 5 channels against 32: eager's NHWC
-    # pool runs channels below its vector width in a scalar loop (8-9x slower per element over 5 channels than
-    # over 32 on the 2-core CPU, where the convolutions' 16 lanes said 3.2x); a runtime that pools in NCHW
+    # pool runs channels below its vector width in a scalar loop (far slower per element than the convolutions'
+    # lanes say; docs/measurements.md); a runtime that pools in NCHW
     # does not care about channels (1)
     pool_lanes: int = 0
     # seconds of one exit decision of a batch-1 cascade, taken in Python floats (cascade.exits.exit_of_one and
@@ -121,8 +120,8 @@ def memory_seconds(nbytes: float, calls: int, machine: Machine) -> float:
 
     With a measured curve (:attr:`Machine.memory_curve`) the bandwidth is the effective one of the
     element-wise benchmark at the same traffic per call, interpolated in log size and clamped to the
-    measured range: a few MB per call stream from cache, tens of MB from DRAM, three to four times
-    slower on the 2-core CPU. Without one: the fitted :attr:`Machine.bandwidth`.
+    measured range: a few MB per call stream from cache, tens of MB from DRAM, several times
+    slower. Without one: the fitted :attr:`Machine.bandwidth`.
     """
     if nbytes <= 0:
         return 0.0

@@ -1,22 +1,23 @@
 """Runtimes as an evaluation axis: the same trained network timed in another execution engine.
 
 ``[evaluation] runtimes = ["eager", "onnxruntime"]``. ``eager`` is PyTorch as :mod:`bench.measure.latency`
-times it (with its roofline prediction). Every other runtime is a registry entry here: how to check
-that it is installed (before anything runs), how to prepare the model for it, and what to record.
-Each is timed with the eager discipline (warm-up, repeats, full network and dynamic forward in
-alternation, medians of per-repeat ratios): every exit path and the real dynamic cascade at every
-latency batch size. Its decisions are compared with eager's on every evaluated test sample
-(:func:`cascade.ort.agreement`: differing decisions are counted, ties within 1e-6 among them).
+times it (its inference copy, its roofline). Every other runtime, built in or a plugin's, takes one path here:
+the :class:`cascade.runtime.Runtime` registered under its name builds the model's pieces, and the cascade is
+:func:`cascade.exits.run_cascade`, the loop eager runs too. Each is timed with the eager discipline (warm-up,
+repeats, full network and dynamic forward in alternation, medians of per-repeat ratios): every exit path and the
+real dynamic cascade at every latency batch size. Its decisions are compared with eager's on every evaluated test
+sample (:func:`cascade.agreement.agreement`: differing decisions are counted, ties within 1e-6 among them).
 
 Entries of the run record's ``latency.exit_paths`` and ``latency.cascade`` name their runtime
 (:class:`bench.results.record.PathTiming`, :class:`~bench.results.record.CascadeTiming`);
 ``latency.runtimes`` holds each runtime's settings and its agreement with eager.
 
-Each runtime has its own roofline (:mod:`bench.measure.roofline`): the same micro-benchmark run through
-the runtime (:func:`ort_runner`: each probe exported and run as an ORT session), cached per machine,
-thread count and runtime version. A timed path or cascade is predicted from what the eager pass on a
-batch-norm-folded copy dispatches (the same layers, samples and exits) at that runtime's rates, plus
-``call_overhead`` per runtime call (ORT: one session run per segment and per head reached).
+A runtime with a probe runner (:meth:`cascade.runtime.Runtime.probe`) has its own roofline
+(:mod:`bench.measure.roofline`): the same micro-benchmark run through the runtime, cached per machine, thread count
+and runtime version. A timed path or cascade is predicted from what an eager pass on a copy of the model
+dispatches (batch norm folded where the runtime folds it; the same layers, samples and exits) at that runtime's
+rates, plus ``call_overhead`` per runtime call (:meth:`cascade.runtime.Runtime.calls`; ONNX Runtime: one session
+run per segment and per head reached).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench.config.engines import RUNTIMES
@@ -35,74 +35,69 @@ from bench.measure import microbench, roofline
 from bench.measure.cost import counting
 from bench.measure.latency import time_side_by_side, timed_samples
 from bench.measure.timing import TimingSettings
-from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
+from cascade.agreement import check_against_eager
+from cascade.exits import EarlyExitResult, ExitPolicy, Pieces, dynamic_forward, run_cascade, run_until
 from cascade.models._base import MultiExitModel
+from cascade.runtime import Runtime
 
 
 @dataclass(frozen=True)
 class Prepared:
     """A model made ready in one runtime: the three calls that are timed, on inputs already converted."""
 
-    path: Callable[[Any, int], Any]  # (batch, exit index): every segment and head up to that exit
-    full: Callable[[Any], Any]  # the network without early exit
-    dynamic: Callable[[Any, ExitPolicy], Any]  # the real early-exit cascade -> EarlyExitResult
-    convert: Callable[[torch.Tensor], Any]  # a torch batch -> this runtime's input (outside the timing)
-    settings: dict[str, Any]  # what the run file records of the runtime
-    # this machine's roofline figures measured through the runtime (None: no prediction)
-    machine: Callable[[], roofline.Machine] | None = None
+    name: str  # the registered name
+    runtime: Runtime
+    pieces: Pieces
+    threads: int
+
+    def path(self, x: Any, level: int) -> Any:
+        """Every segment and head up to exit ``level`` (what obtaining that exit costs)."""
+        return run_until(self.pieces, x, level)
+
+    def full(self, x: Any) -> Any:
+        """The network without early exit."""
+        return run_until(self.pieces, x, self.pieces.num_exits - 1)
+
+    def dynamic(self, x: Any, policy: ExitPolicy) -> EarlyExitResult:
+        """The real early-exit cascade (:func:`cascade.exits.run_cascade`, the loop of every runtime)."""
+        return run_cascade(self.pieces, x, policy)
+
+    def machine(self) -> roofline.Machine | None:
+        """This machine's roofline figures measured through the runtime (None: it has no probe runner)."""
+        runner = self.runtime.probe(self.threads)
+        if runner is None:
+            return None
+        return microbench.machine(
+            "cpu", channels_last=False, runtime=self.name, version=self.runtime.version(), runner=runner
+        )
+
+    def convert(self, x: torch.Tensor) -> Any:
+        return self.runtime.convert(x)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the run file records of the runtime: its version under its name, then its own settings."""
+        return {self.name: self.runtime.version(), **self.runtime.settings(self.threads)}
 
 
-def ort_runner(threads: int) -> microbench.Runner:
-    """How ONNX Runtime runs a micro-benchmark probe: the module exported once and run as an inference session
-    with the harness's settings (:class:`cascade.ort.SessionSettings`), on the input as a numpy array."""
-    from cascade.ort import SessionSettings, export_piece  # noqa: PLC0415  (optional extra)
-
-    settings = SessionSettings(threads=threads)
-
-    def run(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
-        (session,) = settings.sessions([export_piece(module.eval(), x)])
-        return functools.partial(session.run, None, {"x": np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)})
-
-    return run
-
-
-def _ort_prepare(model: MultiExitModel, x: torch.Tensor) -> Prepared:
-    from cascade.ort import OPSET, PROVIDER, OrtCascade, SessionSettings, require_ort  # noqa: PLC0415  (optional)
-
-    settings = SessionSettings(threads=torch.get_num_threads())
-    cascade = OrtCascade.from_model(model, x[:2], settings)
-    return Prepared(
-        path=cascade.forward_until,
-        full=cascade.full,
-        dynamic=cascade.dynamic,
-        convert=lambda t: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32),
-        settings={
-            "onnxruntime": require_ort().__version__,
-            "opset": OPSET,
-            "threads": settings.threads,
-            "graph_optimization": settings.optimization,
-            "spinning": settings.spinning,
-            "provider": PROVIDER,
-        },
-        machine=lambda: microbench.machine(
-            "cpu",
-            channels_last=False,
-            runtime="onnxruntime",
-            version=require_ort().__version__,
-            runner=ort_runner(settings.threads),
-        ),
-    )
-
-
-#: how each built-in runtime of :data:`bench.config.engines.RUNTIMES` other than eager prepares a model
-#: (eager is timed by :mod:`bench.measure.latency`; a plugin's entry carries its own ``prepare``)
-PREPARE: dict[str, Callable[[MultiExitModel, torch.Tensor], Prepared]] = {"onnxruntime": _ort_prepare}
+def load_runtime(name: str) -> Runtime:
+    """The runtime object registered as ``name`` (``UnknownNameError`` listing the known ones otherwise)."""
+    runtime: Runtime = RUNTIMES.get(name).load()
+    return runtime
 
 
 def check_available(names: Sequence[str]) -> None:
-    """Every named runtime is registered and installed (``UnknownNameError`` / ``ImportError`` otherwise)."""
+    """Every named runtime is registered and installed (``UnknownNameError`` / ``MissingRuntimeError`` otherwise)."""
     for name in names:
-        RUNTIMES.get(name).check()
+        load_runtime(name).check()
+
+
+def prepare(name: str, model: MultiExitModel, x: torch.Tensor) -> Prepared:
+    """``model`` built in runtime ``name`` for batches like ``x``, with this process's thread count."""
+    runtime = load_runtime(name)
+    runtime.check()
+    threads = torch.get_num_threads()
+    return Prepared(name, runtime, runtime.build(model.eval(), x[:2], threads), threads)
 
 
 def _time_batches(
@@ -138,23 +133,23 @@ def _time_batches(
 
 
 class _Predictor:
-    """Roofline seconds of a runtime's paths and cascades, from what an eager pass on a batch-norm-folded copy of
-    the model dispatches, at the runtime's figures, plus its per-call overhead: one call per segment and per
-    head reached (both exported pieces of each exit run as calls of their own)."""
+    """Roofline seconds of a runtime's paths and cascades, from what an eager pass on a copy of the model dispatches
+    (batch norm folded where the runtime folds it), at the runtime's figures, plus its per-call overhead for the
+    calls the runtime makes (:meth:`cascade.runtime.Runtime.calls`)."""
 
-    def __init__(self, model: MultiExitModel, machine: roofline.Machine) -> None:
+    def __init__(self, model: MultiExitModel, machine: roofline.Machine, runtime: Runtime) -> None:
         self.model = copy.deepcopy(model).eval()
-        self.model.fold_batch_norm()  # the exporter folds batch norm into the convolutions
-        self.machine = machine
+        if runtime.folds_batch_norm:
+            self.model.fold_batch_norm()
+        self.machine, self.runtime = machine, runtime
 
     def _seconds(self, run: Callable[[], Sequence[int | torch.Tensor]], samples: int) -> float:
         """Per sample: ``run`` does the eager pass and returns, per batch, the exit (0-based) it ran to or the exit
-        index of each sample, reduced after counting (the runtime runs a segment and a head per exit up to the
-        deepest)."""
+        index of each sample, reduced after counting (the runtime runs every exit up to the deepest)."""
         with counting(self.model) as prof:
             reached = run()
         deepest = [int(r.max()) if isinstance(r, torch.Tensor) else r for r in reached]
-        calls = sum(2 * (level + 1) for level in deepest)
+        calls = sum(self.runtime.calls(level) for level in deepest)
         # a batch of one decides in Python floats, outside the profile (roofline.Machine.decision)
         decisions = sum(
             roofline.decision_seconds(r, self.machine) for r in reached if isinstance(r, torch.Tensor) and len(r) == 1
@@ -194,15 +189,10 @@ def runtime_latency(
     settings: TimingSettings,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(exit-path entries, cascade entries, settings with the agreement) of runtime ``name`` on ``x``."""
-    from cascade.ort import check_against_eager  # noqa: PLC0415  (optional extra)
-
     model = model.eval()
-    prepare = RUNTIMES.get(name).prepare or PREPARE.get(name)
-    if prepare is None:
-        raise ValueError(f"runtime {name!r} is timed by bench.measure.latency.latency_report")
-    prep = prepare(model, x)
-    machine = prep.machine() if prep.machine else None  # measured (or read from the cache) before timing
-    predictor = _Predictor(model, machine) if machine else None
+    prep = prepare(name, model, x)
+    machine = prep.machine()  # measured (or read from the cache) before timing
+    predictor = _Predictor(model, machine, prep.runtime) if machine else None
     paths: list[dict[str, Any]] = []
     cascades: list[dict[str, Any]] = []
     for bs in settings.batch_sizes:

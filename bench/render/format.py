@@ -15,7 +15,7 @@ from rich.table import Table
 
 from bench.analyse.load import Results
 from bench.analyse.tables import RATIO, Tables
-from bench.results.metrics import MAIN_METRICS, METRICS, get_metric
+from bench.results.metrics import MAIN_METRICS, METRICS, MetricKey
 
 
 def latency_model_display(frame: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +91,9 @@ def main_display(results: Results, tables: Tables) -> pd.DataFrame:
     """The main table as strings: 'mean ± CI half-width' per metric."""
     frame = tables.main
     cols: dict[str, list[str]] = {"variant": [], "loss": [], "exits": [], "n": []}
-    shown = [METRICS[m] for m in MAIN_METRICS] + [get_metric(f"latency_b{b}") for b in results.latency_batches()]
+    shown = [METRICS[m] for m in MAIN_METRICS] + [
+        MetricKey("latency", batch=b).metric_spec() for b in results.latency_batches()
+    ]
     for _, row in frame.iterrows():
         cols["variant"].append(str(row["variant"]))
         cols["loss"].append(str(row["loss"]))

@@ -8,12 +8,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.analyse.load import Results
+from bench.config.engines import RUNTIMES
 from bench.render.plotting import (
     finish,
     panels,
     style,
 )
 from bench.results.record import CascadeTiming, PathTiming, RunRecord
+from cascade._registry import UnknownNameError
 
 
 def latency_model(results: Results, out: Path) -> list[tuple[str, Path]]:
@@ -83,7 +85,8 @@ def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
     runtimes = sorted({rt for rt, _ in points}, key=lambda rt: (rt != "eager", rt))
     batches = sorted({b for _, b in points})
     for (rt, batch), pts in sorted(points.items()):
-        color = RUNTIME_COLOURS.get(rt, style(runtimes.index(rt))["color"])
+        label, colour = runtime_look(rt)
+        color = colour or style(runtimes.index(rt))["color"]
         marker = style(batches.index(batch))["marker"]
         clean = [(m, t) for m, t, doubt in pts if not doubt]
         doubtful = [(m, t) for m, t, doubt in pts if doubt]
@@ -94,7 +97,7 @@ def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
             color=color,
             marker=marker,
             alpha=0.8,
-            label=f"{rt}, batch {batch}",
+            label=f"{label}, batch {batch}",
         )
         if doubtful:
             ax.scatter(
@@ -104,7 +107,7 @@ def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
                 facecolors="none",
                 edgecolors=color,
                 marker=marker,
-                label=f"{rt}, batch {batch}, noisy timing",
+                label=f"{label}, batch {batch}, noisy timing",
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -114,14 +117,14 @@ def runtime_paths(results: Results, out: Path) -> list[tuple[str, Path]]:
     return finish(fig, [ax], out / "runtime_paths", "Exit-path time against MACs, per runtime")
 
 
-#: One colour per runtime, the same in every figure (the runtimes' own order otherwise).
-RUNTIME_COLOURS = {
-    "eager": "#0072B2",
-    "onnxruntime": "#E69F00",
-    "onnxruntime-graph": "#009E73",
-    "executorch": "#D55E00",
-    "openvino": "#CC79A7",
-}
+def runtime_look(name: str) -> tuple[str, str]:
+    """(label, colour) of runtime ``name`` as its :class:`cascade.runtime.Runtime` declares them, the same in every
+    figure; a runtime no longer registered here (a plugin's, not imported) shows under its name, in the palette."""
+    try:
+        runtime = RUNTIMES.get(name).load()
+    except (UnknownNameError, ImportError, AttributeError):
+        return name, ""
+    return runtime.label or name, runtime.colour
 
 
 def noisy_timing(rec: RunRecord, runtime: str, batch: int) -> bool:

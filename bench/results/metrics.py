@@ -7,8 +7,8 @@ study all look metrics up here by name, so a value means the same everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,32 +80,128 @@ METRICS: dict[str, Metric] = {
 MAIN_METRICS = ("accuracy", "early_share", "macs", "flops", "energy", "saved_vs_base", "energy_saved")
 
 
-_LATENCY = re.compile(r"latency(?:_([a-z]+))?_b(\d+)$")
+@dataclass(frozen=True)
+class MetricKey:
+    """A metric at a place: which metric, and where it applies the runtime, batch size, exit and threshold.
+
+    The one place column names are made from (:meth:`name`: a metric's name in reports, comparisons and claims;
+    :meth:`column`: its ``summary.csv`` column; :meth:`baseline_field`: a baseline file's per-batch field) and parsed
+    back into (:meth:`parse`), for any runtime name (digits, ``_`` and ``-`` included): the batch is the last part
+    and a runtime is whatever stands between the metric and it.
+
+    ======================  =========================================  ==========================================
+    key                     name / column                              note
+    ======================  =========================================  ==========================================
+    latency, eager, b 256   ``latency_b256`` /                         eager's names are the original ones
+                            ``latency_s_per_sample_b256``
+    latency, ort, b 256     ``latency_ort_b256`` /                     any other runtime between the two
+                            ``latency_ort_s_per_sample_b256``
+    latency_roofline, ...   ``latency_roofline_s_per_sample_b256`` /   the runtime's own roofline prediction
+                            ``latency_ort_roofline_s_per_sample_b256``
+    share, exit p1          ``share_p1``                               per-exit columns
+    ======================  =========================================  ==========================================
+    """
+
+    metric: str
+    runtime: str = "eager"
+    batch: int | None = None
+    exit: str | None = None
+    threshold: float | None = None
+
+    def name(self) -> str:
+        """The metric's name (``get_metric`` reads it back)."""
+        if self.metric in TIMED:
+            return f"{self._timed()}_b{self._batch()}"
+        return f"{self.metric}_{self.exit}" if self.exit is not None else self.metric
+
+    def column(self) -> str:
+        """The ``summary.csv`` column."""
+        if self.metric in TIMED:
+            return f"{self._timed()}_s_per_sample_b{self._batch()}"
+        return self.name()
+
+    def baseline_field(self) -> str:
+        """A baseline file's field, one value per batch size (``latency_s_per_sample``, ``latency_x_s_per_sample``)."""
+        return f"{self._timed()}_s_per_sample"
+
+    def _timed(self) -> str:
+        """latency[_<runtime>][_roofline]"""
+        runtime = "" if self.runtime == "eager" else f"_{self.runtime}"
+        return f"latency{runtime}{'_roofline' if self.metric == 'latency_roofline' else ''}"
+
+    def _batch(self) -> int:
+        if self.batch is None:
+            raise ValueError(f"metric {self.metric!r} in {self.runtime} needs a batch size")
+        return self.batch
+
+    @classmethod
+    def parse(cls, text: str) -> MetricKey:
+        """The key of a metric name, ``summary.csv`` column or baseline field; ``KeyError`` naming the forms."""
+        if text in METRICS:
+            return cls(text)
+        if text.startswith("latency"):
+            key = _parse_latency(text.removeprefix("latency"))
+            if key is not None:
+                return key
+        for per_exit in PER_EXIT:
+            if text.startswith(f"{per_exit}_") and len(text) > len(per_exit) + 1:
+                return cls(per_exit, exit=text[len(per_exit) + 1 :])
+        known = [*METRICS, "latency_b<N>", "latency_<runtime>_b<N>", *(f"{m}_<exit>" for m in PER_EXIT)]
+        raise KeyError(f"unknown metric {text!r}; known: {', '.join(known)}")
+
+    def metric_spec(self) -> Metric:
+        """How to read and show this metric (:class:`Metric`)."""
+        if self.metric in METRICS:
+            return METRICS[self.metric]
+        if self.metric == "latency" and self.batch is not None:
+            return latency_metric(self.batch, self.runtime)
+        raise KeyError(f"metric {self.name()!r} has no reading of its own (a summary column)")
+
+    def read(self, record: RunRecord, point: OperatingPoint) -> float | None:
+        return self.metric_spec().read(record, point)
+
+
+#: metrics measured per runtime and batch size; and those with a column per exit
+TIMED = ("latency", "latency_roofline")
+#: how no runtime's name may end (bench.config.engines.register_runtime refuses it): a key that ends so is the roofline
+#: or the per-sample column, never a runtime
+RESERVED_ENDINGS = ("roofline", "_s_per_sample")
+PER_EXIT = ("share", "exit_accuracy")
+
+
+def _parse_latency(rest: str) -> MetricKey | None:
+    """``rest`` after "latency": ``[_<runtime>][_roofline][_s_per_sample](_b<N>)``, or a baseline field without the
+    batch; None when it is none of these."""
+    head, sep, batch = rest.rpartition("_b")
+    if not sep or not batch.isdigit():
+        head, batch = rest, ""
+        if not head.endswith("_s_per_sample"):
+            return None
+    head = head.removesuffix("_s_per_sample")
+    metric = "latency"
+    if head == "_roofline" or head.endswith("_roofline"):  # a runtime's name never ends so (RESERVED_ENDINGS)
+        metric, head = "latency_roofline", head.removesuffix("_roofline")
+    if head and not head.startswith("_"):
+        return None
+    runtime = head[1:] or "eager"
+    return MetricKey(metric, runtime=runtime, batch=int(batch) if batch else None)
 
 
 def latency_metric(batch: int, runtime: str = "eager") -> Metric:
     """Median seconds per sample of the dynamic forward at batch ``batch`` in ``runtime``
-    (``latency_b<N>`` for eager, ``latency_<runtime>_b<N>`` for the others)."""
+    (its name: :meth:`MetricKey.name`)."""
 
     def read(record: RunRecord, point: OperatingPoint) -> float | None:
         return record.latency.per_sample(point.threshold, batch, runtime) if record.latency else math.nan
 
-    if runtime == "eager":
-        return Metric(f"latency_b{batch}", f"latency b{batch} (µs/sample)", "s per sample", 1e6, 1, False, read)
-    return Metric(
-        f"latency_{runtime}_b{batch}", f"latency {runtime} b{batch} (µs/sample)", "s per sample", 1e6, 1, False, read
-    )
+    name = MetricKey("latency", runtime=runtime, batch=batch).name()
+    where = f"b{batch}" if runtime == "eager" else f"{runtime} b{batch}"
+    return Metric(name, f"latency {where} (µs/sample)", "s per sample", 1e6, 1, False, read)
 
 
 def get_metric(name: str) -> Metric:
-    """The metric called ``name`` (``latency_b<N>`` for the latency at batch N)."""
-    if name in METRICS:
-        return METRICS[name]
-    match = _LATENCY.match(name)
-    if match:
-        return latency_metric(int(match.group(2)), match.group(1) or "eager")
-    known = [*METRICS, "latency_b<N>", "latency_<runtime>_b<N>"]
-    raise KeyError(f"unknown metric {name!r}; known: {', '.join(known)}")
+    """The metric called ``name`` (``latency_b<N>``, ``latency_<runtime>_b<N>``: the latency at batch N)."""
+    return MetricKey.parse(name).metric_spec()
 
 
 def by_seed(records: list[RunRecord], metric: str, threshold: float) -> dict[int, float]:
@@ -133,8 +229,8 @@ def record_rows(record: RunRecord) -> list[dict[str, Any]]:
         row: dict[str, Any] = {**ident, "threshold": t.threshold}
         for m in ("accuracy", "val_accuracy", "early_share"):
             row[m] = METRICS[m].value(record, t)
-        row.update({f"share_{n}": s for n, s in zip(names, t.exit_share)})
-        row.update({f"exit_accuracy_{n}": a for n, a in zip(names, record.exits.test_accuracy)})
+        row.update({MetricKey("share", exit=n).column(): s for n, s in zip(names, t.exit_share)})
+        row.update({MetricKey("exit_accuracy", exit=n).column(): a for n, a in zip(names, record.exits.test_accuracy)})
         row["macs"] = METRICS["macs"].value(record, t)
         row["flops"] = METRICS["flops"].value(record, t)
         row["macs_counted"] = t.macs_counted
@@ -145,11 +241,11 @@ def record_rows(record: RunRecord) -> list[dict[str, Any]]:
         if record.latency is not None:
             for item in record.latency.cascade:  # in the order timed (the summary's column order)
                 if item.matches(t.threshold, item.batch_size):
-                    b = item.batch_size
-                    name = "latency" if item.runtime == "eager" else f"latency_{item.runtime}"  # eager's: as before
-                    row[f"{name}_s_per_sample_b{b}"] = item.per_sample_median
+                    key = MetricKey("latency", runtime=item.runtime, batch=item.batch_size)
+                    row[key.column()] = item.per_sample_median
                     if item.roofline_per_sample is not None:
-                        row[f"latency_roofline_s_per_sample_b{b}"] = item.roofline_per_sample
+                        roofline = dataclasses.replace(key, metric="latency_roofline")
+                        row[roofline.column()] = item.roofline_per_sample
         row["params"] = record.cost.per_exit[-1].params
         row["total_steps"] = record.training.total_steps if record.training else None
         row["key"] = record.key

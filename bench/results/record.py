@@ -181,7 +181,7 @@ class LatencyRecord:
     load: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # the machine's roofline figures (bench.measure.roofline.Machine); absent from older files
     roofline: dict[str, Any] | None = field(default=None, metadata=OMIT)
-    # what bench.measure.machine.keep_freed_memory did to the allocator before timing; absent from older files
+    # what bench.measure.allocator.keep_freed_memory did to the allocator before timing; absent from older files
     allocator: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # runtimes other than eager (bench.measure.runtimes): name -> settings and agreement with eager
     runtimes: dict[str, Any] | None = field(default=None, metadata=OMIT)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analyse.load import load_results
-from bench.results.metrics import METRICS, get_metric
+from bench.results.metrics import METRICS, MetricKey
 from bench.results.provenance import code_version, now
 from bench.results.typed import TypedDataError, load_typed
 from bench.verdicts.compare import describe
@@ -37,10 +37,11 @@ def baseline_from_results(out_dir: Path, threshold: float, command: str) -> dict
             entry: dict[str, Any] = {m: METRICS[m].value_at(rec, threshold) for m, _ in GATED}
             timed = rec.latency
             for runtime in timed.runtime_names if timed is not None else []:
-                metric = "latency" if runtime == "eager" else f"latency_{runtime}"
                 assert timed is not None
-                lat = {str(b): get_metric(f"{metric}_b{b}").value_at(rec, threshold) for b in timed.batch_sizes}
-                entry[f"{metric}_s_per_sample"] = {b: v for b, v in lat.items() if not math.isnan(v)}
+                keys = {b: MetricKey("latency", runtime=runtime, batch=b) for b in timed.batch_sizes}
+                lat = {str(b): key.metric_spec().value_at(rec, threshold) for b, key in keys.items()}
+                field = MetricKey("latency", runtime=runtime).baseline_field()
+                entry[field] = {b: v for b, v in lat.items() if not math.isnan(v)}
             seeds[str(rec.seed)] = entry
         variants[variant] = {"seeds": seeds}
     side = describe(results)

@@ -30,7 +30,7 @@ from bench.analyse.load import Results, load_results
 from bench.config.plugins import NO_TRUST, FolderTrust
 from bench.render.format import fmt_p, markdown, rich_table
 from bench.results.files import atomic_write_bytes
-from bench.results.metrics import get_metric
+from bench.results.metrics import MetricKey, get_metric
 from bench.results.store import StoreError
 
 #: Metrics compared (names in bench.results.metrics.METRICS); latency at every batch size both folders timed.
@@ -123,7 +123,10 @@ def mismatches(a: Side, b: Side) -> tuple[list[str], list[str]]:
 def compare_frame(a: Results, b: Results) -> pd.DataFrame:
     """Variants present in both folders: means in A and B (raw units), ratio B/A, test, Holm over tested rows."""
     rows = []
-    metrics = [*COMPARED, *(f"latency_b{x}" for x in a.latency_batches() if x in b.latency_batches())]
+    metrics = [
+        *COMPARED,
+        *(MetricKey("latency", batch=x).name() for x in a.latency_batches() if x in b.latency_batches()),
+    ]
     for variant in [v for v in a.variants if v in b.variants]:
         for name in metrics:
             metric = get_metric(name)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bench.analyse import stats
 from bench.config.suite import CheckSpec
+from bench.results.metrics import MetricKey
 
 
 @dataclass
@@ -46,21 +47,11 @@ def latency_rows(current: dict[str, Any], baseline: dict[str, Any], spec: CheckS
         cur = current["variants"].get(variant)
         if cur is None:
             continue
-        keys = sorted(
-            {
-                k
-                for v in [*base["seeds"].values(), *cur["seeds"].values()]
-                for k in v
-                if k.startswith("latency") and k.endswith("_s_per_sample")
-            }
-        )
-        for key in keys:  # latency_s_per_sample (eager), latency_<runtime>_s_per_sample
-            runtime = (
-                key.removeprefix("latency_").removesuffix("_s_per_sample") if key != "latency_s_per_sample" else "eager"
-            )
+        fields = sorted({k for v in [*base["seeds"].values(), *cur["seeds"].values()] for k in v if _timed(k)})
+        for key in fields:  # latency_s_per_sample (eager), latency_<runtime>_s_per_sample
             row = _latency_row(
                 variant,
-                runtime,
+                MetricKey.parse(key).runtime,
                 {s: v.get(key, {}) for s, v in base["seeds"].items()},
                 {s: v.get(key, {}) for s, v in cur["seeds"].items()},
                 spec,
@@ -68,6 +59,15 @@ def latency_rows(current: dict[str, Any], baseline: dict[str, Any], spec: CheckS
             if row is not None:
                 rows.append(row)
     return rows
+
+
+def _timed(field: str) -> bool:
+    """Whether a baseline field holds a runtime's latency per batch size (:meth:`MetricKey.baseline_field`)."""
+    try:
+        key = MetricKey.parse(field)
+    except KeyError:
+        return False
+    return key.metric == "latency" and key.batch is None
 
 
 def _latency_row(

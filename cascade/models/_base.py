@@ -36,7 +36,7 @@ def pop_cascading_heads(options: dict[str, Any]) -> bool:
 def takes_previous(head: nn.Module) -> bool:
     """Whether an exit head is cascading (reads the previous exit's logits, as ZTW's): its class says so, or the
     instance was told so. Read from the class and the instance dict, without nn.Module.__getattr__, which raises
-    and catches an AttributeError for every head that lacks the flag (3 µs of Python per exit at batch 1)."""
+    and catches an AttributeError for every head that lacks the flag (at batch 1, once per exit)."""
     return bool(getattr(type(head), "takes_previous", False) or head.__dict__.get("takes_previous", False))
 
 
@@ -169,7 +169,7 @@ class MultiExitModel(nn.Module):
 
     def rescale_head_input(self, h: Any, scale: float, rescale: Callable[[torch.Tensor, float], torch.Tensor]) -> Any:
         """The state after a segment with its gradient rescaled for gradient equilibrium (``rescale(tensor, scale)``,
-        :func:`cascade.train.scale_gradient`): the one tensor here; a model whose heads read a part of a list state
+        :func:`cascade.training.scale_gradient`): the one tensor here; a model whose heads read a part of a list state
         rescales that part (MSDNet: the coarsest scale, as IMTA's ``msdnet_ge.py``)."""
         return rescale(h, scale)
 

@@ -1,4 +1,4 @@
-"""The machine set-up before anything is timed: the allocator keeps freed memory.
+"""The allocator set-up before anything is timed: glibc keeps freed memory.
 
 Applied by :mod:`bench.measure.latency` and :func:`bench.measure.microbench.measure_machine` before any
 timing, and recorded in each run's ``latency.allocator``.
@@ -24,7 +24,7 @@ def keep_freed_memory() -> dict[str, Any]:
 
     By default glibc serves allocations of 32 MiB and more with fresh ``mmap`` pages and trims freed
     memory at the top of the heap, so the large activations of a forward pass are page-faulted in
-    again on every call (what that cost on the 2-core machine: docs/cost.md, "The allocator").
+    again on every call (what that cost: docs/measurements.md).
     PyTorch's CPU performance guide recommends jemalloc or tcmalloc for this reason; this is glibc's
     equivalent (``mallopt``: no ``mmap`` allocations, no trimming,
     64 MiB top pad), applied before anything is timed or the roofline is measured. Memory freed

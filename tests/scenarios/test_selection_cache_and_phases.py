@@ -1,4 +1,4 @@
-"""Issue 18, the researcher's daily loop: --only, the shared checkpoint cache, progress, compare, check."""
+"""Selecting runs (--only, globs, sweep points), the shared checkpoint cache, progress and phases, compare, check."""
 
 from __future__ import annotations
 
@@ -12,46 +12,27 @@ from bench.execute.runner import run_suite
 from bench.render.report import subset_folder, write_report
 from bench.results.store import ResultStore
 
-from .conftest import REPO
+from ..conftest import REPO
+from ..tiny import UNTIMED, tiny_suite
 
-SWEEP = """
-[suite]
-name = "loop"
-seeds = [0]
-
-[dataset]
-name = "digits"
-train_size = 200
-
-[model]
-channels = [4, 4, 4]
-hidden = 8
-
-[train]
-epochs = 1
-lr = 0.05
-momentum = 0.9
-
-[evaluation]
-thresholds = [0.0, 0.6, 1.0]
-latency = false
-
-[[variants]]
-name = "base"
-loss = "base"
-
-[[variants]]
-name = "sum-p1"
-loss = "sum"
-exits = ["p1"]
-
-[[variants]]
-name = "firm-p1"
-loss = "firm"
-exits = ["p1"]
-pretrain_epochs = 1
-sweep = { "loss_options.lambda" = [0.1, 0.2] }
-"""
+SWEEP = tiny_suite(
+    suite={"name": "loop", "seeds": [0]},
+    dataset={"train_size": 200},
+    model={"channels": [4, 4, 4], "hidden": 8},
+    train={"log_every": None},
+    evaluation=UNTIMED,
+    variants=[
+        {"name": "base", "loss": "base"},
+        {"name": "sum-p1", "loss": "sum", "exits": ["p1"]},
+        {
+            "name": "firm-p1",
+            "loss": "firm",
+            "exits": ["p1"],
+            "pretrain_epochs": 1,
+            "sweep": {"loss_options.lambda": [0.1, 0.2]},
+        },
+    ],
+)
 
 
 @pytest.fixture
@@ -165,7 +146,7 @@ def test_default_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def test_progress_shows_this_runs_accuracy_phase_and_eta() -> None:
     from bench.execute.progress import RichProgress, format_eta
-    from cascade.train import EpochRecord
+    from cascade.training import EpochRecord
 
     now = [0.0]
     bar = RichProgress(3, enabled=False, clock=lambda: now[0])
@@ -191,7 +172,7 @@ def test_progress_shows_this_runs_accuracy_phase_and_eta() -> None:
 
 
 def test_runner_reports_phases(sweep: Path, tmp_path: Path) -> None:
-    from cascade.train import TrainCallback
+    from cascade.training import TrainCallback
 
     seen: list[str] = []
 

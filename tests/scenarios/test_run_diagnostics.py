@@ -1,4 +1,4 @@
-"""A researcher's first hour (issue 29): sanity warnings with a cause, keys that hold only what trains,
+"""Running a suite and reading what it says: sanity warnings with a cause, keys that hold only what trains,
 progress without a terminal, quick evaluation, comparisons that say what differs, honest small-n stats."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from bench.results.store import ResultStore
 from cascade import StudyCNN, load_dataset
 from cascade.losses import build_loss
 from cascade.models import MODELS
-from cascade.train import TrainConfig, train
+from cascade.training import TrainConfig, train
 
-from .test_runner import TINY
+from ..tiny import TINY
 
 # --------------------------------------------------------------------------- sanity warnings
 
@@ -176,7 +176,7 @@ def test_logging_settings_are_out_of_the_train_key(tmp_path: Path) -> None:
 def test_committed_branchynet_runs_are_found_under_their_legacy_keys() -> None:
     """The 10 + 20-epoch BranchyNet runs once committed in results/branchynet_lenet (kept as a fixture since the
     full-length runs replaced them): files written before log_every left the key are still found."""
-    from .conftest import REPO
+    from ..conftest import REPO
 
     folder = REPO / "tests" / "fixtures" / "legacy_branchynet"
     recs = list(ResultStore(folder).iter_runs())
@@ -244,7 +244,11 @@ def test_one_line_per_finished_run_without_a_terminal(tmp_path: Path, monkeypatc
     assert len(lines) == 2  # firm-p2's base pre-training is the base variant's own run
     import re
 
-    pattern = r"^\[(\d)/2\] (base|firm-p2) seed 0: ok, accuracy \d+\.\d\d % at t = 0\.6, \d+\.\d s, ETA \d:\d\d:\d\d$"
+    # each run's share of latency timing follows its seconds (TINY times its runs)
+    pattern = (
+        r"^\[(\d)/2\] (base|firm-p2) seed 0: ok, accuracy \d+\.\d\d % at t = 0\.6, \d+\.\d s \(\d+ % timing\), "
+        r"ETA \d:\d\d:\d\d$"
+    )
     assert all(re.match(pattern, s) for s in lines), lines
     assert lines[-1].startswith("[2/2]") and lines[-1].endswith("ETA 0:00:00")
 
@@ -264,7 +268,7 @@ def test_finished_line_by_hand() -> None:
 
 def test_heartbeat_lines_while_a_run_trains_without_a_terminal() -> None:
     from bench.execute.progress import HEARTBEAT_SECONDS, RichProgress
-    from cascade.train import EpochRecord
+    from cascade.training import EpochRecord
 
     now, lines = [100.0], []
     bar = RichProgress(2, enabled=False, clock=lambda: now[0], line=lines.append)
@@ -292,7 +296,7 @@ def test_heartbeat_lines_while_a_run_trains_without_a_terminal() -> None:
 def test_piped_tables_never_split_a_number(capsys: pytest.CaptureFixture[str]) -> None:
     from bench.cli import main
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     assert main(["cost", str(REPO / "suites" / "smoke.toml"), "--variant", "base"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -364,7 +368,7 @@ def test_compare_names_models_overrides_and_one_sided_variants(tmp_path: Path) -
 
     from bench.verdicts.compare import compare
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     fix = REPO / "tests" / "fixtures"
     a, b = tmp_path / "a", tmp_path / "b"
@@ -506,7 +510,7 @@ def test_report_warns_when_base_is_at_chance(tmp_path: Path) -> None:
     from bench.analyse.load import load_results
     from bench.analyse.tables import warnings_for
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     out = tmp_path / "a"
     shutil.copytree(REPO / "tests" / "fixtures" / "results_a", out)

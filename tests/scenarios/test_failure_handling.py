@@ -19,9 +19,9 @@ from bench.execute.runner import run_suite
 from bench.render.report import write_report
 from bench.results.store import FolderLock, ResultStore, StoreError
 
-from .conftest import REPO
-from .synthetic import write_mnist
-from .test_runner import TINY
+from ..conftest import REPO
+from ..synthetic import write_mnist
+from ..tiny import TINY
 
 QUIET = {"progress": False, "log": lambda s: None}
 

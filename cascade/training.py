@@ -78,8 +78,8 @@ class TrainConfig:
     # deeper segments by (n - k - 1)/(n - k). Works with every loss; the forward values are unchanged.
     gradient_equilibrium: bool = added_later(False)
     # Train with images and convolution weights in NHWC memory order (torch.channels_last): the same function,
-    # computed with other kernels (ResNet-20 at batch 128 on the 2-core CPU: 0.18 s a step against 0.23-0.26
-    # NCHW). Their sums round differently, so the trained weights differ in the last bits: keyed like threads.
+    # computed with other kernels (faster for convolutions on a CPU; benchmarks/bench_train.py measures it).
+    # Their sums round differently, so the trained weights differ in the last bits: keyed like threads.
     # The trained model is returned in the default order. Image inputs (N, C, H, W) only.
     channels_last: bool = added_later(False)
     # Check the loss for NaN/inf every this many iterations (0 = every iteration on CPU, every
