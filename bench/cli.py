@@ -168,7 +168,13 @@ def _export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", required=True, help="the variant to export")
     p.add_argument("--seed", type=int, default=None, help="its seed (default: the lowest)")
     p.add_argument("--threshold", type=float, default=None, help="exit threshold (default: the suite's headline)")
-    p.add_argument("--runtime", choices=["onnx"], default="onnx", help="export format (ONNX, for ONNX Runtime)")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "onnx-graph", "executorch"],
+        default="onnx",
+        help="onnx: a file per segment and head (the decision in your code); onnx-graph: the whole cascade and its "
+        "policy as one ONNX graph (one call per batch); executorch: an ExecuTorch program, XNNPACK, batch 1",
+    )
     p.add_argument("--out", required=True, help="folder to write the files into")
     _cache(p)
     _folder_code(p)

@@ -1,4 +1,5 @@
-"""The roofline per runtime against measurement: every exit path and the cascade, eager and ONNX Runtime.
+"""The roofline per runtime against measurement: every exit path and the cascade, eager and every runtime with a
+roofline (ONNX Runtime's sessions and its one-graph cascade by default; ``BENCH_RUNTIMES`` picks them).
 
     BENCH_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_runtime_roofline.py
 
@@ -38,6 +39,8 @@ SETTINGS = TimingSettings(
     batch_sizes=(1, 256), samples_batch1=int(os.environ.get("BENCH_SAMPLES", "200")), repeats=5, warmup=1
 )
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))
+#: the runtimes besides eager (``BENCH_RUNTIMES=onnxruntime,onnxruntime-graph,openvino`` picks them)
+RUNTIMES = os.environ.get("BENCH_RUNTIMES", "onnxruntime,onnxruntime-graph").split(",")
 #: (model, runtime, batch, what) -> measured / predicted in each run; what: a path's exit name, "cascade", "speedup"
 RATIOS: defaultdict[tuple[str, str, int, str], list[float]] = defaultdict(list)
 MODELS = [
@@ -123,8 +126,9 @@ def run_once() -> None:
         label = f"{name}[{'+'.join(exits)}]"
         eager = latency_report(model, x, [(policy.threshold, policy)], SETTINGS)
         rows(label, "eager", eager["exit_paths"], eager["cascade"])
-        paths, cascades, _ = runtime_latency("onnxruntime", model, x, [(policy.threshold, policy)], SETTINGS)
-        rows(label, "onnxruntime", paths, cascades)
+        for runtime in RUNTIMES:
+            paths, cascades, _ = runtime_latency(runtime, model, x, [(policy.threshold, policy)], SETTINGS)
+            rows(label, runtime, paths, cascades)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ loaded on first use; docs/runtimes.md shows a plugin adding one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
-from cascade.exits import EagerPieces, Pieces
+from cascade.exits import EagerPieces, EarlyExitResult, ExitPolicy, Pieces, run_cascade, run_until
 from cascade.models._base import MultiExitModel
 
 #: how a runtime runs one micro-benchmark probe: (module, example input) -> a call to time
@@ -31,6 +31,48 @@ ProbeRunner = Callable[[nn.Module, torch.Tensor], Callable[[], Any]]
 
 class MissingRuntimeError(ImportError):
     """A runtime was asked for whose package is not installed."""
+
+
+class Served(Protocol):
+    """A model ready in one runtime: the three calls the harness times, on inputs the runtime converted.
+
+    :class:`ServedPieces` serves a runtime's :class:`~cascade.exits.Pieces` with the one cascade loop; a runtime
+    that runs the whole cascade in one call of its own (one ONNX graph) serves it its own way.
+    """
+
+    num_exits: int
+
+    def path(self, x: Any, level: int) -> Any:
+        """Every segment and head up to exit ``level`` on the whole batch (what obtaining that exit costs)."""
+        ...
+
+    def full(self, x: Any) -> Any:
+        """The network without early exit."""
+        ...
+
+    def dynamic(self, x: Any, policy: ExitPolicy) -> EarlyExitResult:
+        """The real early-exit cascade."""
+        ...
+
+
+class ServedPieces:
+    """A runtime's pieces served with the one cascade loop (:func:`cascade.exits.run_cascade`)."""
+
+    def __init__(self, pieces: Pieces) -> None:
+        self.pieces = pieces
+        self.num_exits = pieces.num_exits
+
+    def path(self, x: Any, level: int) -> Any:
+        """Every segment and head up to exit ``level`` on the whole batch (what obtaining that exit costs)."""
+        return run_until(self.pieces, x, level)
+
+    def full(self, x: Any) -> Any:
+        """The network without early exit."""
+        return self.path(x, self.num_exits - 1)
+
+    def dynamic(self, x: Any, policy: ExitPolicy) -> EarlyExitResult:
+        """The real early-exit cascade (:func:`cascade.exits.run_cascade`)."""
+        return run_cascade(self.pieces, x, policy)
 
 
 class Runtime:
@@ -48,6 +90,8 @@ class Runtime:
     colour: ClassVar[str] = ""
     #: whether the runtime folds batch norm into the layer before it (its roofline then counts the folded model)
     folds_batch_norm: ClassVar[bool] = False
+    #: the largest batch the runtime serves (None: any); larger latency batch sizes are skipped, and said so
+    max_batch: ClassVar[int | None] = None
 
     def check(self) -> None:
         """Raise :class:`MissingRuntimeError` naming the install command when the runtime cannot run here."""
@@ -59,6 +103,19 @@ class Runtime:
     def build(self, model: MultiExitModel, example: torch.Tensor, threads: int) -> Pieces:
         """``model`` (eval mode) made ready to run here on batches like ``example``, with ``threads`` threads."""
         raise NotImplementedError
+
+    def serve(
+        self, model: MultiExitModel, example: torch.Tensor, threads: int, policies: tuple[ExitPolicy, ...] = ()
+    ) -> Served:
+        """``model`` served here: by default its pieces (:meth:`build`) and the one cascade loop. ``policies``: the
+        policies the caller will run, for a runtime that prepares something per policy before it is timed."""
+        return ServedPieces(self.build(model.eval(), example, threads))
+
+    def decision_probe(self, threads: int) -> Callable[[], Any] | None:
+        """One batch-1 exit decision as this runtime takes it, for the roofline's ``decision`` figure (the call's
+        overhead is taken out); None: the decision in Python floats between calls
+        (:func:`cascade.exits.exit_of_one`)."""
+        return None
 
     def convert(self, x: torch.Tensor) -> Any:
         """A torch batch as this runtime's input (done outside the timing)."""

@@ -13,6 +13,7 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from bench.cli import main
+from bench.config.plan import build_for
 from bench.execute.export import export_run, read_export
 from bench.execute.runner import run_suite
 from bench.results.store import ResultStore, StoreError
@@ -32,16 +33,16 @@ def trained(tmp_path_factory) -> Path:
     return d / "out"
 
 
-def deploy_code() -> str:
-    """The serving code of docs/deploy.md (its first python block)."""
+def deploy_code(defines: str = "class Cascade") -> str:
+    """The serving code of docs/deploy.md: the python block that defines ``defines``."""
     text = (REPO / "docs" / "deploy.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    return next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if defines in block)
 
 
 def test_export_round_trip_equals_eager(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "deploy"
     assert (
-        main(["export", str(trained), "--variant", "sum-p2", "--out", str(out), "--runtime", "onnx", "--no-cache"]) == 0
+        main(["export", str(trained), "--variant", "sum-p2", "--out", str(out), "--format", "onnx", "--no-cache"]) == 0
     )
     said = capsys.readouterr().out
     assert "0 decision(s) differ from eager" in said and "359 test samples" in said
@@ -69,6 +70,45 @@ def test_export_round_trip_equals_eager(trained: Path, tmp_path: Path, capsys) -
     assert [int(c) for c, _ in got] == want.predictions.tolist()
     assert [meta["exits"].index(e) for _, e in got] == want.exit_index.tolist()
     assert 0 < want.early_share < 1 and json.loads((out / "cascade.json").read_text())["classes"][3] == "3"
+
+
+def test_one_graph_export_round_trip_equals_eager(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "graph"
+    args = ["export", str(trained), "--variant", "sum-p2", "--out", str(out), "--format", "onnx-graph", "--no-cache"]
+    assert main(args) == 0
+    assert "ONNX Runtime, one graph" in capsys.readouterr().out
+    meta = read_export(out)
+    assert meta["kind"] == "onnx-graph" and meta["files"] == {"graph": "cascade.onnx"}
+    assert sorted(p.name for p in out.iterdir()) == ["cascade.json", "cascade.onnx"]
+    assert meta["check"]["batch_1"]["differ"] == 0 and meta["check"]["decisions_differing_from_eager"] == 0
+    namespace: dict = {}
+    exec(compile(deploy_code("class GraphCascade"), "docs/deploy.md", "exec"), namespace)
+    served = namespace["GraphCascade"](out)
+    data = load_dataset("digits", train_size=300)
+    mean, std = (torch.tensor(data.normalization[k]).reshape(-1, 1, 1) for k in ("mean", "std"))
+    raw = (data.test.x * std + mean).numpy()
+    (rec,) = ResultStore(trained).latest_runs()
+    model = build_for(_job(trained, rec), data)
+    model.load_state_dict(torch.load(trained / "checkpoints" / f"{rec.train_key}.pt", weights_only=True)["state_dict"])
+    want = dynamic_forward(model.eval(), data.test.x, build_policy("max-prob", threshold=0.6))
+    classes, exits = served(raw)  # the whole test split as one batch
+    assert [int(c) for c in classes] == want.predictions.tolist()
+    assert [meta["exits"].index(e) for e in exits] == want.exit_index.tolist()
+    one = [served(raw[i : i + 1]) for i in range(40)]  # one image per call: the If chain
+    assert [meta["exits"].index(e[0]) for _, e in one] == want.exit_index[:40].tolist()
+    (out / "cascade.onnx").write_bytes((out / "cascade.onnx").read_bytes()[:-3])
+    with pytest.raises(StoreError, match=r"cascade\.onnx: "):
+        read_export(out)
+
+
+def test_executorch_export_round_trip_equals_eager(trained: Path, tmp_path: Path) -> None:
+    pytest.importorskip("executorch")
+    out = tmp_path / "pte"
+    summary = export_run(trained, variant="sum-p2", out=out, checkpoint_cache=False, kind="executorch")
+    meta = read_export(out)
+    assert meta["kind"] == "executorch" and meta["files"] == {"program": "cascade.pte"}
+    assert summary.check["decisions_differing_from_eager"] == summary.check["of_which_ties"]
+    assert summary.check["test_samples"] == 359
 
 
 def _job(folder: Path, rec):

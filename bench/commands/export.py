@@ -19,6 +19,7 @@ def main(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         checkpoint_cache=cache_setting(args.no_cache, args.cache_dir),
         trust=folder_trust(args),
+        kind=args.format,
     )
     c = summary.check
     recorded = c["recorded_test_accuracy"]
@@ -31,10 +32,15 @@ def main(args: argparse.Namespace) -> int:
         escape(
             f"exported {summary.record.variant} seed {summary.record.seed} -> {summary.out}: "
             f"{', '.join(summary.files)}\n"
-            f"check on {c['test_samples']:,} test samples with ONNX Runtime: {c['decisions_differing_from_eager']} "
-            f"decision(s) differ from eager ({c['of_which_ties']} of them ties within 1e-6); test accuracy "
+            f"check on {c['test_samples']:,} test samples ({ENGINES[args.format]}): "
+            f"{c['decisions_differing_from_eager']} decision(s) differ from eager "
+            f"({c['of_which_ties']} of them ties within 1e-6); test accuracy "
             f"{100 * summary.test_accuracy:.2f} %{against}; serve it as docs/deploy.md shows"
         ),
         highlight=False,
     )
     return 0
+
+
+#: what runs an export's check
+ENGINES = {"onnx": "ONNX Runtime", "onnx-graph": "ONNX Runtime, one graph", "executorch": "ExecuTorch, batch 1"}

@@ -112,3 +112,6 @@ def register_runtime(name: str, target: Any) -> None:
 RUNTIMES: Registry[RuntimeEntry] = Registry("runtime")
 register_runtime("eager", "cascade.runtime:EAGER")
 register_runtime("onnxruntime", "cascade.ort:ONNX_RUNTIME")
+register_runtime("onnxruntime-graph", "cascade.graph_runtime:ONNX_GRAPH")
+register_runtime("openvino", "cascade.openvino_runtime:OPENVINO")
+register_runtime("executorch", "cascade.executorch_runtime:EXECUTORCH")

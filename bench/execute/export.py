@@ -1,9 +1,16 @@
 """``bench export``: a trained multi-exit model as files a deployment serves without PyTorch.
 
-Writes, for one run of a results folder (a variant and a seed):
+Writes, for one run of a results folder (a variant and a seed), in one of three formats (``--format``):
 
-* ``segment_<k>.onnx`` and ``head_<k>.onnx`` for every exit k (dynamic batch axis; :mod:`cascade.ort`);
-* ``cascade.json``: the exit order and names, the exit policy and its threshold, the class names, the
+* ``onnx`` (the default): ``segment_<k>.onnx`` and ``head_<k>.onnx`` for every exit k (dynamic batch axis;
+  :mod:`cascade.ort`), the decision in the serving code between them;
+* ``onnx-graph``: ``cascade.onnx``, the whole cascade with its policy as one ONNX graph (:mod:`cascade.onnx_graph`:
+  inputs ``x`` and ``threshold``; outputs ``logits``, ``class``, ``exit``, ``confidence``), one call per batch;
+* ``executorch``: ``cascade.pte``, an ExecuTorch program whose methods ``segment_<k>`` and ``head_<k>`` are
+  XNNPACK-delegated, at batch 1 (:mod:`cascade.executorch_runtime`), the decision in the serving code;
+
+and in every format
+* ``cascade.json``: the format, the exit order and names, the exit policy and its threshold, the class names, the
   input shape and the normalisation to apply to images in [0, 1], the opset, the SHA-256 of every
   file, and where the model came from (folder, run and train keys, seed, test accuracy).
 
@@ -18,10 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.analyse.load import Results, load_results, recorded_plugins
@@ -37,10 +46,14 @@ from bench.results.record import RunRecord
 from bench.results.store import ResultStore, StoreError, canonical_json, default_checkpoint_cache
 from bench.results.typed import load_typed
 from cascade.agreement import check_against_eager
-from cascade.exits import POLICIES, build_policy, dynamic_forward
-from cascade.ort import OPSET, OrtCascade, export_model
+from cascade.exits import POLICIES, EarlyExitResult, build_policy, dynamic_forward, run_cascade
+from cascade.models._base import takes_previous
+from cascade.ort import OPSET, OrtCascade, SessionSettings, export_model
 
-EXPORT_FORMAT = 2  # 2: typed manifest with the digest of its file list (files_sha256)
+EXPORT_FORMAT = 3  # 3: the file formats (kind); 2: typed manifest with the digest of its file list (files_sha256)
+READABLE_FORMATS = (2, 3)  # a format-2 manifest is an onnx export
+#: what ``bench export --format`` writes
+KINDS = ("onnx", "onnx-graph", "executorch")
 
 
 @dataclass(frozen=True)
@@ -81,8 +94,11 @@ def export_run(
     threshold: float | None = None,
     checkpoint_cache: str | Path | bool | None = True,
     trust: FolderTrust = NO_TRUST,
+    kind: str = "onnx",
 ) -> ExportSummary:
-    """Export one run's trained model as ONNX segments and heads plus ``cascade.json`` (see the module)."""
+    """Export one run's trained model in format ``kind`` (:data:`KINDS`) plus ``cascade.json`` (see the module)."""
+    if kind not in KINDS:
+        raise StoreError(f"export format {kind!r}; known: {', '.join(KINDS)}")
     folder, out = Path(results_dir), Path(out)
     results = load_results(folder, trust)
     record = pick_run(results, variant, seed)
@@ -106,18 +122,13 @@ def export_run(
     policy = build_policy(
         record.policy, **({"threshold": t} if _has_threshold(record.policy) else {}), **_policy_options(record)
     )
-    segments, heads = export_model(model, data.test.x[:2])
-    files: dict[str, str] = {}
-    for kind, parts in (("segment", segments), ("head", heads)):
-        for k, blob in enumerate(parts):
-            files[f"{kind}_{k}.onnx"] = atomic_write_bytes(out / f"{kind}_{k}.onnx", blob)
-    cascade = OrtCascade(
-        [str(out / f"segment_{k}.onnx") for k in range(len(segments))],
-        [str(out / f"head_{k}.onnx") for k in range(len(heads))],
-    )
-    check = _check(model, cascade, data.test.x, data.test.y, policy)
+    files, run = _write(kind, model, data.test.x, policy, out)
+    check = _check(model, run, data.test.x, data.test.y, policy, batch=1 if kind == "executorch" else 256)
+    if kind == "onnx-graph":  # the If chain serves single samples: check it on them too
+        n = min(200, len(data.test.x))
+        check["batch_1"] = check_against_eager(model, run, data.test.x[:n], policy, 1)[0]
     check["recorded_test_accuracy"] = _recorded(record, t)
-    meta = _meta(record, spec, folder, data, policy, t, files, check)
+    meta = _meta(record, spec, folder, data, policy, t, files, check, kind)
     atomic_write_json(out / "cascade.json", meta)
     _against_the_run(out, check)  # after writing: the files stay for inspection, the command fails
     return ExportSummary(out, [*files, "cascade.json"], record, check, check["test_accuracy"])
@@ -134,6 +145,41 @@ def _load(path: Path, model: Any) -> Any:
             "checkpoint of this run: rerun `bench run` for this variant to train it again"
         ) from None
     return model
+
+
+def _write(
+    kind: str, model: Any, x: torch.Tensor, policy: Any, out: Path
+) -> tuple[dict[str, str], Callable[[torch.Tensor, Any], Any]]:
+    """The files of format ``kind`` (name -> SHA-256) and how to run them on a torch batch (for the check)."""
+    files: dict[str, str] = {}
+    if kind == "onnx":
+        segments, heads = export_model(model, x[:2])
+        for name, parts in (("segment", segments), ("head", heads)):
+            for k, blob in enumerate(parts):
+                files[f"{name}_{k}.onnx"] = atomic_write_bytes(out / f"{name}_{k}.onnx", blob)
+        cascade = OrtCascade(
+            [str(out / f"segment_{k}.onnx") for k in range(len(segments))],
+            [str(out / f"head_{k}.onnx") for k in range(len(heads))],
+        )
+        return files, lambda xb, p: cascade.dynamic(xb.numpy(), p)
+    if kind == "onnx-graph":
+        from cascade.onnx_graph import cascade_graph  # noqa: PLC0415  (the [onnx] extra)
+
+        files["cascade.onnx"] = atomic_write_bytes(out / "cascade.onnx", cascade_graph(model, x, policy))
+        (session,) = SessionSettings().sessions([str(out / "cascade.onnx")])
+
+        def run_graph(xb: torch.Tensor, p: Any) -> Any:
+            threshold = np.asarray(p.threshold, dtype=np.float32)
+            _, classes, exits, _ = session.run(None, {"x": xb.numpy(), "threshold": threshold})
+            return EarlyExitResult(torch.from_numpy(classes), torch.from_numpy(exits), model.num_exits)
+
+        return files, run_graph
+    from cascade.executorch_runtime import ExecuTorchPieces, program  # noqa: PLC0415  (the [executorch] extra)
+
+    files["cascade.pte"] = atomic_write_bytes(out / "cascade.pte", program(model, x))
+    reads = [takes_previous(h) for h in model.exit_heads]
+    pieces = ExecuTorchPieces((out / "cascade.pte").read_bytes(), model.num_exits, reads)
+    return files, lambda xb, p: run_cascade(pieces, xb.contiguous(), p)
 
 
 def _recorded(record: RunRecord, threshold: float) -> float | None:
@@ -161,7 +207,13 @@ def _against_the_run(out: Path, check: dict[str, Any]) -> None:
     if check["decisions_differing_from_eager"] > check["of_which_ties"]:
         raise ExportMismatchError(
             f"{out}: {check['decisions_differing_from_eager'] - check['of_which_ties']} test decision(s) of the "
-            "exported ONNX files differ from eager PyTorch's beyond threshold ties; do not serve them"
+            "exported files differ from eager PyTorch's beyond threshold ties; do not serve them"
+        )
+    one = check.get("batch_1")
+    if one is not None and one["differ"] > one["ties"]:
+        raise ExportMismatchError(
+            f"{out}: at batch 1, {one['differ'] - one['ties']} test decision(s) of the exported graph differ from "
+            "eager PyTorch's beyond threshold ties; do not serve it"
         )
 
 
@@ -176,10 +228,11 @@ def _has_threshold(policy: str) -> bool:
 
 @torch.no_grad()
 def _check(
-    model: Any, cascade: OrtCascade, x: torch.Tensor, y: torch.Tensor, policy: Any, batch: int = 256
+    model: Any, run: Callable[[torch.Tensor, Any], Any], x: torch.Tensor, y: torch.Tensor, policy: Any, batch: int
 ) -> dict[str, Any]:
-    """The exported cascade's decisions against eager's on the test split, both accuracies."""
-    agree, ours = check_against_eager(model, lambda xb, p: cascade.dynamic(xb.numpy(), p), x, policy, batch)
+    """The exported cascade's decisions (``run`` on torch batches) against eager's on the test split, both
+    accuracies."""
+    agree, ours = check_against_eager(model, run, x, policy, batch)
     eager = torch.cat([dynamic_forward(model, x[i : i + batch], policy).predictions for i in range(0, len(x), batch)])
     return {
         "test_samples": agree["samples"],
@@ -199,16 +252,24 @@ def _meta(
     threshold: float,
     files: dict[str, str],
     check: dict[str, Any],
+    kind: str = "onnx",
 ) -> dict[str, Any]:
     n = record.exits.names if record.exits else []
     options = _policy_options(record)  # JSON writes its tuples as arrays
-    return {
-        "format": EXPORT_FORMAT,
-        "exits": n,
-        "files": {
+    by_kind: dict[str, dict[str, Any]] = {
+        "onnx": {
             "segments": [f"segment_{k}.onnx" for k in range(len(n))],
             "heads": [f"head_{k}.onnx" for k in range(len(n))],
         },
+        "onnx-graph": {"graph": "cascade.onnx"},
+        "executorch": {"program": "cascade.pte"},
+    }
+    listed = by_kind[kind]
+    return {
+        "format": EXPORT_FORMAT,
+        "kind": kind,
+        "exits": n,
+        "files": listed,
         "policy": {
             "name": record.policy,
             "threshold": threshold if hasattr(policy, "threshold") else None,
@@ -256,8 +317,10 @@ class ExportError(StoreError):
 
 @dataclass(frozen=True)
 class ExportFiles:
-    segments: list[str]  # segment_<k>.onnx, in exit order
-    heads: list[str]  # head_<k>.onnx, in exit order
+    segments: list[str] = field(default_factory=list)  # onnx: segment_<k>.onnx, in exit order
+    heads: list[str] = field(default_factory=list)  # onnx: head_<k>.onnx, in exit order
+    graph: str | None = None  # onnx-graph: cascade.onnx
+    program: str | None = None  # executorch: cascade.pte
 
 
 @dataclass(frozen=True)
@@ -300,24 +363,34 @@ class ExportManifest:
     files_sha256: str  # SHA-256 of the canonical JSON of ``sha256``: the list itself is checked too
     check: dict[str, Any]
     source: dict[str, Any]
+    kind: str = "onnx"  # one of KINDS (format 2 manifests are onnx exports)
 
     def __post_init__(self) -> None:
-        n = len(self.exits)
-        if n < 1 or len(self.files.segments) != n or len(self.files.heads) != n:
+        if self.format not in READABLE_FORMATS:
+            raise ValueError(f"format: {self.format!r} is not one this code reads ({READABLE_FORMATS}); export again")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind: {self.kind!r}; known: {', '.join(KINDS)}")
+        n, f = len(self.exits), self.files
+        pieces = bool(f.segments or f.heads)
+        if n < 1:
+            raise ValueError("exits: an export holds at least one exit")
+        if self.kind == "onnx" and (len(f.segments) != n or len(f.heads) != n or f.graph or f.program):
             raise ValueError(
-                f"{n} exits need as many segments and heads; files lists {len(self.files.segments)} "
-                f"segment(s) and {len(self.files.heads)} head(s)"
+                f"{n} exits need as many segments and heads and nothing else; files lists {len(f.segments)} "
+                f"segment(s) and {len(f.heads)} head(s)"
             )
+        if self.kind == "onnx-graph" and (not f.graph or pieces or f.program):
+            raise ValueError("files: an onnx-graph export lists its graph and nothing else")
+        if self.kind == "executorch" and (not f.program or pieces or f.graph):
+            raise ValueError("files: an executorch export lists its program and nothing else")
         t = self.policy.threshold
         if t is not None and not 0 <= t <= 1:
             raise ValueError(f"policy.threshold: {t!r} is out of range; allowed: a number in [0, 1]")
-        if self.format != EXPORT_FORMAT:
-            raise ValueError(f"format: {self.format!r} is not {EXPORT_FORMAT}, the one this code reads; export again")
 
     @property
     def listed(self) -> list[str]:
         """Every file the manifest names."""
-        return [*self.files.segments, *self.files.heads]
+        return [*self.files.segments, *self.files.heads, *(x for x in (self.files.graph, self.files.program) if x)]
 
 
 def files_digest(sha256: dict[str, str]) -> str:

@@ -310,14 +310,17 @@ def measure_machine(
     channels_last: bool | None = None,
     runtime: str = "eager",
     runner: Runner | None = None,
+    decision: Callable[[], Any] | None = None,
 ) -> Machine:
     """The micro-benchmark: MAC rate per kernel family, bandwidth and per-op overhead (a few seconds).
 
-    ``runner`` runs every probe through another runtime (``runtime`` names it; e.g.
-    :func:`bench.measure.runtimes.ort_runner`): the element-wise curve is then a one-operator graph per
+    ``runner`` runs every probe through another runtime (``runtime`` names it; its
+    :meth:`cascade.runtime.Runtime.probe`): the element-wise curve is then a one-operator graph per
     size, ``overhead`` the time per operator inside a call (from 1 against 9 chained operator pairs),
     ``call_overhead`` the one-operator graph on one element less ``overhead``, ``launch`` each family's tiny
-    kernel less ``call_overhead``.
+    kernel less ``call_overhead``. ``decision``: one batch-1 exit decision as the runtime takes it
+    (:meth:`cascade.runtime.Runtime.decision_probe`; its call overhead taken out), instead of the decision in Python
+    floats between calls.
     """
     device = torch.device(device)
     nhwc = device.type == "cpu" if channels_last is None else channels_last
@@ -349,7 +352,10 @@ def measure_machine(
     overhead = node if runner else overhead
 
     logits, policy = rnd(1, 10), MaxProbPolicy(threshold=0.5)
-    decision = seconds(lambda: one_result(exit_of_one(policy, logits, {}, last=False)[0] or 0, 0, 2, device), 0.02)
+    if decision is None:
+        one = seconds(lambda: one_result(exit_of_one(policy, logits, {}, last=False)[0] or 0, 0, 2, device), 0.02)
+    else:
+        one = max(seconds(decision, 0.02) - call, 0.0)
     module_call = 0.0 if runner else _module_call(rnd, fmt)
 
     figures = _rates(best, {name: w for name, _, _, w in probes}, call, launch, overhead)
@@ -364,7 +370,7 @@ def measure_machine(
         memory_curve=[[b, t] for b, t in zip(sizes, times)],
         runtime=runtime,
         call_overhead=call,
-        decision=decision,
+        decision=one,
         module_call=module_call,
         **figures,
         allocator=allocator,
@@ -391,11 +397,12 @@ def machine(
     runtime: str = "eager",
     runner: Runner | None = None,
     version: str = "",
+    decision: Callable[[], Any] | None = None,
 ) -> Machine:
     """This machine's figures for the current thread count: from the cache, or measured and cached.
 
-    ``runtime`` / ``runner`` / ``version``: another runtime's figures (:func:`measure_machine`), cached apart
-    under its name and version."""
+    ``runtime`` / ``runner`` / ``version`` / ``decision``: another runtime's figures (:func:`measure_machine`),
+    cached apart under its name and version."""
     device = torch.device(device)
     nhwc = device.type == "cpu" if channels_last is None else channels_last
     layout = "nhwc" if nhwc else "nchw"
@@ -411,7 +418,7 @@ def machine(
             return Machine.from_dict(json.loads(path.read_text()))
         except (ValueError, TypeError, KeyError):
             pass  # a damaged cache entry is measured again
-    m = measure_machine(device, channels_last=nhwc, runtime=runtime, runner=runner)
+    m = measure_machine(device, channels_last=nhwc, runtime=runtime, runner=runner, decision=decision)
     if path is not None:
         try:
             atomic_write_bytes(path, json.dumps(m.to_dict(), indent=1).encode())

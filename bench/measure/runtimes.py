@@ -36,9 +36,9 @@ from bench.measure.cost import counting
 from bench.measure.latency import time_side_by_side, timed_samples
 from bench.measure.timing import TimingSettings
 from cascade.agreement import check_against_eager
-from cascade.exits import EarlyExitResult, ExitPolicy, Pieces, dynamic_forward, run_cascade, run_until
+from cascade.exits import EarlyExitResult, ExitPolicy, dynamic_forward
 from cascade.models._base import MultiExitModel
-from cascade.runtime import Runtime
+from cascade.runtime import Runtime, Served
 
 
 @dataclass(frozen=True)
@@ -47,20 +47,20 @@ class Prepared:
 
     name: str  # the registered name
     runtime: Runtime
-    pieces: Pieces
+    served: Served
     threads: int
 
     def path(self, x: Any, level: int) -> Any:
         """Every segment and head up to exit ``level`` (what obtaining that exit costs)."""
-        return run_until(self.pieces, x, level)
+        return self.served.path(x, level)
 
     def full(self, x: Any) -> Any:
         """The network without early exit."""
-        return run_until(self.pieces, x, self.pieces.num_exits - 1)
+        return self.served.full(x)
 
     def dynamic(self, x: Any, policy: ExitPolicy) -> EarlyExitResult:
-        """The real early-exit cascade (:func:`cascade.exits.run_cascade`, the loop of every runtime)."""
-        return run_cascade(self.pieces, x, policy)
+        """The real early-exit cascade (the runtime's own, or the one loop every piecewise runtime shares)."""
+        return self.served.dynamic(x, policy)
 
     def machine(self) -> roofline.Machine | None:
         """This machine's roofline figures measured through the runtime (None: it has no probe runner)."""
@@ -68,7 +68,12 @@ class Prepared:
         if runner is None:
             return None
         return microbench.machine(
-            "cpu", channels_last=False, runtime=self.name, version=self.runtime.version(), runner=runner
+            "cpu",
+            channels_last=False,
+            runtime=self.name,
+            version=self.runtime.version(),
+            runner=runner,
+            decision=self.runtime.decision_probe(self.threads),
         )
 
     def convert(self, x: torch.Tensor) -> Any:
@@ -92,12 +97,12 @@ def check_available(names: Sequence[str]) -> None:
         load_runtime(name).check()
 
 
-def prepare(name: str, model: MultiExitModel, x: torch.Tensor) -> Prepared:
-    """``model`` built in runtime ``name`` for batches like ``x``, with this process's thread count."""
+def prepare(name: str, model: MultiExitModel, x: torch.Tensor, policies: Sequence[ExitPolicy] = ()) -> Prepared:
+    """``model`` served in runtime ``name`` for batches like ``x`` and ``policies``, with this process's threads."""
     runtime = load_runtime(name)
     runtime.check()
     threads = torch.get_num_threads()
-    return Prepared(name, runtime, runtime.build(model.eval(), x[:2], threads), threads)
+    return Prepared(name, runtime, runtime.serve(model.eval(), x[:2], threads, tuple(policies)), threads)
 
 
 def _time_batches(
@@ -190,12 +195,15 @@ def runtime_latency(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(exit-path entries, cascade entries, settings with the agreement) of runtime ``name`` on ``x``."""
     model = model.eval()
-    prep = prepare(name, model, x)
+    prep = prepare(name, model, x, [policy for _, policy in policies])
     machine = prep.machine()  # measured (or read from the cache) before timing
     predictor = _Predictor(model, machine, prep.runtime) if machine else None
     paths: list[dict[str, Any]] = []
     cascades: list[dict[str, Any]] = []
-    for bs in settings.batch_sizes:
+    largest = prep.runtime.max_batch
+    served = [b for b in settings.batch_sizes if largest is None or b <= largest]
+    skipped = [b for b in settings.batch_sizes if b not in served]
+    for bs in served:
         n = timed_samples(len(x), bs, settings.samples_batch1)
         chunks = [x[i : i + bs] for i in range(0, n, bs)]
         timed = _time_batches(name, prep, model, [prep.convert(c) for c in chunks], policies, settings)
@@ -210,8 +218,10 @@ def runtime_latency(
         cascades += timed[1]
     checks = {}
     eager_logits = model(x).logits
-    for threshold, policy in policies:  # every evaluated test sample, at the largest batch
+    check_batch = max(settings.batch_sizes) if largest is None else min(max(settings.batch_sizes), largest)
+    for threshold, policy in policies:  # every evaluated test sample, at the largest batch the runtime serves
         run = functools.partial(_run_converted, prep)
-        checks[str(threshold)] = check_against_eager(model, run, x, policy, max(settings.batch_sizes), eager_logits)[0]
+        checks[str(threshold)] = check_against_eager(model, run, x, policy, check_batch, eager_logits)[0]
     figures = {"roofline": machine.to_dict()} if machine else {}
-    return paths, cascades, {**prep.settings, **figures, "agreement_with_eager": checks}
+    limits = {"skipped_batch_sizes": skipped, "max_batch": largest} if skipped else {}
+    return paths, cascades, {**prep.settings, **figures, **limits, "agreement_with_eager": checks}
