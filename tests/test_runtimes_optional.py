@@ -13,7 +13,6 @@ import torch
 from bench.execute.runner import run_suite
 from bench.results.store import ResultStore
 from cascade import build_policy, dynamic_forward
-from cascade.runtime import MissingRuntimeError
 
 from .test_onnx_graph import _median_threshold, _sharpened
 from .test_ort import CASES, _model
